@@ -1,0 +1,376 @@
+//! A service principal with a client secret: the OAuth client-credentials grant against Entra v2.
+//!
+//! Values come from the configuration first, then the variables the Azure SDKs'
+//! `EnvironmentCredential` reads (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`,
+//! `AZURE_AUTHORITY_HOST`). Entra traffic honours the proxy, so this uses the remote client.
+
+use reqwest::StatusCode;
+
+use super::env::Env;
+use super::response::{error_summary, parse_token};
+use super::retry::{describe, retry_after, with_retries, Outcome, RetrySchedule};
+use super::{cloud, AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
+use crate::http::{parse_secure_url, HttpClients};
+use crate::secret::Secret;
+
+const NAME: &str = "client-secret";
+
+/// Tokens for a service principal. `Debug` is safe: the secret is a [`Secret`].
+#[derive(Debug)]
+pub struct ClientSecretSource {
+    http: reqwest::Client,
+    token_url: reqwest::Url,
+    client_id: String,
+    secret: Secret,
+    scope: String,
+    retry: RetrySchedule,
+}
+
+impl ClientSecretSource {
+    /// Validates the configuration; sends nothing.
+    ///
+    /// A missing tenant, client id or secret is [`AuthError::Unavailable`] (so `auto` can move
+    /// on, saying which were missing); a malformed value is [`AuthError::Config`].
+    pub fn new(cfg: &AuthConfig, http: &HttpClients, env: &Env) -> Result<Self, AuthError> {
+        let pick = |value: &Option<String>, var: &str| {
+            value
+                .as_deref()
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .or_else(|| env.get(var).map(|v| v.trim().to_string()))
+        };
+        let tenant = pick(&cfg.tenant_id, "AZURE_TENANT_ID");
+        let client_id = pick(&cfg.client_id, "AZURE_CLIENT_ID");
+        let secret = cfg
+            .client_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| env.get("AZURE_CLIENT_SECRET").map(Secret::new));
+        let (tenant, client_id, secret) = match (tenant, client_id, secret) {
+            (Some(t), Some(c), Some(s)) => (t, c, s),
+            (tenant, client_id, secret) => {
+                let missing: Vec<&str> = [
+                    tenant.is_none().then_some("tenant id (AZURE_TENANT_ID)"),
+                    client_id.is_none().then_some("client id (AZURE_CLIENT_ID)"),
+                    secret
+                        .is_none()
+                        .then_some("client secret (AZURE_CLIENT_SECRET)"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                return Err(AuthError::Unavailable {
+                    source_name: NAME,
+                    reason: format!("no {} set", missing.join(", ")),
+                });
+            }
+        };
+        // The tenant becomes a path segment: accept only what tenant ids and domains contain.
+        if !tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(AuthError::Config(format!(
+                "tenant id {tenant:?} is not a GUID or domain name"
+            )));
+        }
+        let authority = cfg
+            .authority_host
+            .clone()
+            .filter(|h| !h.trim().is_empty())
+            .or_else(|| env.get("AZURE_AUTHORITY_HOST"))
+            .unwrap_or_else(|| cfg.cloud.authority_host().to_string());
+        let mut authority = parse_secure_url("authority host", &authority)
+            .map_err(|e| AuthError::Config(e.to_string()))?;
+        if !authority.path().ends_with('/') {
+            let path = format!("{}/", authority.path());
+            authority.set_path(&path);
+        }
+        let token_url = authority
+            .join(&format!("{tenant}/oauth2/v2.0/token"))
+            .map_err(|e| AuthError::Config(format!("cannot build the token URL: {e}")))?;
+        let audience = cfg
+            .audience
+            .clone()
+            .unwrap_or_else(|| cfg.cloud.audience().to_string());
+        Ok(ClientSecretSource {
+            http: http.remote.clone(),
+            token_url,
+            client_id,
+            secret,
+            scope: cloud::scope(&audience),
+            retry: RetrySchedule::ENTRA,
+        })
+    }
+
+    /// Replaces the retry schedule (tests use a short one).
+    pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    async fn request(&self) -> Result<AccessToken, AuthError> {
+        with_retries(NAME, &self.retry, |_| self.attempt()).await
+    }
+
+    async fn attempt(&self) -> Outcome<AccessToken> {
+        let form = [
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.secret.expose()),
+            ("scope", self.scope.as_str()),
+            ("grant_type", "client_credentials"),
+        ];
+        let sent = self
+            .http
+            .post(self.token_url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .form(&form)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                let error = self.failed(format!(
+                    "request to {} failed: {}",
+                    self.token_url,
+                    describe(&e)
+                ));
+                return Outcome::Retry { error, after: None };
+            }
+        };
+        let status = response.status();
+        let after = retry_after(response.headers());
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                let error = self.failed(format!("reading Entra's answer failed: {}", describe(&e)));
+                return Outcome::Retry { error, after };
+            }
+        };
+        if status == StatusCode::OK {
+            return match parse_token(NAME, &body) {
+                Ok(token) => Outcome::Done(token),
+                Err(e) => Outcome::Fail(e),
+            };
+        }
+        let summary = self.redact(error_summary(&body));
+        match status.as_u16() {
+            400 | 401 => Outcome::Fail(self.failed(format!(
+                "Entra refused client {} (HTTP {status}): {summary}",
+                self.client_id
+            ))),
+            429 | 500..=599 => Outcome::Retry {
+                error: self.failed(format!("Entra answered HTTP {status}: {summary}")),
+                after,
+            },
+            _ => Outcome::Fail(self.failed(format!("Entra answered HTTP {status}: {summary}"))),
+        }
+    }
+
+    /// Entra does not echo secrets, but an error text is ours to guarantee clean.
+    fn redact(&self, text: String) -> String {
+        let secret = self.secret.expose();
+        if secret.is_empty() || !text.contains(secret) {
+            return text;
+        }
+        text.replace(secret, "<redacted>")
+    }
+
+    fn failed(&self, reason: String) -> AuthError {
+        AuthError::Failed {
+            source_name: NAME,
+            reason,
+        }
+    }
+}
+
+impl TokenSource for ClientSecretSource {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(self.request())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::test_support::{fast_retry, pairs, serve, unused_port, Recorded};
+    use axum::http::{HeaderMap, StatusCode as AxumStatus};
+    use axum::routing::post;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    const SECRET: &str = "very-secret-value~123";
+    const OK_BODY: &str = r#"{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"tok-entra"}"#;
+
+    fn http() -> HttpClients {
+        HttpClients::new(Duration::from_secs(5)).unwrap()
+    }
+
+    fn cfg(authority: &str) -> AuthConfig {
+        AuthConfig {
+            tenant_id: Some("contoso.onmicrosoft.com".into()),
+            client_id: Some("app-id".into()),
+            client_secret: Some(Secret::new(SECRET)),
+            authority_host: Some(authority.into()),
+            ..Default::default()
+        }
+    }
+
+    fn no_env() -> Env {
+        Env::from_pairs::<&str, &str>([])
+    }
+
+    /// A fake Entra token endpoint for tenant `contoso.onmicrosoft.com`, answering with the next
+    /// scripted (status, body); the last repeats.
+    async fn fake_entra(script: Vec<(u16, String)>) -> (String, Recorded) {
+        let recorded = Recorded::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let rec = recorded.clone();
+        let app = axum::Router::new().route(
+            "/contoso.onmicrosoft.com/oauth2/v2.0/token",
+            post(move |headers: HeaderMap, form: String| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = script[n.min(script.len() - 1)].clone();
+                rec.push(headers, pairs(&form));
+                async move { (AxumStatus::from_u16(status).unwrap(), body) }
+            }),
+        );
+        (serve(app).await, recorded)
+    }
+
+    #[tokio::test]
+    async fn posts_the_client_credentials_form() {
+        let (base, rec) = fake_entra(vec![(200, OK_BODY.into())]).await;
+        let src = ClientSecretSource::new(&cfg(&base), &http(), &no_env()).unwrap();
+        let token = src.fetch().await.unwrap();
+        assert_eq!(token.token.expose(), "tok-entra");
+        let (headers, form) = rec.only();
+        assert_eq!(
+            headers.get("content-type").unwrap(),
+            "application/x-www-form-urlencoded"
+        );
+        assert_eq!(form["client_id"], "app-id");
+        assert_eq!(form["client_secret"], SECRET);
+        assert_eq!(form["scope"], "https://monitor.azure.com//.default");
+        assert_eq!(form["grant_type"], "client_credentials");
+    }
+
+    #[tokio::test]
+    async fn reads_the_environment_like_the_sdks() {
+        let (base, rec) = fake_entra(vec![(200, OK_BODY.into())]).await;
+        let env = Env::from_pairs([
+            ("AZURE_TENANT_ID", "contoso.onmicrosoft.com"),
+            ("AZURE_CLIENT_ID", "env-app"),
+            ("AZURE_CLIENT_SECRET", SECRET),
+            ("AZURE_AUTHORITY_HOST", base.as_str()),
+        ]);
+        let cfg = AuthConfig {
+            cloud: crate::auth::Cloud::China,
+            ..Default::default()
+        };
+        let src = ClientSecretSource::new(&cfg, &http(), &env).unwrap();
+        src.fetch().await.unwrap();
+        let (_, form) = rec.only();
+        assert_eq!(form["client_id"], "env-app");
+        assert_eq!(form["client_secret"], SECRET);
+        assert_eq!(form["scope"], "https://monitor.azure.cn//.default");
+    }
+
+    #[tokio::test]
+    async fn retries_500_then_succeeds() {
+        let (base, rec) = fake_entra(vec![
+            (500, "busy".into()),
+            (429, "".into()),
+            (200, OK_BODY.into()),
+        ])
+        .await;
+        let src = ClientSecretSource::new(&cfg(&base), &http(), &no_env())
+            .unwrap()
+            .with_retry(fast_retry());
+        assert_eq!(src.fetch().await.unwrap().token.expose(), "tok-entra");
+        assert_eq!(rec.count(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_400_surfaces_the_aadsts_line_and_never_the_secret() {
+        // A hostile answer that echoes the secret back: it must still not reach the error.
+        let body = format!(
+            r#"{{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided: {SECRET}.\r\nTrace ID: abc\r\nCorrelation ID: def","error_codes":[7000215]}}"#
+        );
+        let (base, rec) = fake_entra(vec![(400, body)]).await;
+        let src = ClientSecretSource::new(&cfg(&base), &http(), &no_env())
+            .unwrap()
+            .with_retry(fast_retry());
+        let err = src.fetch().await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("invalid_client: AADSTS7000215"), "{text}");
+        assert!(!text.contains("Trace ID"), "{text}");
+        assert!(!text.contains(SECRET) && !format!("{err:?}").contains(SECRET));
+        assert_eq!(rec.count(), 1, "a 400 is not retried");
+    }
+
+    #[tokio::test]
+    async fn unreachable_entra_is_retried_then_reported() {
+        let base = format!("http://127.0.0.1:{}/", unused_port().await);
+        let src = ClientSecretSource::new(&cfg(&base), &http(), &no_env())
+            .unwrap()
+            .with_retry(fast_retry());
+        let err = src.fetch().await.unwrap_err();
+        assert!(err.to_string().contains("gave up after"), "{err}");
+    }
+
+    #[test]
+    fn missing_values_are_listed() {
+        let err = ClientSecretSource::new(
+            &AuthConfig {
+                client_id: Some("x".into()),
+                ..Default::default()
+            },
+            &http(),
+            &no_env(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, AuthError::Unavailable { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("AZURE_TENANT_ID") && text.contains("AZURE_CLIENT_SECRET"));
+        assert!(!text.contains("AZURE_CLIENT_ID"), "{text}");
+    }
+
+    #[test]
+    fn authority_rules() {
+        let plain = ClientSecretSource::new(&cfg("http://login.example.com/"), &http(), &no_env())
+            .unwrap_err();
+        assert!(matches!(plain, AuthError::Config(_)), "{plain:?}");
+
+        let mut bad_tenant = cfg("https://login.microsoftonline.com/");
+        bad_tenant.tenant_id = Some("../evil".into());
+        assert!(matches!(
+            ClientSecretSource::new(&bad_tenant, &http(), &no_env()),
+            Err(AuthError::Config(_))
+        ));
+
+        let mut us = cfg("");
+        us.authority_host = None;
+        us.cloud = crate::auth::Cloud::UsGov;
+        let src = ClientSecretSource::new(&us, &http(), &no_env()).unwrap();
+        assert_eq!(
+            src.token_url.as_str(),
+            "https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+
+        // A host without its trailing slash, and one with a path prefix (a proxying gateway).
+        let src =
+            ClientSecretSource::new(&cfg("https://login.example.com/prefix"), &http(), &no_env())
+                .unwrap();
+        assert_eq!(
+            src.token_url.as_str(),
+            "https://login.example.com/prefix/contoso.onmicrosoft.com/oauth2/v2.0/token"
+        );
+    }
+}

@@ -1,0 +1,454 @@
+//! Managed identity on an Azure VM or VM scale set, through the Instance Metadata Service.
+//!
+//! One GET to `169.254.169.254` with `Metadata: true`, never through a proxy (IMDS refuses
+//! proxied requests). IMDS is briefly unavailable while the host updates (404, 410) and throttles
+//! (429), so those are retried per Microsoft's guidance; other 4xx mean a wrong request and are not.
+
+use std::fmt;
+
+use reqwest::StatusCode;
+
+use super::env::Env;
+use super::response::{error_summary, parse_token};
+use super::retry::{describe, retry_after, with_retries, Outcome, RetrySchedule};
+use super::{cloud, AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
+use crate::http::HttpClients;
+
+const NAME: &str = "managed-identity";
+const DEFAULT_BASE: &str = "http://169.254.169.254";
+const API_VERSION: &str = "2018-02-01";
+
+/// A user-assigned identity, named by exactly one of its ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserAssigned {
+    ClientId(String),
+    ObjectId(String),
+    /// The identity's ARM resource id.
+    ResourceId(String),
+}
+
+impl UserAssigned {
+    /// Reads the id from the configuration: none means the system-assigned identity.
+    pub fn from_config(cfg: &AuthConfig) -> Result<Option<Self>, AuthError> {
+        let given = |v: &Option<String>| {
+            v.as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let ids: Vec<UserAssigned> = [
+            given(&cfg.client_id).map(UserAssigned::ClientId),
+            given(&cfg.object_id).map(UserAssigned::ObjectId),
+            given(&cfg.resource_id).map(UserAssigned::ResourceId),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        match ids.len() {
+            0 => Ok(None),
+            1 => Ok(ids.into_iter().next()),
+            _ => Err(AuthError::Config(format!(
+                "a user-assigned managed identity is named by one id, but {} were given ({}); \
+                 keep only one of client_id, object_id, resource_id",
+                ids.len(),
+                ids.iter()
+                    .map(|id| id.param())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// The IMDS query parameter for this id.
+    fn param(&self) -> &'static str {
+        match self {
+            UserAssigned::ClientId(_) => "client_id",
+            UserAssigned::ObjectId(_) => "object_id",
+            UserAssigned::ResourceId(_) => "msi_res_id",
+        }
+    }
+
+    fn value(&self) -> &str {
+        match self {
+            UserAssigned::ClientId(v) | UserAssigned::ObjectId(v) | UserAssigned::ResourceId(v) => {
+                v
+            }
+        }
+    }
+}
+
+impl fmt::Display for UserAssigned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.param(), self.value())
+    }
+}
+
+/// Tokens from IMDS. Holds no secret.
+#[derive(Debug)]
+pub struct ImdsSource {
+    http: reqwest::Client,
+    /// The full token URL with its query.
+    url: reqwest::Url,
+    /// Where IMDS is, for messages.
+    base: String,
+    identity: Option<UserAssigned>,
+    retry: RetrySchedule,
+}
+
+impl ImdsSource {
+    /// Validates the configuration; sends nothing. Uses the no-proxy client.
+    pub fn new(cfg: &AuthConfig, http: &HttpClients, env: &Env) -> Result<Self, AuthError> {
+        let identity = UserAssigned::from_config(cfg)?;
+        // AAD Pod Identity (legacy) points this at its own endpoint.
+        let base = env
+            .get("AZURE_POD_IDENTITY_AUTHORITY_HOST")
+            .unwrap_or_else(|| DEFAULT_BASE.to_string());
+        let base = base.trim().trim_end_matches('/').to_string();
+        let mut url = reqwest::Url::parse(&format!("{base}/metadata/identity/oauth2/token"))
+            .map_err(|e| {
+                AuthError::Config(format!("IMDS address {base:?} is not a valid URL: {e}"))
+            })?;
+        let audience = cfg
+            .audience
+            .clone()
+            .unwrap_or_else(|| cfg.cloud.audience().to_string());
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("api-version", API_VERSION)
+                .append_pair("resource", &cloud::resource(&audience));
+            if let Some(id) = &identity {
+                query.append_pair(id.param(), id.value());
+            }
+        }
+        Ok(ImdsSource {
+            http: http.local.clone(),
+            url,
+            base,
+            identity,
+            retry: RetrySchedule::IMDS,
+        })
+    }
+
+    /// Replaces the retry schedule (tests use a short one).
+    pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The token request, retried. With `probe`, a connection failure on the first try ends it at
+    /// once: `auto` asks "is this an Azure VM?", and waiting a minute to learn "no" helps nobody.
+    async fn request(&self, probe: bool) -> Result<AccessToken, AuthError> {
+        with_retries(NAME, &self.retry, |attempt| async move {
+            let fail_fast = probe && attempt == 1;
+            self.attempt(fail_fast).await
+        })
+        .await
+    }
+
+    async fn attempt(&self, fail_fast: bool) -> Outcome<AccessToken> {
+        let sent = self
+            .http
+            .get(self.url.clone())
+            .header("Metadata", "true")
+            .send()
+            .await;
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                let error = self.unavailable(format!(
+                    "IMDS not reachable at {} (not an Azure VM?): {}",
+                    self.base,
+                    describe(&e)
+                ));
+                return if fail_fast {
+                    Outcome::Fail(error)
+                } else {
+                    Outcome::Retry { error, after: None }
+                };
+            }
+            Err(e) => {
+                return Outcome::Retry {
+                    error: self.failed(format!("request to IMDS failed: {}", describe(&e))),
+                    after: None,
+                }
+            }
+        };
+        let status = response.status();
+        let after = retry_after(response.headers());
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Outcome::Retry {
+                    error: self.failed(format!("reading the IMDS answer failed: {}", describe(&e))),
+                    after,
+                }
+            }
+        };
+        if status == StatusCode::OK {
+            return match parse_token(NAME, &body) {
+                Ok(token) => Outcome::Done(token),
+                Err(e) => Outcome::Fail(e),
+            };
+        }
+        let summary = error_summary(&body);
+        match status.as_u16() {
+            400 if summary.to_ascii_lowercase().contains("identity not found") => {
+                Outcome::Fail(self.failed(format!(
+                    "no managed identity assigned to this VM, or the user-assigned id is wrong \
+                     (asked for {}); IMDS said: {summary}",
+                    self.identity_text()
+                )))
+            }
+            404 | 410 | 429 | 500..=599 => Outcome::Retry {
+                error: self.failed(format!("IMDS answered HTTP {status}: {summary}")),
+                after,
+            },
+            _ => Outcome::Fail(self.failed(format!(
+                "IMDS refused the request (HTTP {status}, asked for {}): {summary}",
+                self.identity_text()
+            ))),
+        }
+    }
+
+    fn identity_text(&self) -> String {
+        match &self.identity {
+            Some(id) => format!("user-assigned {id}"),
+            None => "the system-assigned identity".into(),
+        }
+    }
+
+    fn failed(&self, reason: String) -> AuthError {
+        AuthError::Failed {
+            source_name: NAME,
+            reason,
+        }
+    }
+
+    fn unavailable(&self, reason: String) -> AuthError {
+        AuthError::Unavailable {
+            source_name: NAME,
+            reason,
+        }
+    }
+}
+
+impl TokenSource for ImdsSource {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(self.request(false))
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(self.request(true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::test_support::{fast_retry, pairs, serve, unused_port, Recorded};
+    use axum::http::{HeaderMap, StatusCode as AxumStatus};
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    fn http() -> HttpClients {
+        HttpClients::new(Duration::from_secs(5)).unwrap()
+    }
+
+    fn source(base: &str, cfg: &AuthConfig) -> ImdsSource {
+        let env = Env::from_pairs([("AZURE_POD_IDENTITY_AUTHORITY_HOST", base)]);
+        ImdsSource::new(cfg, &http(), &env)
+            .unwrap()
+            .with_retry(fast_retry())
+    }
+
+    /// A fake IMDS answering each request with the next scripted (status, body); the last repeats.
+    async fn fake_imds(script: Vec<(u16, &'static str)>) -> (String, Recorded) {
+        let recorded = Recorded::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let rec = recorded.clone();
+        let app = axum::Router::new().route(
+            "/metadata/identity/oauth2/token",
+            get(move |headers: HeaderMap, uri: axum::http::Uri| {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                let (status, body) = script[n.min(script.len() - 1)];
+                rec.push(headers, pairs(uri.query().unwrap_or_default()));
+                async move { (AxumStatus::from_u16(status).unwrap(), body) }
+            }),
+        );
+        (serve(app).await, recorded)
+    }
+
+    const OK_BODY: &str = r#"{"access_token":"tok-imds","refresh_token":"","expires_in":"3599","expires_on":"1506484173","not_before":"1506480273","resource":"https://monitor.azure.com","token_type":"Bearer"}"#;
+
+    #[tokio::test]
+    async fn system_assigned_request_shape() {
+        let (base, rec) = fake_imds(vec![(200, OK_BODY)]).await;
+        let token = source(&base, &AuthConfig::default()).fetch().await.unwrap();
+        assert_eq!(token.token.expose(), "tok-imds");
+        let (headers, query) = rec.only();
+        assert_eq!(headers.get("metadata").unwrap(), "true");
+        assert_eq!(query.get("api-version").unwrap(), "2018-02-01");
+        assert_eq!(query.get("resource").unwrap(), "https://monitor.azure.com");
+        assert_eq!(query.len(), 2, "{query:?}");
+    }
+
+    #[tokio::test]
+    async fn user_assigned_ids_and_cloud_audience() {
+        let cases = [
+            (
+                AuthConfig {
+                    client_id: Some("cid".into()),
+                    ..Default::default()
+                },
+                "client_id",
+                "cid",
+            ),
+            (
+                AuthConfig {
+                    object_id: Some("oid".into()),
+                    ..Default::default()
+                },
+                "object_id",
+                "oid",
+            ),
+            (
+                AuthConfig {
+                    resource_id: Some("/subscriptions/x/rg/y".into()),
+                    cloud: crate::auth::Cloud::UsGov,
+                    ..Default::default()
+                },
+                "msi_res_id",
+                "/subscriptions/x/rg/y",
+            ),
+        ];
+        for (cfg, param, value) in cases {
+            let (base, rec) = fake_imds(vec![(200, OK_BODY)]).await;
+            source(&base, &cfg).fetch().await.unwrap();
+            let (_, query) = rec.only();
+            assert_eq!(query.get(param).map(String::as_str), Some(value));
+            let expected = cfg.cloud.audience();
+            assert_eq!(query.get("resource").map(String::as_str), Some(expected));
+        }
+    }
+
+    #[test]
+    fn two_ids_is_a_config_error() {
+        let cfg = AuthConfig {
+            client_id: Some("a".into()),
+            resource_id: Some("b".into()),
+            ..Default::default()
+        };
+        let err = ImdsSource::new(&cfg, &http(), &Env::from_pairs::<&str, &str>([])).unwrap_err();
+        assert!(matches!(err, AuthError::Config(_)), "{err:?}");
+        assert!(err.to_string().contains("client_id, msi_res_id"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn retries_500_410_then_succeeds() {
+        let (base, rec) = fake_imds(vec![(500, "oops"), (410, ""), (200, OK_BODY)]).await;
+        let token = source(&base, &AuthConfig::default()).fetch().await.unwrap();
+        assert_eq!(token.token.expose(), "tok-imds");
+        assert_eq!(rec.count(), 3);
+    }
+
+    #[tokio::test]
+    async fn identity_not_found_is_explained_and_not_retried() {
+        let body = r#"{"error":"invalid_request","error_description":"Identity not found"}"#;
+        let (base, rec) = fake_imds(vec![(400, body)]).await;
+        let cfg = AuthConfig {
+            client_id: Some("wrong-id".into()),
+            ..Default::default()
+        };
+        let err = source(&base, &cfg).fetch().await.unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(
+                "no managed identity assigned to this VM, or the user-assigned id is wrong"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("client_id=wrong-id"), "{text}");
+        assert!(text.contains("Identity not found"), "{text}");
+        assert_eq!(rec.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn other_4xx_is_not_retried() {
+        let body = r#"{"error":"bad_request_102","error_description":"Required metadata header not specified"}"#;
+        let (base, rec) = fake_imds(vec![(403, body)]).await;
+        let err = source(&base, &AuthConfig::default())
+            .fetch()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("bad_request_102"), "{err}");
+        assert_eq!(rec.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_schedule() {
+        let (base, rec) = fake_imds(vec![(503, "busy")]).await;
+        let err = source(&base, &AuthConfig::default())
+            .fetch()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("HTTP 503"), "{err}");
+        assert_eq!(rec.count(), fast_retry().retries + 1);
+    }
+
+    #[tokio::test]
+    async fn probe_fails_fast_when_nothing_listens() {
+        let base = format!("http://127.0.0.1:{}", unused_port().await);
+        let src = ImdsSource::new(
+            &AuthConfig::default(),
+            &http(),
+            &Env::from_pairs([("AZURE_POD_IDENTITY_AUTHORITY_HOST", base.as_str())]),
+        )
+        .unwrap()
+        // A long schedule: the probe must not use it.
+        .with_retry(RetrySchedule::IMDS);
+        let started = std::time::Instant::now();
+        let err = src.probe().await.unwrap_err();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(matches!(err, AuthError::Unavailable { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("IMDS not reachable")
+                && err.to_string().contains("not an Azure VM?"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn fetch_retries_connection_failures() {
+        let base = format!("http://127.0.0.1:{}", unused_port().await);
+        let src = source(&base, &AuthConfig::default());
+        let err = src.fetch().await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("IMDS not reachable"), "{text}");
+        assert!(text.contains("gave up after"), "{text}");
+    }
+
+    #[test]
+    fn default_base_is_the_link_local_address() {
+        let src = ImdsSource::new(
+            &AuthConfig::default(),
+            &http(),
+            &Env::from_pairs::<&str, &str>([]),
+        )
+        .unwrap();
+        assert!(src
+            .url
+            .as_str()
+            .starts_with("http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmonitor.azure.com"));
+    }
+}

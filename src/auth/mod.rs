@@ -1,0 +1,368 @@
+//! Entra access tokens for the ingestion API.
+//!
+//! Every identity is a [`TokenSource`]: one small HTTP exchange that returns an [`AccessToken`].
+//! [`TokenCache`] sits in front of the chosen source: it hands out the cached token, refreshes it
+//! ahead of expiry (5 minutes before, or at half-life for short and for very long tokens), drops
+//! it on a 401, and keeps a still-valid token when a refresh fails.
+//!
+//! Sources: [`imds`] (Azure VM managed identity), [`client_secret`] (service principal),
+//! [`static_token`] (`DCRSHIP_ACCESS_TOKEN`). [`build`] turns an [`AuthConfig`] into a cache,
+//! resolving `auto` to the first source the environment supports ([`auto`]).
+//!
+//! Secrets (tokens, client secrets) are held as [`Secret`] and appear in no log line, error or
+//! `Debug` output; the `redaction` tests below hold every type here to that.
+
+mod auto;
+mod cache;
+pub mod client_secret;
+pub mod cloud;
+pub mod env;
+pub mod imds;
+pub mod jwt;
+mod response;
+pub mod retry;
+pub mod static_token;
+#[cfg(test)]
+mod test_support;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::http::HttpClients;
+use crate::secret::Secret;
+
+pub use cache::TokenCache;
+pub use client_secret::ClientSecretSource;
+pub use cloud::Cloud;
+pub use env::Env;
+pub use imds::ImdsSource;
+pub use retry::RetrySchedule;
+pub use static_token::StaticSource;
+
+/// A boxed future, so token sources stay object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An access token and when it stops being valid.
+#[derive(Clone)]
+pub struct AccessToken {
+    pub token: Secret,
+    /// When Entra says the token expires.
+    pub expires_at: jiff::Timestamp,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &self.token)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Why a token could not be had. Messages name the source and the fix, never a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// The source cannot work here at all (a variable is missing, the endpoint is absent).
+    #[error("{source_name}: {reason}")]
+    Unavailable {
+        source_name: &'static str,
+        reason: String,
+    },
+    /// The source answered, but refused or failed.
+    #[error("{source_name}: {reason}")]
+    Failed {
+        source_name: &'static str,
+        reason: String,
+    },
+    /// `auto` found no source that works; each line says why.
+    #[error("no identity source worked:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    NoSource(Vec<AuthError>),
+    /// The configuration asks for something impossible (two user-assigned ids, an unknown method).
+    #[error("{0}")]
+    Config(String),
+}
+
+/// One way of obtaining a token.
+pub trait TokenSource: Send + Sync + fmt::Debug {
+    /// Short name for logs and messages: `managed-identity`, `client-secret`, `static`.
+    fn name(&self) -> &'static str;
+    /// Fetches a fresh token (no caching here: that is [`TokenCache`]'s job).
+    fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>>;
+    /// The first fetch when `auto` asks whether this source works here at all. A source whose
+    /// absence shows as a slow failure (IMDS off Azure) gives up sooner here than in `fetch`.
+    fn probe(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        self.fetch()
+    }
+}
+
+/// How to authenticate, from flags, env and `[auth]`.
+#[derive(Debug, Clone, Default)]
+pub struct AuthConfig {
+    pub method: AuthMethod,
+    pub client_id: Option<String>,
+    pub object_id: Option<String>,
+    pub resource_id: Option<String>,
+    pub tenant_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    pub cloud: Cloud,
+    /// Overrides the cloud's authority host (also `AZURE_AUTHORITY_HOST`).
+    pub authority_host: Option<String>,
+    /// Overrides the cloud's token audience (`https://monitor.azure.com`).
+    pub audience: Option<String>,
+}
+
+/// `--auth` / `[auth] method`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMethod {
+    #[default]
+    Auto,
+    ManagedIdentity,
+    Arc,
+    AppService,
+    WorkloadIdentity,
+    ClientSecret,
+    ClientCertificate,
+    AzureCli,
+    Static,
+}
+
+impl AuthMethod {
+    /// The spelling used by `--auth` and `[auth] method`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Auto => "auto",
+            AuthMethod::ManagedIdentity => "managed-identity",
+            AuthMethod::Arc => "arc",
+            AuthMethod::AppService => "app-service",
+            AuthMethod::WorkloadIdentity => "workload-identity",
+            AuthMethod::ClientSecret => "client-secret",
+            AuthMethod::ClientCertificate => "client-certificate",
+            AuthMethod::AzureCli => "azure-cli",
+            AuthMethod::Static => "static",
+        }
+    }
+}
+
+/// How long after it was issued a token of the given lifetime is refreshed: 5 minutes before
+/// expiry, or at half-life when the token is short (≤ 10 min) or long (≥ 2 h, as MSAL does for
+/// managed identities, so a 24 h token is renewed well before a long outage could bite).
+pub fn refresh_after(lifetime: Duration) -> Duration {
+    const FIVE_MIN: Duration = Duration::from_secs(300);
+    const TWO_HOURS: Duration = Duration::from_secs(7200);
+    if lifetime >= TWO_HOURS || lifetime <= 2 * FIVE_MIN {
+        lifetime / 2
+    } else {
+        lifetime - FIVE_MIN
+    }
+}
+
+/// Turns the configuration into a token cache, reading the process environment.
+///
+/// An explicit method only builds and validates its source: the first [`TokenCache::token`]
+/// fetches, so an agent can start while its identity endpoint is still coming up. `auto` must
+/// fetch to learn which source works, and returns a cache primed with that token.
+pub async fn build(cfg: &AuthConfig, http: &HttpClients) -> Result<Arc<TokenCache>, AuthError> {
+    build_with_env(cfg, http, &Env::process()).await
+}
+
+/// [`build`] with the environment given (tests pass a fixed one).
+pub async fn build_with_env(
+    cfg: &AuthConfig,
+    http: &HttpClients,
+    env: &Env,
+) -> Result<Arc<TokenCache>, AuthError> {
+    let source: Box<dyn TokenSource> = match cfg.method {
+        AuthMethod::Auto => return auto::resolve(cfg, http, env).await,
+        AuthMethod::ManagedIdentity => Box::new(ImdsSource::new(cfg, http, env)?),
+        // Asked for by name, a missing secret is a configuration error, not "try the next".
+        AuthMethod::ClientSecret => Box::new(
+            ClientSecretSource::new(cfg, http, env)
+                .map_err(|e| AuthError::Config(e.to_string()))?,
+        ),
+        AuthMethod::Static => Box::new(StaticSource::new(env)),
+        AuthMethod::Arc
+        | AuthMethod::AppService
+        | AuthMethod::WorkloadIdentity
+        | AuthMethod::ClientCertificate
+        | AuthMethod::AzureCli => {
+            return Err(AuthError::Config(format!(
+                "auth method {} is not supported yet",
+                cfg.method.as_str()
+            )))
+        }
+    };
+    // The principal is logged with the first token (see `TokenCache`).
+    tracing::info!(source = source.name(), "identity source chosen");
+    Ok(TokenCache::new(source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_points() {
+        let min = |m: u64| Duration::from_secs(m * 60);
+        assert_eq!(
+            refresh_after(Duration::from_secs(10)),
+            Duration::from_secs(5)
+        );
+        assert_eq!(refresh_after(min(10)), min(5));
+        assert_eq!(refresh_after(min(60)), min(55));
+        assert_eq!(refresh_after(min(24 * 60)), min(12 * 60));
+    }
+
+    #[test]
+    fn method_names_match_the_cli() {
+        use clap::ValueEnum;
+        for method in AuthMethod::value_variants() {
+            let name = method.to_possible_value().map(|v| v.get_name().to_string());
+            assert_eq!(name.as_deref(), Some(method.as_str()));
+        }
+    }
+}
+
+/// Every type and error that handles a secret is formatted both ways and searched for it.
+#[cfg(test)]
+mod redaction {
+    use super::test_support::{serve, Scripted};
+    use super::*;
+    use axum::routing::{get, post};
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    const SECRET: &str = "CLIENT-SECRET-d0n7-l34k";
+    const TOKEN: &str = "eyJ0eXAi.TOKEN-d0n7-l34k.c2ln";
+
+    fn assert_clean(what: &str, text: &str) {
+        for secret in [SECRET, TOKEN, "d0n7-l34k"] {
+            assert!(!text.contains(secret), "{what} leaks {secret:?}: {text}");
+        }
+    }
+
+    fn check<T: fmt::Debug + fmt::Display>(what: &str, value: &T) {
+        assert_clean(what, &format!("{value:?}"));
+        assert_clean(what, &format!("{value}"));
+        assert_clean(what, &format!("{value:#?}"));
+    }
+
+    fn check_debug<T: fmt::Debug>(what: &str, value: &T) {
+        assert_clean(what, &format!("{value:?}"));
+        assert_clean(what, &format!("{value:#?}"));
+    }
+
+    /// Collects every log line written while it is the default subscriber.
+    #[derive(Clone, Default)]
+    struct Logs(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Endpoints that misbehave in every way that could drag a secret into a message: Entra
+    /// echoes the secret in its error, IMDS returns the token in a malformed answer.
+    async fn hostile_endpoints() -> (String, String) {
+        let entra_body = format!(
+            r#"{{"error":"invalid_client","error_description":"AADSTS7000215: bad secret {SECRET}"}}"#
+        );
+        let entra = axum::Router::new().route(
+            "/t/oauth2/v2.0/token",
+            post(move || async move { (axum::http::StatusCode::UNAUTHORIZED, entra_body) }),
+        );
+        let imds_body = format!(r#"{{"access_token":"{TOKEN}","expires_in":"never"}}"#);
+        let imds = axum::Router::new().route(
+            "/metadata/identity/oauth2/token",
+            get(move || async move { imds_body }),
+        );
+        (serve(entra).await, serve(imds).await)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn no_secret_in_debug_display_errors_or_logs() {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let (entra, imds) = hostile_endpoints().await;
+        let env = Env::from_pairs([
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_CLIENT_ID", "app"),
+            ("AZURE_CLIENT_SECRET", SECRET),
+            ("AZURE_AUTHORITY_HOST", entra.as_str()),
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", imds.as_str()),
+            ("DCRSHIP_ACCESS_TOKEN", TOKEN),
+        ]);
+        let http = HttpClients::new(Duration::from_secs(5)).unwrap();
+        let cfg = AuthConfig {
+            client_secret: Some(Secret::new(SECRET)),
+            ..Default::default()
+        };
+        check_debug("AuthConfig", &cfg);
+        check_debug("Env", &env);
+
+        // Sources.
+        let sp = ClientSecretSource::new(&cfg, &http, &env).unwrap();
+        check_debug("ClientSecretSource", &sp);
+        check_debug("StaticSource", &StaticSource::new(&env));
+        check_debug("ImdsSource", &ImdsSource::new(&cfg, &http, &env).unwrap());
+
+        // Errors from each source, and auto's summary of them.
+        check("client-secret error", &sp.fetch().await.unwrap_err());
+        let imds_source = ImdsSource::new(&cfg, &http, &env).unwrap();
+        check("imds error", &imds_source.fetch().await.unwrap_err());
+        let err = build_with_env(&cfg, &http, &env).await.unwrap_err();
+        assert!(matches!(err, AuthError::NoSource(_)), "{err:?}");
+        check("NoSource", &err);
+
+        // Tokens and the cache, including a refresh that fails and falls back.
+        let token = AccessToken {
+            token: Secret::new(TOKEN),
+            expires_at: jiff::Timestamp::now()
+                .checked_add(Duration::from_secs(3600))
+                .unwrap(),
+        };
+        check_debug("AccessToken", &token);
+        let failing = Scripted::new(vec![Err(AuthError::Failed {
+            source_name: "scripted",
+            reason: "down".into(),
+        })]);
+        let cache = TokenCache::primed(Box::new(failing), token);
+        cache.invalidate();
+        check("cache error", &cache.token().await.unwrap_err());
+        check_debug("TokenCache", &cache);
+        let cache = build_with_env(
+            &AuthConfig {
+                method: AuthMethod::Static,
+                ..Default::default()
+            },
+            &http,
+            &env,
+        )
+        .await
+        .unwrap();
+        assert_eq!(cache.token().await.unwrap().expose(), TOKEN);
+        check_debug("TokenCache", &cache);
+
+        let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            logged.contains("identity source"),
+            "logs captured: {logged}"
+        );
+        assert_clean("logs", &logged);
+    }
+}

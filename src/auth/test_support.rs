@@ -1,0 +1,134 @@
+//! Test helpers shared by the auth tests: fake HTTP endpoints on 127.0.0.1:0, a recorder of
+//! what they received, a short retry schedule, and a scripted in-memory [`TokenSource`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+
+use super::retry::RetrySchedule;
+use super::{AccessToken, AuthError, BoxFuture, TokenSource};
+use crate::secret::Secret;
+
+/// Retries in milliseconds, so tests doing real network I/O stay fast (no paused clock there:
+/// it would fire reqwest's timeouts).
+pub(crate) fn fast_retry() -> RetrySchedule {
+    RetrySchedule {
+        first_delay: Duration::from_millis(5),
+        max_delay: Duration::from_millis(20),
+        retries: 3,
+    }
+}
+
+/// Serves `app` on an ephemeral loopback port; returns its base URL (`http://127.0.0.1:port`).
+pub(crate) async fn serve(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+/// A loopback port nobody listens on (bound, then released), for "connection refused".
+pub(crate) async fn unused_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// Parses `a=1&b=2` (a query string or a form body).
+pub(crate) fn pairs(encoded: &str) -> HashMap<String, String> {
+    url::form_urlencoded::parse(encoded.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// What a fake endpoint received: headers and query or form fields, per request.
+#[derive(Clone, Default)]
+pub(crate) struct Recorded(Arc<Mutex<Vec<(HeaderMap, HashMap<String, String>)>>>);
+
+impl Recorded {
+    pub(crate) fn push(&self, headers: HeaderMap, fields: HashMap<String, String>) {
+        self.0.lock().unwrap().push((headers, fields));
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// The one request received; fails the test if there were more or none.
+    pub(crate) fn only(&self) -> (HeaderMap, HashMap<String, String>) {
+        let all = self.0.lock().unwrap();
+        assert_eq!(all.len(), 1, "expected exactly one request");
+        all[0].clone()
+    }
+}
+
+/// A token with the given value, expiring `secs` from now.
+pub(crate) fn token_for(value: &str, secs: u64) -> AccessToken {
+    AccessToken {
+        token: Secret::new(value),
+        expires_at: jiff::Timestamp::now()
+            .checked_add(Duration::from_secs(secs))
+            .unwrap(),
+    }
+}
+
+/// Counts fetches.
+#[derive(Clone, Default, Debug)]
+pub(crate) struct Calls(Arc<AtomicUsize>);
+
+impl Calls {
+    pub(crate) fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A source answering each fetch with the next scripted result.
+#[derive(Debug)]
+pub(crate) struct Scripted {
+    script: Mutex<VecDeque<Result<AccessToken, AuthError>>>,
+    calls: Calls,
+    delay: Option<Duration>,
+}
+
+impl Scripted {
+    pub(crate) fn new(script: Vec<Result<AccessToken, AuthError>>) -> Self {
+        Scripted {
+            script: Mutex::new(script.into()),
+            calls: Calls::default(),
+            delay: None,
+        }
+    }
+
+    /// Each fetch first sleeps this long (on tokio's clock).
+    pub(crate) fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    pub(crate) fn calls(&self) -> Calls {
+        self.calls.clone()
+    }
+}
+
+impl TokenSource for Scripted {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+
+    fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(async move {
+            self.calls.0.fetch_add(1, Ordering::SeqCst);
+            if let Some(delay) = self.delay {
+                tokio::time::sleep(delay).await;
+            }
+            self.script.lock().unwrap().pop_front().unwrap_or_else(|| {
+                Err(AuthError::Failed {
+                    source_name: "scripted",
+                    reason: "script exhausted".into(),
+                })
+            })
+        })
+    }
+}

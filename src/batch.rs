@@ -1,0 +1,462 @@
+//! Rows → request bodies within the API's byte cap.
+//!
+//! A request body is a JSON **array** of row objects (a bare object is accepted with 204 and then
+//! dropped by the service, so it is never sent). The cap (`max_request_bytes`, default 1,000,000)
+//! holds for the body both before and after gzip. [`Batcher`] packs serialized rows in order until
+//! the next one would cross the cap; [`seal`] gzips a batch and, in the unlikely case the gzip
+//! output is still over the cap, splits it until every part fits. A row too big to fit even alone
+//! is never sent: the caller dead-letters it.
+//!
+//! Everything here is pure (no I/O, no clock) and property-tested.
+
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+
+/// Where a row came from: an input index and a line (or record) number, for dead-letters and,
+/// in run mode, checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Origin {
+    pub source: u32,
+    pub line: u64,
+}
+
+/// An uncompressed request body, `[row,row,...]`, that remembers where each row ends so it can
+/// be split (413) or bisected (400) without re-encoding the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawBatch {
+    body: Vec<u8>,
+    /// `ends[i]` is the offset just past row `i`; row `i` starts at `ends[i-1] + 1` (the `[` or
+    /// `,` before it), row 0 at 1.
+    ends: Vec<u32>,
+    origins: Vec<Origin>,
+}
+
+impl RawBatch {
+    fn with_capacity(bytes: usize) -> Self {
+        let mut body = Vec::with_capacity(bytes);
+        body.push(b'[');
+        RawBatch {
+            body,
+            ends: Vec::new(),
+            origins: Vec::new(),
+        }
+    }
+
+    /// A batch of one row (used for a row that is dead-lettered alone).
+    pub fn single(row: &[u8], origin: Origin) -> Self {
+        let mut b = RawBatch::with_capacity(row.len() + 2);
+        b.append(row, origin);
+        b.close();
+        b
+    }
+
+    /// Builds a batch from rows (each a serialized JSON object).
+    pub fn from_rows<'a>(rows: impl IntoIterator<Item = (&'a [u8], Origin)>) -> Self {
+        let mut b = RawBatch::with_capacity(1024);
+        for (row, origin) in rows {
+            b.append(row, origin);
+        }
+        b.close();
+        b
+    }
+
+    fn append(&mut self, row: &[u8], origin: Origin) {
+        if !self.ends.is_empty() {
+            self.body.push(b',');
+        }
+        self.body.extend_from_slice(row);
+        // Bodies are capped far below 4 GiB, so the offset always fits.
+        self.ends.push(self.body.len() as u32);
+        self.origins.push(origin);
+    }
+
+    fn close(&mut self) {
+        self.body.push(b']');
+    }
+
+    /// Size of the body if `row` were appended (before closing `]` is counted: it already is).
+    fn size_with(&self, row: &[u8]) -> usize {
+        // open body holds "[" + rows + commas; +1 for "]", +1 for the comma if not first.
+        self.body.len() + row.len() + 1 + usize::from(!self.ends.is_empty())
+    }
+
+    /// The JSON array, ready to gzip.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 {
+            1
+        } else {
+            self.ends[i - 1] as usize + 1
+        }
+    }
+
+    /// Row `i`'s JSON text.
+    pub fn row(&self, i: usize) -> &[u8] {
+        &self.body[self.start(i)..self.ends[i] as usize]
+    }
+
+    pub fn origin(&self, i: usize) -> Origin {
+        self.origins[i]
+    }
+
+    /// Rows with their origins, in order.
+    pub fn rows(&self) -> impl Iterator<Item = (&[u8], Origin)> + '_ {
+        (0..self.len()).map(move |i| (self.row(i), self.origins[i]))
+    }
+
+    /// Splits into rows `[0, mid)` and `[mid, len)`. Both halves keep row order.
+    pub fn split_at(&self, mid: usize) -> (RawBatch, RawBatch) {
+        let part = |range: std::ops::Range<usize>| {
+            let bytes = if range.is_empty() {
+                0
+            } else {
+                self.ends[range.end - 1] as usize - self.start(range.start)
+            };
+            let mut b = RawBatch::with_capacity(bytes + 2);
+            for i in range {
+                b.append(self.row(i), self.origins[i]);
+            }
+            b.close();
+            b
+        };
+        (part(0..mid), part(mid..self.len()))
+    }
+
+    /// Splits in the middle (for 413 and for bisecting a 400).
+    pub fn halves(&self) -> (RawBatch, RawBatch) {
+        self.split_at(self.len() / 2)
+    }
+}
+
+/// What [`Batcher::push`] did with a row.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// The row is in the open batch.
+    Added,
+    /// The open batch was full: here it is, sealed off; the row starts the next one.
+    Full(RawBatch),
+    /// The row alone is over the cap; it was not added.
+    TooLarge { row_bytes: usize, cap: usize },
+}
+
+/// Packs rows, in order, into bodies of at most `cap` bytes.
+#[derive(Debug)]
+pub struct Batcher {
+    cap: usize,
+    open: RawBatch,
+}
+
+impl Batcher {
+    /// `cap` below 16 bytes could hold no row at all; it is raised to 16.
+    pub fn new(cap: usize) -> Self {
+        let cap = cap.max(16);
+        Batcher {
+            cap,
+            open: RawBatch::with_capacity(Self::initial_capacity(cap)),
+        }
+    }
+
+    fn initial_capacity(cap: usize) -> usize {
+        cap.min(1 << 20) + 2
+    }
+
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Adds one serialized JSON object.
+    pub fn push(&mut self, row: &[u8], origin: Origin) -> Pushed {
+        if row.len() + 2 > self.cap {
+            return Pushed::TooLarge {
+                row_bytes: row.len(),
+                cap: self.cap,
+            };
+        }
+        if self.open.size_with(row) <= self.cap {
+            self.open.append(row, origin);
+            return Pushed::Added;
+        }
+        let full = self.take();
+        self.open.append(row, origin);
+        Pushed::Full(full)
+    }
+
+    /// Rows waiting in the open batch.
+    pub fn pending(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Seals the open batch, if it holds any row.
+    pub fn flush(&mut self) -> Option<RawBatch> {
+        if self.open.is_empty() {
+            None
+        } else {
+            Some(self.take())
+        }
+    }
+
+    fn take(&mut self) -> RawBatch {
+        let next = RawBatch::with_capacity(Self::initial_capacity(self.cap));
+        let mut full = std::mem::replace(&mut self.open, next);
+        full.close();
+        full
+    }
+}
+
+/// A batch ready for the wire: its gzip body, and the raw rows kept for splitting and
+/// dead-lettering.
+#[derive(Debug, Clone)]
+pub struct SealedBatch {
+    pub raw: RawBatch,
+    pub gzip: Vec<u8>,
+}
+
+/// The result of [`seal`]: bodies within the cap, and single rows that are over it even gzipped.
+#[derive(Debug, Default)]
+pub struct Sealed {
+    pub batches: Vec<SealedBatch>,
+    pub oversize: Vec<RawBatch>,
+}
+
+/// Gzips `raw`; a body whose gzip output is over `cap` is split in halves until each fits.
+pub fn seal(raw: RawBatch, cap: usize, gz: &mut Gzip) -> Sealed {
+    let mut out = Sealed::default();
+    let mut todo = vec![raw];
+    while let Some(batch) = todo.pop() {
+        let gzip = gz.compress(batch.body());
+        if gzip.len() <= cap {
+            out.batches.push(SealedBatch { raw: batch, gzip });
+        } else if batch.len() <= 1 {
+            out.oversize.push(batch);
+        } else {
+            let (a, b) = batch.halves();
+            // Popped last-in-first-out: push b first so a is sealed first and order is kept.
+            todo.push(b);
+            todo.push(a);
+        }
+    }
+    out
+}
+
+/// A reusable gzip encoder: one deflate state per worker instead of one per request.
+pub struct Gzip {
+    deflate: Compress,
+}
+
+impl std::fmt::Debug for Gzip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gzip")
+    }
+}
+
+impl Gzip {
+    /// `level` 0 (store) to 9 (smallest); 3 is the default trade-off.
+    pub fn new(level: u32) -> Self {
+        Gzip {
+            deflate: Compress::new(Compression::new(level.min(9)), false),
+        }
+    }
+
+    /// One complete gzip member (RFC 1952) holding `data`.
+    pub fn compress(&mut self, data: &[u8]) -> Vec<u8> {
+        const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+        self.deflate.reset();
+        let mut out = Vec::with_capacity(data.len() / 4 + 64);
+        out.extend_from_slice(&HEADER);
+        let mut consumed = 0usize;
+        loop {
+            if out.capacity() - out.len() < 64 {
+                out.reserve(out.capacity().max(4096));
+            }
+            let before_in = self.deflate.total_in();
+            let status = self
+                .deflate
+                .compress_vec(&data[consumed..], &mut out, FlushCompress::Finish);
+            consumed += (self.deflate.total_in() - before_in) as usize;
+            match status {
+                Ok(Status::StreamEnd) => break,
+                Ok(Status::Ok) | Ok(Status::BufError) => continue,
+                // Deflate on an in-memory buffer with room to grow does not fail; if it ever
+                // did, a stored (level 0) member is still a valid body.
+                Err(_) => return Self::stored(data),
+            }
+        }
+        let mut crc = Crc::new();
+        crc.update(data);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        out
+    }
+
+    fn stored(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), Compression::none());
+        // Writing into a Vec cannot fail.
+        let _ = enc.write_all(data);
+        enc.finish().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Read;
+
+    fn gunzip(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(data)
+            .read_to_end(&mut out)
+            .expect("valid gzip");
+        out
+    }
+
+    fn row(n: usize, pad: usize) -> Vec<u8> {
+        format!(r#"{{"n":{n},"pad":"{}"}}"#, "x".repeat(pad)).into_bytes()
+    }
+
+    fn o(line: u64) -> Origin {
+        Origin { source: 0, line }
+    }
+
+    #[test]
+    fn packs_until_the_next_row_would_cross_the_cap() {
+        let r = row(1, 10); // 20 bytes
+        let mut b = Batcher::new(2 + 20 * 3 + 2); // exactly three rows with two commas
+        assert_eq!(b.push(&r, o(1)), Pushed::Added);
+        assert_eq!(b.push(&r, o(2)), Pushed::Added);
+        assert_eq!(b.push(&r, o(3)), Pushed::Added);
+        let Pushed::Full(full) = b.push(&r, o(4)) else {
+            panic!("expected full")
+        };
+        assert_eq!(full.len(), 3);
+        assert_eq!(full.body().len(), 64);
+        assert_eq!(b.pending(), 1);
+        let last = b.flush().expect("one row pending");
+        assert_eq!(last.origin(0), o(4));
+        assert!(b.flush().is_none());
+    }
+
+    #[test]
+    fn a_row_too_big_alone_is_refused() {
+        let mut b = Batcher::new(100);
+        assert_eq!(
+            b.push(&row(1, 200), o(1)),
+            Pushed::TooLarge {
+                row_bytes: 219,
+                cap: 100
+            }
+        );
+        assert_eq!(b.pending(), 0);
+        // a row of exactly cap - 2 fits alone
+        let r = vec![b'1'; 98];
+        assert_eq!(b.push(&r, o(2)), Pushed::Added);
+        assert_eq!(b.flush().expect("row").body().len(), 100);
+    }
+
+    #[test]
+    fn split_and_rows_keep_order_and_text() {
+        let rows: Vec<Vec<u8>> = (0..5).map(|i| row(i, i)).collect();
+        let batch = RawBatch::from_rows(rows.iter().enumerate().map(|(i, r)| (&r[..], o(i as u64))));
+        let (a, b) = batch.halves();
+        assert_eq!(a.len(), 2);
+        assert_eq!(b.len(), 3);
+        let again: Vec<&[u8]> = a.rows().chain(b.rows()).map(|(r, _)| r).collect();
+        let want: Vec<&[u8]> = rows.iter().map(|r| &r[..]).collect();
+        assert_eq!(again, want);
+        assert_eq!(b.origin(0), o(2));
+        for part in [&a, &b, &batch] {
+            let v: serde_json::Value = serde_json::from_slice(part.body()).expect("json");
+            assert!(v.is_array());
+        }
+    }
+
+    #[test]
+    fn gzip_round_trips_and_reuses_its_state() {
+        let mut gz = Gzip::new(3);
+        for data in [&b""[..], b"[]", &vec![b'a'; 300_000][..], b"[{\"x\":1}]"] {
+            assert_eq!(gunzip(&gz.compress(data)), data);
+        }
+        let mut gz0 = Gzip::new(0);
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        assert_eq!(gunzip(&gz0.compress(&big)), big);
+    }
+
+    #[test]
+    fn seal_splits_when_gzip_is_over_the_cap() {
+        // Incompressible-ish rows with level 0 (stored): gzip is larger than the raw body.
+        let rows: Vec<Vec<u8>> = (0..8)
+            .map(|i| format!(r#"{{"n":{i},"p":"{}"}}"#, "y".repeat(40)).into_bytes())
+            .collect();
+        let raw = RawBatch::from_rows(rows.iter().map(|r| (&r[..], o(0))));
+        let cap = raw.body().len(); // raw fits exactly; stored gzip adds ~23 bytes
+        let sealed = seal(raw.clone(), cap, &mut Gzip::new(0));
+        assert!(sealed.oversize.is_empty());
+        assert!(sealed.batches.len() > 1);
+        let mut all = Vec::new();
+        for s in &sealed.batches {
+            assert!(s.gzip.len() <= cap);
+            assert_eq!(gunzip(&s.gzip), s.raw.body());
+            all.extend(s.raw.rows().map(|(r, _)| r.to_vec()));
+        }
+        assert_eq!(all, rows);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// No row lost, duplicated or reordered; every body within the cap before and after
+        /// gzip; every body a JSON array of the rows.
+        #[test]
+        fn packing_loses_nothing_and_respects_the_cap(
+            cap in 64usize..4000,
+            sizes in proptest::collection::vec(0usize..600, 0..200),
+            level in 0u32..10,
+        ) {
+            let mut b = Batcher::new(cap);
+            let mut gz = Gzip::new(level);
+            let mut sent: Vec<(Vec<u8>, u64)> = Vec::new();
+            let mut refused = Vec::new();
+            let mut sealed_all = Vec::new();
+            let mut check = |raw: RawBatch, sealed_all: &mut Vec<SealedBatch>| {
+                let s = seal(raw, cap, &mut gz);
+                prop_assert!(s.oversize.is_empty() || s.oversize.iter().all(|r| r.len() == 1));
+                sealed_all.extend(s.batches);
+                Ok(())
+            };
+            for (i, &n) in sizes.iter().enumerate() {
+                let r = row(i, n);
+                match b.push(&r, o(i as u64)) {
+                    Pushed::Added => {}
+                    Pushed::Full(full) => check(full, &mut sealed_all)?,
+                    Pushed::TooLarge { .. } => { refused.push(i as u64); continue; }
+                }
+                sent.push((r, i as u64));
+            }
+            if let Some(last) = b.flush() { check(last, &mut sealed_all)?; }
+            let mut got = Vec::new();
+            for s in &sealed_all {
+                prop_assert!(s.raw.body().len() <= cap);
+                prop_assert!(s.gzip.len() <= cap);
+                prop_assert!(!s.raw.is_empty());
+                let v: serde_json::Value = serde_json::from_slice(&gunzip(&s.gzip)).expect("json");
+                let arr = v.as_array().expect("array");
+                prop_assert_eq!(arr.len(), s.raw.len());
+                for (r, origin) in s.raw.rows() { got.push((r.to_vec(), origin.line)); }
+            }
+            prop_assert_eq!(got, sent);
+            for i in refused { prop_assert!(row(i as usize, sizes[i as usize]).len() + 2 > cap); }
+        }
+    }
+}

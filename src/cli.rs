@@ -1,0 +1,211 @@
+//! Command-line arguments (contract.md). Flags fall back to the environment variables named
+//! there; flags and env win over a config file, which wins over the defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::auth::{AuthMethod, Cloud};
+use crate::duration::clap_duration;
+use crate::input::Format;
+use crate::telemetry::LogFormat;
+
+/// Ships logs to the Azure Monitor Logs Ingestion API (Data Collection Rule streams).
+#[derive(Debug, Parser)]
+#[command(name = "dcrship", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, env = "DCRSHIP_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; default: RUST_LOG, else info
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Upload files or stdin once, wait for every request to be answered, exit with a status
+    #[command(after_help = SEND_AFTER_HELP)]
+    Send(SendArgs),
+    /// Validate a configuration file
+    Check(CheckArgs),
+}
+
+const SEND_AFTER_HELP: &str = "\
+Exit codes: 0 every row accepted; 1 internal error; 2 usage, configuration or unreadable input;
+3 no token; 4 permission denied or not found (403/404) past --permission-grace; 5 some rows
+rejected (see --dead-letter), the rest delivered; 6 gave up on transient failures past
+--retry-timeout.
+
+Examples:
+  dcrship send --dry-run examples/app.ndjson
+  dcrship send --endpoint https://my-dce-ab12.eastus-1.ingest.monitor.azure.com \\
+      --dcr dcr-00000000000000000000000000000000 --stream Custom-MyApp_CL app.ndjson
+  journalctl -o json | dcrship send --format ndjson --time-field __REALTIME_TIMESTAMP ...";
+
+/// Where to send and how to authenticate: shared by `send` and (later) `run`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputArgs {
+    /// DCE logs-ingestion URL, or a Direct DCR's own logsIngestion URL
+    #[arg(long, env = "DCRSHIP_ENDPOINT", value_name = "URL")]
+    pub endpoint: Option<String>,
+
+    /// DCR immutable id (dcr-…)
+    #[arg(long, env = "DCRSHIP_DCR", value_name = "ID")]
+    pub dcr: Option<String>,
+
+    /// Stream name, e.g. Custom-MyApp_CL
+    #[arg(long, env = "DCRSHIP_STREAM", value_name = "NAME")]
+    pub stream: Option<String>,
+
+    /// How to get a token [default: auto]
+    #[arg(long, env = "DCRSHIP_AUTH", value_enum, value_name = "METHOD")]
+    pub auth: Option<AuthMethod>,
+
+    /// User-assigned managed identity or app registration (client id)
+    #[arg(long, env = "AZURE_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// Entra tenant id (service principal)
+    #[arg(long, env = "AZURE_TENANT_ID", value_name = "ID")]
+    pub tenant_id: Option<String>,
+
+    /// Token audience and authority defaults [default: public]
+    #[arg(long, env = "DCRSHIP_CLOUD", value_enum)]
+    pub cloud: Option<Cloud>,
+
+    /// Requests in flight [default: 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub concurrency: Option<u32>,
+
+    /// Cap on one request body, both uncompressed and gzip [default: 1000000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    pub max_request_bytes: Option<u64>,
+
+    /// How long 403 and 404 keep being retried (role grants take up to an hour) [default: 60m]
+    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    pub permission_grace: Option<Duration>,
+
+    /// Give up on transient failures (network, 5xx, 429) after this [default: 10m]
+    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    pub retry_timeout: Option<Duration>,
+
+    /// Send a partly filled request after input pauses this long [default: 1s]
+    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    pub batch_timeout: Option<Duration>,
+
+    /// gzip level, 0 (fastest) to 9 (smallest) [default: 3]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=9))]
+    pub compression_level: Option<u32>,
+
+    /// Take endpoint, dcr, stream and auth from this config file (flags still win)
+    #[arg(short = 'c', long, env = "DCRSHIP_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Which [outputs.NAME] of the config file to use (needed when it has several)
+    #[arg(long, value_name = "NAME")]
+    pub output: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// Files to send; none or "-" reads stdin
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub out: OutputArgs,
+
+    /// Input format: auto picks by extension (.ndjson .jsonl .json .csv .txt), else by the first bytes
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+
+    /// Source field holding the event time (RFC 3339, ISO 8601 or epoch s/ms/µs/ns) for TimeGenerated
+    #[arg(long, value_name = "NAME")]
+    pub time_field: Option<String>,
+
+    /// Append rejected rows to this NDJSON file, each with its reason
+    #[arg(long, value_name = "FILE")]
+    pub dead_letter: Option<PathBuf>,
+
+    /// Parse, transform and batch, but send nothing; print the summary
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Show a progress bar on stderr (default: when stderr is a terminal)
+    #[arg(long, overrides_with = "no_progress")]
+    pub progress: bool,
+
+    /// Never show a progress bar
+    #[arg(long, overrides_with = "progress")]
+    pub no_progress: bool,
+
+    /// Final summary: text on stderr, or json on stdout
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub summary: SummaryFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Configuration file to validate
+    #[arg(short = 'c', long, env = "DCRSHIP_CONFIG", default_value = "/etc/dcrship/agent.toml", value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn send_reads_every_contract_flag() {
+        let cli = Cli::try_parse_from([
+            "dcrship", "send", "--endpoint", "https://x", "--dcr", "dcr-1", "--stream", "Custom-A",
+            "--format", "csv", "--time-field", "ts", "--auth", "managed-identity", "--client-id",
+            "c", "--tenant-id", "t", "--cloud", "usgov", "--concurrency", "8",
+            "--max-request-bytes", "500000", "--permission-grace", "5m", "--retry-timeout", "1h30m",
+            "--dead-letter", "dl.ndjson", "--dry-run", "--no-progress", "--summary", "json",
+            "-c", "agent.toml", "--output", "app", "a.csv", "-",
+        ])
+        .expect("parses");
+        let Command::Send(s) = cli.command else {
+            panic!("send")
+        };
+        assert_eq!(s.files, vec![PathBuf::from("a.csv"), PathBuf::from("-")]);
+        assert_eq!(s.out.concurrency, Some(8));
+        assert_eq!(s.out.retry_timeout, Some(Duration::from_secs(5400)));
+        assert_eq!(s.out.cloud, Some(Cloud::UsGov));
+        assert_eq!(s.out.auth, Some(AuthMethod::ManagedIdentity));
+        assert!(s.dry_run && s.no_progress);
+        assert_eq!(s.summary, SummaryFormat::Json);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            vec!["dcrship", "send", "--concurrency", "0"],
+            vec!["dcrship", "send", "--retry-timeout", "10"],
+            vec!["dcrship", "send", "--format", "xml"],
+            vec!["dcrship", "send", "--max-request-bytes", "2000000"],
+            vec!["dcrship", "send", "--bogus"],
+        ] {
+            assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
+        }
+    }
+}

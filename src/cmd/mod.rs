@@ -1,0 +1,29 @@
+//! One file per command: each turns arguments into work using the library's pieces.
+
+pub mod check;
+pub mod send;
+pub mod settings;
+
+use crate::exit::ExitCode;
+
+/// A command failed before or instead of doing its work: a code and a one-line message that
+/// names the cause and the fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CmdError {
+    pub code: ExitCode,
+    pub message: String,
+}
+
+impl CmdError {
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
+        CmdError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        CmdError::new(ExitCode::Usage, message)
+    }
+}

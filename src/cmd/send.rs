@@ -1,0 +1,611 @@
+//! `dcrship send`: read files or stdin once, deliver every row, report, exit with a code.
+//!
+//! ```text
+//! reader (this task) ──RawBatch──▶ bounded channel ──▶ N workers: gzip (blocking pool) → Sender
+//! ```
+//! The reader decodes, builds rows and packs them; a full or timed-out batch goes to the
+//! channel, whose bound is the backpressure that keeps memory flat for any input size. Each
+//! worker seals (gzips) a batch and delivers it under the policy. The first fatal failure
+//! (no token, permission past the grace window, transient failures past the retry timeout)
+//! stops reader and workers; the rows not delivered are reported as not sent.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{mpsc, watch, Mutex};
+
+use super::settings::OutputSettings;
+use super::CmdError;
+use crate::auth;
+use crate::batch::{seal, Batcher, Gzip, Origin, Pushed, RawBatch};
+use crate::cli::SendArgs;
+use crate::deadletter::{DeadLetter, Refused};
+use crate::exit::ExitCode;
+use crate::http::HttpClients;
+use crate::ingest::sender::{DeliveryReport, Fatal, Policy, RetryReason, Sender};
+use crate::ingest::HttpTransport;
+use crate::input::{format, Decoder, Format, Record};
+use crate::stats::{Stats, Summary};
+use crate::transform::row::json_string;
+use crate::transform::time::rfc3339_utc;
+use crate::transform::{RowEncoder, RowNotes};
+
+/// Bytes read from an input at a time.
+const READ_CHUNK: usize = 256 * 1024;
+
+/// One input: a file, or stdin.
+#[derive(Debug, Clone)]
+struct Input {
+    name: String,
+    path: Option<PathBuf>,
+}
+
+/// Runs `send`. `Err` is a failure before any row was read (usage, config, token).
+pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
+    let started = Instant::now();
+    let settings = OutputSettings::resolve(&args.out, !args.dry_run)?;
+    let inputs = resolve_inputs(&args.files)?;
+    let names: Arc<Vec<String>> = Arc::new(inputs.iter().map(|i| i.name.clone()).collect());
+    let deadletter = Arc::new(
+        DeadLetter::open(args.dead_letter.as_deref()).map_err(|e| CmdError::usage(e.to_string()))?,
+    );
+    let stats = Arc::new(Stats::default());
+    let report: Arc<dyn DeliveryReport> = Arc::new(SendReport {
+        stats: stats.clone(),
+        deadletter: deadletter.clone(),
+        names: names.clone(),
+    });
+    let sender = if args.dry_run {
+        None
+    } else {
+        Some(Arc::new(build_sender(&settings, report.clone()).await?))
+    };
+
+    let stop = Arc::new(Stop::new());
+    let (tx, rx) = mpsc::channel::<RawBatch>(settings.concurrency * 2);
+    let rx = Arc::new(Mutex::new(rx));
+    let mut workers = Vec::with_capacity(settings.concurrency);
+    for _ in 0..settings.concurrency {
+        workers.push(tokio::spawn(worker(
+            rx.clone(),
+            sender.clone(),
+            report.clone(),
+            stop.clone(),
+            settings.max_request_bytes,
+            settings.compression_level,
+        )));
+    }
+    drop(rx);
+
+    let progress = Progress::start(
+        args.progress || (!args.no_progress && std::io::stderr().is_terminal()),
+        stats.clone(),
+    );
+    let reader = Reader {
+        format: args.format,
+        encoder: RowEncoder::new(&host_name(), args.time_field.clone()),
+        batcher: Batcher::new(settings.max_request_bytes),
+        batch_timeout: settings.batch_timeout,
+        stats: stats.clone(),
+        deadletter: deadletter.clone(),
+        dry_run: args.dry_run,
+        first_row_shown: false,
+    };
+    let input_error = reader.read_all(&inputs, &tx, &stop).await;
+    drop(tx);
+    for w in workers {
+        if let Err(e) = w.await {
+            stop.fail(Fatal::Transient(format!("internal error: a sender task failed: {e}")));
+        }
+    }
+    progress.finish();
+
+    let dead_letter_ok = deadletter.flush();
+    let mut summary = stats.summary(started.elapsed());
+    summary.dry_run = args.dry_run;
+    let (code, error) = match (stop.fatal(), input_error) {
+        (Some(f), _) => (f.exit_code(), Some(f.to_string())),
+        (None, Some(e)) => (ExitCode::Usage, Some(e)),
+        (None, None) if summary.rows_rejected > 0 => (
+            ExitCode::Rejected,
+            Some(format!(
+                "{} rows rejected; {}",
+                summary.rows_rejected,
+                match &args.dead_letter {
+                    Some(p) if dead_letter_ok => format!("they are in {} with the reason for each", p.display()),
+                    Some(p) => format!("writing them to {} failed, see the log", p.display()),
+                    None => "add --dead-letter FILE to keep them with the reason for each".into(),
+                }
+            )),
+        ),
+        (None, None) => (ExitCode::Ok, None),
+    };
+    summary.exit_code = code.code();
+    summary.error = error;
+    Ok(summary)
+}
+
+async fn build_sender(
+    settings: &OutputSettings,
+    report: Arc<dyn DeliveryReport>,
+) -> Result<Sender, CmdError> {
+    let endpoint = settings
+        .endpoint
+        .clone()
+        .ok_or_else(|| CmdError::usage("missing --endpoint"))?;
+    let http = HttpClients::new(Duration::from_secs(60))
+        .map_err(|e| CmdError::new(ExitCode::Internal, e.to_string()))?;
+    let tokens = auth::build(&settings.auth, &http)
+        .await
+        .map_err(|e| CmdError::new(ExitCode::NoToken, format!("no access token: {e}")))?;
+    let transport = HttpTransport::new(http.remote.clone(), &endpoint, &settings.dcr, &settings.stream);
+    tracing::info!(url = %transport.url(), identity = tokens.source_name(), "sending");
+    let policy = Policy {
+        permission_grace: settings.permission_grace,
+        retry_timeout: Some(settings.retry_timeout),
+        max_request_bytes: settings.max_request_bytes,
+        ..Policy::default()
+    };
+    Ok(Sender::new(
+        Arc::new(transport),
+        tokens,
+        policy,
+        settings.dcr.clone(),
+        report,
+    ))
+}
+
+/// Files as given; none or `-` is stdin. Every file is checked before anything is sent, so a
+/// typo fails fast instead of after an upload.
+fn resolve_inputs(files: &[PathBuf]) -> Result<Vec<Input>, CmdError> {
+    if files.is_empty() {
+        return Ok(vec![stdin_input()]);
+    }
+    let mut out = Vec::with_capacity(files.len());
+    let mut stdin_seen = false;
+    for f in files {
+        if f.as_os_str() == "-" {
+            if stdin_seen {
+                return Err(CmdError::usage("stdin (-) is named twice"));
+            }
+            stdin_seen = true;
+            out.push(stdin_input());
+            continue;
+        }
+        let meta = std::fs::metadata(f).map_err(|e| {
+            CmdError::usage(format!("cannot read {}: {}", f.display(), io_reason(&e)))
+        })?;
+        if meta.is_dir() {
+            return Err(CmdError::usage(format!(
+                "{} is a directory: name the files (a shell glob such as {}/*.log works)",
+                f.display(),
+                f.display()
+            )));
+        }
+        std::fs::File::open(f).map_err(|e| {
+            CmdError::usage(format!("cannot read {}: {}", f.display(), io_reason(&e)))
+        })?;
+        out.push(Input {
+            name: f.display().to_string(),
+            path: Some(f.clone()),
+        });
+    }
+    Ok(out)
+}
+
+fn stdin_input() -> Input {
+    Input {
+        name: "<stdin>".into(),
+        path: None,
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// The `Computer` column: the host name.
+pub fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Lets the first fatal failure stop every task.
+struct Stop {
+    fatal: OnceLock<Fatal>,
+    tx: watch::Sender<bool>,
+}
+
+impl Stop {
+    fn new() -> Self {
+        Stop {
+            fatal: OnceLock::new(),
+            tx: watch::Sender::new(false),
+        }
+    }
+
+    fn fail(&self, f: Fatal) {
+        if self.fatal.set(f).is_ok() {
+            self.tx.send_replace(true);
+        }
+    }
+
+    fn fatal(&self) -> Option<Fatal> {
+        self.fatal.get().cloned()
+    }
+
+    async fn stopped(&self) {
+        let mut rx = self.tx.subscribe();
+        // The sender lives as long as self, so this only returns when stopped.
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+/// A worker: takes raw batches, seals them on the blocking pool, delivers them.
+async fn worker(
+    rx: Arc<Mutex<mpsc::Receiver<RawBatch>>>,
+    sender: Option<Arc<Sender>>,
+    report: Arc<dyn DeliveryReport>,
+    stop: Arc<Stop>,
+    cap: usize,
+    level: u32,
+) {
+    let mut gz = Gzip::new(level);
+    loop {
+        let batch = {
+            let mut rx = rx.lock().await;
+            tokio::select! {
+                b = rx.recv() => b,
+                _ = stop.stopped() => None,
+            }
+        };
+        let Some(batch) = batch else { return };
+        let sealed = tokio::task::spawn_blocking(move || {
+            let sealed = seal(batch, cap, &mut gz);
+            (sealed, gz)
+        })
+        .await;
+        let sealed = match sealed {
+            Ok((sealed, g)) => {
+                gz = g;
+                sealed
+            }
+            Err(e) => {
+                stop.fail(Fatal::Transient(format!("internal error while compressing: {e}")));
+                return;
+            }
+        };
+        for big in sealed.oversize {
+            report.rejected(&big, "row is over the request cap even gzipped");
+        }
+        for b in sealed.batches {
+            let Some(sender) = &sender else {
+                report.accepted(&b.raw, b.gzip.len());
+                continue;
+            };
+            tokio::select! {
+                r = sender.deliver(b, &mut gz) => {
+                    if let Err(f) = r {
+                        stop.fail(f);
+                        return;
+                    }
+                }
+                _ = stop.stopped() => return,
+            }
+        }
+    }
+}
+
+/// Reports deliveries into the counters and the dead-letter file.
+struct SendReport {
+    stats: Arc<Stats>,
+    deadletter: Arc<DeadLetter>,
+    names: Arc<Vec<String>>,
+}
+
+impl DeliveryReport for SendReport {
+    fn accepted(&self, batch: &RawBatch, gzip_bytes: usize) {
+        Stats::add(&self.stats.rows_sent, batch.len() as u64);
+        Stats::add(&self.stats.bytes_raw, batch.body().len() as u64);
+        Stats::add(&self.stats.bytes_gzip, gzip_bytes as u64);
+    }
+
+    fn rejected(&self, batch: &RawBatch, reason: &str) {
+        for (row, origin) in batch.rows() {
+            let name = self
+                .names
+                .get(origin.source as usize)
+                .map(String::as_str)
+                .unwrap_or("?");
+            self.deadletter.write(name, origin.line, reason, Refused::Row(row));
+        }
+        Stats::add(&self.stats.rows_rejected, batch.len() as u64);
+    }
+
+    fn request(&self, _status: Option<u16>) {
+        Stats::add(&self.stats.requests, 1);
+    }
+
+    fn retry(&self, _reason: RetryReason) {
+        Stats::add(&self.stats.retries, 1);
+    }
+}
+
+/// Reads the inputs in order, turning records into rows and rows into batches.
+struct Reader {
+    format: Format,
+    encoder: RowEncoder,
+    batcher: Batcher,
+    batch_timeout: Duration,
+    stats: Arc<Stats>,
+    deadletter: Arc<DeadLetter>,
+    dry_run: bool,
+    first_row_shown: bool,
+}
+
+/// Per-input state of the row-building closure.
+struct RowSink<'a> {
+    r: &'a mut Reader,
+    source: u32,
+    name: &'a str,
+    file_path_json: Option<&'a str>,
+    time_read: &'a str,
+    row: Vec<u8>,
+    ready: Vec<RawBatch>,
+    notes: RowNotes,
+    read: u64,
+    rejected: u64,
+}
+
+impl RowSink<'_> {
+    fn record(&mut self, rec: Record<'_>) {
+        self.read += 1;
+        self.row.clear();
+        let line = match rec {
+            Record::Line {
+                text,
+                number,
+                truncated,
+            } => {
+                self.r.encoder.text(
+                    &text,
+                    truncated,
+                    self.time_read,
+                    self.file_path_json,
+                    &mut self.row,
+                    &mut self.notes,
+                );
+                number
+            }
+            Record::Object { map, number } => {
+                self.r
+                    .encoder
+                    .object(map, self.time_read, &mut self.row, &mut self.notes);
+                number
+            }
+            Record::Bad {
+                reason,
+                raw,
+                number,
+            } => {
+                self.rejected += 1;
+                self.r
+                    .deadletter
+                    .write(self.name, number, &reason, Refused::Record(&raw));
+                return;
+            }
+        };
+        if self.r.dry_run && !self.r.first_row_shown {
+            self.r.first_row_shown = true;
+            tracing::info!(row = %String::from_utf8_lossy(&self.row), "first row (dry run)");
+        }
+        let origin = Origin {
+            source: self.source,
+            line,
+        };
+        match self.r.batcher.push(&self.row, origin) {
+            Pushed::Added => {}
+            Pushed::Full(b) => self.ready.push(b),
+            Pushed::TooLarge { row_bytes, cap } => {
+                self.rejected += 1;
+                let reason = format!(
+                    "row is {row_bytes} bytes as JSON; one request holds at most {cap} bytes"
+                );
+                self.r
+                    .deadletter
+                    .write(self.name, line, &reason, Refused::Row(&self.row));
+            }
+        }
+    }
+}
+
+impl Reader {
+    /// Reads every input; returns the message of an input that failed mid-way, if any.
+    async fn read_all(
+        mut self,
+        inputs: &[Input],
+        tx: &mpsc::Sender<RawBatch>,
+        stop: &Stop,
+    ) -> Option<String> {
+        let mut error = None;
+        for (i, input) in inputs.iter().enumerate() {
+            if stop.fatal().is_some() {
+                break;
+            }
+            match self.read_one(i as u32, input, tx, stop).await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(input = %input.name, "{e}");
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(b) = self.batcher.flush() {
+            let _ = tx.send(b).await;
+        }
+        error
+    }
+
+    /// Ok(false): stopped, or the workers are gone.
+    async fn read_one(
+        &mut self,
+        source: u32,
+        input: &Input,
+        tx: &mpsc::Sender<RawBatch>,
+        stop: &Stop,
+    ) -> Result<bool, String> {
+        let mut reader: Box<dyn AsyncRead + Unpin + Send> = match &input.path {
+            Some(p) => Box::new(
+                tokio::fs::File::open(p)
+                    .await
+                    .map_err(|e| format!("cannot read {}: {}", p.display(), io_reason(&e)))?,
+            ),
+            None => {
+                if std::io::stdin().is_terminal() {
+                    eprintln!("dcrship: reading rows from the terminal; end with Ctrl-D");
+                }
+                Box::new(tokio::io::stdin())
+            }
+        };
+        let format = match (self.format, &input.path) {
+            (Format::Auto, Some(p)) => format::from_extension(p).unwrap_or(Format::Auto),
+            (f, _) => f,
+        };
+        let mut decoder = Decoder::new(format, self.batcher.cap());
+        let file_path_json = input.path.as_deref().map(|p| json_string(&absolute(p)));
+        let mut buf = vec![0u8; READ_CHUNK];
+        let mut time_read = rfc3339_utc(jiff::Timestamp::now());
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let n = tokio::select! {
+                biased;
+                _ = stop.stopped() => return Ok(false),
+                _ = sleep_until(deadline) => {
+                    deadline = None;
+                    match self.batcher.flush() {
+                        Some(b) => if tx.send(b).await.is_err() { return Ok(false) },
+                        None => {}
+                    }
+                    continue;
+                }
+                r = reader.read(&mut buf) => r.map_err(|e| format!("reading {} failed: {e}", input.name))?,
+            };
+            if n > 0 {
+                time_read.clear();
+                crate::transform::time::format_rfc3339_utc(jiff::Timestamp::now(), &mut time_read);
+            }
+            let (ready, totals) = {
+                let mut sink = RowSink {
+                    r: self,
+                    source,
+                    name: &input.name,
+                    file_path_json: file_path_json.as_deref(),
+                    time_read: &time_read,
+                    row: Vec::with_capacity(1024),
+                    ready: Vec::new(),
+                    notes: RowNotes::default(),
+                    read: 0,
+                    rejected: 0,
+                };
+                if n == 0 {
+                    decoder.finish(&mut |rec| sink.record(rec));
+                } else {
+                    decoder.feed(&buf[..n], &mut |rec| sink.record(rec));
+                }
+                (std::mem::take(&mut sink.ready), (sink.read, sink.rejected, sink.notes))
+            };
+            let sealed_any = !ready.is_empty();
+            self.count(&totals);
+            for b in ready {
+                if tx.send(b).await.is_err() {
+                    return Ok(false);
+                }
+            }
+            if n == 0 {
+                return Ok(true);
+            }
+            if self.batcher.pending() == 0 {
+                deadline = None;
+            } else if deadline.is_none() || sealed_any {
+                deadline = Some(tokio::time::Instant::now() + self.batch_timeout);
+            }
+        }
+    }
+
+    fn count(&self, t: &(u64, u64, RowNotes)) {
+        let (read, rejected, notes) = t;
+        Stats::add(&self.stats.rows_read, *read);
+        Stats::add(&self.stats.rows_rejected, *rejected);
+        Stats::add(&self.stats.fields_truncated, notes.truncated_fields);
+        Stats::add(&self.stats.time_unparsable, notes.time_unparsable);
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The `FilePath` column: the absolute path, so rows from two hosts' relative paths differ.
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// The progress bar on stderr, redrawn from the counters.
+struct Progress {
+    task: Option<tokio::task::JoinHandle<()>>,
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn start(on: bool, stats: Arc<Stats>) -> Self {
+        if !on {
+            return Progress {
+                task: None,
+                bar: None,
+            };
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
+            bar.set_style(style);
+        }
+        let b = bar.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let s = stats.summary(Duration::ZERO);
+                b.set_message(format!(
+                    "{} rows read, {} sent, {} rejected, {} requests, {} retries",
+                    s.rows_read, s.rows_sent, s.rows_rejected, s.requests, s.retries
+                ));
+                b.tick();
+            }
+        });
+        Progress {
+            task: Some(task),
+            bar: Some(bar),
+        }
+    }
+
+    fn finish(self) {
+        if let Some(t) = self.task {
+            t.abort();
+        }
+        if let Some(b) = self.bar {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! One output's settings, resolved: flags and env first, then the config file, then defaults.
+
+use std::time::Duration;
+
+use crate::auth::{AuthConfig, AuthMethod};
+use crate::cli::OutputArgs;
+use crate::config::{self, Config};
+use crate::http::parse_secure_url;
+use crate::secret::Secret;
+
+use super::CmdError;
+
+/// Where and how to deliver.
+#[derive(Debug, Clone)]
+pub struct OutputSettings {
+    /// `None` only in a dry run without an endpoint.
+    pub endpoint: Option<reqwest::Url>,
+    pub dcr: String,
+    pub stream: String,
+    pub auth: AuthConfig,
+    pub concurrency: usize,
+    pub max_request_bytes: usize,
+    pub permission_grace: Duration,
+    pub retry_timeout: Duration,
+    pub batch_timeout: Duration,
+    pub compression_level: u32,
+}
+
+pub const DEFAULT_CONCURRENCY: usize = 4;
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1_000_000;
+pub const DEFAULT_PERMISSION_GRACE: Duration = Duration::from_secs(3600);
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(600);
+pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
+
+impl OutputSettings {
+    /// Resolves the settings. `need_target`: endpoint, dcr and stream are required (not in a
+    /// dry run).
+    pub fn resolve(args: &OutputArgs, need_target: bool) -> Result<Self, CmdError> {
+        let cfg = match &args.config {
+            Some(path) => Some(config::load(path).map_err(|e| CmdError::usage(e.to_string()))?),
+            None => None,
+        };
+        let out = match &cfg {
+            Some(c) => Some(
+                c.output(args.output.as_deref())
+                    .map_err(|e| CmdError::usage(e.to_string()))?
+                    .1
+                    .clone(),
+            ),
+            None if args.output.is_some() => {
+                return Err(CmdError::usage(
+                    "--output names an output of a config file: give the file with -c/--config",
+                ))
+            }
+            None => None,
+        };
+        let pick = |flag: &Option<String>, from_cfg: Option<&str>| {
+            flag.clone()
+                .or_else(|| from_cfg.map(str::to_string))
+                .filter(|s| !s.trim().is_empty())
+        };
+        let endpoint = pick(&args.endpoint, out.as_ref().map(|o| o.endpoint.as_str()));
+        let dcr = pick(&args.dcr, out.as_ref().map(|o| o.dcr.as_str()));
+        let stream = pick(&args.stream, out.as_ref().map(|o| o.stream.as_str()));
+        if need_target {
+            let missing: Vec<&str> = [
+                ("--endpoint (DCRSHIP_ENDPOINT)", endpoint.is_none()),
+                ("--dcr (DCRSHIP_DCR)", dcr.is_none()),
+                ("--stream (DCRSHIP_STREAM)", stream.is_none()),
+            ]
+            .iter()
+            .filter(|(_, m)| *m)
+            .map(|(n, _)| *n)
+            .collect();
+            if !missing.is_empty() {
+                return Err(CmdError::usage(format!(
+                    "missing {}: say where to send (or use --dry-run to try without Azure)",
+                    missing.join(", ")
+                )));
+            }
+        }
+        let endpoint = match endpoint {
+            Some(e) => Some(
+                parse_secure_url("endpoint", &e).map_err(|e| CmdError::usage(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let dcr = dcr.unwrap_or_default();
+        let stream = stream.unwrap_or_default();
+        if need_target {
+            check_ids(&dcr, &stream)?;
+        }
+        Ok(OutputSettings {
+            endpoint,
+            dcr,
+            stream,
+            auth: auth_config(args, cfg.as_ref()),
+            concurrency: args
+                .concurrency
+                .map(|c| c as usize)
+                .or(out.as_ref().map(|o| o.concurrency as usize))
+                .unwrap_or(DEFAULT_CONCURRENCY),
+            max_request_bytes: args
+                .max_request_bytes
+                .map(|n| n as usize)
+                .or(out.as_ref().map(|o| o.max_request_bytes as usize))
+                .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
+            permission_grace: args
+                .permission_grace
+                .or(out.as_ref().map(|o| o.permission_grace))
+                .unwrap_or(DEFAULT_PERMISSION_GRACE),
+            retry_timeout: args
+                .retry_timeout
+                .or(out.as_ref().map(|o| o.retry_timeout))
+                .unwrap_or(DEFAULT_RETRY_TIMEOUT),
+            batch_timeout: args
+                .batch_timeout
+                .or(out.as_ref().map(|o| o.batch_timeout))
+                .unwrap_or(DEFAULT_BATCH_TIMEOUT),
+            compression_level: args
+                .compression_level
+                .or(out.as_ref().map(|o| o.compression_level))
+                .unwrap_or(DEFAULT_COMPRESSION_LEVEL),
+        })
+    }
+}
+
+/// The DCR immutable id and the stream name have fixed shapes; a wrong one is a 404 later, so
+/// say it now.
+fn check_ids(dcr: &str, stream: &str) -> Result<(), CmdError> {
+    let hex = dcr
+        .strip_prefix("dcr-")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !hex {
+        return Err(CmdError::usage(format!(
+            "--dcr {dcr:?} is not a DCR immutable id: it looks like dcr- followed by 32 hex digits, shown on the DCR's overview page (not its name or resource id)"
+        )));
+    }
+    if !(stream.starts_with("Custom-") || stream.starts_with("Microsoft-")) {
+        return Err(CmdError::usage(format!(
+            "--stream {stream:?} is not a stream name: custom streams start with Custom- (e.g. Custom-MyApp_CL), built-in ones with Microsoft-"
+        )));
+    }
+    Ok(())
+}
+
+fn auth_config(args: &OutputArgs, cfg: Option<&Config>) -> AuthConfig {
+    let a = cfg.map(|c| &c.auth);
+    let opt = |flag: &Option<String>, c: Option<&Option<String>>| {
+        flag.clone().or_else(|| c.and_then(|v| v.clone()))
+    };
+    AuthConfig {
+        method: args
+            .auth
+            .or(a.map(|a| a.method))
+            .unwrap_or(AuthMethod::Auto),
+        client_id: opt(&args.client_id, a.map(|a| &a.client_id)),
+        object_id: a.and_then(|a| a.object_id.clone()),
+        resource_id: a.and_then(|a| a.resource_id.clone()),
+        tenant_id: opt(&args.tenant_id, a.map(|a| &a.tenant_id)),
+        client_secret: a
+            .and_then(|a| a.client_secret.clone())
+            .or_else(|| std::env::var("AZURE_CLIENT_SECRET").ok().map(Secret::new))
+            .filter(|s| !s.is_empty()),
+        cloud: args.cloud.or(a.and_then(|a| a.cloud)).unwrap_or_default(),
+        authority_host: a.and_then(|a| a.authority_host.clone()),
+        audience: a.and_then(|a| a.audience.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_checked_with_a_hint() {
+        assert!(check_ids("dcr-0123456789abcdef0123456789abcdef", "Custom-A_CL").is_ok());
+        assert!(check_ids("dcr-0123456789abcdef0123456789abcdef", "Microsoft-Syslog").is_ok());
+        for (dcr, stream) in [
+            ("my-dcr", "Custom-A"),
+            ("dcr-123", "Custom-A"),
+            ("dcr-0123456789abcdef0123456789abcdeg", "Custom-A"),
+            ("dcr-0123456789abcdef0123456789abcdef", "MyTable_CL"),
+        ] {
+            let e = check_ids(dcr, stream).expect_err("bad");
+            assert_eq!(e.code, crate::exit::ExitCode::Usage);
+        }
+    }
+}

@@ -1,0 +1,228 @@
+//! The delivery policy as a pure function: an HTTP answer in, an [`Action`] out.
+//!
+//! | answer | action |
+//! |---|---|
+//! | 2xx | accepted |
+//! | 400 | bisect: the batch holds a row the service refuses |
+//! | 401 | new token, retry |
+//! | 403, 404 | retry slowly for the permission grace window |
+//! | 408, 429, 503 | throttled: wait `Retry-After` (every sender of the DCR), else back off |
+//! | 413 | split the batch in two |
+//! | other 5xx | back off and retry |
+//! | 3xx, other 4xx | refuse the whole batch (retrying cannot help) |
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+/// The parts of an HTTP answer the policy looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    /// `Retry-After`: seconds or an HTTP date.
+    pub retry_after: Option<String>,
+    /// `retry-after-ms` or `x-ms-retry-after-ms`.
+    pub retry_after_ms: Option<String>,
+    /// `x-ms-error-code`.
+    pub error_code: Option<String>,
+    /// The body, cut to a few KiB.
+    pub body: String,
+}
+
+/// What to do with a batch after an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Accepted,
+    /// 400: some row is refused; bisect to find it, deliver the rest.
+    Bisect { reason: String },
+    /// Refuse every row of the batch (a 3xx or a 4xx that no retry or split can fix).
+    RejectAll { reason: String },
+    /// 401: drop the token and retry with a new one.
+    RefreshToken { reason: String },
+    /// 403/404: likely a role grant or a new DCR still propagating.
+    Permission { status: u16, reason: String },
+    /// 408/429/503: wait, pausing every sender of the DCR.
+    Throttled { retry_after: Option<Duration> },
+    /// 413: split in two.
+    TooLarge,
+    /// Other 5xx: back off and retry.
+    Transient {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Longest wait a `Retry-After` is believed for; past it, something is wrong with the header.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Classifies an answer. `now` reads HTTP-date `Retry-After` values.
+pub fn classify(a: &Answer, now: Timestamp) -> Action {
+    let retry_after = || retry_after(a, now);
+    match a.status {
+        200..=299 => Action::Accepted,
+        400 => Action::Bisect {
+            reason: service_reason(a),
+        },
+        401 => Action::RefreshToken {
+            reason: service_reason(a),
+        },
+        403 | 404 => Action::Permission {
+            status: a.status,
+            reason: service_reason(a),
+        },
+        408 | 429 | 503 => Action::Throttled {
+            retry_after: retry_after(),
+        },
+        413 => Action::TooLarge,
+        500..=599 => Action::Transient {
+            reason: service_reason(a),
+            retry_after: retry_after(),
+        },
+        _ => Action::RejectAll {
+            reason: service_reason(a),
+        },
+    }
+}
+
+/// The wait the service asks for: `retry-after-ms` / `x-ms-retry-after-ms` first (finer), then
+/// `Retry-After` as seconds or as an HTTP date. Unreadable or absurd values count as absent.
+pub fn retry_after(a: &Answer, now: Timestamp) -> Option<Duration> {
+    if let Some(ms) = a.retry_after_ms.as_deref() {
+        if let Ok(ms) = ms.trim().parse::<f64>() {
+            if ms.is_finite() && ms >= 0.0 {
+                return Some(Duration::from_millis(ms as u64).min(MAX_RETRY_AFTER));
+            }
+        }
+    }
+    let v = a.retry_after.as_deref()?.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Some(Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())));
+        }
+        return None;
+    }
+    let when = jiff::fmt::rfc2822::parse(v).ok()?.timestamp();
+    let wait = when.duration_since(now);
+    if wait.is_negative() {
+        return Some(Duration::ZERO);
+    }
+    Duration::try_from(wait).ok().map(|d| d.min(MAX_RETRY_AFTER))
+}
+
+/// A one-line reason from the service's error body (`{"error":{"code","message"}}`), else the
+/// status and the start of the body.
+pub fn service_reason(a: &Answer) -> String {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let parsed = serde_json::from_str::<Body>(&a.body).ok();
+    let code = parsed
+        .as_ref()
+        .and_then(|b| b.error.code.clone())
+        .or_else(|| a.error_code.clone());
+    let message = parsed.and_then(|b| b.error.message);
+    let detail = match (code, message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c,
+        (None, Some(m)) => m,
+        (None, None) => {
+            let text: String = a.body.chars().take(200).collect();
+            text.split_whitespace().collect::<Vec<_>>().join(" ")
+        }
+    };
+    if detail.is_empty() {
+        format!("HTTP {}", a.status)
+    } else {
+        format!("HTTP {}: {}", a.status, detail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        "2026-11-23T12:00:00Z".parse().expect("ts")
+    }
+
+    fn answer(status: u16) -> Answer {
+        Answer {
+            status,
+            ..Answer::default()
+        }
+    }
+
+    #[test]
+    fn the_policy_table() {
+        let err400 = Answer {
+            body: r#"{"error":{"code":"InvalidRequest","message":"bad row"}}"#.into(),
+            ..answer(400)
+        };
+        let cases: Vec<(Answer, Action)> = vec![
+            (answer(204), Action::Accepted),
+            (answer(200), Action::Accepted),
+            (err400, Action::Bisect { reason: "HTTP 400: InvalidRequest: bad row".into() }),
+            (answer(401), Action::RefreshToken { reason: "HTTP 401".into() }),
+            (answer(403), Action::Permission { status: 403, reason: "HTTP 403".into() }),
+            (answer(404), Action::Permission { status: 404, reason: "HTTP 404".into() }),
+            (answer(408), Action::Throttled { retry_after: None }),
+            (answer(429), Action::Throttled { retry_after: None }),
+            (answer(503), Action::Throttled { retry_after: None }),
+            (answer(413), Action::TooLarge),
+            (answer(500), Action::Transient { reason: "HTTP 500".into(), retry_after: None }),
+            (answer(502), Action::Transient { reason: "HTTP 502".into(), retry_after: None }),
+            (answer(504), Action::Transient { reason: "HTTP 504".into(), retry_after: None }),
+            (answer(301), Action::RejectAll { reason: "HTTP 301".into() }),
+            (answer(405), Action::RejectAll { reason: "HTTP 405".into() }),
+            (answer(415), Action::RejectAll { reason: "HTTP 415".into() }),
+        ];
+        for (a, want) in cases {
+            assert_eq!(classify(&a, now()), want, "status {}", a.status);
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let with = |ra: Option<&str>, ms: Option<&str>| Answer {
+            retry_after: ra.map(String::from),
+            retry_after_ms: ms.map(String::from),
+            ..answer(429)
+        };
+        let cases = [
+            (with(Some("7"), None), Some(Duration::from_secs(7))),
+            (with(Some(" 1.5 "), None), Some(Duration::from_millis(1500))),
+            (with(Some("Mon, 23 Nov 2026 12:00:30 GMT"), None), Some(Duration::from_secs(30))),
+            (with(Some("Mon, 23 Nov 2026 11:00:00 GMT"), None), Some(Duration::ZERO)),
+            (with(Some("soon"), None), None),
+            (with(Some("-3"), None), None),
+            (with(Some("999999"), None), Some(MAX_RETRY_AFTER)),
+            (with(Some("7"), Some("250")), Some(Duration::from_millis(250))),
+            (with(None, Some("x")), None),
+            (with(None, None), None),
+        ];
+        for (a, want) in cases {
+            assert_eq!(retry_after(&a, now()), want, "{a:?}");
+            assert_eq!(classify(&a, now()), Action::Throttled { retry_after: want });
+        }
+    }
+
+    #[test]
+    fn reasons_prefer_the_service_error_and_survive_garbage() {
+        let html = Answer {
+            body: "<html>\n  <body>Bad   Gateway</body></html>".into(),
+            ..answer(502)
+        };
+        assert_eq!(service_reason(&html), "HTTP 502: <html> <body>Bad Gateway</body></html>");
+        let coded = Answer {
+            error_code: Some("OperationFailed".into()),
+            ..answer(403)
+        };
+        assert_eq!(service_reason(&coded), "HTTP 403: OperationFailed");
+    }
+}

@@ -1,0 +1,15 @@
+//! Reading records out of byte streams, in bounded memory.
+//!
+//! [`lines`] splits on `\n` with a cap on line length; [`json_stream`] frames top-level JSON
+//! values (flattening arrays) with a cap on record size; [`csv`] reads RFC 4180 records on top of
+//! lines; [`format`] picks a format from a file name or the first bytes; [`decode`] puts them
+//! together behind one type the commands feed chunks to.
+
+pub mod csv;
+pub mod decode;
+pub mod format;
+pub mod json_stream;
+pub mod lines;
+
+pub use decode::{Decoder, Record};
+pub use format::Format;

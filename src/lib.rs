@@ -1,0 +1,36 @@
+//! dcrship — ships log records to the Azure Monitor Logs Ingestion API.
+//!
+//! Records come from files or stdin, become rows of a Data Collection Rule stream, are packed
+//! into gzip JSON requests within the API's limits and POSTed with an Entra bearer token.
+//!
+//! Where things live:
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`cli`] | argument structs for the commands |
+//! | [`cmd`] | one file per command (`send`, `check`): wiring only |
+//! | [`config`] | the TOML configuration, validated at load, errors with line and key |
+//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection |
+//! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated`, `RawData`, field limits |
+//! | [`batch`] | rows → sealed gzip request bodies within the byte cap (pure, property-tested) |
+//! | [`ingest`] | the POST, the pure answer classifier, and the sender with its retry policy |
+//! | [`auth`] | token sources behind one trait, and the token cache |
+//! | [`deadletter`] | the NDJSON file of rejected rows, each with its reason |
+//! | [`stats`] | counters and the end-of-run summary |
+//! | [`http`], [`secret`], [`duration`], [`exit`], [`telemetry`] | small shared pieces |
+
+pub mod auth;
+pub mod batch;
+pub mod cli;
+pub mod cmd;
+pub mod config;
+pub mod deadletter;
+pub mod duration;
+pub mod exit;
+pub mod http;
+pub mod ingest;
+pub mod input;
+pub mod secret;
+pub mod stats;
+pub mod telemetry;
+pub mod transform;

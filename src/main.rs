@@ -1,0 +1,73 @@
+//! The `dcrship` binary: parse arguments, run a command, print, exit with the contract's code.
+
+use clap::Parser;
+
+use dcrship::cli::{Cli, Command, SummaryFormat};
+use dcrship::cmd;
+use dcrship::exit::ExitCode;
+
+fn main() {
+    let cli = Cli::parse();
+    dcrship::telemetry::init(cli.log_format, cli.log_level.as_deref());
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("dcrship: internal error: {e:#}");
+            ExitCode::Internal
+        }
+    };
+    std::process::exit(code.code());
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check(args) => Ok(match cmd::check::run(&args) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::Ok
+            }
+            Err(e) => {
+                eprintln!("dcrship: error: {e}");
+                e.code
+            }
+        }),
+        Command::Send(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let json = args.summary == SummaryFormat::Json;
+            let result = runtime.block_on(cmd::send::run(args));
+            // Do not wait for a stdin read that is still blocked: everything is answered.
+            runtime.shutdown_background();
+            Ok(match result {
+                Ok(summary) => {
+                    if json {
+                        println!("{}", serde_json::to_string(&summary)?);
+                    } else {
+                        eprintln!("dcrship: {}", summary.text());
+                    }
+                    if let Some(e) = &summary.error {
+                        eprintln!("dcrship: error: {e}");
+                    }
+                    match summary.exit_code {
+                        0 => ExitCode::Ok,
+                        2 => ExitCode::Usage,
+                        3 => ExitCode::NoToken,
+                        4 => ExitCode::Permission,
+                        5 => ExitCode::Rejected,
+                        6 => ExitCode::Transient,
+                        _ => ExitCode::Internal,
+                    }
+                }
+                Err(e) => {
+                    if json {
+                        let v = serde_json::json!({"exit_code": e.code.code(), "error": e.message});
+                        println!("{v}");
+                    }
+                    eprintln!("dcrship: error: {e}");
+                    e.code
+                }
+            })
+        }
+    }
+}

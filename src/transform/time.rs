@@ -1,0 +1,139 @@
+//! Event times: read from a field (RFC 3339, ISO 8601 without offset = UTC, epoch numbers) and
+//! written as RFC 3339 UTC with six fractional digits, the precision every Azure table plan
+//! accepts (Auxiliary tables take exactly six).
+
+use jiff::civil::DateTime;
+use jiff::tz::Offset;
+use jiff::Timestamp;
+use serde_json::Value;
+
+/// Writes `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub fn format_rfc3339_utc(ts: Timestamp, out: &mut String) {
+    use std::fmt::Write;
+    let dt = Offset::UTC.to_datetime(ts);
+    let micros = dt.subsec_nanosecond() / 1000;
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        dt.year(),
+        dt.month(),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second(),
+        micros
+    );
+}
+
+/// [`format_rfc3339_utc`] into a new string.
+pub fn rfc3339_utc(ts: Timestamp) -> String {
+    let mut s = String::with_capacity(27);
+    format_rfc3339_utc(ts, &mut s);
+    s
+}
+
+/// Reads an event time from a JSON value: a string in RFC 3339 / ISO 8601 (no offset means UTC,
+/// a space may stand for `T`), or a number of epoch seconds, milliseconds, microseconds or
+/// nanoseconds (told apart by magnitude), also when written as a string.
+pub fn parse_time_value(v: &Value) -> Option<Timestamp> {
+    match v {
+        Value::String(s) => parse_time_str(s),
+        Value::Number(n) => n.as_f64().and_then(from_epoch),
+        _ => None,
+    }
+}
+
+/// See [`parse_time_value`].
+pub fn parse_time_str(s: &str) -> Option<Timestamp> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(ts) = s.parse::<Timestamp>() {
+        return Some(ts);
+    }
+    if let Ok(dt) = s.parse::<DateTime>() {
+        return Offset::UTC.to_timestamp(dt).ok();
+    }
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
+        return s.parse::<f64>().ok().and_then(from_epoch);
+    }
+    None
+}
+
+/// Epoch number → timestamp. Below 1e11 it is seconds (up to year 5138), below 1e14
+/// milliseconds, below 1e17 microseconds, else nanoseconds.
+fn from_epoch(x: f64) -> Option<Timestamp> {
+    if !x.is_finite() {
+        return None;
+    }
+    let a = x.abs();
+    let nanos = if a < 1e11 {
+        x * 1e9
+    } else if a < 1e14 {
+        x * 1e6
+    } else if a < 1e17 {
+        x * 1e3
+    } else {
+        x
+    };
+    if nanos.abs() > 9.0e18 {
+        return None;
+    }
+    Timestamp::from_nanosecond(nanos as i128).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> Option<String> {
+        parse_time_str(s).map(rfc3339_utc)
+    }
+
+    #[test]
+    fn reads_the_usual_forms() {
+        let want = Some("2023-11-14T15:10:02.123000Z".to_string());
+        let cases = [
+            "2023-11-14T15:10:02.123Z",
+            "2023-11-14T16:10:02.123+01:00",
+            "2023-11-14T10:10:02.123-05:00",
+            "2023-11-14 15:10:02.123",
+            "2023-11-14T15:10:02.123",
+            "1699974602.123",
+            "1699974602123",
+            "1699974602123000",
+            "1699974602123000000",
+        ];
+        for c in cases {
+            assert_eq!(at(c), want, "{c}");
+        }
+        assert_eq!(
+            parse_time_value(&json!(1699974602)).map(rfc3339_utc),
+            Some("2023-11-14T15:10:02.000000Z".to_string())
+        );
+        assert_eq!(
+            parse_time_value(&json!(1699974602123u64)).map(rfc3339_utc),
+            Some("2023-11-14T15:10:02.123000Z".to_string())
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_time() {
+        for bad in ["", "yesterday", "2023-13-45T00:00:00Z", "12:00", "1e400", "--"] {
+            assert_eq!(at(bad), None, "{bad}");
+        }
+        for v in [json!(null), json!(true), json!({"a":1}), json!([1])] {
+            assert_eq!(parse_time_value(&v), None);
+        }
+    }
+
+    #[test]
+    fn formats_with_six_fraction_digits() {
+        let ts: Timestamp = "2024-02-29T23:59:59.9999999Z".parse().expect("ts");
+        assert_eq!(rfc3339_utc(ts), "2024-02-29T23:59:59.999999Z");
+        assert_eq!(rfc3339_utc(Timestamp::UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+    }
+}
