@@ -280,9 +280,9 @@ impl Gzip {
                 out.reserve(out.capacity().max(4096));
             }
             let before_in = self.deflate.total_in();
-            let status = self
-                .deflate
-                .compress_vec(&data[consumed..], &mut out, FlushCompress::Finish);
+            let status =
+                self.deflate
+                    .compress_vec(&data[consumed..], &mut out, FlushCompress::Finish);
             consumed += (self.deflate.total_in() - before_in) as usize;
             match status {
                 Ok(Status::StreamEnd) => break,
@@ -332,8 +332,9 @@ mod tests {
 
     #[test]
     fn packs_until_the_next_row_would_cross_the_cap() {
-        let r = row(1, 10); // 20 bytes
-        let mut b = Batcher::new(2 + 20 * 3 + 2); // exactly three rows with two commas
+        let r = row(1, 10);
+        let n = r.len();
+        let mut b = Batcher::new(2 + n * 3 + 2); // exactly three rows with two commas
         assert_eq!(b.push(&r, o(1)), Pushed::Added);
         assert_eq!(b.push(&r, o(2)), Pushed::Added);
         assert_eq!(b.push(&r, o(3)), Pushed::Added);
@@ -341,7 +342,7 @@ mod tests {
             panic!("expected full")
         };
         assert_eq!(full.len(), 3);
-        assert_eq!(full.body().len(), 64);
+        assert_eq!(full.body().len(), 2 + n * 3 + 2);
         assert_eq!(b.pending(), 1);
         let last = b.flush().expect("one row pending");
         assert_eq!(last.origin(0), o(4));
@@ -351,10 +352,11 @@ mod tests {
     #[test]
     fn a_row_too_big_alone_is_refused() {
         let mut b = Batcher::new(100);
+        let big = row(1, 200);
         assert_eq!(
-            b.push(&row(1, 200), o(1)),
+            b.push(&big, o(1)),
             Pushed::TooLarge {
-                row_bytes: 219,
+                row_bytes: big.len(),
                 cap: 100
             }
         );
@@ -368,7 +370,8 @@ mod tests {
     #[test]
     fn split_and_rows_keep_order_and_text() {
         let rows: Vec<Vec<u8>> = (0..5).map(|i| row(i, i)).collect();
-        let batch = RawBatch::from_rows(rows.iter().enumerate().map(|(i, r)| (&r[..], o(i as u64))));
+        let batch =
+            RawBatch::from_rows(rows.iter().enumerate().map(|(i, r)| (&r[..], o(i as u64))));
         let (a, b) = batch.halves();
         assert_eq!(a.len(), 2);
         assert_eq!(b.len(), 3);
@@ -429,9 +432,15 @@ mod tests {
             let mut sent: Vec<(Vec<u8>, u64)> = Vec::new();
             let mut refused = Vec::new();
             let mut sealed_all = Vec::new();
+            let mut oversize: Vec<(Vec<u8>, u64)> = Vec::new();
             let mut check = |raw: RawBatch, sealed_all: &mut Vec<SealedBatch>| {
                 let s = seal(raw, cap, &mut gz);
-                prop_assert!(s.oversize.is_empty() || s.oversize.iter().all(|r| r.len() == 1));
+                for big in s.oversize {
+                    // refused only when a lone row's gzip really is over the cap
+                    prop_assert_eq!(big.len(), 1);
+                    prop_assert!(Gzip::new(level).compress(big.body()).len() > cap);
+                    oversize.push((big.row(0).to_vec(), big.origin(0).line));
+                }
                 sealed_all.extend(s.batches);
                 Ok(())
             };
@@ -447,6 +456,8 @@ mod tests {
             if let Some(last) = b.flush() { check(last, &mut sealed_all)?; }
             let mut got = Vec::new();
             for s in &sealed_all {
+                let lines: Vec<u64> = s.raw.rows().map(|(_, o)| o.line).collect();
+                prop_assert!(lines.windows(2).all(|w| w[0] < w[1]), "order within a batch");
                 prop_assert!(s.raw.body().len() <= cap);
                 prop_assert!(s.gzip.len() <= cap);
                 prop_assert!(!s.raw.is_empty());
@@ -455,6 +466,9 @@ mod tests {
                 prop_assert_eq!(arr.len(), s.raw.len());
                 for (r, origin) in s.raw.rows() { got.push((r.to_vec(), origin.line)); }
             }
+            drop(check);
+            got.extend(oversize);
+            got.sort_by_key(|r| r.1);
             prop_assert_eq!(got, sent);
             for i in refused { prop_assert!(row(i as usize, sizes[i as usize]).len() + 2 > cap); }
         }

@@ -13,7 +13,12 @@ use crate::telemetry::LogFormat;
 
 /// Ships logs to the Azure Monitor Logs Ingestion API (Data Collection Rule streams).
 #[derive(Debug, Parser)]
-#[command(name = "dcrship", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "dcrship",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -159,7 +164,13 @@ pub enum SummaryFormat {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Configuration file to validate
-    #[arg(short = 'c', long, env = "DCRSHIP_CONFIG", default_value = "/etc/dcrship/agent.toml", value_name = "FILE")]
+    #[arg(
+        short = 'c',
+        long,
+        env = "DCRSHIP_CONFIG",
+        default_value = "/etc/dcrship/agent.toml",
+        value_name = "FILE"
+    )]
     pub config: PathBuf,
 }
 
@@ -176,12 +187,46 @@ mod tests {
     #[test]
     fn send_reads_every_contract_flag() {
         let cli = Cli::try_parse_from([
-            "dcrship", "send", "--endpoint", "https://x", "--dcr", "dcr-1", "--stream", "Custom-A",
-            "--format", "csv", "--time-field", "ts", "--auth", "managed-identity", "--client-id",
-            "c", "--tenant-id", "t", "--cloud", "usgov", "--concurrency", "8",
-            "--max-request-bytes", "500000", "--permission-grace", "5m", "--retry-timeout", "1h30m",
-            "--dead-letter", "dl.ndjson", "--dry-run", "--no-progress", "--summary", "json",
-            "-c", "agent.toml", "--output", "app", "a.csv", "-",
+            "dcrship",
+            "send",
+            "--endpoint",
+            "https://x",
+            "--dcr",
+            "dcr-1",
+            "--stream",
+            "Custom-A",
+            "--format",
+            "csv",
+            "--time-field",
+            "ts",
+            "--auth",
+            "managed-identity",
+            "--client-id",
+            "c",
+            "--tenant-id",
+            "t",
+            "--cloud",
+            "usgov",
+            "--concurrency",
+            "8",
+            "--max-request-bytes",
+            "500000",
+            "--permission-grace",
+            "5m",
+            "--retry-timeout",
+            "1h30m",
+            "--dead-letter",
+            "dl.ndjson",
+            "--dry-run",
+            "--no-progress",
+            "--summary",
+            "json",
+            "-c",
+            "agent.toml",
+            "--output",
+            "app",
+            "a.csv",
+            "-",
         ])
         .expect("parses");
         let Command::Send(s) = cli.command else {

@@ -132,8 +132,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("dl.ndjson");
         let dl = DeadLetter::open(Some(&path)).expect("open");
-        dl.write("a.ndjson", 3, "invalid JSON", Refused::Record("{oops \"q\""));
-        dl.write("b.log", 9, "HTTP 400: bad", Refused::Row(br#"{"RawData":"x"}"#));
+        dl.write(
+            "a.ndjson",
+            3,
+            "invalid JSON",
+            Refused::Record("{oops \"q\""),
+        );
+        dl.write(
+            "b.log",
+            9,
+            "HTTP 400: bad",
+            Refused::Row(br#"{"RawData":"x"}"#),
+        );
         assert!(dl.flush());
         assert_eq!(dl.count(), 2);
         let text = std::fs::read_to_string(&path).expect("read");

@@ -62,7 +62,7 @@ pub fn format_duration(d: Duration) -> String {
         return if ms == 0 {
             format!("{secs}s")
         } else {
-            format!("{secs}.{:03}s", ms).trim_end_matches('0').to_string()
+            format!("{secs}.{}s", format!("{ms:03}").trim_end_matches('0'))
         };
     }
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
@@ -108,7 +108,16 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_duration() {
-        for bad in ["", "10", "s", "1x", "1h-5m", "abc", "99999999999999999999s", "1.5s"] {
+        for bad in [
+            "",
+            "10",
+            "s",
+            "1x",
+            "1h-5m",
+            "abc",
+            "99999999999999999999s",
+            "1.5s",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad} should fail");
         }
     }

@@ -77,7 +77,11 @@ impl Summary {
             "{} rows read, {} {}, {} rejected",
             self.rows_read,
             self.rows_sent,
-            if self.dry_run { "would be sent" } else { "sent" },
+            if self.dry_run {
+                "would be sent"
+            } else {
+                "sent"
+            },
             self.rows_rejected
         );
         if self.rows_unsent > 0 {

@@ -199,7 +199,7 @@ impl TokenCache {
     }
 
     /// The object id (`oid`) of the principal the current token belongs to, for messages such as
-    /// "grant Monitoring Metrics Publisher to <oid>". `None` before the first token or when the
+    /// "grant Monitoring Metrics Publisher to `<oid>`". `None` before the first token or when the
     /// token is not a JWT.
     pub fn principal_id(&self) -> Option<String> {
         self.principal

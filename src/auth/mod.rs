@@ -7,7 +7,7 @@
 //!
 //! Sources: [`imds`] (Azure VM managed identity), [`client_secret`] (service principal),
 //! [`static_token`] (`DCRSHIP_ACCESS_TOKEN`). [`build`] turns an [`AuthConfig`] into a cache,
-//! resolving `auto` to the first source the environment supports ([`auto`]).
+//! resolving `auto` to the first source the environment supports (see `auto.rs`).
 //!
 //! Secrets (tokens, client secrets) are held as [`Secret`] and appear in no log line, error or
 //! `Debug` output; the `redaction` tests below hold every type here to that.

@@ -1,7 +1,7 @@
 //! Retrying one token request: the schedule, the loop, and reading `Retry-After`.
 //!
 //! Token endpoints fail transiently (IMDS while the host updates, Entra under load), so every
-//! HTTP source runs its single exchange through [`with_retries`]. The source decides what is
+//! HTTP source runs its single exchange through `with_retries`. The source decides what is
 //! worth retrying; this module only waits and counts.
 
 use std::future::Future;

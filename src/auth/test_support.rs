@@ -43,9 +43,12 @@ pub(crate) fn pairs(encoded: &str) -> HashMap<String, String> {
         .collect()
 }
 
-/// What a fake endpoint received: headers and query or form fields, per request.
+/// One request a fake endpoint received: its headers and its query or form fields.
+pub(crate) type Request = (HeaderMap, HashMap<String, String>);
+
+/// What a fake endpoint received, in order.
 #[derive(Clone, Default)]
-pub(crate) struct Recorded(Arc<Mutex<Vec<(HeaderMap, HashMap<String, String>)>>>);
+pub(crate) struct Recorded(Arc<Mutex<Vec<Request>>>);
 
 impl Recorded {
     pub(crate) fn push(&self, headers: HeaderMap, fields: HashMap<String, String>) {
@@ -57,7 +60,7 @@ impl Recorded {
     }
 
     /// The one request received; fails the test if there were more or none.
-    pub(crate) fn only(&self) -> (HeaderMap, HashMap<String, String>) {
+    pub(crate) fn only(&self) -> Request {
         let all = self.0.lock().unwrap();
         assert_eq!(all.len(), 1, "expected exactly one request");
         all[0].clone()

@@ -50,7 +50,8 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     let inputs = resolve_inputs(&args.files)?;
     let names: Arc<Vec<String>> = Arc::new(inputs.iter().map(|i| i.name.clone()).collect());
     let deadletter = Arc::new(
-        DeadLetter::open(args.dead_letter.as_deref()).map_err(|e| CmdError::usage(e.to_string()))?,
+        DeadLetter::open(args.dead_letter.as_deref())
+            .map_err(|e| CmdError::usage(e.to_string()))?,
     );
     let stats = Arc::new(Stats::default());
     let report: Arc<dyn DeliveryReport> = Arc::new(SendReport {
@@ -98,7 +99,9 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     drop(tx);
     for w in workers {
         if let Err(e) = w.await {
-            stop.fail(Fatal::Transient(format!("internal error: a sender task failed: {e}")));
+            stop.fail(Fatal::Transient(format!(
+                "internal error: a sender task failed: {e}"
+            )));
         }
     }
     progress.finish();
@@ -115,7 +118,8 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
                 "{} rows rejected; {}",
                 summary.rows_rejected,
                 match &args.dead_letter {
-                    Some(p) if dead_letter_ok => format!("they are in {} with the reason for each", p.display()),
+                    Some(p) if dead_letter_ok =>
+                        format!("they are in {} with the reason for each", p.display()),
                     Some(p) => format!("writing them to {} failed, see the log", p.display()),
                     None => "add --dead-letter FILE to keep them with the reason for each".into(),
                 }
@@ -141,7 +145,12 @@ async fn build_sender(
     let tokens = auth::build(&settings.auth, &http)
         .await
         .map_err(|e| CmdError::new(ExitCode::NoToken, format!("no access token: {e}")))?;
-    let transport = HttpTransport::new(http.remote.clone(), &endpoint, &settings.dcr, &settings.stream);
+    let transport = HttpTransport::new(
+        http.remote.clone(),
+        &endpoint,
+        &settings.dcr,
+        &settings.stream,
+    );
     tracing::info!(url = %transport.url(), identity = tokens.source_name(), "sending");
     let policy = Policy {
         permission_grace: settings.permission_grace,
@@ -277,7 +286,9 @@ async fn worker(
                 sealed
             }
             Err(e) => {
-                stop.fail(Fatal::Transient(format!("internal error while compressing: {e}")));
+                stop.fail(Fatal::Transient(format!(
+                    "internal error while compressing: {e}"
+                )));
                 return;
             }
         };
@@ -323,7 +334,8 @@ impl DeliveryReport for SendReport {
                 .get(origin.source as usize)
                 .map(String::as_str)
                 .unwrap_or("?");
-            self.deadletter.write(name, origin.line, reason, Refused::Row(row));
+            self.deadletter
+                .write(name, origin.line, reason, Refused::Row(row));
         }
         Stats::add(&self.stats.rows_rejected, batch.len() as u64);
     }
@@ -519,7 +531,10 @@ impl Reader {
                 } else {
                     decoder.feed(&buf[..n], &mut |rec| sink.record(rec));
                 }
-                (std::mem::take(&mut sink.ready), (sink.read, sink.rejected, sink.notes))
+                (
+                    std::mem::take(&mut sink.ready),
+                    (sink.read, sink.rejected, sink.notes),
+                )
             };
             let sealed_any = !ready.is_empty();
             self.count(&totals);
@@ -577,8 +592,11 @@ impl Progress {
                 bar: None,
             };
         }
-        let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}") {
+        let bar =
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+        {
             bar.set_style(style);
         }
         let b = bar.clone();

@@ -81,9 +81,9 @@ impl OutputSettings {
             }
         }
         let endpoint = match endpoint {
-            Some(e) => Some(
-                parse_secure_url("endpoint", &e).map_err(|e| CmdError::usage(e.to_string()))?,
-            ),
+            Some(e) => {
+                Some(parse_secure_url("endpoint", &e).map_err(|e| CmdError::usage(e.to_string()))?)
+            }
             None => None,
         };
         let dcr = dcr.unwrap_or_default();

@@ -34,15 +34,26 @@ pub struct Answer {
 pub enum Action {
     Accepted,
     /// 400: some row is refused; bisect to find it, deliver the rest.
-    Bisect { reason: String },
+    Bisect {
+        reason: String,
+    },
     /// Refuse every row of the batch (a 3xx or a 4xx that no retry or split can fix).
-    RejectAll { reason: String },
+    RejectAll {
+        reason: String,
+    },
     /// 401: drop the token and retry with a new one.
-    RefreshToken { reason: String },
+    RefreshToken {
+        reason: String,
+    },
     /// 403/404: likely a role grant or a new DCR still propagating.
-    Permission { status: u16, reason: String },
+    Permission {
+        status: u16,
+        reason: String,
+    },
     /// 408/429/503: wait, pausing every sender of the DCR.
-    Throttled { retry_after: Option<Duration> },
+    Throttled {
+        retry_after: Option<Duration>,
+    },
     /// 413: split in two.
     TooLarge,
     /// Other 5xx: back off and retry.
@@ -97,7 +108,9 @@ pub fn retry_after(a: &Answer, now: Timestamp) -> Option<Duration> {
     let v = a.retry_after.as_deref()?.trim();
     if let Ok(secs) = v.parse::<f64>() {
         if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())));
+            return Some(Duration::from_secs_f64(
+                secs.min(MAX_RETRY_AFTER.as_secs_f64()),
+            ));
         }
         return None;
     }
@@ -106,7 +119,9 @@ pub fn retry_after(a: &Answer, now: Timestamp) -> Option<Duration> {
     if wait.is_negative() {
         return Some(Duration::ZERO);
     }
-    Duration::try_from(wait).ok().map(|d| d.min(MAX_RETRY_AFTER))
+    Duration::try_from(wait)
+        .ok()
+        .map(|d| d.min(MAX_RETRY_AFTER))
 }
 
 /// A one-line reason from the service's error body (`{"error":{"code","message"}}`), else the
@@ -167,20 +182,75 @@ mod tests {
         let cases: Vec<(Answer, Action)> = vec![
             (answer(204), Action::Accepted),
             (answer(200), Action::Accepted),
-            (err400, Action::Bisect { reason: "HTTP 400: InvalidRequest: bad row".into() }),
-            (answer(401), Action::RefreshToken { reason: "HTTP 401".into() }),
-            (answer(403), Action::Permission { status: 403, reason: "HTTP 403".into() }),
-            (answer(404), Action::Permission { status: 404, reason: "HTTP 404".into() }),
+            (
+                err400,
+                Action::Bisect {
+                    reason: "HTTP 400: InvalidRequest: bad row".into(),
+                },
+            ),
+            (
+                answer(401),
+                Action::RefreshToken {
+                    reason: "HTTP 401".into(),
+                },
+            ),
+            (
+                answer(403),
+                Action::Permission {
+                    status: 403,
+                    reason: "HTTP 403".into(),
+                },
+            ),
+            (
+                answer(404),
+                Action::Permission {
+                    status: 404,
+                    reason: "HTTP 404".into(),
+                },
+            ),
             (answer(408), Action::Throttled { retry_after: None }),
             (answer(429), Action::Throttled { retry_after: None }),
             (answer(503), Action::Throttled { retry_after: None }),
             (answer(413), Action::TooLarge),
-            (answer(500), Action::Transient { reason: "HTTP 500".into(), retry_after: None }),
-            (answer(502), Action::Transient { reason: "HTTP 502".into(), retry_after: None }),
-            (answer(504), Action::Transient { reason: "HTTP 504".into(), retry_after: None }),
-            (answer(301), Action::RejectAll { reason: "HTTP 301".into() }),
-            (answer(405), Action::RejectAll { reason: "HTTP 405".into() }),
-            (answer(415), Action::RejectAll { reason: "HTTP 415".into() }),
+            (
+                answer(500),
+                Action::Transient {
+                    reason: "HTTP 500".into(),
+                    retry_after: None,
+                },
+            ),
+            (
+                answer(502),
+                Action::Transient {
+                    reason: "HTTP 502".into(),
+                    retry_after: None,
+                },
+            ),
+            (
+                answer(504),
+                Action::Transient {
+                    reason: "HTTP 504".into(),
+                    retry_after: None,
+                },
+            ),
+            (
+                answer(301),
+                Action::RejectAll {
+                    reason: "HTTP 301".into(),
+                },
+            ),
+            (
+                answer(405),
+                Action::RejectAll {
+                    reason: "HTTP 405".into(),
+                },
+            ),
+            (
+                answer(415),
+                Action::RejectAll {
+                    reason: "HTTP 415".into(),
+                },
+            ),
         ];
         for (a, want) in cases {
             assert_eq!(classify(&a, now()), want, "status {}", a.status);
@@ -197,12 +267,21 @@ mod tests {
         let cases = [
             (with(Some("7"), None), Some(Duration::from_secs(7))),
             (with(Some(" 1.5 "), None), Some(Duration::from_millis(1500))),
-            (with(Some("Mon, 23 Nov 2026 12:00:30 GMT"), None), Some(Duration::from_secs(30))),
-            (with(Some("Mon, 23 Nov 2026 11:00:00 GMT"), None), Some(Duration::ZERO)),
+            (
+                with(Some("Mon, 23 Nov 2026 12:00:30 GMT"), None),
+                Some(Duration::from_secs(30)),
+            ),
+            (
+                with(Some("Mon, 23 Nov 2026 11:00:00 GMT"), None),
+                Some(Duration::ZERO),
+            ),
             (with(Some("soon"), None), None),
             (with(Some("-3"), None), None),
             (with(Some("999999"), None), Some(MAX_RETRY_AFTER)),
-            (with(Some("7"), Some("250")), Some(Duration::from_millis(250))),
+            (
+                with(Some("7"), Some("250")),
+                Some(Duration::from_millis(250)),
+            ),
             (with(None, Some("x")), None),
             (with(None, None), None),
         ];
@@ -218,7 +297,10 @@ mod tests {
             body: "<html>\n  <body>Bad   Gateway</body></html>".into(),
             ..answer(502)
         };
-        assert_eq!(service_reason(&html), "HTTP 502: <html> <body>Bad Gateway</body></html>");
+        assert_eq!(
+            service_reason(&html),
+            "HTTP 502: <html> <body>Bad Gateway</body></html>"
+        );
         let coded = Answer {
             error_code: Some("OperationFailed".into()),
             ..answer(403)

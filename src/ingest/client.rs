@@ -61,7 +61,8 @@ pub fn stream_url(endpoint: &reqwest::Url, dcr: &str, stream: &str) -> reqwest::
             .push("streams")
             .push(stream);
     }
-    url.query_pairs_mut().append_pair("api-version", API_VERSION);
+    url.query_pairs_mut()
+        .append_pair("api-version", API_VERSION);
     url
 }
 
@@ -79,8 +80,9 @@ impl Transport for HttpTransport {
         request_id: &'a str,
     ) -> BoxFuture<'a, Result<Answer, TransportError>> {
         Box::pin(async move {
-            let mut auth = HeaderValue::from_str(&format!("Bearer {bearer}"))
-                .map_err(|_| TransportError("the access token is not a valid header value".into()))?;
+            let mut auth = HeaderValue::from_str(&format!("Bearer {bearer}")).map_err(|_| {
+                TransportError("the access token is not a valid header value".into())
+            })?;
             auth.set_sensitive(true);
             let resp = self
                 .client
@@ -99,7 +101,8 @@ impl Transport for HttpTransport {
             let mut answer = Answer {
                 status,
                 retry_after: header(h, "retry-after"),
-                retry_after_ms: header(h, "retry-after-ms").or_else(|| header(h, "x-ms-retry-after-ms")),
+                retry_after_ms: header(h, "retry-after-ms")
+                    .or_else(|| header(h, "x-ms-retry-after-ms")),
                 error_code: header(h, "x-ms-error-code"),
                 body: String::new(),
             };

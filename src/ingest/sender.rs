@@ -163,16 +163,15 @@ impl Sender {
             match self.attempt(&b).await? {
                 Outcome::Accepted => self.report.accepted(&b.raw, b.gzip.len()),
                 Outcome::RejectAll(reason) => self.report.rejected(&b.raw, &reason),
-                Outcome::Split(reason) if b.raw.len() <= 1 => {
-                    self.report.rejected(&b.raw, &reason)
-                }
+                Outcome::Split(reason) if b.raw.len() <= 1 => self.report.rejected(&b.raw, &reason),
                 Outcome::Split(_) => {
                     let (a, c) = b.raw.halves();
                     // Second half first onto the stack, so the first half goes out first.
                     for half in [c, a] {
                         let sealed = seal(half, self.policy.max_request_bytes, gz);
                         for big in sealed.oversize {
-                            self.report.rejected(&big, "row is over the request cap even gzipped");
+                            self.report
+                                .rejected(&big, "row is over the request cap even gzipped");
                         }
                         todo.extend(sealed.batches.into_iter().rev());
                     }
@@ -187,7 +186,6 @@ impl Sender {
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(self.policy.backoff_min)
             .with_max_delay(self.policy.backoff_max)
-            .with_jitter()
             .without_max_times()
             .build();
         let mut permission_backoff = backon::ExponentialBuilder::default()
@@ -252,7 +250,11 @@ impl Sender {
                 Action::Permission { status, reason } => {
                     let wait = self.permission_wait(now, status, &reason)?;
                     self.report.retry(RetryReason::Permission);
-                    let wait = wait.min(permission_backoff.next().unwrap_or(self.policy.permission_backoff_max));
+                    let wait = wait.min(
+                        permission_backoff
+                            .next()
+                            .unwrap_or(self.policy.permission_backoff_max),
+                    );
                     tokio::time::sleep(wait).await;
                 }
                 Action::Throttled { retry_after } => {
@@ -381,8 +383,19 @@ impl Sender {
     }
 }
 
+/// The next backoff step with "equal jitter": a random wait between half the step and the
+/// step, so senders that failed together do not retry together, and the cap holds.
 fn next(backoff: &mut impl Iterator<Item = Duration>, policy: &Policy) -> Duration {
-    backoff.next().unwrap_or(policy.backoff_max)
+    let step = backoff.next().unwrap_or(policy.backoff_max);
+    step / 2 + step.mul_f64(random_unit() / 2.0)
+}
+
+/// A random number in [0, 1) without a random-number crate: std's hasher keys are random.
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

@@ -95,7 +95,10 @@ mod tests {
             ("a,b,c", fields(&["a", "b", "c"])),
             ("", fields(&[""])),
             ("a,,", fields(&["a", "", ""])),
-            (r#""x, y","say ""hi""",z"#, fields(&["x, y", "say \"hi\"", "z"])),
+            (
+                r#""x, y","say ""hi""",z"#,
+                fields(&["x, y", "say \"hi\"", "z"]),
+            ),
             ("\"multi\nline\",2", fields(&["multi\nline", "2"])),
             ("\"open", CsvSplit::Incomplete),
             ("a,\"still open\nstill", CsvSplit::Incomplete),

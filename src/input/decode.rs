@@ -23,7 +23,10 @@ pub enum Record<'a> {
         truncated: bool,
     },
     /// An object (formats `ndjson`, `json`, `csv`).
-    Object { map: Map<String, Value>, number: u64 },
+    Object {
+        map: Map<String, Value>,
+        number: u64,
+    },
     /// Refused: not a row, and why. `raw` is the record's text (cut to 64 KiB).
     Bad {
         reason: String,
@@ -339,7 +342,11 @@ mod tests {
 
     #[test]
     fn text_lines_skip_blanks_and_replace_bad_utf8() {
-        let (got, _) = decode(Format::Text, &[b"\xEF\xBB\xBFone\n\ntw\xFFo\r\nthree"], 1000);
+        let (got, _) = decode(
+            Format::Text,
+            &[b"\xEF\xBB\xBFone\n\ntw\xFFo\r\nthree"],
+            1000,
+        );
         assert_eq!(
             got,
             vec![
@@ -383,7 +390,8 @@ mod tests {
 
     #[test]
     fn csv_reads_header_quotes_and_refuses_ragged_rows() {
-        let input = b"name,msg\r\nal,\"hi, there\"\nbo,\"two\nlines\"\nragged\n,\"x\"\"y\"\n\"open,1\n";
+        let input =
+            b"name,msg\r\nal,\"hi, there\"\nbo,\"two\nlines\"\nragged\n,\"x\"\"y\"\n\"open,1\n";
         let (got, _) = decode(Format::Csv, &[input], 1000);
         assert_eq!(got[0], R::Obj(json!({"name":"al","msg":"hi, there"}), 2));
         assert_eq!(got[1], R::Obj(json!({"name":"bo","msg":"two\nlines"}), 3));

@@ -184,13 +184,33 @@ mod tests {
         let cases = [
             // (encoder, input, want TimeGenerated, want unparsable count)
             (&plain, json!({"a": 1}), T, 0),
-            (&plain, json!({"TimeGenerated": "2020-05-06T07:08:09+02:00"}), "2020-05-06T05:08:09.000000Z", 0),
+            (
+                &plain,
+                json!({"TimeGenerated": "2020-05-06T07:08:09+02:00"}),
+                "2020-05-06T05:08:09.000000Z",
+                0,
+            ),
             (&plain, json!({"TimeGenerated": "garbage"}), T, 1),
-            (&with_field, json!({"ts": 1588741689}), "2020-05-06T05:08:09.000000Z", 0),
-            (&with_field, json!({"ts": "2020-05-06 05:08:09.5"}), "2020-05-06T05:08:09.500000Z", 0),
+            (
+                &with_field,
+                json!({"ts": 1588741689}),
+                "2020-05-06T05:08:09.000000Z",
+                0,
+            ),
+            (
+                &with_field,
+                json!({"ts": "2020-05-06 05:08:09.5"}),
+                "2020-05-06T05:08:09.500000Z",
+                0,
+            ),
             (&with_field, json!({"ts": "no"}), T, 1),
             (&with_field, json!({"other": 1}), T, 1),
-            (&with_field, json!({"ts": 1588741689, "TimeGenerated": "2001-01-01T00:00:00Z"}), "2020-05-06T05:08:09.000000Z", 0),
+            (
+                &with_field,
+                json!({"ts": 1588741689, "TimeGenerated": "2001-01-01T00:00:00Z"}),
+                "2020-05-06T05:08:09.000000Z",
+                0,
+            ),
         ];
         for (enc, input, want, bad) in cases {
             let (v, notes) = encode(enc, input.clone());
@@ -219,7 +239,10 @@ mod tests {
         let mut notes = RowNotes::default();
         enc.text(&long, false, T, None, &mut out, &mut notes);
         let v: Value = serde_json::from_slice(&out).expect("json");
-        assert_eq!(v["RawData"].as_str().map(str::len), Some(MAX_FIELD_BYTES - 1));
+        assert_eq!(
+            v["RawData"].as_str().map(str::len),
+            Some(MAX_FIELD_BYTES - 1)
+        );
         assert_eq!(notes.truncated_fields, 1);
     }
 

@@ -39,7 +39,9 @@ pub fn rfc3339_utc(ts: Timestamp) -> String {
 pub fn parse_time_value(v: &Value) -> Option<Timestamp> {
     match v {
         Value::String(s) => parse_time_str(s),
-        Value::Number(n) => n.as_f64().and_then(from_epoch),
+        Value::Number(n) => {
+            epoch_decimal(&n.to_string()).or_else(|| n.as_f64().and_then(from_epoch))
+        }
         _ => None,
     }
 }
@@ -56,10 +58,39 @@ pub fn parse_time_str(s: &str) -> Option<Timestamp> {
     if let Ok(dt) = s.parse::<DateTime>() {
         return Offset::UTC.to_timestamp(dt).ok();
     }
-    if s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-') {
-        return s.parse::<f64>().ok().and_then(from_epoch);
+    epoch_decimal(s)
+}
+
+/// An epoch number written in decimal (`1699974602.123`), read exactly: no float rounding.
+/// The unit follows from the integer part's magnitude, as in [`from_epoch`].
+fn epoch_decimal(s: &str) -> Option<Timestamp> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    if int.is_empty()
+        || int.len() > 20
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
     }
-    None
+    let whole: i128 = int.parse().ok()?;
+    // nanoseconds per unit: seconds below 1e11, ms below 1e14, µs below 1e17, else ns
+    let scale: i128 = match whole {
+        w if w < 100_000_000_000 => 1_000_000_000,
+        w if w < 100_000_000_000_000 => 1_000_000,
+        w if w < 100_000_000_000_000_000 => 1_000,
+        _ => 1,
+    };
+    let scale_digits = scale.ilog10() as usize;
+    let mut frac_nanos: i128 = 0;
+    for (i, b) in frac.bytes().take(scale_digits).enumerate() {
+        frac_nanos += i128::from(b - b'0') * 10i128.pow((scale_digits - 1 - i) as u32);
+    }
+    let nanos = whole * scale + frac_nanos;
+    Timestamp::from_nanosecond(if neg { -nanos } else { nanos }).ok()
 }
 
 /// Epoch number → timestamp. Below 1e11 it is seconds (up to year 5138), below 1e14
@@ -122,7 +153,14 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_a_time() {
-        for bad in ["", "yesterday", "2023-13-45T00:00:00Z", "12:00", "1e400", "--"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2023-13-45T00:00:00Z",
+            "12:00",
+            "1e400",
+            "--",
+        ] {
             assert_eq!(at(bad), None, "{bad}");
         }
         for v in [json!(null), json!(true), json!({"a":1}), json!([1])] {
@@ -134,6 +172,9 @@ mod tests {
     fn formats_with_six_fraction_digits() {
         let ts: Timestamp = "2024-02-29T23:59:59.9999999Z".parse().expect("ts");
         assert_eq!(rfc3339_utc(ts), "2024-02-29T23:59:59.999999Z");
-        assert_eq!(rfc3339_utc(Timestamp::UNIX_EPOCH), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339_utc(Timestamp::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000000Z"
+        );
     }
 }
