@@ -179,7 +179,7 @@ mod tests {
         };
         assert_eq!(reasons.len(), 2);
         let text = err.to_string();
-        assert!(text.contains("client-secret: no tenant id"), "{text}");
+        assert!(text.contains("client-secret: missing tenant id"), "{text}");
         assert!(
             text.contains("managed-identity: IMDS not reachable"),
             "{text}"

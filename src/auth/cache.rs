@@ -6,7 +6,8 @@
 //! while the old token still has more than [`MIN_REMAINING`] left, the old token is used and the
 //! refresh is tried again after [`RETRY_DELAY`]: an identity endpoint's hiccup must not stop
 //! delivery. A token with less than [`MIN_REMAINING`] left is never handed out from the cache, so
-//! no request is sent with a token that may expire on the way.
+//! no request is sent with a token that may expire on the way (a token just fetched is handed out
+//! whatever its lifetime: it is the best there is).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

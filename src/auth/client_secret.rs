@@ -62,7 +62,7 @@ impl ClientSecretSource {
                 .collect();
                 return Err(AuthError::Unavailable {
                     source_name: NAME,
-                    reason: format!("no {} set", missing.join(", ")),
+                    reason: format!("missing {}", missing.join(", ")),
                 });
             }
         };
@@ -134,7 +134,7 @@ impl ClientSecretSource {
                 let error = self.failed(format!(
                     "request to {} failed: {}",
                     self.token_url,
-                    describe(&e)
+                    describe(&e.without_url())
                 ));
                 return Outcome::Retry { error, after: None };
             }

@@ -159,7 +159,7 @@ impl ImdsSource {
                 let error = self.unavailable(format!(
                     "IMDS not reachable at {} (not an Azure VM?): {}",
                     self.base,
-                    describe(&e)
+                    describe(&e.without_url())
                 ));
                 return if fail_fast {
                     Outcome::Fail(error)
@@ -169,7 +169,11 @@ impl ImdsSource {
             }
             Err(e) => {
                 return Outcome::Retry {
-                    error: self.failed(format!("request to IMDS failed: {}", describe(&e))),
+                    error: self.failed(format!(
+                        "request to IMDS at {} failed: {}",
+                        self.base,
+                        describe(&e.without_url())
+                    )),
                     after: None,
                 }
             }

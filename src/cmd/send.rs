@@ -145,6 +145,11 @@ async fn build_sender(
     let tokens = auth::build(&settings.auth, &http)
         .await
         .map_err(|e| CmdError::new(ExitCode::NoToken, format!("no access token: {e}")))?;
+    // A one-shot upload wants the token problem now, not after reading the input.
+    tokens
+        .token()
+        .await
+        .map_err(|e| CmdError::new(ExitCode::NoToken, format!("no access token: {e}")))?;
     let transport = HttpTransport::new(
         http.remote.clone(),
         &endpoint,
