@@ -466,7 +466,6 @@ mod tests {
                 prop_assert_eq!(arr.len(), s.raw.len());
                 for (r, origin) in s.raw.rows() { got.push((r.to_vec(), origin.line)); }
             }
-            drop(check);
             got.extend(oversize);
             got.sort_by_key(|r| r.1);
             prop_assert_eq!(got, sent);

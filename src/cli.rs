@@ -32,6 +32,8 @@ pub struct Cli {
     pub log_level: Option<String>,
 }
 
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Upload files or stdin once, wait for every request to be answered, exit with a status

@@ -144,12 +144,9 @@ async fn build_sender(
         .map_err(|e| CmdError::new(ExitCode::Internal, e.to_string()))?;
     let tokens = auth::build(&settings.auth, &http)
         .await
-        .map_err(|e| CmdError::new(ExitCode::NoToken, format!("no access token: {e}")))?;
+        .map_err(auth_error)?;
     // A one-shot upload wants the token problem now, not after reading the input.
-    tokens
-        .token()
-        .await
-        .map_err(|e| CmdError::new(ExitCode::NoToken, format!("no access token: {e}")))?;
+    tokens.token().await.map_err(auth_error)?;
     let transport = HttpTransport::new(
         http.remote.clone(),
         &endpoint,
@@ -170,6 +167,14 @@ async fn build_sender(
         settings.dcr.clone(),
         report,
     ))
+}
+
+/// A configuration mistake is a usage error (2); anything else means no token (3).
+fn auth_error(e: auth::AuthError) -> CmdError {
+    match e {
+        auth::AuthError::Config(m) => CmdError::usage(m),
+        other => CmdError::new(ExitCode::NoToken, format!("no access token: {other}")),
+    }
 }
 
 /// Files as given; none or `-` is stdin. Every file is checked before anything is sent, so a
@@ -506,9 +511,10 @@ impl Reader {
                 _ = stop.stopped() => return Ok(false),
                 _ = sleep_until(deadline) => {
                     deadline = None;
-                    match self.batcher.flush() {
-                        Some(b) => if tx.send(b).await.is_err() { return Ok(false) },
-                        None => {}
+                    if let Some(b) = self.batcher.flush() {
+                        if tx.send(b).await.is_err() {
+                            return Ok(false);
+                        }
                     }
                     continue;
                 }

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use crate::auth::{AuthConfig, AuthMethod};
 use crate::cli::OutputArgs;
-use crate::config::{self, Config};
+use crate::config::{
+    self, Config, DEFAULT_BATCH_TIMEOUT, DEFAULT_COMPRESSION_LEVEL, DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PERMISSION_GRACE, DEFAULT_RETRY_TIMEOUT,
+};
 use crate::http::parse_secure_url;
 use crate::secret::Secret;
 
@@ -25,13 +28,6 @@ pub struct OutputSettings {
     pub batch_timeout: Duration,
     pub compression_level: u32,
 }
-
-pub const DEFAULT_CONCURRENCY: usize = 4;
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1_000_000;
-pub const DEFAULT_PERMISSION_GRACE: Duration = Duration::from_secs(3600);
-pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(600);
-pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
-pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
 
 impl OutputSettings {
     /// Resolves the settings. `need_target`: endpoint, dcr and stream are required (not in a
@@ -99,12 +95,12 @@ impl OutputSettings {
             concurrency: args
                 .concurrency
                 .map(|c| c as usize)
-                .or(out.as_ref().map(|o| o.concurrency as usize))
+                .or(out.as_ref().map(|o| o.concurrency))
                 .unwrap_or(DEFAULT_CONCURRENCY),
             max_request_bytes: args
                 .max_request_bytes
                 .map(|n| n as usize)
-                .or(out.as_ref().map(|o| o.max_request_bytes as usize))
+                .or(out.as_ref().map(|o| o.max_request_bytes))
                 .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
             permission_grace: args
                 .permission_grace
@@ -127,22 +123,10 @@ impl OutputSettings {
 }
 
 /// The DCR immutable id and the stream name have fixed shapes; a wrong one is a 404 later, so
-/// say it now.
+/// say it now (the same rules as the config file's).
 fn check_ids(dcr: &str, stream: &str) -> Result<(), CmdError> {
-    let hex = dcr
-        .strip_prefix("dcr-")
-        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !hex {
-        return Err(CmdError::usage(format!(
-            "--dcr {dcr:?} is not a DCR immutable id: it looks like dcr- followed by 32 hex digits, shown on the DCR's overview page (not its name or resource id)"
-        )));
-    }
-    if !(stream.starts_with("Custom-") || stream.starts_with("Microsoft-")) {
-        return Err(CmdError::usage(format!(
-            "--stream {stream:?} is not a stream name: custom streams start with Custom- (e.g. Custom-MyApp_CL), built-in ones with Microsoft-"
-        )));
-    }
-    Ok(())
+    config::validate_dcr_id(dcr).map_err(|e| CmdError::usage(format!("--dcr: {e}")))?;
+    config::validate_stream(stream).map_err(|e| CmdError::usage(format!("--stream: {e}")))
 }
 
 fn auth_config(args: &OutputArgs, cfg: Option<&Config>) -> AuthConfig {

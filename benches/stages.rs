@@ -1,0 +1,238 @@
+//! Throughput of the hot stages of `send`, one at a time, through the public library API:
+//! line splitting, record decoding, row building, and batching + gzip.
+//!
+//! `cargo bench --bench stages` (about a minute). Throughput is in bytes of the stage's input,
+//! so the figures line up with the end-to-end MB/s of `benches/e2e.rs`.
+
+mod common;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use dcrship::batch::{seal, Batcher, Gzip, Origin, Pushed, RawBatch};
+use dcrship::input::lines::LineSplitter;
+use dcrship::input::{Decoder, Format, Record};
+use dcrship::transform::{RowEncoder, RowNotes};
+use serde_json::{Map, Value};
+
+/// What `send` reads at a time; the splitter and decoder see chunks of this size.
+const CHUNK: usize = 256 * 1024;
+/// The API's cap on one request body, and `send`'s default batch size.
+const CAP: usize = 1_000_000;
+const TIME_READ: &str = "2025-11-23T16:30:00.000Z";
+
+fn line_splitter(c: &mut Criterion) {
+    let data = common::buffer(4 << 20, common::ndjson_line);
+    let mut g = c.benchmark_group("lines");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("split_4MB", |b| {
+        b.iter(|| {
+            let mut s = LineSplitter::new(64 * 1024);
+            let mut n = 0u64;
+            for chunk in data.chunks(CHUNK) {
+                s.feed(chunk, &mut |l| n += l.bytes.len() as u64);
+            }
+            s.finish(&mut |l| n += l.bytes.len() as u64);
+            black_box(n)
+        })
+    });
+    g.finish();
+}
+
+/// Feeds `data` in `send`-sized chunks and counts records that decoded cleanly.
+fn decode_all(format: Format, data: &[u8]) -> u64 {
+    let mut d = Decoder::new(format, CAP);
+    let mut good = 0u64;
+    let mut count = |r: Record<'_>| {
+        if !matches!(r, Record::Bad { .. }) {
+            good += 1;
+        }
+    };
+    for chunk in data.chunks(CHUNK) {
+        d.feed(chunk, &mut count);
+    }
+    d.finish(&mut count);
+    good
+}
+
+fn decoder(c: &mut Criterion) {
+    let mut g = c.benchmark_group("decode");
+    for (name, format, line) in [
+        (
+            "ndjson_4MB",
+            Format::Ndjson,
+            common::ndjson_line as fn(u64, &mut Vec<u8>),
+        ),
+        ("text_4MB", Format::Text, common::text_line),
+    ] {
+        let data = common::buffer(4 << 20, line);
+        let lines = data.iter().filter(|&&b| b == b'\n').count() as u64;
+        // A decoder that drops or rejects records would look fast; make sure it does not.
+        assert_eq!(decode_all(format, &data), lines, "{name}: records lost");
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        g.bench_function(name, |b| b.iter(|| black_box(decode_all(format, &data))));
+    }
+    g.finish();
+}
+
+fn row_encoder(c: &mut Criterion) {
+    let enc = RowEncoder::new("bench-host", None);
+    let path = Some(r#""/var/log/app/app.log""#);
+    let mut g = c.benchmark_group("rows");
+
+    let text = common::buffer(4 << 20, common::text_line);
+    let text = std::str::from_utf8(&text).expect("generated text is UTF-8");
+    let lines: Vec<&str> = text.lines().collect();
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("text_4MB", |b| {
+        let mut out = Vec::with_capacity(1024);
+        b.iter(|| {
+            let (mut bytes, mut notes) = (0, RowNotes::default());
+            for l in &lines {
+                out.clear();
+                enc.text(l, false, TIME_READ, path, &mut out, &mut notes);
+                bytes += out.len();
+            }
+            black_box((bytes, notes))
+        })
+    });
+
+    // `object` consumes its map, as `send` hands over each decoded record; the clones are made
+    // in the untimed setup so only the row building is measured.
+    let ndjson = common::buffer(4 << 20, common::ndjson_line);
+    let maps: Vec<Map<String, Value>> = ndjson
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("generated NDJSON parses"))
+        .collect();
+    g.throughput(Throughput::Bytes(ndjson.len() as u64));
+    g.bench_function("object_4MB", |b| {
+        let mut out = Vec::with_capacity(1024);
+        b.iter_batched(
+            || maps.clone(),
+            |maps| {
+                let (mut bytes, mut notes) = (0, RowNotes::default());
+                for m in maps {
+                    out.clear();
+                    enc.object(m, TIME_READ, &mut out, &mut notes);
+                    bytes += out.len();
+                }
+                black_box((bytes, notes))
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+/// Packs `rows` into capped batches and gzips each: what one MB costs between row and wire.
+fn batch_and_seal(rows: &[&[u8]], gz: &mut Gzip) -> (usize, usize) {
+    let mut batcher = Batcher::new(CAP);
+    let mut raw: Vec<RawBatch> = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let origin = Origin {
+            source: 0,
+            line: i as u64 + 1,
+        };
+        match batcher.push(row, origin) {
+            Pushed::Added => {}
+            Pushed::Full(b) => raw.push(b),
+            Pushed::TooLarge { .. } => panic!("a 200-byte row is never too large"),
+        }
+    }
+    raw.extend(batcher.flush());
+    let (mut requests, mut gzip_bytes) = (0, 0);
+    for b in raw {
+        for s in seal(b, CAP, gz).batches {
+            requests += 1;
+            gzip_bytes += s.gzip.len();
+        }
+    }
+    (requests, gzip_bytes)
+}
+
+fn batcher(c: &mut Criterion) {
+    let data = common::buffer(1 << 20, common::ndjson_line);
+    let rows: Vec<&[u8]> = data
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut g = c.benchmark_group("batch_gzip");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    // Level 3 is the default; 1 and 6 show what the knob buys in size against CPU.
+    for level in [1, 3, 6] {
+        let mut gz = Gzip::new(level);
+        let (requests, gzip_bytes) = batch_and_seal(&rows, &mut gz);
+        println!(
+            "batch_gzip/level_{level}: {} rows, {} bytes raw -> {requests} requests, \
+             {gzip_bytes} bytes gzip (ratio {:.2})",
+            rows.len(),
+            data.len(),
+            data.len() as f64 / gzip_bytes as f64
+        );
+        g.bench_function(format!("level_{level}_1MB"), |b| {
+            b.iter(|| black_box(batch_and_seal(&rows, &mut gz)))
+        });
+    }
+    g.finish();
+}
+
+/// Decode → row → batch → gzip in one thread: the CPU `send` spends per byte without HTTP.
+fn pipeline(c: &mut Criterion) {
+    let data = common::buffer(4 << 20, common::ndjson_line);
+    let enc = RowEncoder::new("bench-host", None);
+    let mut gz = Gzip::new(3);
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("ndjson_to_gzip_4MB", |b| {
+        b.iter(|| {
+            let mut d = Decoder::new(Format::Ndjson, CAP);
+            let mut batcher = Batcher::new(CAP);
+            let (mut row, mut notes) = (Vec::with_capacity(1024), RowNotes::default());
+            let mut raw: Vec<RawBatch> = Vec::new();
+            let mut sink = |r: Record<'_>| {
+                let Record::Object { map, number } = r else {
+                    panic!("generated NDJSON decodes to objects");
+                };
+                row.clear();
+                enc.object(map, TIME_READ, &mut row, &mut notes);
+                let origin = Origin {
+                    source: 0,
+                    line: number,
+                };
+                if let Pushed::Full(b) = batcher.push(&row, origin) {
+                    raw.push(b);
+                }
+            };
+            for chunk in data.chunks(CHUNK) {
+                d.feed(chunk, &mut sink);
+            }
+            d.finish(&mut sink);
+            raw.extend(batcher.flush());
+            let gzip: usize = raw
+                .into_iter()
+                .flat_map(|b| seal(b, CAP, &mut gz).batches)
+                .map(|s| s.gzip.len())
+                .sum();
+            black_box(gzip)
+        })
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    // Short runs: the stages take milliseconds per iteration, so 3 s of samples is plenty and
+    // the whole file finishes in about a minute.
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(10)
+}
+
+criterion_group! {
+    name = stages;
+    config = config();
+    targets = line_splitter, decoder, row_encoder, batcher, pipeline
+}
+criterion_main!(stages);
