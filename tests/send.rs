@@ -631,3 +631,91 @@ async fn the_token_never_appears_in_output_even_at_trace_level() {
         "token leaked:\n{all}"
     );
 }
+
+/// Peak RSS (VmHWM) of a running process, in bytes.
+fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_line_and_binary_garbage_keep_memory_bounded() {
+    use tokio::io::AsyncWriteExt;
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    for format in ["text", "ndjson"] {
+        let mut c = send_to(&fake, TOKEN);
+        c.args(["--format", format, "--summary", "json"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("spawn");
+        let pid = child.id().expect("pid");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let writer = tokio::spawn(async move {
+            stdin.write_all(b"{\"id\":1}\n").await?;
+            // one 200 MB line, then binary garbage with NULs and invalid UTF-8, then a good row
+            let chunk = vec![b'x'; 1 << 20];
+            for _ in 0..200 {
+                stdin.write_all(&chunk).await?;
+            }
+            stdin.write_all(b"\n").await?;
+            let garbage: Vec<u8> = (0..300_000u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect();
+            stdin.write_all(&garbage).await?;
+            stdin.write_all(b"\n{\"id\":2}\n").await?;
+            Ok::<_, std::io::Error>(())
+        });
+        let mut peak = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !writer.is_finished() {
+            assert!(std::time::Instant::now() < deadline, "writing stalled");
+            peak = peak.max(peak_rss(pid).unwrap_or(0));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        peak = peak.max(peak_rss(pid).unwrap_or(0));
+        writer.await.expect("join").expect("stdin write");
+        let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("in time")
+            .expect("ran");
+        assert!(peak > 0, "RSS was read");
+        assert!(
+            peak < 50 << 20,
+            "{format}: peak RSS {} MB for a 200 MB line",
+            peak >> 20
+        );
+        let s = summary(&out);
+        let code = out.status.code();
+        match format {
+            // text: every line is a row; the long one cut to 64 KiB and counted
+            "text" => {
+                assert_eq!(code, Some(0), "{}", stderr(&out));
+                assert!(
+                    s["fields_truncated"].as_u64().is_some_and(|n| n >= 1),
+                    "{s}"
+                );
+                assert_eq!(s["rows_sent"], s["rows_read"]);
+            }
+            // ndjson: the long line and the garbage are refused, the good rows delivered
+            _ => {
+                assert_eq!(code, Some(5), "{}", stderr(&out));
+                assert!(s["rows_rejected"].as_u64().is_some_and(|n| n >= 2), "{s}");
+                assert_eq!(s["rows_sent"], 2, "{s}");
+            }
+        }
+        assert_eq!(
+            s["rows_read"],
+            s["rows_sent"].as_u64().unwrap_or(0) + s["rows_rejected"].as_u64().unwrap_or(0)
+        );
+    }
+    let text_rows = fake
+        .accepted()
+        .iter()
+        .flat_map(|r| r.rows())
+        .filter(|r| r.get("RawData").is_some())
+        .count();
+    assert!(text_rows >= 3);
+}
