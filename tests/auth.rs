@@ -147,7 +147,7 @@ fn counter() -> Arc<AtomicUsize> {
 }
 
 /// Client secret from the environment, with `--auth client-secret` or the default `auto`.
-async fn client_secret_round_trip(auth: Option<&str>) {
+async fn client_secret_round_trip(auth: Option<&str>, log_level: &str) {
     let token = fake_jwt(OID);
     let t = token.clone();
     let fake = Fake::start(move |r| {
@@ -168,7 +168,7 @@ async fn client_secret_round_trip(auth: Option<&str>) {
     if let Some(auth) = auth {
         c.args(["--auth", auth]);
     }
-    c.args(["--log-level", "trace"]);
+    c.args(["--log-level", log_level]);
     let out = run(c).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
@@ -205,8 +205,10 @@ async fn client_secret_round_trip(auth: Option<&str>) {
     assert_all_rows_once(&fake, &out);
 
     let err = stderr(&out);
-    assert!(err.len() > 500, "trace logging produced output:\n{err}");
-    assert!(err.contains("client-secret"), "names the source:\n{err}");
+    assert!(
+        err.contains("client-secret") && err.contains(OID),
+        "names the source and the principal:\n{err}"
+    );
     assert_no_leak(
         &out,
         &[SECRET, &form_encoded(SECRET), &token, jwt_payload(&token)],
@@ -215,12 +217,18 @@ async fn client_secret_round_trip(auth: Option<&str>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_secret_method_sends_rows_with_the_entra_token_and_leaks_nothing() {
-    client_secret_round_trip(Some("client-secret")).await;
+    client_secret_round_trip(Some("client-secret"), "trace").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_picks_the_client_secret_from_the_environment_and_leaks_nothing() {
-    client_secret_round_trip(None).await;
+    client_secret_round_trip(None, "trace").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_leaks_even_with_the_http_libraries_tracing() {
+    // A full directive: hyper and reqwest log at trace too, not only dcrship.
+    client_secret_round_trip(Some("client-secret"), "trace,dcrship=trace").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -594,10 +602,7 @@ async fn a_dce_that_always_answers_401_exits_3_with_a_cloud_hint() {
         (2..=6).contains(&tokens),
         "a fresh token was tried, and the tries are bounded: {tokens} tokens"
     );
-    assert!(
-        refused >= 2 && refused <= 3 * 4,
-        "{refused} refused requests"
-    );
+    assert!((2..=3 * 4).contains(&refused), "{refused} refused requests");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -675,12 +680,11 @@ async fn imds_never_goes_through_the_proxy_while_the_dce_does() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a configuration error in [auth] (AuthError::Config) exits 3 \"no token\" \
-            instead of 2 \"usage or configuration error\" (cmd/send.rs maps every auth::build \
-            error to ExitCode::NoToken)"]
 async fn impossible_auth_configuration_exits_2() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
-    let cases: [(&[(&str, &str)], &[&str], &str); 3] = [
+    // (environment, arguments, what the message names)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], &'a str);
+    let cases: [Case; 3] = [
         // plain http to a host that is not loopback: the same rule as --endpoint, which exits 2
         (
             &[
@@ -716,4 +720,66 @@ async fn impossible_auth_configuration_exits_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}: {err}");
     }
     assert!(fake.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_and_the_dce_honour_http_proxy_and_no_proxy() {
+    // The fake is also the HTTP proxy: a proxied request arrives with an absolute URI.
+    for no_proxy in [None, Some("127.0.0.1")] {
+        let token = fake_jwt(OID);
+        let t = token.clone();
+        let fake = Fake::start(move |r| {
+            if is_token_request(r) {
+                entra_token(&t)
+            } else if r.is_ingest() {
+                dce(r, &t)
+            } else {
+                Reply::Status(404)
+            }
+        })
+        .await;
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut c = send(&fake, &dir).await;
+        service_principal(&mut c, &fake);
+        c.env("HTTP_PROXY", fake.url())
+            .args(["--auth", "client-secret"]);
+        if let Some(list) = no_proxy {
+            c.env("NO_PROXY", list);
+        }
+        let out = run(c).await;
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let proxied = no_proxy.is_none();
+        let reqs = fake.requests();
+        assert!(reqs.iter().any(is_token_request));
+        for r in &reqs {
+            assert_eq!(
+                r.path.starts_with("http://"),
+                proxied,
+                "NO_PROXY={no_proxy:?}: {} {}",
+                r.method,
+                r.path
+            );
+        }
+        assert_all_rows_once(&fake, &out);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "contract gap: auto tries only client-secret and IMDS; contract.md says it also \
+            tries workload identity, App Service, Arc and Azure CLI and says what each lacked"]
+async fn auto_with_no_identity_names_every_source_of_the_contract() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = run(send(&fake, &dir).await).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    for lacked in [
+        "AZURE_CLIENT_SECRET",
+        "AZURE_FEDERATED_TOKEN_FILE",
+        "IDENTITY_ENDPOINT",
+        "IMDS",
+        "Azure CLI",
+    ] {
+        assert!(err.contains(lacked), "{lacked} not mentioned:\n{err}");
+    }
 }

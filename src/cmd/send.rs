@@ -405,6 +405,23 @@ impl RowSink<'_> {
                 );
                 number
             }
+            Record::Json { text, number } => {
+                if let Err(reason) =
+                    self.r
+                        .encoder
+                        .json(&text, self.time_read, &mut self.row, &mut self.notes)
+                {
+                    self.rejected += 1;
+                    self.r.deadletter.write(
+                        self.name,
+                        number,
+                        &reason,
+                        Refused::Record(crate::input::decode::sample(&text)),
+                    );
+                    return;
+                }
+                number
+            }
             Record::Object { map, number } => {
                 self.r
                     .encoder

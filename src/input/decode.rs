@@ -22,7 +22,10 @@ pub enum Record<'a> {
         number: u64,
         truncated: bool,
     },
-    /// An object (formats `ndjson`, `json`, `csv`).
+    /// The text of one JSON value that should be an object (formats `ndjson`, `json`); the row
+    /// encoder parses it, and refuses it when it is not an object.
+    Json { text: Cow<'a, str>, number: u64 },
+    /// An object built here (format `csv`).
     Object {
         map: Map<String, Value>,
         number: u64,
@@ -148,7 +151,8 @@ impl Decoder {
     }
 }
 
-fn sample(s: &str) -> &str {
+/// The start of a refused record's text, as kept in the dead-letter file.
+pub fn sample(s: &str) -> &str {
     &s[..floor_char_boundary(s, SAMPLE_BYTES)]
 }
 
@@ -185,33 +189,6 @@ fn too_long(number: u64, max: usize, raw: &[u8]) -> Record<'_> {
     }
 }
 
-fn parse_object(text: &str, number: u64) -> Result<Map<String, Value>, Record<'_>> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Record::Bad {
-            reason: format!("not a JSON object but {}", kind_of(&other)),
-            raw: Cow::Borrowed(sample(text)),
-            number,
-        }),
-        Err(e) => Err(Record::Bad {
-            reason: format!("invalid JSON: {e}"),
-            raw: Cow::Borrowed(sample(text)),
-            number,
-        }),
-    }
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn ndjson_line(l: Line<'_>, max: usize, emit: &mut dyn FnMut(Record<'_>)) {
     if l.bytes.iter().all(u8::is_ascii_whitespace) {
         return;
@@ -220,14 +197,10 @@ fn ndjson_line(l: Line<'_>, max: usize, emit: &mut dyn FnMut(Record<'_>)) {
         emit(too_long(l.number, max, l.bytes));
         return;
     }
-    let text = String::from_utf8_lossy(l.bytes);
-    match parse_object(&text, l.number) {
-        Ok(map) => emit(Record::Object {
-            map,
-            number: l.number,
-        }),
-        Err(bad) => emit(bad),
-    }
+    emit(Record::Json {
+        text: String::from_utf8_lossy(l.bytes),
+        number: l.number,
+    });
 }
 
 fn json_record(r: JsonRecord<'_>, max: usize, emit: &mut dyn FnMut(Record<'_>)) {
@@ -244,13 +217,10 @@ fn json_record(r: JsonRecord<'_>, max: usize, emit: &mut dyn FnMut(Record<'_>)) 
         });
         return;
     }
-    match parse_object(&text, r.number) {
-        Ok(map) => emit(Record::Object {
-            map,
-            number: r.number,
-        }),
-        Err(bad) => emit(bad),
-    }
+    emit(Record::Json {
+        text,
+        number: r.number,
+    });
 }
 
 fn csv_line(l: Line<'_>, st: &mut CsvState, max: usize, emit: &mut dyn FnMut(Record<'_>)) {
@@ -330,6 +300,11 @@ mod tests {
                     truncated,
                 } => R::Line(text.into_owned(), number, truncated),
                 Record::Object { map, number } => R::Obj(Value::Object(map), number),
+                // the row encoder's parse decides; mirror it here
+                Record::Json { text, number } => match crate::transform::raw_object::parse(&text) {
+                    Ok(_) => R::Obj(serde_json::from_str(&text).expect("valid"), number),
+                    Err(reason) => R::Bad(reason, number),
+                },
                 Record::Bad { reason, number, .. } => R::Bad(reason, number),
             })
         };

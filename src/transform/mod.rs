@@ -5,6 +5,7 @@
 //! (its fields, with `TimeGenerated` resolved), truncating values over Azure's 64 KiB field limit
 //! on a character boundary.
 
+pub mod raw_object;
 pub mod row;
 pub mod time;
 

@@ -7,23 +7,38 @@ use jiff::tz::Offset;
 use jiff::Timestamp;
 use serde_json::Value;
 
-/// Writes `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+/// Writes `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (digits pushed directly: this runs per row).
 pub fn format_rfc3339_utc(ts: Timestamp, out: &mut String) {
-    use std::fmt::Write;
     let dt = Offset::UTC.to_datetime(ts);
-    let micros = dt.subsec_nanosecond() / 1000;
-    // Writing to a String cannot fail.
-    let _ = write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        micros
-    );
+    let year = dt.year().clamp(0, 9999) as u32;
+    let mut buf = [0u8; 27];
+    let mut put = |at: usize, v: u32, width: usize| {
+        let mut v = v;
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year, 4);
+    put(5, dt.month() as u32, 2);
+    put(8, dt.day() as u32, 2);
+    put(11, dt.hour() as u32, 2);
+    put(14, dt.minute() as u32, 2);
+    put(17, dt.second() as u32, 2);
+    put(20, (dt.subsec_nanosecond() / 1000) as u32, 6);
+    for (at, c) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+        (26, b'Z'),
+    ] {
+        buf[at] = c;
+    }
+    // Every byte written above is ASCII.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
 }
 
 /// [`format_rfc3339_utc`] into a new string.
@@ -43,6 +58,18 @@ pub fn parse_time_value(v: &Value) -> Option<Timestamp> {
             epoch_decimal(&n.to_string()).or_else(|| n.as_f64().and_then(from_epoch))
         }
         _ => None,
+    }
+}
+
+/// Reads an event time from a raw JSON value's text (a string or a number), as
+/// [`parse_time_value`] does, without building a value.
+pub fn parse_time_raw(raw: &serde_json::value::RawValue) -> Option<Timestamp> {
+    match super::raw_object::raw_str(raw) {
+        Some(s) => parse_time_str(&s),
+        None => {
+            let t = raw.get();
+            epoch_decimal(t).or_else(|| t.parse::<f64>().ok().and_then(from_epoch))
+        }
     }
 }
 
@@ -165,6 +192,23 @@ mod tests {
         }
         for v in [json!(null), json!(true), json!({"a":1}), json!([1])] {
             assert_eq!(parse_time_value(&v), None);
+        }
+    }
+
+    #[test]
+    fn raw_values_read_like_values() {
+        for text in [
+            r#""2023-11-14T15:10:02.123Z""#,
+            "1699974602123",
+            "1699974602.123",
+            r#""1699974602.123""#,
+            "null",
+            r#""x""#,
+            "true",
+        ] {
+            let raw: Box<serde_json::value::RawValue> = serde_json::from_str(text).expect("raw");
+            let v: Value = serde_json::from_str(text).expect("value");
+            assert_eq!(parse_time_raw(&raw), parse_time_value(&v), "{text}");
         }
     }
 
