@@ -39,7 +39,7 @@ pub enum Command {
     /// Upload files or stdin once, wait for every request to be answered, exit with a status
     #[command(after_help = SEND_AFTER_HELP)]
     Send(SendArgs),
-    /// Validate a configuration file
+    /// Validate a configuration file; with --live, also get a token and POST [] to each output
     Check(CheckArgs),
 }
 
@@ -174,6 +174,11 @@ pub struct CheckArgs {
         value_name = "FILE"
     )]
     pub config: PathBuf,
+
+    /// For each output: get a token (naming the identity and its principal id), POST an empty
+    /// array to the stream, and say what the answer means
+    #[arg(long)]
+    pub live: bool,
 }
 
 #[cfg(test)]

@@ -21,16 +21,12 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check(args) => Ok(match cmd::check::run(&args) {
-            Ok(line) => {
-                println!("{line}");
-                ExitCode::Ok
-            }
-            Err(e) => {
-                eprintln!("dcrship: error: {e}");
-                e.code
-            }
-        }),
+        Command::Check(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            Ok(runtime.block_on(cmd::check::run(&args)))
+        }
         Command::Send(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -129,6 +129,12 @@ fn check_ids(dcr: &str, stream: &str) -> Result<(), CmdError> {
     config::validate_stream(stream).map_err(|e| CmdError::usage(format!("--stream: {e}")))
 }
 
+/// The `[auth]` of a config file (with the environment's fallbacks), for commands that take no
+/// auth flags (`check --live`).
+pub fn auth_from_config(cfg: &Config) -> AuthConfig {
+    auth_config(&OutputArgs::default(), Some(cfg))
+}
+
 fn auth_config(args: &OutputArgs, cfg: Option<&Config>) -> AuthConfig {
     let a = cfg.map(|c| &c.auth);
     let opt = |flag: &Option<String>, c: Option<&Option<String>>| {
