@@ -2,7 +2,7 @@
 //! loopback; we print rows/s, MB/s, the child's CPU seconds and its peak RSS.
 //!
 //! ```text
-//! cargo build --release && cargo bench --bench e2e
+//! cargo bench --bench e2e     # cargo builds target/release/dcrship before any bench
 //! DCRSHIP_BENCH_ROWS=200000 DCRSHIP_BENCH_CONCURRENCY=8 DCRSHIP_BENCH_LATENCY_MS=20 \
 //!   DCRSHIP_BENCH_VERIFY=1 cargo bench --bench e2e
 //! ```
@@ -81,6 +81,7 @@ fn main() {
     }
     let settings = Settings::from_env();
     let binary = find_binary();
+    eprintln!("e2e: {}", binary.display());
 
     let dir = tempfile::tempdir().expect("temp dir");
     let input = dir.path().join("bench.ndjson");
@@ -152,10 +153,11 @@ fn main() {
         format!("rows_ok={} (summary only)", rows_sent == settings.rows)
     };
     println!(
-        "e2e rows={} concurrency={} latency_ms={} wall_s={wall:.2} rows_per_s={:.0} \
+        "e2e rows={} row_bytes={:.0} concurrency={} latency_ms={} wall_s={wall:.2} rows_per_s={:.0} \
          MB_per_s={:.1} cpu_s={cpu:.2} (user {:.2} sys {:.2}) cpu_s_per_Mrows={:.2} \
          cpu_s_per_GB={:.1} peak_rss_MB={:.1} requests={} gzip_MB={:.1} fake_dce_cpu_s={fake_cpu:.2} {check}",
         settings.rows,
+        input_bytes as f64 / rows,
         settings
             .concurrency
             .map_or_else(|| "default".to_string(), |c| c.to_string()),
@@ -173,8 +175,9 @@ fn main() {
     );
 }
 
-/// The release binary next to this bench executable (`target/release/deps/e2e-…`), else
-/// `target/release/dcrship` under the crate.
+/// The binary cargo built for this bench (cargo builds a package's binaries before its benches
+/// and names them in `CARGO_BIN_EXE_*`), else the one next to this executable
+/// (`target/release/deps/e2e-…`), else `target/release/dcrship` under the crate.
 fn find_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let beside = exe
@@ -182,8 +185,10 @@ fn find_binary() -> PathBuf {
         .and_then(Path::parent)
         .map(|release| release.join("dcrship"));
     let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/dcrship");
-    beside
+    option_env!("CARGO_BIN_EXE_dcrship")
+        .map(PathBuf::from)
         .into_iter()
+        .chain(beside)
         .chain([built])
         .find(|p| p.is_file())
         .unwrap_or_else(|| {

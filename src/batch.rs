@@ -11,12 +11,13 @@
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
-/// Where a row came from: an input index and a line (or record) number, for dead-letters and,
-/// in run mode, checkpoints.
+/// Where a row came from: a source index and a line (or record) number, for dead-letters, and
+/// the input offset just past the row's record, for checkpoints (0 where there are none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Origin {
     pub source: u32,
     pub line: u64,
+    pub offset: u64,
 }
 
 /// An uncompressed request body, `[row,row,...]`, that remembers where each row ends so it can
@@ -327,7 +328,11 @@ mod tests {
     }
 
     fn o(line: u64) -> Origin {
-        Origin { source: 0, line }
+        Origin {
+            source: 0,
+            line,
+            offset: 0,
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ const SERVICES: [&str; 5] = ["checkout", "cart", "payments", "search", "identity
 const ROUTES: [&str; 6] = [
     "GET /api/orders",
     "POST /api/cart/items",
-    "GET /api/search?q=shoes",
+    "GET /api/search",
     "PUT /api/users",
     "POST /api/payments",
     "GET /api/catalog/items",
@@ -49,8 +49,8 @@ pub fn ndjson_line(i: u64, out: &mut Vec<u8>) {
         out,
         concat!(
             r#"{{"TimeGenerated":"2025-11-23T{:02}:{:02}:{:02}.{:03}Z","Level":"{}","#,
-            r#""Message":"{} {} returned {} in {} ms","UserId":"user-{:06}","#,
-            r#""DurationMs":{},"StatusCode":{},"Service":"{}","TraceId":"{:016x}"}}"#,
+            r#""Message":"{}/{} returned {} in {}ms","UserId":"user-{:06}","#,
+            r#""DurationMs":{},"Service":"{}","TraceId":"{:012x}"}}"#,
             "\n"
         ),
         (secs / 3600) % 24,
@@ -64,9 +64,8 @@ pub fn ndjson_line(i: u64, out: &mut Vec<u8>) {
         (h >> 32) % 2_000,
         (h >> 40) % 1_000_000,
         (h >> 32) % 2_000,
-        pick(&STATUS, h >> 24),
         pick(&SERVICES, h >> 48),
-        mix(h),
+        mix(h) >> 16,
     )
     .expect("writing to a Vec");
 }

@@ -20,18 +20,19 @@ use tokio::sync::{mpsc, watch, Mutex};
 use super::settings::OutputSettings;
 use super::CmdError;
 use crate::auth;
-use crate::batch::{seal, Batcher, Gzip, Origin, Pushed, RawBatch};
+use crate::batch::{seal, Batcher, Gzip, Pushed, RawBatch};
 use crate::cli::SendArgs;
 use crate::deadletter::{DeadLetter, Refused};
 use crate::exit::ExitCode;
 use crate::http::HttpClients;
 use crate::ingest::sender::{DeliveryReport, Fatal, Policy, RetryReason, Sender};
 use crate::ingest::HttpTransport;
-use crate::input::{format, Decoder, Format, Record};
+use crate::input::{format, Decoder, Format};
 use crate::stats::{Stats, Summary};
 use crate::transform::row::json_string;
+use crate::transform::sink::{RowBuf, RowSink, SinkCounts};
 use crate::transform::time::rfc3339_utc;
-use crate::transform::{RowEncoder, RowNotes};
+use crate::transform::RowEncoder;
 
 /// Bytes read from an input at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -371,99 +372,6 @@ struct Reader {
     first_row_shown: bool,
 }
 
-/// Per-input state of the row-building closure.
-struct RowSink<'a> {
-    r: &'a mut Reader,
-    source: u32,
-    name: &'a str,
-    file_path_json: Option<&'a str>,
-    time_read: &'a str,
-    row: Vec<u8>,
-    ready: Vec<RawBatch>,
-    notes: RowNotes,
-    read: u64,
-    rejected: u64,
-}
-
-impl RowSink<'_> {
-    fn record(&mut self, rec: Record<'_>) {
-        self.read += 1;
-        self.row.clear();
-        let line = match rec {
-            Record::Line {
-                text,
-                number,
-                truncated,
-            } => {
-                self.r.encoder.text(
-                    &text,
-                    truncated,
-                    self.time_read,
-                    self.file_path_json,
-                    &mut self.row,
-                    &mut self.notes,
-                );
-                number
-            }
-            Record::Json { text, number } => {
-                if let Err(reason) =
-                    self.r
-                        .encoder
-                        .json(&text, self.time_read, &mut self.row, &mut self.notes)
-                {
-                    self.rejected += 1;
-                    self.r.deadletter.write(
-                        self.name,
-                        number,
-                        &reason,
-                        Refused::Record(crate::input::decode::sample(&text)),
-                    );
-                    return;
-                }
-                number
-            }
-            Record::Object { map, number } => {
-                self.r
-                    .encoder
-                    .object(map, self.time_read, &mut self.row, &mut self.notes);
-                number
-            }
-            Record::Bad {
-                reason,
-                raw,
-                number,
-            } => {
-                self.rejected += 1;
-                self.r
-                    .deadletter
-                    .write(self.name, number, &reason, Refused::Record(&raw));
-                return;
-            }
-        };
-        if self.r.dry_run && !self.r.first_row_shown {
-            self.r.first_row_shown = true;
-            tracing::info!(row = %String::from_utf8_lossy(&self.row), "first row (dry run)");
-        }
-        let origin = Origin {
-            source: self.source,
-            line,
-        };
-        match self.r.batcher.push(&self.row, origin) {
-            Pushed::Added => {}
-            Pushed::Full(b) => self.ready.push(b),
-            Pushed::TooLarge { row_bytes, cap } => {
-                self.rejected += 1;
-                let reason = format!(
-                    "row is {row_bytes} bytes as JSON; one request holds at most {cap} bytes"
-                );
-                self.r
-                    .deadletter
-                    .write(self.name, line, &reason, Refused::Row(&self.row));
-            }
-        }
-    }
-}
-
 impl Reader {
     /// Reads every input; returns the message of an input that failed mid-way, if any.
     async fn read_all(
@@ -520,6 +428,7 @@ impl Reader {
         let mut decoder = Decoder::new(format, self.batcher.cap());
         let file_path_json = input.path.as_deref().map(|p| json_string(&absolute(p)));
         let mut buf = vec![0u8; READ_CHUNK];
+        let mut rows = RowBuf::with_capacity(READ_CHUNK * 2);
         let mut time_read = rfc3339_utc(jiff::Timestamp::now());
         let mut deadline: Option<tokio::time::Instant> = None;
         loop {
@@ -541,31 +450,28 @@ impl Reader {
                 time_read.clear();
                 crate::transform::time::format_rfc3339_utc(jiff::Timestamp::now(), &mut time_read);
             }
-            let (ready, totals) = {
+            let counts = {
                 let mut sink = RowSink {
-                    r: self,
-                    source,
+                    encoder: &self.encoder,
+                    deadletter: &self.deadletter,
                     name: &input.name,
+                    source,
                     file_path_json: file_path_json.as_deref(),
                     time_read: &time_read,
-                    row: Vec::with_capacity(1024),
-                    ready: Vec::new(),
-                    notes: RowNotes::default(),
-                    read: 0,
-                    rejected: 0,
+                    out: &mut rows,
+                    counts: SinkCounts::default(),
                 };
                 if n == 0 {
-                    decoder.finish(&mut |rec| sink.record(rec));
+                    decoder.finish(&mut |rec| sink.record(rec, 0));
                 } else {
-                    decoder.feed(&buf[..n], &mut |rec| sink.record(rec));
+                    decoder.feed(&buf[..n], &mut |rec| sink.record(rec, 0));
                 }
-                (
-                    std::mem::take(&mut sink.ready),
-                    (sink.read, sink.rejected, sink.notes),
-                )
+                sink.counts
             };
+            let ready = self.pack(&rows, &input.name);
+            rows.clear();
+            self.count(&counts);
             let sealed_any = !ready.is_empty();
-            self.count(&totals);
             for b in ready {
                 if tx.send(b).await.is_err() {
                     return Ok(false);
@@ -582,12 +488,35 @@ impl Reader {
         }
     }
 
-    fn count(&self, t: &(u64, u64, RowNotes)) {
-        let (read, rejected, notes) = t;
-        Stats::add(&self.stats.rows_read, *read);
-        Stats::add(&self.stats.rows_rejected, *rejected);
-        Stats::add(&self.stats.fields_truncated, notes.truncated_fields);
-        Stats::add(&self.stats.time_unparsable, notes.time_unparsable);
+    fn count(&self, c: &SinkCounts) {
+        Stats::add(&self.stats.rows_read, c.read);
+        Stats::add(&self.stats.rows_rejected, c.rejected);
+        Stats::add(&self.stats.fields_truncated, c.notes.truncated_fields);
+        Stats::add(&self.stats.time_unparsable, c.notes.time_unparsable);
+    }
+
+    /// Packs rows into the open batch; returns the batches that filled up.
+    fn pack(&mut self, rows: &RowBuf, name: &str) -> Vec<RawBatch> {
+        let mut ready = Vec::new();
+        for (row, origin) in rows.rows() {
+            if self.dry_run && !self.first_row_shown {
+                self.first_row_shown = true;
+                tracing::info!(row = %String::from_utf8_lossy(row), "first row (dry run)");
+            }
+            match self.batcher.push(row, origin) {
+                Pushed::Added => {}
+                Pushed::Full(b) => ready.push(b),
+                Pushed::TooLarge { row_bytes, cap } => {
+                    Stats::add(&self.stats.rows_rejected, 1);
+                    let reason = format!(
+                        "row is {row_bytes} bytes as JSON; one request holds at most {cap} bytes"
+                    );
+                    self.deadletter
+                        .write(name, origin.line, &reason, Refused::Row(row));
+                }
+            }
+        }
+        ready
     }
 }
 

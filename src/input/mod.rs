@@ -5,8 +5,11 @@
 //! lines; [`format`] picks a format from a file name or the first bytes; [`decode`] puts them
 //! together behind one type the commands feed chunks to.
 
+pub mod checkpoint;
 pub mod csv;
 pub mod decode;
+pub mod file;
+pub mod fingerprint;
 pub mod format;
 pub mod json_stream;
 pub mod lines;

@@ -7,6 +7,7 @@
 
 pub mod raw_object;
 pub mod row;
+pub mod sink;
 pub mod time;
 
 pub use row::{RowEncoder, RowNotes};

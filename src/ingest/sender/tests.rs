@@ -164,11 +164,16 @@ fn batch(lines: std::ops::Range<u64>) -> SealedBatch {
         .clone()
         .map(|i| format!(r#"{{"n":{i},"bad":{}}}"#, i % 7 == 3).into_bytes())
         .collect();
-    let raw = RawBatch::from_rows(
-        rows.iter()
-            .zip(lines)
-            .map(|(r, i)| (&r[..], Origin { source: 0, line: i })),
-    );
+    let raw = RawBatch::from_rows(rows.iter().zip(lines).map(|(r, i)| {
+        (
+            &r[..],
+            Origin {
+                source: 0,
+                line: i,
+                offset: 0,
+            },
+        )
+    }));
     let mut sealed = seal(raw, 1_000_000, &mut Gzip::new(1));
     sealed.batches.remove(0)
 }

@@ -1,0 +1,450 @@
+//! File offsets that survive restarts: `state_dir/checkpoints.json`.
+//!
+//! The pipeline owns a [`Checkpoints`] map and calls [`Checkpoints::advance`] only when the rows up
+//! to an offset are safe (spooled or accepted), then [`CheckpointStore::save`]s it. A new tailer is
+//! started with the [`CheckpointStore::load`]ed map and resumes every file it recognises by
+//! [`FileKey`]. Saving is atomic (temp file, fsync, rename, fsync of the directory), so a crash
+//! leaves either the old file or the new one; a damaged file is set aside and treated as empty
+//! (the agent then re-reads by `start_at`), because refusing to start is worse than a re-read.
+//!
+//! The methods here do blocking file I/O; call them from `spawn_blocking` in async code.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::fingerprint::FileKey;
+
+/// The file name under `state_dir`.
+pub const CHECKPOINT_FILE: &str = "checkpoints.json";
+/// Written first, then renamed over [`CHECKPOINT_FILE`].
+const TEMP_FILE: &str = ".checkpoints.json.tmp";
+/// Where a file that cannot be parsed is moved, so it can be looked at and is not overwritten.
+const CORRUPT_FILE: &str = "checkpoints.json.corrupt";
+/// The on-disk format version; another value is treated like a damaged file.
+const FORMAT_VERSION: u32 = 1;
+/// How long an entry is kept after its last advance once its path no longer holds its file.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Saving checkpoints failed. Loading never fails (see [`CheckpointStore::load`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot encode checkpoints: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Where one file was read up to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The file offset just past the last line that is safe: reading resumes here.
+    pub offset: u64,
+    /// The path the file was last read under; informational, and used for pruning.
+    pub path: PathBuf,
+    /// When `offset` last moved.
+    pub updated: Timestamp,
+}
+
+/// Offsets by file identity.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoints {
+    entries: BTreeMap<FileKey, Checkpoint>,
+}
+
+impl Checkpoints {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that everything before `offset` in `key` is safe. Only ever moves forward, so acks
+    /// that arrive out of order cannot move a checkpoint back; returns whether it moved.
+    pub fn advance(&mut self, key: FileKey, path: &Path, offset: u64) -> bool {
+        self.advance_at(key, path, offset, Timestamp::now())
+    }
+
+    /// [`advance`](Self::advance) with the clock given, for tests and replays.
+    pub fn advance_at(&mut self, key: FileKey, path: &Path, offset: u64, now: Timestamp) -> bool {
+        if self.offset(&key).is_some_and(|current| current >= offset) {
+            return false;
+        }
+        self.entries.insert(
+            key,
+            Checkpoint {
+                offset,
+                path: path.to_path_buf(),
+                updated: now,
+            },
+        );
+        true
+    }
+
+    pub fn get(&self, key: &FileKey) -> Option<&Checkpoint> {
+        self.entries.get(key)
+    }
+
+    pub fn offset(&self, key: &FileKey) -> Option<u64> {
+        self.entries.get(key).map(|c| c.offset)
+    }
+
+    pub fn remove(&mut self, key: &FileKey) -> Option<Checkpoint> {
+        self.entries.remove(key)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&FileKey, &Checkpoint)> {
+        self.entries.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Drops entries not advanced for `max_age` whose file is gone (as `present` tells); returns
+    /// how many. A file that is still there keeps its entry however old, or an idle log would be
+    /// re-read from its start after a restart.
+    pub fn prune(
+        &mut self,
+        now: Timestamp,
+        max_age: Duration,
+        present: impl Fn(&FileKey, &Path) -> bool,
+    ) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|key, cp| {
+            let age = now.duration_since(cp.updated);
+            let old = age.is_positive() && age.unsigned_abs() >= max_age;
+            !old || present(key, &cp.path)
+        });
+        before - self.entries.len()
+    }
+
+    /// [`prune`](Self::prune) against the file system: a file is present when its recorded path
+    /// still holds its device and inode. Blocking.
+    pub fn prune_stale(&mut self, max_age: Duration) -> usize {
+        self.prune(Timestamp::now(), max_age, still_at_path)
+    }
+}
+
+/// Whether `path` still names the file `key` was read from (same device and inode).
+pub fn still_at_path(key: &FileKey, path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.dev() == key.dev && m.ino() == key.ino)
+}
+
+/// The checkpoint file in a state directory.
+#[derive(Debug, Clone)]
+pub struct CheckpointStore {
+    dir: PathBuf,
+    file: PathBuf,
+}
+
+impl CheckpointStore {
+    /// Uses `state_dir/checkpoints.json`, creating `state_dir` (mode 0700 where it is new) if it
+    /// is missing.
+    pub fn open(state_dir: &Path) -> Result<Self, CheckpointError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)
+            .map_err(|source| CheckpointError::Io {
+                action: "create state directory",
+                path: state_dir.to_path_buf(),
+                source,
+            })?;
+        Ok(CheckpointStore {
+            dir: state_dir.to_path_buf(),
+            file: state_dir.join(CHECKPOINT_FILE),
+        })
+    }
+
+    /// The checkpoint file's path.
+    pub fn path(&self) -> &Path {
+        &self.file
+    }
+
+    /// The saved checkpoints. A missing file is empty; an unreadable or damaged one is logged at
+    /// warn and is empty too (a damaged one is first moved to `checkpoints.json.corrupt`).
+    pub fn load(&self) -> Checkpoints {
+        let bytes = match fs::read(&self.file) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Checkpoints::new(),
+            Err(e) => {
+                tracing::warn!(path = %self.file.display(), "cannot read checkpoints, files will be read by start_at: {e}");
+                return Checkpoints::new();
+            }
+        };
+        match decode(&bytes) {
+            Ok(checkpoints) => checkpoints,
+            Err(reason) => {
+                let aside = self.dir.join(CORRUPT_FILE);
+                let moved = fs::rename(&self.file, &aside).is_ok();
+                tracing::warn!(
+                    path = %self.file.display(),
+                    moved_to = %if moved { aside.display().to_string() } else { "(not moved)".into() },
+                    "damaged checkpoint file ignored, files will be read by start_at: {reason}"
+                );
+                Checkpoints::new()
+            }
+        }
+    }
+
+    /// Replaces the file atomically: write a temp file in the same directory, fsync it, rename it
+    /// over the old one, fsync the directory so the rename itself is durable. One task saves.
+    pub fn save(&self, checkpoints: &Checkpoints) -> Result<(), CheckpointError> {
+        let bytes = serde_json::to_vec_pretty(&OnDisk::from(checkpoints))?;
+        let temp = self.dir.join(TEMP_FILE);
+        if let Err(e) = write_synced(&temp, &bytes) {
+            let _ = fs::remove_file(&temp);
+            return Err(io_error("write", &temp, e));
+        }
+        fs::rename(&temp, &self.file).map_err(|e| io_error("rename", &temp, e))?;
+        File::open(&self.dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| io_error("fsync directory", &self.dir, e))
+    }
+}
+
+fn io_error(action: &'static str, path: &Path, source: io::Error) -> CheckpointError {
+    CheckpointError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// `checkpoints.json`: versioned, one object per file. The fingerprint is hex so that JSON
+/// readers without 64-bit integers (jq) show it exactly.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnDisk {
+    version: u32,
+    files: Vec<OnDiskEntry>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnDiskEntry {
+    dev: u64,
+    ino: u64,
+    fingerprint: String,
+    offset: u64,
+    path: String,
+    updated: String,
+}
+
+impl From<&Checkpoints> for OnDisk {
+    fn from(checkpoints: &Checkpoints) -> Self {
+        let files = checkpoints
+            .iter()
+            .map(|(key, cp)| OnDiskEntry {
+                dev: key.dev,
+                ino: key.ino,
+                fingerprint: format!("{:016x}", key.fingerprint),
+                offset: cp.offset,
+                path: cp.path.to_string_lossy().into_owned(),
+                updated: cp.updated.to_string(),
+            })
+            .collect();
+        OnDisk {
+            version: FORMAT_VERSION,
+            files,
+        }
+    }
+}
+
+/// Parses the whole file or says why not: one bad entry means the file is not ours to trust.
+fn decode(bytes: &[u8]) -> Result<Checkpoints, String> {
+    let on_disk: OnDisk = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if on_disk.version != FORMAT_VERSION {
+        return Err(format!("unknown format version {}", on_disk.version));
+    }
+    let mut checkpoints = Checkpoints::new();
+    for entry in on_disk.files {
+        let fingerprint = u64::from_str_radix(&entry.fingerprint, 16)
+            .map_err(|_| format!("bad fingerprint {:?}", entry.fingerprint))?;
+        let updated: Timestamp = entry
+            .updated
+            .parse()
+            .map_err(|_| format!("bad timestamp {:?}", entry.updated))?;
+        let key = FileKey {
+            dev: entry.dev,
+            ino: entry.ino,
+            fingerprint,
+        };
+        checkpoints.entries.insert(
+            key,
+            Checkpoint {
+                offset: entry.offset,
+                path: PathBuf::from(entry.path),
+                updated,
+            },
+        );
+    }
+    Ok(checkpoints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ino: u64) -> FileKey {
+        FileKey {
+            dev: 1,
+            ino,
+            fingerprint: u64::MAX - ino,
+        }
+    }
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn advance_only_moves_forward() {
+        let mut cps = Checkpoints::new();
+        assert!(cps.advance(key(1), Path::new("/l/a.log"), 100));
+        assert!(!cps.advance(key(1), Path::new("/l/a.log"), 40));
+        assert!(!cps.advance(key(1), Path::new("/l/a.log"), 100));
+        assert_eq!(cps.offset(&key(1)), Some(100));
+        assert!(cps.advance(key(1), Path::new("/l/a.log.1"), 150));
+        let cp = cps.get(&key(1)).expect("entry");
+        assert_eq!(
+            (cp.offset, cp.path.as_path()),
+            (150, Path::new("/l/a.log.1"))
+        );
+    }
+
+    #[test]
+    fn save_then_load_round_trips_and_leaves_no_temp_file() -> Result<(), CheckpointError> {
+        let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
+        let store = CheckpointStore::open(&dir.path().join("state/nested"))?;
+        let mut cps = Checkpoints::new();
+        let now = ts("2026-03-01T10:00:00.123456Z");
+        cps.advance_at(key(7), Path::new("/var/log/app.log"), 4096, now);
+        cps.advance_at(key(8), Path::new("/var/log/x \"q\".log"), 1, now);
+        store.save(&cps)?;
+        assert_eq!(store.load(), cps);
+        let names: Vec<_> = fs::read_dir(store.path().parent().expect("dir"))
+            .expect("read dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(CHECKPOINT_FILE)]);
+        // A second save replaces the first.
+        cps.advance_at(key(7), Path::new("/var/log/app.log"), 5000, now);
+        store.save(&cps)?;
+        assert_eq!(store.load().offset(&key(7)), Some(5000));
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_file_loads_as_empty() -> Result<(), CheckpointError> {
+        let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
+        assert!(CheckpointStore::open(dir.path())?.load().is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_damaged_file_loads_as_empty_and_is_set_aside() -> Result<(), CheckpointError> {
+        let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
+        let store = CheckpointStore::open(dir.path())?;
+        let damaged: [&[u8]; 5] = [
+            b"{\"version\":1,\"files\":[{\"dev\":1",
+            b"\x00\x00\x00garbage",
+            b"{\"version\":99,\"files\":[]}",
+            b"{\"version\":1,\"files\":[{\"dev\":1,\"ino\":2,\"fingerprint\":\"zz\",\"offset\":3,\"path\":\"/a\",\"updated\":\"2026-01-01T00:00:00Z\"}]}",
+            b"",
+        ];
+        for bytes in damaged {
+            fs::write(store.path(), bytes).expect("write");
+            assert!(
+                store.load().is_empty(),
+                "{:?}",
+                String::from_utf8_lossy(bytes)
+            );
+            assert_eq!(
+                fs::read(dir.path().join(CORRUPT_FILE)).expect("aside"),
+                bytes
+            );
+            assert!(!store.path().exists());
+        }
+        // The store still works afterwards.
+        let mut cps = Checkpoints::new();
+        cps.advance(key(3), Path::new("/a"), 9);
+        store.save(&cps)?;
+        assert_eq!(store.load(), cps);
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_save_keeps_the_previous_file() -> Result<(), CheckpointError> {
+        let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
+        let store = CheckpointStore::open(dir.path())?;
+        let mut cps = Checkpoints::new();
+        cps.advance(key(1), Path::new("/a"), 10);
+        store.save(&cps)?;
+        // A directory where the temp file goes makes the write fail.
+        fs::create_dir(dir.path().join(TEMP_FILE)).expect("mkdir");
+        cps.advance(key(1), Path::new("/a"), 20);
+        assert!(store.save(&cps).is_err());
+        assert_eq!(store.load().offset(&key(1)), Some(10));
+        Ok(())
+    }
+
+    #[test]
+    fn prune_drops_only_old_entries_whose_file_is_gone() {
+        let mut cps = Checkpoints::new();
+        let old = ts("2026-01-01T00:00:00Z");
+        let recent = ts("2026-01-09T00:00:00Z");
+        cps.advance_at(key(1), Path::new("/gone-old"), 1, old);
+        cps.advance_at(key(2), Path::new("/here-old"), 1, old);
+        cps.advance_at(key(3), Path::new("/gone-recent"), 1, recent);
+        let now = ts("2026-01-10T00:00:00Z");
+        let removed = cps.prune(now, DEFAULT_MAX_AGE, |_, p| p.starts_with("/here"));
+        assert_eq!(removed, 1);
+        assert_eq!(cps.offset(&key(1)), None);
+        assert_eq!(cps.offset(&key(2)), Some(1));
+        assert_eq!(cps.offset(&key(3)), Some(1));
+    }
+
+    #[test]
+    fn still_at_path_compares_device_and_inode() -> io::Result<()> {
+        let tmp = tempfile::NamedTempFile::new()?;
+        let meta = fs::metadata(tmp.path())?;
+        let here = FileKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            fingerprint: 0,
+        };
+        assert!(still_at_path(&here, tmp.path()));
+        let other = FileKey {
+            ino: meta.ino() + 1,
+            ..here
+        };
+        assert!(!still_at_path(&other, tmp.path()));
+        assert!(!still_at_path(&here, Path::new("/nonexistent/dcrship")));
+        Ok(())
+    }
+}

@@ -1,0 +1,551 @@
+//! The agent's metrics, and their rendering in the Prometheus text format (0.0.4).
+//!
+//! Hand-rolled rather than the `metrics` crate: the set of names is fixed by the contract, and
+//! a map of atomics plus one renderer is less code than an exporter. Each series is created
+//! once (a short write lock) and then handed out as a [`Counter`] or [`Gauge`] — an `Arc` of an
+//! atomic — so the hot path increments without taking any lock. Callers keep the handles they
+//! use per record or per request; looking one up again is a read lock and a map lookup.
+//!
+//! Label values are free text, but must come from a small fixed set (output and input names
+//! from the configuration, `RetryReason::label`, short drop reasons), never from messages:
+//! each distinct value is a series that lives until the process exits.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// One metric family: its name, help text, type and label names are fixed by the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    RecordsReceived,
+    RecordsSent,
+    RecordsDropped,
+    Requests,
+    RequestBytes,
+    Retries,
+    SpoolBytes,
+    OldestUnsentSeconds,
+    TokenRefresh,
+    BuildInfo,
+}
+
+/// Counter or gauge, as written on the `# TYPE` line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Family {
+    /// Every family, in the order `/metrics` lists them.
+    pub const ALL: [Family; 10] = [
+        Family::BuildInfo,
+        Family::RecordsReceived,
+        Family::RecordsSent,
+        Family::RecordsDropped,
+        Family::Requests,
+        Family::RequestBytes,
+        Family::Retries,
+        Family::SpoolBytes,
+        Family::OldestUnsentSeconds,
+        Family::TokenRefresh,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::RecordsReceived => "dcrship_records_received_total",
+            Family::RecordsSent => "dcrship_records_sent_total",
+            Family::RecordsDropped => "dcrship_records_dropped_total",
+            Family::Requests => "dcrship_requests_total",
+            Family::RequestBytes => "dcrship_request_bytes_total",
+            Family::Retries => "dcrship_retries_total",
+            Family::SpoolBytes => "dcrship_spool_bytes",
+            Family::OldestUnsentSeconds => "dcrship_oldest_unsent_seconds",
+            Family::TokenRefresh => "dcrship_token_refresh_total",
+            Family::BuildInfo => "dcrship_build_info",
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            Family::RecordsReceived => "Records read from an input.",
+            Family::RecordsSent => "Records the service accepted (HTTP 2xx).",
+            Family::RecordsDropped => {
+                "Records that will never be sent (dead-lettered or discarded), by reason."
+            }
+            Family::Requests => {
+                "Ingestion requests by HTTP status; status=\"error\" when no answer came."
+            }
+            Family::RequestBytes => "Bytes of request bodies sent, before (raw) and after gzip.",
+            Family::Retries => "Request retries by reason.",
+            Family::SpoolBytes => "Bytes waiting in the disk spool.",
+            Family::OldestUnsentSeconds => "Age of the oldest record not yet accepted.",
+            Family::TokenRefresh => "Token fetches by identity source and result.",
+            Family::BuildInfo => "Always 1; the version label says which dcrship runs.",
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Family::SpoolBytes | Family::OldestUnsentSeconds | Family::BuildInfo => Kind::Gauge,
+            _ => Kind::Counter,
+        }
+    }
+
+    /// Label names, in the order values are passed and rendered.
+    pub fn labels(self) -> &'static [&'static str] {
+        match self {
+            Family::RecordsReceived => &["input"],
+            Family::RecordsSent | Family::SpoolBytes | Family::OldestUnsentSeconds => &["output"],
+            Family::RecordsDropped | Family::Retries => &["output", "reason"],
+            Family::Requests => &["output", "status"],
+            Family::RequestBytes => &["output", "encoding"],
+            Family::TokenRefresh => &["source", "result"],
+            Family::BuildInfo => &["version"],
+        }
+    }
+}
+
+/// `encoding` label of `dcrship_request_bytes_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Raw,
+    Gzip,
+}
+
+impl Encoding {
+    pub fn label(self) -> &'static str {
+        match self {
+            Encoding::Raw => "raw",
+            Encoding::Gzip => "gzip",
+        }
+    }
+}
+
+/// A monotonically increasing count. Cloning shares the same series.
+#[derive(Debug, Clone, Default)]
+pub struct Counter(Arc<AtomicU64>);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A value that goes up and down. Stored as the bits of an `f64` so it can hold seconds.
+/// Cloning shares the same series.
+#[derive(Debug, Clone)]
+pub struct Gauge(Arc<AtomicU64>);
+
+impl Default for Gauge {
+    fn default() -> Self {
+        Gauge(Arc::new(AtomicU64::new(0f64.to_bits())))
+    }
+}
+
+impl Gauge {
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Relaxed);
+    }
+
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Relaxed))
+    }
+}
+
+/// The storage of one series; which one is known from its family's kind.
+#[derive(Debug, Clone)]
+enum Series {
+    Counter(Counter),
+    Gauge(Gauge),
+}
+
+/// Series key: the family, then the label values in the family's label order. Ordering by
+/// this key is what makes the rendering stable.
+type Key = (Family, Vec<String>);
+
+/// Every series of this process. Share it as `Arc<Metrics>`.
+#[derive(Debug)]
+pub struct Metrics {
+    series: RwLock<BTreeMap<Key, Series>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry holding only `dcrship_build_info{version="…"} 1`.
+    pub fn new() -> Self {
+        let m = Metrics {
+            series: RwLock::new(BTreeMap::new()),
+        };
+        m.gauge(Family::BuildInfo, &[env!("CARGO_PKG_VERSION")])
+            .set(1.0);
+        m
+    }
+
+    pub fn records_received(&self, input: &str) -> Counter {
+        self.counter(Family::RecordsReceived, &[input])
+    }
+
+    pub fn records_sent(&self, output: &str) -> Counter {
+        self.counter(Family::RecordsSent, &[output])
+    }
+
+    pub fn records_dropped(&self, output: &str, reason: &str) -> Counter {
+        self.counter(Family::RecordsDropped, &[output, reason])
+    }
+
+    /// `status` is the HTTP status; `None` (no answer: connect error, timeout, reset) is
+    /// written `status="error"`.
+    pub fn requests(&self, output: &str, status: Option<u16>) -> Counter {
+        match status {
+            Some(code) => self.counter(Family::Requests, &[output, &code.to_string()]),
+            None => self.counter(Family::Requests, &[output, "error"]),
+        }
+    }
+
+    pub fn request_bytes(&self, output: &str, encoding: Encoding) -> Counter {
+        self.counter(Family::RequestBytes, &[output, encoding.label()])
+    }
+
+    /// `reason` is `RetryReason::label()`.
+    pub fn retries(&self, output: &str, reason: &str) -> Counter {
+        self.counter(Family::Retries, &[output, reason])
+    }
+
+    pub fn spool_bytes(&self, output: &str) -> Gauge {
+        self.gauge(Family::SpoolBytes, &[output])
+    }
+
+    pub fn oldest_unsent_seconds(&self, output: &str) -> Gauge {
+        self.gauge(Family::OldestUnsentSeconds, &[output])
+    }
+
+    /// `source` is the identity source (`imds`, `arc`, …), `result` is `ok` or `error`.
+    pub fn token_refresh(&self, source: &str, result: &str) -> Counter {
+        self.counter(Family::TokenRefresh, &[source, result])
+    }
+
+    /// The counter of `family` with these label values (in [`Family::labels`] order),
+    /// created at 0 on first use. A gauge family or a wrong number of values gives a
+    /// detached counter that is never rendered: a programming error must not stop shipping,
+    /// and the typed methods above cannot make it.
+    pub fn counter(&self, family: Family, values: &[&str]) -> Counter {
+        if family.kind() != Kind::Counter || values.len() != family.labels().len() {
+            tracing::warn!(
+                metric = family.name(),
+                ?values,
+                "not a counter with these labels"
+            );
+            return Counter::default();
+        }
+        match self.get_or_create(family, values, || Series::Counter(Counter::default())) {
+            Series::Counter(c) => c,
+            Series::Gauge(_) => Counter::default(),
+        }
+    }
+
+    /// The gauge of `family` with these label values, created at 0 on first use; like
+    /// [`Metrics::counter`], a mismatch gives a detached gauge.
+    pub fn gauge(&self, family: Family, values: &[&str]) -> Gauge {
+        if family.kind() != Kind::Gauge || values.len() != family.labels().len() {
+            tracing::warn!(
+                metric = family.name(),
+                ?values,
+                "not a gauge with these labels"
+            );
+            return Gauge::default();
+        }
+        match self.get_or_create(family, values, || Series::Gauge(Gauge::default())) {
+            Series::Gauge(g) => g,
+            Series::Counter(_) => Gauge::default(),
+        }
+    }
+
+    fn get_or_create(&self, family: Family, values: &[&str], new: fn() -> Series) -> Series {
+        let key: Key = (family, values.iter().map(|v| v.to_string()).collect());
+        // The map only ever grows and holds atomics, so a panic elsewhere cannot leave it
+        // inconsistent: a poisoned lock is safe to keep using.
+        if let Some(s) = self
+            .series
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return s.clone();
+        }
+        self.series
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key)
+            .or_insert_with(new)
+            .clone()
+    }
+
+    /// The Prometheus text exposition (format 0.0.4): every family with `# HELP` and
+    /// `# TYPE` (also those without series yet, so a scraper sees the full set), families in
+    /// [`Family::ALL`] order, series sorted by label values.
+    pub fn render(&self) -> String {
+        let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out = String::with_capacity(256 + map.len() * 80);
+        for family in Family::ALL {
+            let kind = match family.kind() {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            // Help texts are ours and contain no backslash or newline; no escaping needed.
+            let _ = writeln!(out, "# HELP {} {}", family.name(), family.help());
+            let _ = writeln!(out, "# TYPE {} {kind}", family.name());
+            let from: Key = (family, Vec::new());
+            for ((f, values), series) in map.range(from..) {
+                if *f != family {
+                    break;
+                }
+                out.push_str(family.name());
+                write_labels(&mut out, family.labels(), values);
+                out.push(' ');
+                match series {
+                    Series::Counter(c) => {
+                        let _ = write!(out, "{}", c.get());
+                    }
+                    Series::Gauge(g) => write_float(&mut out, g.get()),
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+}
+
+fn write_labels(out: &mut String, names: &[&str], values: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    out.push('{');
+    for (i, (name, value)) in names.iter().zip(values).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(name);
+        out.push_str("=\"");
+        escape_label_value(out, value);
+        out.push('"');
+    }
+    out.push('}');
+}
+
+/// The format's three escapes in label values: backslash, double quote, line feed.
+fn escape_label_value(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Go's `ParseFloat` spellings for the special values; Rust's `Display` for the rest (it never
+/// uses an exponent, which the format accepts as plain digits).
+fn write_float(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v == f64::INFINITY {
+        out.push_str("+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.push_str("-Inf");
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The sample lines (no comments) of a rendering.
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn fresh_registry_renders_every_family_header_and_build_info() {
+        let m = Metrics::new();
+        let text = m.render();
+        for f in Family::ALL {
+            assert!(
+                text.contains(&format!("# HELP {} ", f.name())),
+                "{}",
+                f.name()
+            );
+            let kind = if f.kind() == Kind::Counter {
+                "counter"
+            } else {
+                "gauge"
+            };
+            assert!(text.contains(&format!("# TYPE {} {kind}\n", f.name())));
+        }
+        assert_eq!(
+            samples(&text),
+            vec![format!(
+                "dcrship_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )]
+        );
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn renders_counters_and_gauges_in_a_stable_order() {
+        let m = Metrics::new();
+        // Created out of order on purpose.
+        m.requests("web", Some(503)).add(2);
+        m.records_sent("web").add(7);
+        m.requests("app", None).inc();
+        m.requests("app", Some(204)).add(3);
+        m.records_sent("app").add(5);
+        m.request_bytes("app", Encoding::Gzip).add(100);
+        m.request_bytes("app", Encoding::Raw).add(1000);
+        m.retries("app", "throttled").inc();
+        m.records_dropped("app", "rejected").add(4);
+        m.records_received("applog").add(12);
+        m.spool_bytes("app").set(4096.0);
+        m.oldest_unsent_seconds("app").set(1.5);
+        m.token_refresh("imds", "ok").inc();
+
+        let text = m.render();
+        let version = env!("CARGO_PKG_VERSION");
+        let want = [
+            format!("dcrship_build_info{{version=\"{version}\"}} 1"),
+            "dcrship_records_received_total{input=\"applog\"} 12".into(),
+            "dcrship_records_sent_total{output=\"app\"} 5".into(),
+            "dcrship_records_sent_total{output=\"web\"} 7".into(),
+            "dcrship_records_dropped_total{output=\"app\",reason=\"rejected\"} 4".into(),
+            "dcrship_requests_total{output=\"app\",status=\"204\"} 3".into(),
+            "dcrship_requests_total{output=\"app\",status=\"error\"} 1".into(),
+            "dcrship_requests_total{output=\"web\",status=\"503\"} 2".into(),
+            "dcrship_request_bytes_total{output=\"app\",encoding=\"gzip\"} 100".into(),
+            "dcrship_request_bytes_total{output=\"app\",encoding=\"raw\"} 1000".into(),
+            "dcrship_retries_total{output=\"app\",reason=\"throttled\"} 1".into(),
+            "dcrship_spool_bytes{output=\"app\"} 4096".into(),
+            "dcrship_oldest_unsent_seconds{output=\"app\"} 1.5".into(),
+            "dcrship_token_refresh_total{source=\"imds\",result=\"ok\"} 1".into(),
+        ];
+        assert_eq!(samples(&text), want);
+        // Same state, same bytes.
+        assert_eq!(text, m.render());
+        // Each family's HELP and TYPE come right before its samples.
+        let i_type = text
+            .find("# TYPE dcrship_records_sent_total counter\n")
+            .expect("type");
+        let i_sample = text.find("dcrship_records_sent_total{").expect("sample");
+        assert!(i_type < i_sample);
+    }
+
+    #[test]
+    fn handles_share_one_series() {
+        let m = Metrics::new();
+        let a = m.records_sent("app");
+        let b = m.records_sent("app");
+        a.add(2);
+        b.inc();
+        assert_eq!(a.get(), 3);
+        assert_eq!(m.records_sent("app").get(), 3);
+        let g = m.spool_bytes("app");
+        g.set(10.0);
+        m.spool_bytes("app").set(3.0);
+        assert_eq!(g.get(), 3.0);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::new();
+        m.records_received("a\\b\"c\nd").inc();
+        let text = m.render();
+        assert!(
+            text.contains("dcrship_records_received_total{input=\"a\\\\b\\\"c\\nd\"} 1\n"),
+            "{text}"
+        );
+        // No raw newline sneaked into the sample line.
+        assert_eq!(
+            samples(&text)
+                .iter()
+                .filter(|l| l.starts_with("dcrship_records_received_total"))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn mismatched_family_or_labels_give_detached_handles() {
+        let m = Metrics::new();
+        m.counter(Family::SpoolBytes, &["app"]).add(5);
+        m.counter(Family::RecordsSent, &["app", "extra"]).add(5);
+        m.gauge(Family::RecordsSent, &["app"]).set(5.0);
+        assert_eq!(samples(&m.render()).len(), 1, "only build_info");
+    }
+
+    #[test]
+    fn special_gauge_values_use_prometheus_spellings() {
+        let m = Metrics::new();
+        m.oldest_unsent_seconds("a").set(f64::NAN);
+        m.oldest_unsent_seconds("b").set(f64::INFINITY);
+        m.oldest_unsent_seconds("c").set(f64::NEG_INFINITY);
+        m.oldest_unsent_seconds("d").set(0.25);
+        let text = m.render();
+        assert!(text.contains("{output=\"a\"} NaN\n"));
+        assert!(text.contains("{output=\"b\"} +Inf\n"));
+        assert!(text.contains("{output=\"c\"} -Inf\n"));
+        assert!(text.contains("{output=\"d\"} 0.25\n"));
+    }
+
+    #[test]
+    fn concurrent_creation_and_increments_lose_nothing() {
+        let m = Arc::new(Metrics::new());
+        let threads = 8;
+        let per = 10_000u64;
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let m = Arc::clone(&m);
+                s.spawn(move || {
+                    // Every thread races to create the same series, and one of its own.
+                    let shared = m.records_sent("app");
+                    let own = m.records_sent(&format!("out{t}"));
+                    for i in 0..per {
+                        shared.inc();
+                        own.inc();
+                        if i % 1000 == 0 {
+                            // Lookups and renders while others increment.
+                            m.requests("app", Some(204)).inc();
+                            let _ = m.render();
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(m.records_sent("app").get(), threads * per);
+        for t in 0..threads {
+            assert_eq!(m.records_sent(&format!("out{t}")).get(), per);
+        }
+        assert_eq!(m.requests("app", Some(204)).get(), threads * per / 1000);
+        let text = m.render();
+        assert!(text.contains(&format!(
+            "dcrship_records_sent_total{{output=\"app\"}} {}\n",
+            threads * per
+        )));
+    }
+}

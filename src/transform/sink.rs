@@ -1,0 +1,204 @@
+//! Records → encoded rows, shared by `send` and `run`: each record becomes a row in a
+//! [`RowBuf`], or a dead-letter entry with its reason.
+
+use crate::batch::Origin;
+use crate::deadletter::{DeadLetter, Refused};
+use crate::input::decode::sample;
+use crate::input::Record;
+
+use super::{RowEncoder, RowNotes};
+
+/// Encoded rows, back to back, with where each ends and came from.
+#[derive(Debug, Default)]
+pub struct RowBuf {
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+    origins: Vec<Origin>,
+}
+
+impl RowBuf {
+    pub fn with_capacity(bytes: usize) -> Self {
+        RowBuf {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::new(),
+            origins: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes held (to bound a buffer before handing it on).
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn rows(&self) -> impl Iterator<Item = (&[u8], Origin)> + '_ {
+        (0..self.ends.len()).map(move |i| {
+            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+            (&self.bytes[start..self.ends[i] as usize], self.origins[i])
+        })
+    }
+
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.origins.clear();
+    }
+
+    fn commit(&mut self, origin: Origin) {
+        // A buffer is handed on long before 4 GiB.
+        self.ends.push(self.bytes.len() as u32);
+        self.origins.push(origin);
+    }
+
+    fn rollback(&mut self) {
+        let start = self.ends.last().copied().unwrap_or(0) as usize;
+        self.bytes.truncate(start);
+    }
+}
+
+/// Counts of one call site's records.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SinkCounts {
+    pub read: u64,
+    pub rejected: u64,
+    pub notes: RowNotes,
+}
+
+/// Turns one input's records into rows.
+pub struct RowSink<'a> {
+    pub encoder: &'a RowEncoder,
+    pub deadletter: &'a DeadLetter,
+    /// Input name for dead-letters.
+    pub name: &'a str,
+    pub source: u32,
+    /// The `FilePath` column (already a JSON string), for text rows of files.
+    pub file_path_json: Option<&'a str>,
+    /// RFC 3339 time the records were read.
+    pub time_read: &'a str,
+    pub out: &'a mut RowBuf,
+    pub counts: SinkCounts,
+}
+
+impl RowSink<'_> {
+    /// One record; `offset` is the input offset just past it (0 when there are no checkpoints).
+    pub fn record(&mut self, rec: Record<'_>, offset: u64) {
+        self.counts.read += 1;
+        let (line, refused) = match rec {
+            Record::Line {
+                text,
+                number,
+                truncated,
+            } => {
+                self.encoder.text(
+                    &text,
+                    truncated,
+                    self.time_read,
+                    self.file_path_json,
+                    &mut self.out.bytes,
+                    &mut self.counts.notes,
+                );
+                (number, None)
+            }
+            Record::Json { text, number } => {
+                match self.encoder.json(
+                    &text,
+                    self.time_read,
+                    &mut self.out.bytes,
+                    &mut self.counts.notes,
+                ) {
+                    Ok(()) => (number, None),
+                    Err(reason) => (number, Some((reason, sample(&text).to_string()))),
+                }
+            }
+            Record::Object { map, number } => {
+                self.encoder.object(
+                    map,
+                    self.time_read,
+                    &mut self.out.bytes,
+                    &mut self.counts.notes,
+                );
+                (number, None)
+            }
+            Record::Bad {
+                reason,
+                raw,
+                number,
+            } => (number, Some((reason, raw.into_owned()))),
+        };
+        match refused {
+            None => self.out.commit(Origin {
+                source: self.source,
+                line,
+                offset,
+            }),
+            Some((reason, raw)) => {
+                self.out.rollback();
+                self.counts.rejected += 1;
+                self.deadletter
+                    .write(self.name, line, &reason, Refused::Record(&raw));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn rows_and_refusals_are_kept_apart() {
+        let enc = RowEncoder::new("h", None);
+        let dl = DeadLetter::open(None).expect("dl");
+        let mut buf = RowBuf::default();
+        let mut sink = RowSink {
+            encoder: &enc,
+            deadletter: &dl,
+            name: "in",
+            source: 3,
+            file_path_json: None,
+            time_read: "2026-01-01T00:00:00.000000Z",
+            out: &mut buf,
+            counts: SinkCounts::default(),
+        };
+        sink.record(
+            Record::Json {
+                text: Cow::Borrowed(r#"{"a":1}"#),
+                number: 1,
+            },
+            8,
+        );
+        sink.record(
+            Record::Json {
+                text: Cow::Borrowed("[1]"),
+                number: 2,
+            },
+            12,
+        );
+        sink.record(
+            Record::Line {
+                text: Cow::Borrowed("x"),
+                number: 3,
+                truncated: false,
+            },
+            14,
+        );
+        let counts = sink.counts;
+        assert_eq!((counts.read, counts.rejected), (3, 1));
+        let rows: Vec<(String, u64, u64)> = buf
+            .rows()
+            .map(|(r, o)| (String::from_utf8_lossy(r).into_owned(), o.line, o.offset))
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0].0.contains("\"a\":1") && rows[0].1 == 1 && rows[0].2 == 8);
+        assert!(rows[1].0.contains("\"RawData\":\"x\"") && rows[1].2 == 14);
+        assert_eq!(dl.count(), 1);
+    }
+}
