@@ -36,7 +36,7 @@ RUN touch src/lib.rs src/main.rs \
  && cargo build --release --locked \
  && install -D -m 0755 target/release/dcrship /out/dcrship \
  && mkdir -p /out/state \
- && /out/dcrship --version
+ && /out/dcrship --version | grep '^dcrship '
 
 
 # Runtime: glibc, libgcc, CA certificates and tzdata, no shell; user nonroot = 65532:65532.

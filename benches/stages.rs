@@ -153,8 +153,8 @@ fn batch_and_seal(rows: &[&[u8]], gz: &mut Gzip) -> (usize, usize) {
     let mut raw: Vec<RawBatch> = Vec::new();
     for (i, row) in rows.iter().enumerate() {
         let origin = Origin {
-            source: 0,
             line: i as u64 + 1,
+            ..Origin::default()
         };
         match batcher.push(row, origin) {
             Pushed::Added => {}
@@ -227,8 +227,8 @@ fn pipeline(c: &mut Criterion) {
                     other => panic!("generated NDJSON decoded to {other:?}"),
                 };
                 let origin = Origin {
-                    source: 0,
                     line: number,
+                    ..Origin::default()
                 };
                 if let Pushed::Full(b) = batcher.push(&row, origin) {
                     raw.push(b);

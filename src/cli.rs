@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthMethod, Cloud};
+use crate::config::{InputFormat, StartAt};
 use crate::duration::clap_duration;
 use crate::input::Format;
 use crate::telemetry::LogFormat;
@@ -39,6 +40,9 @@ pub enum Command {
     /// Upload files or stdin once, wait for every request to be answered, exit with a status
     #[command(after_help = SEND_AFTER_HELP)]
     Send(SendArgs),
+    /// Run the agent: tail files and/or stdin and deliver continuously (systemd service, sidecar)
+    #[command(after_help = RUN_AFTER_HELP)]
+    Run(RunArgs),
     /// Validate a configuration file; with --live, also get a token and POST [] to each output
     Check(CheckArgs),
 }
@@ -54,6 +58,17 @@ Examples:
   dcrship send --endpoint https://my-dce-ab12.eastus-1.ingest.monitor.azure.com \\
       --dcr dcr-00000000000000000000000000000000 --stream Custom-MyApp_CL app.ndjson
   journalctl -o json | dcrship send --format ndjson --time-field __REALTIME_TIMESTAMP ...";
+
+const RUN_AFTER_HELP: &str = "\
+Two ways to run:
+  dcrship run --config /etc/dcrship/agent.toml
+  dcrship run --endpoint URL --dcr dcr-… --stream Custom-… --path '/var/log/app/*.log' [--stdin]
+The second needs no file (containers); DCRSHIP_ENDPOINT, DCRSHIP_DCR, DCRSHIP_STREAM,
+DCRSHIP_STATE_DIR and DCRSHIP_HTTP_LISTEN may stand in for the flags.
+
+SIGTERM/SIGINT: stop reading, deliver what was read (shutdown timeout), save checkpoints, exit 0.
+SIGHUP: reload the config file. With only --stdin, the agent exits 0 once stdin ends and
+everything is delivered. /metrics and /health are served on http_listen (127.0.0.1:9465).";
 
 /// Where to send and how to authenticate: shared by `send` and (later) `run`.
 #[derive(Debug, Args, Clone, Default)]
@@ -155,6 +170,44 @@ pub struct SendArgs {
     /// Final summary: text on stderr, or json on stdout
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub summary: SummaryFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub out: OutputArgs,
+
+    /// Tail the files matching this glob (repeatable; flag-only mode)
+    #[arg(long = "path", value_name = "GLOB")]
+    pub paths: Vec<String>,
+
+    /// Skip files matching this glob (repeatable)
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+
+    /// Read stdin too (flag-only mode); alone, the agent ends when stdin does
+    #[arg(long)]
+    pub stdin: bool,
+
+    /// Line format of the inputs in flag-only mode: text lines, or one JSON object per line
+    #[arg(long, value_enum, default_value_t = InputFormat::Text)]
+    pub format: InputFormat,
+
+    /// Where files seen for the first time are read from (flag-only mode)
+    #[arg(long, value_enum, default_value_t = StartAt::End)]
+    pub start_at: StartAt,
+
+    /// Checkpoints and the dead-letter file [default: /var/lib/dcrship]
+    #[arg(long, env = "DCRSHIP_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Address of /metrics and /health; "" turns them off [default: 127.0.0.1:9465]
+    #[arg(long, env = "DCRSHIP_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<String>,
+
+    /// On SIGTERM, how long to keep delivering what was read [default: 30s]
+    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    pub shutdown_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -279,7 +279,7 @@ pub enum InputKind {
 }
 
 /// `format` of an input: how a line becomes a row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum InputFormat {
     /// One line, one row: `TimeGenerated`, `RawData`, `FilePath`, `Computer`.
@@ -292,7 +292,7 @@ pub enum InputFormat {
 }
 
 /// `start_at`: where a file seen for the first time (no checkpoint) is read from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum StartAt {
     /// Only lines written from now on, so installing the agent does not re-ship old logs.
@@ -667,7 +667,7 @@ fn de_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::E
 }
 
 /// `http_listen`: `""` turns the endpoint off; `localhost:PORT` is taken to mean IPv4 loopback.
-fn parse_listen(raw: &str) -> Result<Option<SocketAddr>, String> {
+pub fn parse_listen(raw: &str) -> Result<Option<SocketAddr>, String> {
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);

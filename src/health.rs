@@ -33,6 +33,16 @@ pub enum OutputState {
 }
 
 impl OutputState {
+    /// The name used in the `/health` body.
+    pub fn label(self) -> &'static str {
+        match self {
+            OutputState::Ok => "ok",
+            OutputState::WaitingForPermission => "waiting_for_permission",
+            OutputState::Throttled => "throttled",
+            OutputState::Failing => "failing",
+        }
+    }
+
     /// Throttled still delivers, only slower; waiting and failing deliver nothing.
     fn can_deliver(self) -> bool {
         matches!(self, OutputState::Ok | OutputState::Throttled)
@@ -65,8 +75,31 @@ impl OutputHealth {
 pub struct HealthReport {
     /// 200 when at least one output can deliver, else 503.
     pub http_status: u16,
+    /// `ok`, `degraded` or `down`.
+    pub status: &'static str,
+    /// A snapshot of every output, by name.
+    pub outputs: BTreeMap<String, OutputHealth>,
     /// `{"status":"ok"|"degraded"|"down","outputs":{…}}`
     pub body: String,
+}
+
+impl HealthReport {
+    /// One line for systemd's `STATUS=` and logs: the overall status, then each output that is
+    /// not `ok` with its state (`degraded: web throttled`), or how many outputs are fine.
+    pub fn summary_line(&self) -> String {
+        let troubled: Vec<String> = self
+            .outputs
+            .iter()
+            .filter(|(_, o)| o.state != OutputState::Ok)
+            .map(|(name, o)| format!("{name} {}", o.state.label()))
+            .collect();
+        match (self.outputs.len(), troubled.is_empty()) {
+            (0, _) => format!("{}: no outputs", self.status),
+            (1, true) => format!("{}: 1 output", self.status),
+            (n, true) => format!("{}: {n} outputs", self.status),
+            (_, false) => format!("{}: {}", self.status, troubled.join(", ")),
+        }
+    }
 }
 
 #[derive(serde::Serialize)]
@@ -148,13 +181,19 @@ impl Health {
             _ if all_ok => (200, "ok"),
             _ => (200, "degraded"),
         };
+        let outputs = outputs.clone();
         let body = serde_json::to_string(&Body {
             status,
             outputs: &outputs,
         })
         // Strings and enums only: serialization cannot fail; say so rather than panic.
         .unwrap_or_else(|_| format!(r#"{{"status":"{status}","outputs":{{}}}}"#));
-        HealthReport { http_status, body }
+        HealthReport {
+            http_status,
+            status,
+            outputs,
+            body,
+        }
     }
 
     fn with(&self, output: &str, f: impl FnOnce(&mut OutputHealth)) {
@@ -530,6 +569,33 @@ mod tests {
     }
 
     #[test]
+    fn summary_line_names_the_outputs_in_trouble() {
+        let h = Health::new();
+        assert_eq!(h.report().summary_line(), "down: no outputs");
+        h.add_output("app");
+        assert_eq!(h.report().summary_line(), "ok: 1 output");
+        h.add_output("web");
+        assert_eq!(h.report().summary_line(), "ok: 2 outputs");
+        h.set_state("web", OutputState::Throttled);
+        assert_eq!(h.report().summary_line(), "degraded: web throttled");
+        h.set_state("app", OutputState::WaitingForPermission);
+        h.set_state("web", OutputState::Failing);
+        assert_eq!(
+            h.report().summary_line(),
+            "down: app waiting_for_permission, web failing"
+        );
+        // The label and the JSON spelling agree.
+        for s in [
+            OutputState::Ok,
+            OutputState::WaitingForPermission,
+            OutputState::Throttled,
+            OutputState::Failing,
+        ] {
+            assert_eq!(serde_json::to_value(s).expect("json"), s.label());
+        }
+    }
+
+    #[test]
     fn success_and_error_are_recorded_with_rfc3339_times() {
         let h = Health::new();
         h.set_state("app", OutputState::WaitingForPermission);
@@ -647,10 +713,11 @@ mod tests {
     }
 
     fn client() -> reqwest::Client {
-        reqwest::Client::builder()
-            .no_proxy()
-            .build()
+        // Installs the rustls provider reqwest needs even for plain http; `local` never uses
+        // a proxy, so a proxy in the test environment cannot intercept 127.0.0.1.
+        crate::http::HttpClients::new(Duration::from_secs(10))
             .expect("client")
+            .local
     }
 
     /// Writes raw bytes and reads the whole answer until the server closes.

@@ -32,6 +32,7 @@ pub mod http;
 pub mod ingest;
 pub mod input;
 pub mod metrics;
+pub mod pipeline;
 pub mod secret;
 pub mod stats;
 pub mod systemd;

@@ -21,6 +21,14 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Run(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let code = runtime.block_on(cmd::run::run(args));
+            runtime.shutdown_background();
+            Ok(code)
+        }
         Command::Check(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -1,6 +1,7 @@
 //! One file per command: each turns arguments into work using the library's pieces.
 
 pub mod check;
+pub mod run;
 pub mod send;
 pub mod settings;
 

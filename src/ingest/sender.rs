@@ -35,6 +35,10 @@ pub struct Policy {
     pub permission_backoff_max: Duration,
     /// How often the "grant the role" message is repeated while 403s go on.
     pub permission_log_every: Duration,
+    /// The agent's mode: nothing is fatal. Past the grace window 403s keep being retried (at
+    /// the slowest pace, logged as errors), and a token that cannot be had is retried too; the
+    /// rows wait, and `/health` says why.
+    pub retry_forever: bool,
 }
 
 impl Default for Policy {
@@ -48,6 +52,7 @@ impl Default for Policy {
             permission_backoff_min: Duration::from_secs(2),
             permission_backoff_max: Duration::from_secs(60),
             permission_log_every: Duration::from_secs(60),
+            retry_forever: false,
         }
     }
 }
@@ -196,11 +201,17 @@ impl Sender {
         let mut unauthorized = 0u32;
         loop {
             self.wait_for_pause().await;
-            let token = self
-                .tokens
-                .token()
-                .await
-                .map_err(|e| Fatal::NoToken(format!("no access token: {e}")))?;
+            let token = match self.tokens.token().await {
+                Ok(t) => t,
+                Err(e) if self.policy.retry_forever => {
+                    let wait = next(&mut backoff, &self.policy);
+                    tracing::warn!(error = %e, retry_in = %format_duration(wait), "no access token; retrying");
+                    self.report.retry(RetryReason::Unauthorized);
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Err(e) => return Err(Fatal::NoToken(format!("no access token: {e}"))),
+            };
             let request_id = uuid::Uuid::new_v4().to_string();
             let answer = self
                 .transport
@@ -240,9 +251,15 @@ impl Sender {
                 Action::RefreshToken { reason } => {
                     unauthorized += 1;
                     if unauthorized > 2 {
-                        return Err(Fatal::NoToken(format!(
+                        let msg = format!(
                             "the ingestion endpoint refused a fresh token ({reason}); check --cloud (the token audience must match the endpoint's cloud) and that the endpoint URL is right"
-                        )));
+                        );
+                        if !self.policy.retry_forever {
+                            return Err(Fatal::NoToken(msg));
+                        }
+                        tracing::error!("{msg}");
+                        unauthorized = 0;
+                        tokio::time::sleep(self.policy.permission_backoff_max).await;
                     }
                     self.tokens.invalidate();
                     self.report.retry(RetryReason::Unauthorized);
@@ -361,10 +378,21 @@ impl Sender {
         };
         let grace = self.policy.permission_grace;
         if elapsed >= grace {
-            return Err(Fatal::Permission(format!(
+            let msg = format!(
                 "HTTP {status} for {}: {fix}. Last answer: {reason}",
                 format_duration(elapsed)
-            )));
+            );
+            if !self.policy.retry_forever {
+                return Err(Fatal::Permission(msg));
+            }
+            let due = s
+                .last_permission_log
+                .is_none_or(|t| now.duration_since(t) >= self.policy.permission_log_every);
+            if due {
+                s.last_permission_log = Some(now);
+                tracing::error!(dcr = %self.dcr, principal = %principal, "{msg}; still retrying");
+            }
+            return Ok(self.policy.permission_backoff_max);
         }
         let due = s
             .last_permission_log

@@ -422,7 +422,7 @@ mod tests {
         cps.advance_at(key(2), Path::new("/here-old"), 1, old);
         cps.advance_at(key(3), Path::new("/gone-recent"), 1, recent);
         let now = ts("2026-01-10T00:00:00Z");
-        let removed = cps.prune(now, DEFAULT_MAX_AGE, |_, p| p.starts_with("/here"));
+        let removed = cps.prune(now, DEFAULT_MAX_AGE, |_, p| p == Path::new("/here-old"));
         assert_eq!(removed, 1);
         assert_eq!(cps.offset(&key(1)), None);
         assert_eq!(cps.offset(&key(2)), Some(1));

@@ -431,3 +431,39 @@ async fn other_client_errors_refuse_the_batch_without_retrying() {
     assert_eq!(r.report.rejected.lock().expect("lock").len(), 3);
     assert_eq!(r.transport.count(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_agent_never_gives_up_on_403_past_the_grace_window() {
+    let t = Scripted::new(|n, _| if n < 80 { status(403) } else { status(204) });
+    let policy = Policy {
+        permission_grace: Duration::from_secs(600),
+        retry_forever: true,
+        ..Policy::default()
+    };
+    let r = rig(policy, t);
+    deliver(&r, batch(0..3))
+        .await
+        .expect("delivered in the end");
+    assert_eq!(accepted(&r).len(), 3);
+    let times = r.transport.times();
+    assert!(
+        *times.last().unwrap_or(&0) > 600,
+        "went on past the grace window: {times:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_agent_retries_server_errors_forever() {
+    let t = Scripted::new(|n, _| if n < 40 { status(500) } else { status(204) });
+    let policy = Policy {
+        retry_timeout: None,
+        retry_forever: true,
+        ..Policy::default()
+    };
+    let r = rig(policy, t);
+    deliver(&r, batch(0..3))
+        .await
+        .expect("delivered in the end");
+    assert_eq!(accepted(&r).len(), 3);
+    assert!(r.transport.times().last().is_some_and(|&t| t > 1000));
+}

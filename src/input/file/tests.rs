@@ -531,7 +531,7 @@ async fn stop_ends_the_tailer_even_while_the_channel_is_full() {
     let (_tmp, dir) = temp_dir();
     let text: String = (0..100_000).map(|i| format!("line {i}\n")).collect();
     append(&dir.join("a.log"), &text);
-    let mut tail = Tail::with_capacity(
+    let tail = Tail::with_capacity(
         config(&dir, &["*.log"], StartAt::Beginning),
         &Checkpoints::new(),
         1,
@@ -547,7 +547,7 @@ async fn a_missing_directory_is_picked_up_once_it_exists() {
     let (_tmp, dir) = temp_dir();
     let sub = dir.join("later");
     let mut tail = Tail::start(
-        config(&dir, &["later/*.log"], StartAt::End),
+        config(&dir, &["later/*.log"], StartAt::Beginning),
         &Checkpoints::new(),
     );
     fs::create_dir(&sub).expect("mkdir");
