@@ -8,12 +8,15 @@
 //! | module | holds |
 //! |---|---|
 //! | [`cli`] | argument structs for the commands |
-//! | [`cmd`] | one file per command (`send`, `check`): wiring only |
+//! | [`cmd`] | one file per command (`send`, `run`, `check`): wiring only |
 //! | [`config`] | the TOML configuration, validated at load, errors with line and key |
-//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection |
+//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection; file tailing, fingerprints and checkpoints for the agent |
 //! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated`, `RawData`, field limits |
 //! | [`batch`] | rows → sealed gzip request bodies within the byte cap (pure, property-tested) |
 //! | [`ingest`] | the POST, the pure answer classifier, and the sender with its retry policy |
+//! | [`pipeline`] | the agent's data path: input tasks, per-output batcher and workers, ack tracking → checkpoints, shutdown and reload |
+//! | [`metrics`], [`health`] | Prometheus counters, per-output health, and the `/metrics` + `/health` server |
+//! | [`systemd`] | sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING |
 //! | [`auth`] | token sources behind one trait, and the token cache |
 //! | [`deadletter`] | the NDJSON file of rejected rows, each with its reason |
 //! | [`stats`] | counters and the end-of-run summary |

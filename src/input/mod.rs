@@ -4,6 +4,10 @@
 //! values (flattening arrays) with a cap on record size; [`csv`] reads RFC 4180 records on top of
 //! lines; [`format`] picks a format from a file name or the first bytes; [`decode`] puts them
 //! together behind one type the commands feed chunks to.
+//!
+//! For the agent: [`file`] tails globs of files (stat poll as the truth, notify to wake it,
+//! rename rotation, copytruncate, deleted files), [`fingerprint`] tells a file from a reused inode,
+//! and [`checkpoint`] stores safe offsets atomically in the state directory.
 
 pub mod checkpoint;
 pub mod csv;

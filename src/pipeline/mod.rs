@@ -91,6 +91,17 @@ impl Checkpointer {
         }
     }
 
+    /// Drops entries of files gone for longer than a week. Blocking (stats the files).
+    pub fn prune(&self) {
+        let removed = self
+            .lock()
+            .prune_stale(crate::input::checkpoint::DEFAULT_MAX_AGE);
+        if removed > 0 {
+            self.dirty.store(true, Relaxed);
+            tracing::info!(removed, "forgot checkpoints of files gone for a week");
+        }
+    }
+
     /// Writes the checkpoints if they changed; a failure is logged and retried next time.
     pub fn save(&self) {
         if !self.dirty.swap(false, Relaxed) {
@@ -285,9 +296,19 @@ async fn drain_all(outputs: Vec<OutputRuntime>) {
 
 async fn save_loop(cp: Arc<Checkpointer>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n: u64 = 0;
     loop {
         tick.tick().await;
         let c = cp.clone();
-        let _ = tokio::task::spawn_blocking(move || c.save()).await;
+        // Once an hour, forget files gone for a week, so the file does not grow forever.
+        let prune = n % 3600 == 0;
+        n += 1;
+        let _ = tokio::task::spawn_blocking(move || {
+            if prune {
+                c.prune();
+            }
+            c.save()
+        })
+        .await;
     }
 }

@@ -1,0 +1,1320 @@
+//! `dcrship run` end to end: the real agent binary tailing real files (and stdin) into a fake DCE
+//! on 127.0.0.1, stopped with real signals. Every test accounts rows: each line written arrives
+//! exactly once (counted over the requests the fake answered 2xx) unless the test is about
+//! something else, and conditions are awaited by polling with a deadline.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin};
+
+const TOKEN: &str = "run-token-0123456789";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/// A loopback address nobody listens on right now (bound, read, released).
+fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+/// `dcrship run` from flags, aimed at the fake with a static token.
+fn run_cmd(fake: &Fake, state: &Path, http: Option<SocketAddr>) -> tokio::process::Command {
+    let mut c = dcrship();
+    c.arg("run")
+        .args(["--endpoint", &fake.url(), "--dcr", DCR, "--stream", STREAM])
+        .args(["--auth", "static", "--batch-timeout", "200ms"])
+        .arg("--state-dir")
+        .arg(state)
+        .args([
+            "--http-listen",
+            &http.map(|a| a.to_string()).unwrap_or_default(),
+        ])
+        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    c
+}
+
+/// `dcrship run --config FILE`.
+fn config_cmd(config: &Path) -> tokio::process::Command {
+    let mut c = dcrship();
+    c.arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    c
+}
+
+/// A config file: static-token outputs `(name, fake)`, file inputs `(name, path, output)` all
+/// with the same `start_at`, a 2 s shutdown timeout and no HTTP listener.
+fn config_text(
+    state: &Path,
+    outputs: &[(&str, &Fake)],
+    inputs: &[(&str, &Path, &str)],
+    start_at: &str,
+) -> String {
+    let mut t = format!(
+        "[agent]\nstate_dir = {:?}\nhttp_listen = \"\"\nshutdown_timeout = \"2s\"\n\n\
+         [auth]\nmethod = \"static\"\n",
+        state.display().to_string(),
+    );
+    for (name, fake) in outputs {
+        t.push_str(&format!(
+            "\n[outputs.{name}]\nendpoint = {:?}\ndcr = {DCR:?}\nstream = {STREAM:?}\nbatch_timeout = \"200ms\"\n",
+            fake.url(),
+        ));
+    }
+    for (name, path, output) in inputs {
+        t.push_str(&format!(
+            "\n[inputs.{name}]\ntype = \"file\"\npaths = [{:?}]\nstart_at = {start_at:?}\noutput = {output:?}\n",
+            path.display().to_string()
+        ));
+    }
+    t
+}
+
+/// [`config_text`] with one output `default` and inputs read from the beginning.
+fn simple_config(fake: &Fake, state: &Path, inputs: &[(&str, &Path)]) -> String {
+    let inputs: Vec<(&str, &Path, &str)> =
+        inputs.iter().map(|(n, p)| (*n, *p, "default")).collect();
+    config_text(state, &[("default", fake)], &inputs, "beginning")
+}
+
+/// The running agent, its stderr (and stdout) collected as it comes.
+struct Agent {
+    child: Child,
+    pid: u32,
+    stdin: Option<ChildStdin>,
+    log: Arc<Mutex<String>>,
+    http: Option<SocketAddr>,
+}
+
+impl Agent {
+    fn spawn(mut cmd: tokio::process::Command, http: Option<SocketAddr>) -> Agent {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn dcrship run");
+        let pid = child.id().expect("pid");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let stdout = child.stdout.take().expect("stdout");
+        for (prefix, pipe) in [
+            (
+                "",
+                Box::new(stderr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
+            ),
+            ("stdout: ", Box::new(stdout)),
+        ] {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut g = log.lock().expect("log");
+                    g.push_str(prefix);
+                    g.push_str(&line);
+                    g.push('\n');
+                }
+            });
+        }
+        let stdin = child.stdin.take();
+        Agent {
+            child,
+            pid,
+            stdin,
+            log,
+            http,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().expect("log").clone()
+    }
+
+    /// Sends a signal with kill(1).
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([format!("-{sig}"), self.pid.to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{sig} {}", self.pid);
+    }
+
+    /// Waits for the process to end; panics (with its log) after `within`.
+    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => {
+                let status = status.expect("wait");
+                // let the log readers catch the last lines
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                status
+            }
+            Err(_) => panic!(
+                "dcrship run did not exit within {within:?}\n--- log ---\n{}",
+                self.log()
+            ),
+        }
+    }
+
+    /// SIGTERM, then the exit status (must be 0) and how long the exit took.
+    async fn stop(&mut self, within: Duration) -> Duration {
+        let t = Instant::now();
+        self.signal("TERM");
+        let status = self.wait_exit(within).await;
+        let took = t.elapsed();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit after SIGTERM: {status:?}\n--- log ---\n{}",
+            self.log()
+        );
+        took
+    }
+
+    /// Polls `cond` every 50 ms until it holds; panics with `what` and the log after `within`.
+    async fn wait_for(&self, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + within;
+        loop {
+            if cond() {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {within:?} waiting for: {what}\n--- log ---\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(self.http.expect("http_listen"), path).await
+    }
+
+    /// The value of one sample line of `/metrics` (`name{labels}` exactly), if present.
+    async fn metric(&self, sample: &str) -> Option<f64> {
+        let (_, body) = self.get("/metrics").await?;
+        metric_value(&body, sample)
+    }
+
+    /// Polls `/metrics` until `sample` has `value`.
+    async fn wait_metric(&self, sample: &str, value: f64, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = self.metric(sample).await;
+            if got == Some(value) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{sample} is {got:?}, expected {value} after {within:?}\n--- log ---\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET (the agent's server answers one request per connection, then closes).
+async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+fn metric_value(body: &str, sample: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        l.strip_prefix(sample)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+/// How many times each `RawData` arrived in requests the fake answered 2xx.
+fn raw_counts(fake: &Fake) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in fake.accepted() {
+        for row in r.rows() {
+            if let Some(raw) = row["RawData"].as_str() {
+                *m.entry(raw.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    m
+}
+
+/// True when every expected line arrived at least once.
+fn all_arrived(fake: &Fake, lines: &[String]) -> bool {
+    let got = raw_counts(fake);
+    lines.iter().all(|l| got.contains_key(l))
+}
+
+/// Every line in `lines` arrived exactly once, and nothing else arrived.
+fn assert_exactly_once(fake: &Fake, lines: &[String]) {
+    let got = raw_counts(fake);
+    let missing: Vec<&String> = lines.iter().filter(|l| !got.contains_key(*l)).collect();
+    let dup: Vec<(&String, &usize)> = got.iter().filter(|(_, n)| **n > 1).collect();
+    let extra: Vec<&String> = got.keys().filter(|k| !lines.contains(k)).collect();
+    assert!(
+        missing.is_empty() && dup.is_empty() && extra.is_empty(),
+        "missing {} {:?}\nduplicated {} {:?}\nunexpected {} {:?}",
+        missing.len(),
+        missing.iter().take(10).collect::<Vec<_>>(),
+        dup.len(),
+        dup.iter().take(10).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(10).collect::<Vec<_>>(),
+    );
+}
+
+/// Lines `"{tag}-{i:05} …"` for i in the range.
+fn lines(tag: &str, ids: std::ops::Range<usize>) -> Vec<String> {
+    ids.map(|i| format!("{tag}-{i:05} some log text")).collect()
+}
+
+fn append(path: &Path, lines: &[String]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open for append");
+    let mut text = String::new();
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes()).expect("append");
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+/// 1. Lines present at start (`--start-at beginning`) and lines appended while running all
+///    arrive once as AMA-style text rows; SIGTERM ends the agent with 0 well inside the
+///    shutdown timeout and leaves `checkpoints.json` behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_lines_arrive_and_sigterm_exits_0_with_checkpoints() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let first = lines("first", 0..50);
+    append(&log, &first);
+
+    let mut c = run_cmd(&fake, state.path(), None);
+    c.arg("--path")
+        .arg(&log)
+        .args(["--start-at", "beginning", "--shutdown-timeout", "5s"]);
+    let mut agent = Agent::spawn(c, None);
+    agent
+        .wait_for("the lines present at start", secs(10), || {
+            all_arrived(&fake, &first)
+        })
+        .await;
+
+    let mut all = first.clone();
+    for round in 0..3 {
+        let more = lines(&format!("more{round}"), 0..100);
+        append(&log, &more);
+        all.extend(more);
+    }
+    agent
+        .wait_for("the appended lines", secs(10), || all_arrived(&fake, &all))
+        .await;
+    let took = agent.stop(secs(8)).await;
+    assert!(took < secs(5), "SIGTERM to exit took {took:?}");
+
+    assert_exactly_once(&fake, &all);
+    let row = &fake.accepted()[0].rows()[0];
+    assert_eq!(row["FilePath"], Value::from(log.display().to_string()));
+    assert!(row["Computer"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(row["TimeGenerated"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+    for r in fake.ingest_requests() {
+        assert_eq!(r.header("authorization"), Some(&*format!("Bearer {TOKEN}")));
+        assert_eq!(
+            r.path,
+            format!("/dataCollectionRules/{DCR}/streams/{STREAM}")
+        );
+    }
+    let cp = std::fs::read_to_string(state.path().join("checkpoints.json"))
+        .expect("checkpoints.json after SIGTERM");
+    assert!(cp.contains("app.log"), "checkpoint names the file: {cp}");
+}
+
+/// 2. Restart in the middle: N lines delivered, SIGTERM, M lines appended while stopped, start
+///    again with the same state dir: exactly the M new lines arrive (no loss, no repeat).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_from_the_checkpoint() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let cmd = || {
+        let mut c = run_cmd(&fake, state.path(), None);
+        c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
+        c
+    };
+    let before = lines("before", 0..300);
+    append(&log, &before);
+    let mut agent = Agent::spawn(cmd(), None);
+    agent
+        .wait_for("the first N lines", secs(10), || {
+            all_arrived(&fake, &before)
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fake, &before);
+
+    let while_stopped = lines("stopped", 0..200);
+    append(&log, &while_stopped);
+    let mut agent = Agent::spawn(cmd(), None);
+    let mut all = before.clone();
+    all.extend(while_stopped.iter().cloned());
+    agent
+        .wait_for("the M lines written while stopped", secs(10), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    // and it keeps tailing after the restart
+    let after = lines("after", 0..50);
+    append(&log, &after);
+    all.extend(after);
+    agent
+        .wait_for("lines appended after the restart", secs(10), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fake, &all);
+}
+
+/// 2b. `start_at = "end"` (the default): a file the agent watched but got no new line from
+///     before it was stopped must still resume where the agent started reading it, so lines
+///     written while the agent was down are shipped after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_with_start_at_end_keeps_lines_written_while_stopped() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let old = lines("old", 0..20);
+    append(&log, &old);
+    let cmd = || {
+        let mut c = run_cmd(&fake, state.path(), None);
+        c.arg("--path").arg(&log); // start_at end
+        c
+    };
+    let mut agent = Agent::spawn(cmd(), None);
+    agent
+        .wait_for("the tailer to open the file", secs(10), || {
+            agent_log_has(&agent, "tailing new file")
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    assert!(fake.accepted().is_empty(), "start_at=end skips old lines");
+
+    let while_stopped = lines("stopped", 0..30);
+    append(&log, &while_stopped);
+    let mut agent = Agent::spawn(cmd(), None);
+    // a marker appended after the restart shows the tailer is running: by the time it arrived,
+    // the lines before it would have arrived too
+    let marker = lines("marker", 0..1);
+    agent
+        .wait_for("the tailer to open the file again", secs(10), || {
+            agent_log_has(&agent, "tailing new file")
+                || agent_log_has(&agent, "resuming from checkpoint")
+        })
+        .await;
+    append(&log, &marker);
+    agent
+        .wait_for("the marker line", secs(10), || all_arrived(&fake, &marker))
+        .await;
+    agent.stop(secs(10)).await;
+    let mut expected = while_stopped.clone();
+    expected.extend(marker);
+    assert_exactly_once(&fake, &expected);
+}
+
+fn agent_log_has(agent: &Agent, text: &str) -> bool {
+    agent.log().contains(text)
+}
+
+/// 3. Rename rotation: app.log is renamed to app.log.1, the writer (not yet reopened) adds late
+///    lines to app.log.1 within rotate_wait, and new lines go to a fresh app.log. With the glob
+///    naming only app.log, every line of both files arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_rotation_with_late_writes_loses_nothing() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let rotated = dir.path().join("app.log.1");
+    let mut c = run_cmd(&fake, state.path(), None);
+    c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
+    let before = lines("before", 0..200);
+    append(&log, &before);
+    let mut agent = Agent::spawn(c, None);
+    agent
+        .wait_for("lines before the rotation", secs(10), || {
+            all_arrived(&fake, &before)
+        })
+        .await;
+
+    // the writer holds the file open across the rename, like a logger that reopens on HUP
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open");
+    let unread = lines("unread", 0..100); // written just before the rename
+    writer
+        .write_all(
+            unread
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .as_bytes(),
+        )
+        .expect("write");
+    std::fs::rename(&log, &rotated).expect("mv app.log app.log.1");
+    let late = lines("late", 0..100);
+    writer
+        .write_all(
+            late.iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .as_bytes(),
+        )
+        .expect("late write");
+    let new = lines("new", 0..150);
+    append(&log, &new);
+    // more late lines a moment later, still within rotate_wait (5 s)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = lines("later", 0..50);
+    writer
+        .write_all(
+            later
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .as_bytes(),
+        )
+        .expect("later write");
+    drop(writer);
+
+    let mut all = before.clone();
+    for l in [&unread, &late, &new, &later] {
+        all.extend(l.iter().cloned());
+    }
+    agent
+        .wait_for(
+            "every line of app.log.1 and the new app.log",
+            secs(12),
+            || all_arrived(&fake, &all),
+        )
+        .await;
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fake, &all);
+}
+
+/// 4. copytruncate: the file is copied away and truncated to 0, then new lines are written: the
+///    new lines arrive, and the old ones are not sent again. (Lines written between the copy and
+///    the truncate are inherently lost; the test writes none there.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copytruncate_reads_the_new_lines_from_the_start() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let mut c = run_cmd(&fake, state.path(), None);
+    c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
+    let before = lines("before", 0..300);
+    append(&log, &before);
+    let mut agent = Agent::spawn(c, None);
+    agent
+        .wait_for("lines before the truncation", secs(10), || {
+            all_arrived(&fake, &before)
+        })
+        .await;
+
+    std::fs::copy(&log, dir.path().join("app.log.1")).expect("copy");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .expect("open")
+        .set_len(0)
+        .expect("truncate");
+    let after = lines("after", 0..40); // fewer bytes than before: the file is seen to shrink
+    append(&log, &after);
+    let mut all = before.clone();
+    all.extend(after.iter().cloned());
+    agent
+        .wait_for("the lines written after the truncation", secs(10), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    let more = lines("more", 0..40);
+    append(&log, &more);
+    all.extend(more);
+    agent
+        .wait_for("lines appended later", secs(10), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fake, &all);
+    assert!(
+        agent.log().contains("truncated"),
+        "the truncation is logged\n{}",
+        agent.log()
+    );
+}
+
+/// 5. A new file matching `/dir/*.log` that appears while the agent runs is found (within the
+///    5 s rescan, or sooner by inotify) and read from its beginning; a file matching
+///    `--exclude` is not read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_file_matching_the_glob_is_picked_up() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let first = dir.path().join("a.log");
+    let a = lines("a", 0..20);
+    append(&first, &a);
+    let mut c = run_cmd(&fake, state.path(), None);
+    c.arg("--path")
+        .arg(format!("{}/*.log", dir.path().display()))
+        .args(["--exclude", "skip-*.log"]);
+    let mut agent = Agent::spawn(c, None);
+    // start_at end: a.log's present lines are skipped; a line appended later is not
+    agent
+        .wait_for("the tailer to open a.log", secs(10), || {
+            agent_log_has(&agent, "tailing new file")
+        })
+        .await;
+    let a2 = lines("a2", 0..10);
+    append(&first, &a2);
+    agent
+        .wait_for("a line appended to a.log", secs(10), || {
+            all_arrived(&fake, &a2)
+        })
+        .await;
+
+    let t = Instant::now();
+    let b = lines("b", 0..100);
+    append(&dir.path().join("b.log"), &b);
+    append(&dir.path().join("skip-me.log"), &lines("skipped", 0..10));
+    append(&dir.path().join("c.txt"), &lines("other", 0..10));
+    let mut all = a2.clone();
+    all.extend(b.iter().cloned());
+    agent
+        .wait_for("the lines of the new file", secs(10), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    eprintln!("new file picked up after {:?}", t.elapsed());
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fake, &all);
+}
+
+/// 6. A deleted file is drained: lines written just before the unlink, and lines a writer that
+///    still holds it open adds after the unlink, all arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_file_is_read_to_its_end() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let mut c = run_cmd(&fake, state.path(), None);
+    c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
+    let first = lines("first", 0..10);
+    append(&log, &first);
+    let mut agent = Agent::spawn(c, None);
+    agent
+        .wait_for("the first lines", secs(10), || all_arrived(&fake, &first))
+        .await;
+
+    let mut writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open");
+    let before_rm = lines("before-rm", 0..300);
+    writer
+        .write_all(
+            before_rm
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .as_bytes(),
+        )
+        .expect("write");
+    std::fs::remove_file(&log).expect("rm");
+    let after_rm = lines("after-rm", 0..100);
+    writer
+        .write_all(
+            after_rm
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .as_bytes(),
+        )
+        .expect("write after unlink");
+    drop(writer);
+
+    let mut all = first.clone();
+    all.extend(before_rm);
+    all.extend(after_rm);
+    agent
+        .wait_for("every line of the deleted file", secs(10), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fake, &all);
+}
+
+/// 7. stdin only: the agent reads piped stdin, and when stdin ends it delivers everything and
+///    exits 0 by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_only_exits_0_when_stdin_ends() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let state = tempfile::tempdir().expect("state");
+    let mut c = run_cmd(&fake, state.path(), None);
+    c.arg("--stdin").stdin(Stdio::piped());
+    let mut agent = Agent::spawn(c, None);
+    let all = lines("stdin", 0..2000);
+    let mut stdin = agent.stdin.take().expect("stdin");
+    for chunk in all.chunks(500) {
+        let text: String = chunk.iter().map(|l| format!("{l}\n")).collect();
+        stdin.write_all(text.as_bytes()).await.expect("write stdin");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stdin);
+    let status = agent.wait_exit(secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    assert_exactly_once(&fake, &all);
+}
+
+/// 7b. stdin with `--format json`: one invalid line is dead-lettered in
+///     `state_dir/dead-letter.ndjson`; every other object is delivered once with its fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_json_dead_letters_the_invalid_line() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let state = tempfile::tempdir().expect("state");
+    let mut c = run_cmd(&fake, state.path(), None);
+    c.args(["--stdin", "--format", "json"])
+        .stdin(Stdio::piped());
+    let mut agent = Agent::spawn(c, None);
+    let mut text = ndjson(0..500, 10);
+    text.push_str("{\"id\": 999, this is not json\n");
+    text.push_str(&ndjson(500..1000, 10));
+    let mut stdin = agent.stdin.take().expect("stdin");
+    stdin.write_all(text.as_bytes()).await.expect("write stdin");
+    drop(stdin);
+    let status = agent.wait_exit(secs(10)).await;
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+
+    let counts = id_counts(&fake.accepted());
+    assert_eq!(counts.len(), 1000, "every valid object arrived");
+    assert!((0..1000).all(|i| counts.get(&i) == Some(&1)), "once each");
+    let row = &fake.accepted()[0].rows()[0];
+    assert!(row["msg"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("message")));
+    assert!(row["TimeGenerated"].as_str().is_some());
+
+    let dl = std::fs::read_to_string(state.path().join("dead-letter.ndjson"))
+        .expect("dead-letter.ndjson");
+    let entries: Vec<Value> = dl
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("dead-letter line is JSON"))
+        .collect();
+    assert_eq!(entries.len(), 1, "{dl}");
+    assert_eq!(entries[0]["record"], "{\"id\": 999, this is not json");
+    assert_eq!(entries[0]["source"], "<stdin>");
+    assert!(entries[0]["reason"].as_str().is_some_and(|r| !r.is_empty()));
+}
+
+/// 7c. stdin only, DCE failing: after stdin ended the agent keeps trying to deliver, but
+///     SIGTERM must still stop it within the shutdown timeout with exit 0 (the contract: "Runs
+///     until SIGTERM/SIGINT … or, when its only input is stdin, until stdin ends").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_stdin_only_agent_still_delivering() {
+    let fake = Fake::start(|_| Reply::Status(503)).await;
+    let state = tempfile::tempdir().expect("state");
+    let mut c = run_cmd(&fake, state.path(), None);
+    c.args(["--stdin", "--shutdown-timeout", "1s"])
+        .stdin(Stdio::piped());
+    let mut agent = Agent::spawn(c, None);
+    let mut stdin = agent.stdin.take().expect("stdin");
+    let text: String = lines("stdin", 0..10)
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    stdin.write_all(text.as_bytes()).await.expect("write");
+    drop(stdin);
+    agent
+        .wait_for("stdin's end and a 503", secs(10), || {
+            agent_log_has(&agent, "stdin ended") && !fake.ingest_requests().is_empty()
+        })
+        .await;
+    let took = agent.stop(secs(5)).await;
+    assert!(took < secs(3), "bounded by --shutdown-timeout: {took:?}");
+}
+
+/// 8. Config file mode: SIGHUP after adding `[inputs.b]` starts reading b without losing or
+///    repeating a's lines; a broken config on the next SIGHUP is logged and the running
+///    configuration keeps shipping both files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config_and_keeps_it_when_broken() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let (a, b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, simple_config(&fake, state.path(), &[("a", &a)])).expect("config");
+    let a1 = lines("a1", 0..100);
+    let b1 = lines("b1", 0..100);
+    append(&a, &a1);
+    append(&b, &b1);
+    let mut agent = Agent::spawn(config_cmd(&config), None);
+    agent
+        .wait_for("a's lines", secs(10), || all_arrived(&fake, &a1))
+        .await;
+    assert!(
+        !raw_counts(&fake).keys().any(|k| k.starts_with("b1-")),
+        "b is not configured yet"
+    );
+
+    std::fs::write(
+        &config,
+        simple_config(&fake, state.path(), &[("a", &a), ("b", &b)]),
+    )
+    .expect("config");
+    agent.signal("HUP");
+    let a2 = lines("a2", 0..100);
+    append(&a, &a2);
+    let mut all: Vec<String> = [a1, b1, a2].concat();
+    agent
+        .wait_for("a's and b's lines after the reload", secs(10), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    assert!(
+        agent.log().contains("configuration reloaded"),
+        "{}",
+        agent.log()
+    );
+
+    std::fs::write(&config, "[agent\nthis is = not toml").expect("broken config");
+    agent.signal("HUP");
+    agent
+        .wait_for("the reload error in the log", secs(10), || {
+            agent_log_has(&agent, "keeping the running configuration")
+        })
+        .await;
+    let (a3, b3) = (lines("a3", 0..50), lines("b3", 0..50));
+    append(&a, &a3);
+    append(&b, &b3);
+    all.extend(a3);
+    all.extend(b3);
+    agent
+        .wait_for("lines after the failed reload", secs(10), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fake, &all);
+    let log = agent.log();
+    assert!(
+        log.contains("ERROR"),
+        "the bad config is logged as an error:\n{log}"
+    );
+}
+
+/// 8b. SIGHUP during an outage, `start_at = "end"` (the default): lines the old pipeline read
+///     but could not deliver were never checkpointed; the reloaded tailer must read them again
+///     rather than start at the end of the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_during_an_outage_keeps_lines_read_but_not_delivered() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let fake = Fake::start(move |_| Reply::Status(if h.load(Relaxed) { 204 } else { 503 })).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    append(&log, &lines("old", 0..20));
+    let config = dir.path().join("agent.toml");
+    let text = config_text(
+        state.path(),
+        &[("default", &fake)],
+        &[("a", &log, "default")],
+        "end",
+    );
+    std::fs::write(&config, &text).expect("config");
+    let mut agent = Agent::spawn(config_cmd(&config), None);
+    agent
+        .wait_for("the tailer to open the file", secs(10), || {
+            agent_log_has(&agent, "tailing new file")
+        })
+        .await;
+    let during = lines("outage", 0..30);
+    append(&log, &during);
+    agent
+        .wait_for("a 503", secs(10), || !fake.ingest_requests().is_empty())
+        .await;
+    agent.signal("HUP");
+    agent
+        .wait_for("the reload", secs(10), || {
+            agent_log_has(&agent, "configuration reloaded")
+        })
+        .await;
+    healthy.store(true, Relaxed);
+    let marker = lines("marker", 0..1);
+    append(&log, &marker);
+    agent
+        .wait_for("a line written after the reload", secs(10), || {
+            all_arrived(&fake, &marker)
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    let expected = [during, marker].concat();
+    assert_exactly_once(&fake, &expected);
+}
+
+/// 8c. An output removed by a reload leaves `/health`: the agent that swapped a 403ing output
+///     for a working one is healthy (200, `ok`), and the line the old output could not deliver
+///     is read again and delivered by the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_forgets_an_output_removed_by_a_reload() {
+    let denied = Fake::start(|_| Reply::Status(403)).await;
+    let fine = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let first = lines("first", 0..5);
+    append(&log, &first);
+    let http = free_addr();
+    let config = dir.path().join("agent.toml");
+    let with_listen =
+        |t: String| t.replace("http_listen = \"\"", &format!("http_listen = \"{http}\""));
+    let old = config_text(
+        state.path(),
+        &[("old", &denied)],
+        &[("a", &log, "old")],
+        "beginning",
+    );
+    std::fs::write(&config, with_listen(old)).expect("config");
+    let mut agent = Agent::spawn(config_cmd(&config), Some(http));
+    agent
+        .wait_for("a 403", secs(10), || !denied.ingest_requests().is_empty())
+        .await;
+    let new = config_text(
+        state.path(),
+        &[("new", &fine)],
+        &[("a", &log, "new")],
+        "beginning",
+    );
+    std::fs::write(&config, with_listen(new)).expect("config");
+    agent.signal("HUP");
+    agent
+        .wait_for("the lines through the new output", secs(10), || {
+            all_arrived(&fine, &first)
+        })
+        .await;
+    let (code, body) = agent.get("/health").await.expect("/health");
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fine, &first);
+    let health: Value = serde_json::from_str(&body).expect("JSON");
+    assert!(health["outputs"]["new"].is_object(), "{health}");
+    assert!(
+        health["outputs"].get("old").is_none(),
+        "the removed output is still reported: {health}"
+    );
+    assert_eq!(code, 200, "{health}");
+}
+
+/// 9. SIGTERM drains: with a DCE that answers slowly, the rows already read are all delivered
+///    before the agent exits 0 (requests keep arriving after the signal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_delivers_what_was_read_before_exit() {
+    let fake =
+        Fake::start(|_| Reply::Late(Duration::from_millis(300), Box::new(Reply::Status(204))))
+            .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let http = free_addr();
+    let mut c = run_cmd(&fake, state.path(), Some(http));
+    c.arg("--path").arg(&log).args([
+        "--start-at",
+        "beginning",
+        "--concurrency",
+        "1",
+        "--max-request-bytes",
+        "4096",
+    ]);
+    let all = lines("drain", 0..200);
+    append(&log, &all);
+    let agent = Agent::spawn(c, Some(http));
+    let mut agent = agent;
+    agent
+        .wait_metric(
+            "dcrship_records_received_total{input=\"files\"}",
+            200.0,
+            secs(10),
+        )
+        .await;
+    let term_at = Instant::now();
+    let delivered_before = raw_counts(&fake).len();
+    agent.stop(secs(20)).await;
+    let after = fake
+        .ingest_requests()
+        .iter()
+        .filter(|r| r.at > term_at)
+        .count();
+    eprintln!(
+        "drain: {delivered_before} of 200 rows had reached the fake at SIGTERM; {after} requests after it"
+    );
+    assert!(after > 0, "requests went on after SIGTERM");
+    assert!(
+        delivered_before < 200,
+        "the test stopped before delivery was done"
+    );
+    assert_exactly_once(&fake, &all);
+    let cp = std::fs::read_to_string(state.path().join("checkpoints.json")).expect("checkpoints");
+    assert!(cp.contains("app.log"), "{cp}");
+}
+
+/// 9b. With a DCE that answers 503 forever and `--shutdown-timeout 1s`, SIGTERM still ends the
+///     agent with 0 in about a second; the rows it could not deliver were not checkpointed, so
+///     a restart against a healthy DCE delivers them (at-least-once: no loss).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_timeout_bounds_the_exit_and_a_restart_delivers_the_rest() {
+    let failing = Fake::start(|_| Reply::Status(503)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let all = lines("undelivered", 0..100);
+    append(&log, &all);
+    let mut c = run_cmd(&failing, state.path(), None);
+    c.arg("--path")
+        .arg(&log)
+        .args(["--start-at", "beginning", "--shutdown-timeout", "1s"]);
+    let mut agent = Agent::spawn(c, None);
+    agent
+        .wait_for("a first 503", secs(10), || {
+            !failing.ingest_requests().is_empty()
+        })
+        .await;
+    let took = agent.stop(secs(5)).await;
+    eprintln!("exit after SIGTERM with a failing DCE took {took:?}");
+    assert!(
+        took >= Duration::from_millis(900),
+        "it waited for the drain: {took:?}"
+    );
+    assert!(took < secs(3), "bounded by --shutdown-timeout: {took:?}");
+    assert!(failing.accepted().is_empty());
+
+    let healthy = Fake::start(|_| Reply::Status(204)).await;
+    let mut c = run_cmd(&healthy, state.path(), None);
+    c.arg("--path")
+        .arg(&log)
+        .args(["--start-at", "beginning", "--shutdown-timeout", "1s"]);
+    let mut agent = Agent::spawn(c, None);
+    agent
+        .wait_for("the undelivered lines after the restart", secs(10), || {
+            all_arrived(&healthy, &all)
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&healthy, &all);
+}
+
+/// 10. sd_notify: READY=1 at start, STATUS= and WATCHDOG=1 (WATCHDOG_USEC=2 s: every second),
+///     RELOADING=1 then READY=1 on SIGHUP, STOPPING=1 on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_notifications() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let sock_path = dir.path().join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&sock_path).expect("bind notify socket");
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let g = got.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf).await {
+            g.lock()
+                .expect("msgs")
+                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    let msgs = || got.lock().expect("msgs").clone();
+    let count = |m: &str| msgs().iter().filter(|x| x.as_str() == m).count();
+
+    let log = dir.path().join("app.log");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, simple_config(&fake, state.path(), &[("a", &log)])).expect("config");
+    let first = lines("first", 0..10);
+    append(&log, &first);
+    let mut c = config_cmd(&config);
+    c.env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "2000000");
+    let mut agent = Agent::spawn(c, None);
+    agent
+        .wait_for("READY=1", secs(10), || count("READY=1") >= 1)
+        .await;
+    agent
+        .wait_for("the first lines", secs(10), || all_arrived(&fake, &first))
+        .await;
+    agent
+        .wait_for("two WATCHDOG=1 and a STATUS=", secs(10), || {
+            count("WATCHDOG=1") >= 2 && msgs().iter().any(|m| m.starts_with("STATUS="))
+        })
+        .await;
+    let status = msgs()
+        .into_iter()
+        .rfind(|m| m.starts_with("STATUS="))
+        .expect("STATUS");
+    eprintln!("sd_notify status line: {status}");
+    assert!(!status.contains('\n'), "one line: {status:?}");
+
+    let before_hup = msgs().len();
+    agent.signal("HUP");
+    agent
+        .wait_for("RELOADING=1 then READY=1", secs(10), || {
+            let m = msgs();
+            let tail = &m[before_hup..];
+            let r = tail.iter().position(|x| x == "RELOADING=1");
+            r.is_some_and(|r| tail[r..].iter().any(|x| x == "READY=1"))
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    agent
+        .wait_for("STOPPING=1", secs(2), || count("STOPPING=1") == 1)
+        .await;
+    let m = msgs();
+    assert_eq!(m[0], "READY=1", "READY comes first: {m:?}");
+    assert_eq!(count("READY=1"), 2, "{m:?}");
+    let stopping = m.iter().position(|x| x == "STOPPING=1").expect("STOPPING");
+    assert!(
+        !m[stopping..].iter().any(|x| x == "READY=1"),
+        "nothing claims readiness after STOPPING: {m:?}"
+    );
+    assert_exactly_once(&fake, &first);
+    reader.abort();
+}
+
+/// 11. `/metrics` counts what was received and delivered, `/health` is 200 with the output
+///     `ok` and a last success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_report_deliveries() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let all = lines("m", 0..250);
+    append(&log, &all);
+    let http = free_addr();
+    let mut c = run_cmd(&fake, state.path(), Some(http));
+    c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
+    let mut agent = Agent::spawn(c, Some(http));
+    agent
+        .wait_for("every line", secs(10), || all_arrived(&fake, &all))
+        .await;
+    agent
+        .wait_metric(
+            "dcrship_records_sent_total{output=\"default\"}",
+            250.0,
+            secs(5),
+        )
+        .await;
+    let (code, metrics) = agent.get("/metrics").await.expect("/metrics");
+    assert_eq!(code, 200);
+    assert_eq!(
+        metric_value(&metrics, "dcrship_records_received_total{input=\"files\"}"),
+        Some(250.0),
+        "{metrics}"
+    );
+    let requests = fake.ingest_requests().len() as f64;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "dcrship_requests_total{output=\"default\",status=\"204\"}"
+        ),
+        Some(requests),
+        "{metrics}"
+    );
+    assert!(metrics.contains("# TYPE dcrship_records_sent_total counter"));
+
+    let (code, body) = agent.get("/health").await.expect("/health");
+    assert_eq!(code, 200, "{body}");
+    let health: Value = serde_json::from_str(&body).expect("health JSON");
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["outputs"]["default"]["state"], "ok", "{health}");
+    assert!(
+        health["outputs"]["default"]["last_success"].is_string(),
+        "{health}"
+    );
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fake, &all);
+}
+
+/// 11b. A DCE answering 403 forever (inside the permission grace): `/health` says
+///      `waiting_for_permission` and answers 503, since the only output cannot deliver.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_shows_waiting_for_permission_on_403() {
+    let fake = Fake::start(|_| {
+        Reply::json(
+            403,
+            serde_json::json!({"error": {"code": "OperationFailed", "message": "The authentication token provided does not have access to ingest data for the data collection rule"}}),
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    append(&log, &lines("p", 0..5));
+    let http = free_addr();
+    let mut c = run_cmd(&fake, state.path(), Some(http));
+    c.arg("--path")
+        .arg(&log)
+        .args(["--start-at", "beginning", "--shutdown-timeout", "1s"]);
+    let mut agent = Agent::spawn(c, Some(http));
+    agent
+        .wait_for("a 403", secs(10), || !fake.ingest_requests().is_empty())
+        .await;
+    let deadline = Instant::now() + secs(10);
+    let (code, health) = loop {
+        if let Some((code, body)) = agent.get("/health").await {
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if v["outputs"]["default"]["state"] == "waiting_for_permission" {
+                break (code, v);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no waiting_for_permission\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["status"], "down", "{health}");
+    assert!(health["outputs"]["default"]["last_success"].is_null());
+    assert!(
+        health["outputs"]["default"]["last_error"].is_string()
+            || health["outputs"]["default"]["last_error_message"].is_string(),
+        "{health}"
+    );
+    agent.stop(secs(5)).await;
+    assert!(fake.accepted().is_empty());
+}
+
+/// 12. Idle cost, measured (not asserted tightly): CPU used over ~3 s with nothing to read, and
+///     resident memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_cpu_and_memory() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    append(&log, &lines("x", 0..10));
+    let http = free_addr();
+    let mut c = run_cmd(&fake, state.path(), Some(http));
+    c.arg("--path")
+        .arg(format!("{}/*.log", dir.path().display()));
+    let mut agent = Agent::spawn(c, Some(http));
+    agent
+        .wait_for("the tailer to open the file", secs(10), || {
+            agent_log_has(&agent, "tailing new file")
+        })
+        .await;
+    let cpu0 = proc_cpu_ticks(agent.pid);
+    let t0 = Instant::now();
+    tokio::time::sleep(secs(3)).await; // the measurement window, not an assertion
+    let cpu1 = proc_cpu_ticks(agent.pid);
+    let wall = t0.elapsed();
+    let rss_kib = proc_rss_kib(agent.pid);
+    let hz = clock_ticks();
+    let cpu_ms = (cpu1 - cpu0) as f64 * 1000.0 / hz as f64;
+    eprintln!(
+        "IDLE: {cpu_ms:.0} ms CPU over {:.1} s wall ({:.2}% of one core); VmRSS {} KiB ({:.1} MiB); total CPU since start {} ms",
+        wall.as_secs_f64(),
+        cpu_ms / wall.as_secs_f64() / 10.0,
+        rss_kib,
+        rss_kib as f64 / 1024.0,
+        cpu1 * 1000 / hz,
+    );
+    assert!(rss_kib < 60 * 1024, "RSS {rss_kib} KiB");
+    assert!(
+        cpu_ms / wall.as_secs_f64() / 10.0 < 20.0,
+        "idle CPU {cpu_ms} ms in {wall:?}"
+    );
+    agent.stop(secs(10)).await;
+    assert!(
+        fake.ingest_requests().is_empty(),
+        "start_at end: nothing to send"
+    );
+}
+
+/// utime + stime of a process, in clock ticks.
+fn proc_cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15
+    let rest = &stat[stat.rfind(')').expect(")") + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+fn proc_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+fn clock_ticks() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
