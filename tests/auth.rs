@@ -509,9 +509,6 @@ async fn a_401_from_the_dce_fetches_a_new_token_and_delivers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: every in-flight request that gets a 401 invalidates the token again, so \
-            concurrent 401s refetch once each (TokenCache::invalidate drops even a token \
-            fetched after the rejected request was sent)"]
 async fn concurrent_401s_refetch_the_token_once() {
     let first = fake_jwt("aaaaaaaa-0000-0000-0000-00000000000a");
     let f = first.clone();
@@ -706,8 +703,16 @@ async fn impossible_auth_configuration_exits_2() {
             &["--auth", "client-secret"],
             "tenant id",
         ),
-        // a method that does not exist in this build
-        (&[], &["--auth", "azure-cli"], "not supported"),
+        // a certificate file that is not there
+        (
+            &[
+                ("AZURE_TENANT_ID", TENANT),
+                ("AZURE_CLIENT_ID", APP),
+                ("AZURE_CLIENT_CERTIFICATE_PATH", "/no/such/cert.pem"),
+            ],
+            &["--auth", "client-certificate"],
+            "/no/such/cert.pem",
+        ),
     ];
     for (env, args, want) in cases {
         let dir = tempfile::tempdir().expect("tmp");
@@ -765,8 +770,6 @@ async fn entra_and_the_dce_honour_http_proxy_and_no_proxy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "contract gap: auto tries only client-secret and IMDS; contract.md says it also \
-            tries workload identity, App Service, Arc and Azure CLI and says what each lacked"]
 async fn auto_with_no_identity_names_every_source_of_the_contract() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
     let dir = tempfile::tempdir().expect("tmp");

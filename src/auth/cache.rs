@@ -8,9 +8,14 @@
 //! delivery. A token with less than [`MIN_REMAINING`] left is never handed out from the cache, so
 //! no request is sent with a token that may expire on the way (a token just fetched is handed out
 //! whatever its lifetime: it is the best there is).
+//!
+//! A long-running agent also starts [`TokenCache::spawn_refresher`]: a background task that
+//! renews the token at its refresh point (and retries with backoff when that fails), fetching
+//! without holding the cache's lock, so senders keep getting the current token and never wait
+//! on a refresh. While it runs, senders fetch themselves only when no usable token is left.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -24,6 +29,10 @@ use crate::secret::Secret;
 pub const MIN_REMAINING: Duration = Duration::from_secs(30);
 /// How long to wait before trying again after a failed refresh (as the .NET SDK does).
 pub const RETRY_DELAY: Duration = Duration::from_secs(30);
+/// The background refresher's first retry delay after a failed refresh; it doubles from here.
+pub const BACKGROUND_RETRY_FIRST: Duration = Duration::from_secs(5);
+/// The background refresher's longest retry delay.
+pub const BACKGROUND_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Caches one source's token. Shared as `Arc<TokenCache>` by every sender.
 pub struct TokenCache {
@@ -31,8 +40,13 @@ pub struct TokenCache {
     state: Mutex<State>,
     /// Set by [`TokenCache::invalidate`], which must not wait for a fetch in progress.
     invalidated: AtomicBool,
+    /// A hash of the current token, so a 401 for an older token does not drop a newer one.
+    current_hash: StdMutex<Option<u64>>,
     /// The `oid` of the current token, readable without awaiting.
     principal: StdMutex<Option<String>>,
+    /// Background refreshers running: while there is one, senders leave refreshing to it as
+    /// long as a token lasts.
+    background: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -48,6 +62,14 @@ struct Cached {
     token: Secret,
     refresh_at: Instant,
     expires_at: Instant,
+}
+
+/// An in-process hash of a token (never printed or stored).
+fn token_hash(token: &Secret) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    token.expose().hash(&mut h);
+    h.finish()
 }
 
 impl Cached {
@@ -100,7 +122,9 @@ impl TokenCache {
             source,
             state: Mutex::new(state),
             invalidated: AtomicBool::new(false),
+            current_hash: StdMutex::new(None),
             principal: StdMutex::new(principal),
+            background: AtomicUsize::new(0),
         }
     }
 
@@ -119,7 +143,8 @@ impl TokenCache {
         let now = Instant::now();
         if let Some(cached) = &state.current {
             let backing_off = state.next_attempt.is_some_and(|t| now < t);
-            if now < cached.refresh_at || (backing_off && cached.usable(now)) {
+            let refresher = self.background.load(Ordering::SeqCst) > 0;
+            if now < cached.refresh_at || ((backing_off || refresher) && cached.usable(now)) {
                 return Ok(cached.token.clone());
             }
         }
@@ -129,48 +154,13 @@ impl TokenCache {
     /// Fetches a token into `state`; on failure falls back to a still-usable cached token.
     async fn refresh(&self, state: &mut State) -> Result<Secret, AuthError> {
         let now = Instant::now();
-        // A slow refresh must not outlast the token we could fall back to: give it half of the
-        // time that token stays usable.
         let deadline = state
             .current
             .as_ref()
             .filter(|c| c.usable(now))
-            .map(|c| now + (c.remaining(now) - MIN_REMAINING) / 2);
-        let fetched = match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, self.source.fetch())
-                .await
-                .unwrap_or_else(|_| {
-                    Err(AuthError::Failed {
-                        source_name: self.source.name(),
-                        reason: "token refresh timed out".into(),
-                    })
-                }),
-            None => self.source.fetch().await,
-        };
-        match fetched {
-            Ok(token) => {
-                let principal = jwt::object_id(token.token.expose());
-                let cached = Cached::new(token);
-                let expires_in = cached.remaining(Instant::now()).as_secs();
-                if state.fetched_once {
-                    tracing::debug!(source = self.source.name(), expires_in, "token refreshed");
-                } else {
-                    tracing::info!(
-                        source = self.source.name(),
-                        principal = principal.as_deref().unwrap_or("unknown"),
-                        expires_in,
-                        "token acquired"
-                    );
-                }
-                self.set_principal(principal);
-                let token = cached.token.clone();
-                *state = State {
-                    current: Some(cached),
-                    next_attempt: None,
-                    fetched_once: true,
-                };
-                Ok(token)
-            }
+            .map(|c| fallback_deadline(c, now));
+        match self.fetch_by(deadline).await {
+            Ok(token) => Ok(self.store(state, token)),
             Err(error) => {
                 let now = Instant::now();
                 match &state.current {
@@ -194,9 +184,143 @@ impl TokenCache {
         }
     }
 
+    /// One fetch from the source, given up at `deadline` when there is one.
+    async fn fetch_by(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.source.fetch())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AuthError::Failed {
+                        source_name: self.source.name(),
+                        reason: "token refresh timed out".into(),
+                    })
+                }),
+            None => self.source.fetch().await,
+        }
+    }
+
+    /// Makes `token` the current one; returns its value.
+    fn store(&self, state: &mut State, token: AccessToken) -> Secret {
+        *self
+            .current_hash
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(token_hash(&token.token));
+        let principal = jwt::object_id(token.token.expose());
+        let cached = Cached::new(token);
+        let expires_in = cached.remaining(Instant::now()).as_secs();
+        if state.fetched_once {
+            tracing::debug!(source = self.source.name(), expires_in, "token refreshed");
+        } else {
+            tracing::info!(
+                source = self.source.name(),
+                principal = principal.as_deref().unwrap_or("unknown"),
+                expires_in,
+                "token acquired"
+            );
+        }
+        self.set_principal(principal);
+        let value = cached.token.clone();
+        *state = State {
+            current: Some(cached),
+            next_attempt: None,
+            fetched_once: true,
+        };
+        value
+    }
+
+    /// Starts renewing the token in the background: at each refresh point the task fetches a
+    /// new token without holding the cache's lock, so [`TokenCache::token`] keeps answering
+    /// from memory meanwhile; a failed refresh is retried after 5 s, doubling up to a minute,
+    /// while the old token stays in use as long as it is usable. With no usable token (at
+    /// start, after [`TokenCache::invalidate`]) it fetches as a sender would.
+    ///
+    /// The task holds the cache only weakly and ends when the last `Arc` is dropped; aborting
+    /// the handle stops it too, and senders then refresh on their own again.
+    pub fn spawn_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let Some(cache) = weak.upgrade() else { return };
+            let _running = Running::start(&cache);
+            drop(cache);
+            let mut failures = 0u32;
+            // After a refresh, wait at least this long, even if the new token is due at once
+            // (an endpoint handing out nearly expired tokens must not be asked in a loop).
+            let mut floor = Duration::ZERO;
+            loop {
+                let wait = match weak.upgrade() {
+                    None => return,
+                    Some(_) if failures > 0 => background_backoff(failures),
+                    Some(cache) => cache.until_refresh().await.max(floor),
+                };
+                tokio::time::sleep(wait).await;
+                let Some(cache) = weak.upgrade() else { return };
+                match cache.refresh_in_background().await {
+                    Ok(()) => {
+                        failures = 0;
+                        floor = BACKGROUND_RETRY_FIRST;
+                    }
+                    Err(error) => {
+                        failures = failures.saturating_add(1);
+                        tracing::warn!(
+                            source = cache.source_name(),
+                            %error,
+                            retry_in_secs = background_backoff(failures).as_secs(),
+                            "background token refresh failed; the current token stays in use \
+                             while it lasts"
+                        );
+                    }
+                }
+            }
+        })
+    }
+
+    /// How long until the current token is due for refresh; zero when there is none.
+    async fn until_refresh(&self) -> Duration {
+        let state = self.state.lock().await;
+        match &state.current {
+            Some(cached) if !self.invalidated.load(Ordering::SeqCst) => {
+                cached.refresh_at.saturating_duration_since(Instant::now())
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// One background refresh. With a usable token the fetch runs outside the lock; without
+    /// one, senders are waiting anyway, so it runs under the lock and serves them all.
+    async fn refresh_in_background(&self) -> Result<(), AuthError> {
+        let deadline = {
+            let mut state = self.state.lock().await;
+            if self.invalidated.swap(false, Ordering::SeqCst) {
+                state.current = None;
+                state.next_attempt = None;
+            }
+            let now = Instant::now();
+            match state.current.as_ref().filter(|c| c.usable(now)) {
+                Some(cached) => fallback_deadline(cached, now),
+                None => return self.refresh(&mut state).await.map(drop),
+            }
+        };
+        let fetched = self.fetch_by(Some(deadline)).await;
+        let mut state = self.state.lock().await;
+        fetched.map(|token| drop(self.store(&mut state, token)))
+    }
+
     /// Drops the cached token (the service answered 401): the next [`TokenCache::token`] fetches.
     pub fn invalidate(&self) {
         self.invalidated.store(true, Ordering::SeqCst);
+    }
+
+    /// Drops the cached token only if it is `refused` (the token a 401 answered). When several
+    /// requests in flight with one token all get 401, the first drop fetches a new token and the
+    /// others must not drop that one too: the service is asked for a token once, not N times.
+    pub fn invalidate_if(&self, refused: &Secret) {
+        let current = *self
+            .current_hash
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.is_none_or(|h| h == token_hash(refused)) {
+            self.invalidate();
+        }
     }
 
     /// The object id (`oid`) of the principal the current token belongs to, for messages such as
@@ -214,6 +338,39 @@ impl TokenCache {
             .principal
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = principal;
+    }
+}
+
+/// A slow refresh must not outlast the token we could fall back to: it gets half of the time
+/// that token stays usable.
+fn fallback_deadline(cached: &Cached, now: Instant) -> Instant {
+    now + (cached.remaining(now) - MIN_REMAINING) / 2
+}
+
+/// The background refresher's delay after `failures` failed refreshes in a row.
+fn background_backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    BACKGROUND_RETRY_FIRST
+        .saturating_mul(1 << doublings)
+        .min(BACKGROUND_RETRY_MAX)
+}
+
+/// Counts a background refresher on its cache for as long as the task lives (dropped when the
+/// task ends or is aborted).
+struct Running(std::sync::Weak<TokenCache>);
+
+impl Running {
+    fn start(cache: &Arc<TokenCache>) -> Self {
+        cache.background.fetch_add(1, Ordering::SeqCst);
+        Running(Arc::downgrade(cache))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(cache) = self.0.upgrade() {
+            cache.background.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
@@ -391,5 +548,142 @@ mod tests {
         assert_eq!(cache.principal_id().as_deref(), Some("p"));
         cache.token().await.unwrap();
         assert_eq!(calls.get(), 0);
+    }
+
+    /// Sleeps on tokio's (paused) clock, letting every other task run meanwhile.
+    async fn pass(secs: u64) {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresher_renews_in_the_background_and_senders_never_wait() {
+        // Each fetch takes 10 s: a sender caught behind it would notice.
+        let source = Scripted::new(vec![Ok(token_for("b", 3600)), Ok(token_for("c", 3600))])
+            .with_delay(Duration::from_secs(10));
+        let calls = source.calls();
+        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let refresher = cache.spawn_refresher();
+
+        pass(3300 - 1).await;
+        assert_eq!(calls.get(), 0, "not before the refresh point");
+        pass(2).await;
+        assert_eq!(calls.get(), 1, "the refresher is fetching");
+        let started = Instant::now();
+        assert_eq!(cache.token().await.unwrap().expose(), "a");
+        assert_eq!(started.elapsed(), Duration::ZERO, "the sender did not wait");
+
+        pass(10).await;
+        assert_eq!(cache.token().await.unwrap().expose(), "b");
+        assert_eq!(calls.get(), 1, "senders never fetched");
+
+        // And again at the new token's refresh point (plus the fetch's 10 s).
+        pass(3300 + 10).await;
+        assert_eq!(cache.token().await.unwrap().expose(), "c");
+        assert_eq!(calls.get(), 2);
+        refresher.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresher_retries_with_backoff_while_the_old_token_lasts() {
+        let source = Scripted::new(vec![
+            Err(failure()),
+            Err(failure()),
+            Err(failure()),
+            Ok(token_for("b", 3600)),
+        ]);
+        let calls = source.calls();
+        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let _refresher = cache.spawn_refresher();
+
+        pass(3301).await;
+        assert_eq!(calls.get(), 1, "first try at the refresh point failed");
+        assert_eq!(cache.token().await.unwrap().expose(), "a");
+        pass(5).await;
+        assert_eq!(calls.get(), 2, "retried after 5 s");
+        pass(10).await;
+        assert_eq!(calls.get(), 3, "then after 10 s");
+        assert_eq!(cache.token().await.unwrap().expose(), "a");
+        pass(20).await;
+        assert_eq!(calls.get(), 4, "then after 20 s, and it worked");
+        assert_eq!(cache.token().await.unwrap().expose(), "b");
+        assert_eq!(calls.get(), 4, "senders never fetched");
+    }
+
+    #[test]
+    fn background_backoff_doubles_to_a_minute() {
+        let secs: Vec<u64> = (1..=6).map(|n| background_backoff(n).as_secs()).collect();
+        assert_eq!(secs, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(background_backoff(u32::MAX), BACKGROUND_RETRY_MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresher_fetches_the_first_token_and_ends_with_the_cache() {
+        let source = Scripted::new(vec![Ok(token_for("a", 3600))]);
+        let calls = source.calls();
+        let cache = TokenCache::new(Box::new(source));
+        let refresher = cache.spawn_refresher();
+        pass(1).await;
+        assert_eq!(calls.get(), 1);
+        assert_eq!(cache.token().await.unwrap().expose(), "a");
+        assert_eq!(calls.get(), 1);
+        drop(cache);
+        // The task holds the cache weakly: it notices at its next wake-up and ends.
+        refresher.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_refresher_stops_senders_refresh_again() {
+        let source = Scripted::new(vec![Ok(token_for("b", 3600))]);
+        let calls = source.calls();
+        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let refresher = cache.spawn_refresher();
+        pass(1).await;
+        refresher.abort();
+        let _ = refresher.await;
+        pass(3300).await;
+        assert_eq!(calls.get(), 0);
+        assert_eq!(cache.token().await.unwrap().expose(), "b");
+        assert_eq!(calls.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_401_for_an_older_token_does_not_drop_the_new_one() {
+        let source = Scripted::new(vec![
+            Ok(token_for("a", 3600)),
+            Ok(token_for("b", 3600)),
+            Ok(token_for("c", 3600)),
+        ]);
+        let calls = source.calls();
+        let cache = TokenCache::new(Box::new(source));
+        let first = cache.token().await.unwrap();
+        cache.invalidate_if(&first);
+        let second = cache.token().await.unwrap();
+        assert_eq!(second.expose(), "b");
+        // a late 401 for the first token: the second stays
+        cache.invalidate_if(&first);
+        assert_eq!(cache.token().await.unwrap().expose(), "b");
+        assert_eq!(calls.get(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_invalidated_token_is_replaced_while_a_refresher_runs() {
+        let source = Scripted::new(vec![Ok(token_for("b", 3600))]);
+        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let _refresher = cache.spawn_refresher();
+        pass(1).await;
+        cache.invalidate();
+        // A sender asks first: it fetches (there is nothing valid to hand out).
+        assert_eq!(cache.token().await.unwrap().expose(), "b");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refresher_does_not_spin_on_tokens_that_are_due_at_once() {
+        // An endpoint whose tokens are already expired on arrival (a skewed clock).
+        let source = Scripted::new((0..100).map(|_| Ok(token_for("x", 0))).collect());
+        let calls = source.calls();
+        let cache = TokenCache::new(Box::new(source));
+        let _refresher = cache.spawn_refresher();
+        pass(12).await;
+        assert!(calls.get() <= 4, "{} fetches in 12 s", calls.get());
     }
 }

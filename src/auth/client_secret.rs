@@ -2,15 +2,14 @@
 //!
 //! Values come from the configuration first, then the variables the Azure SDKs'
 //! `EnvironmentCredential` reads (`AZURE_TENANT_ID`, `AZURE_CLIENT_ID`, `AZURE_CLIENT_SECRET`,
-//! `AZURE_AUTHORITY_HOST`). Entra traffic honours the proxy, so this uses the remote client.
+//! `AZURE_AUTHORITY_HOST`). The request itself (shared with the certificate and workload
+//! identity sources) is in `entra.rs`; Entra traffic honours the proxy.
 
-use reqwest::StatusCode;
-
+use super::entra::{self, Credential, EntraApp};
 use super::env::Env;
-use super::response::{error_summary, parse_token};
-use super::retry::{describe, retry_after, with_retries, Outcome, RetrySchedule};
-use super::{cloud, AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
-use crate::http::{parse_secure_url, HttpClients};
+use super::retry::RetrySchedule;
+use super::{AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
+use crate::http::HttpClients;
 use crate::secret::Secret;
 
 const NAME: &str = "client-secret";
@@ -18,12 +17,8 @@ const NAME: &str = "client-secret";
 /// Tokens for a service principal. `Debug` is safe: the secret is a [`Secret`].
 #[derive(Debug)]
 pub struct ClientSecretSource {
-    http: reqwest::Client,
-    token_url: reqwest::Url,
-    client_id: String,
+    app: EntraApp,
     secret: Secret,
-    scope: String,
-    retry: RetrySchedule,
 }
 
 impl ClientSecretSource {
@@ -32,16 +27,8 @@ impl ClientSecretSource {
     /// A missing tenant, client id or secret is [`AuthError::Unavailable`] (so `auto` can move
     /// on, saying which were missing); a malformed value is [`AuthError::Config`].
     pub fn new(cfg: &AuthConfig, http: &HttpClients, env: &Env) -> Result<Self, AuthError> {
-        let pick = |value: &Option<String>, var: &str| {
-            value
-                .as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-                .or_else(|| env.get(var).map(|v| v.trim().to_string()))
-        };
-        let tenant = pick(&cfg.tenant_id, "AZURE_TENANT_ID");
-        let client_id = pick(&cfg.client_id, "AZURE_CLIENT_ID");
+        let tenant = entra::tenant(cfg, env);
+        let client_id = entra::client_id(cfg, env);
         let secret = cfg
             .client_secret
             .clone()
@@ -50,138 +37,32 @@ impl ClientSecretSource {
         let (tenant, client_id, secret) = match (tenant, client_id, secret) {
             (Some(t), Some(c), Some(s)) => (t, c, s),
             (tenant, client_id, secret) => {
-                let missing: Vec<&str> = [
-                    tenant.is_none().then_some("tenant id (AZURE_TENANT_ID)"),
-                    client_id.is_none().then_some("client id (AZURE_CLIENT_ID)"),
-                    secret
-                        .is_none()
-                        .then_some("client secret (AZURE_CLIENT_SECRET)"),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                return Err(AuthError::Unavailable {
-                    source_name: NAME,
-                    reason: format!("missing {}", missing.join(", ")),
-                });
+                return Err(entra::missing(
+                    NAME,
+                    &[
+                        tenant.is_none().then_some("tenant id (AZURE_TENANT_ID)"),
+                        client_id.is_none().then_some("client id (AZURE_CLIENT_ID)"),
+                        secret
+                            .is_none()
+                            .then_some("client secret (AZURE_CLIENT_SECRET)"),
+                    ],
+                ));
             }
         };
-        // The tenant becomes a path segment: accept only what tenant ids and domains contain.
-        if !tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        {
-            return Err(AuthError::Config(format!(
-                "tenant id {tenant:?} is not a GUID or domain name"
-            )));
-        }
-        let authority = cfg
-            .authority_host
-            .clone()
-            .filter(|h| !h.trim().is_empty())
-            .or_else(|| env.get("AZURE_AUTHORITY_HOST"))
-            .unwrap_or_else(|| cfg.cloud.authority_host().to_string());
-        let mut authority = parse_secure_url("authority host", &authority)
-            .map_err(|e| AuthError::Config(e.to_string()))?;
-        if !authority.path().ends_with('/') {
-            let path = format!("{}/", authority.path());
-            authority.set_path(&path);
-        }
-        let token_url = authority
-            .join(&format!("{tenant}/oauth2/v2.0/token"))
-            .map_err(|e| AuthError::Config(format!("cannot build the token URL: {e}")))?;
-        let audience = cfg
-            .audience
-            .clone()
-            .unwrap_or_else(|| cfg.cloud.audience().to_string());
-        Ok(ClientSecretSource {
-            http: http.remote.clone(),
-            token_url,
-            client_id,
-            secret,
-            scope: cloud::scope(&audience),
-            retry: RetrySchedule::ENTRA,
-        })
+        let app = EntraApp::new(NAME, cfg, http, env, &tenant, client_id)?;
+        Ok(ClientSecretSource { app, secret })
     }
 
     /// Replaces the retry schedule (tests use a short one).
     pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
-        self.retry = retry;
+        self.app.set_retry(retry);
         self
     }
 
     async fn request(&self) -> Result<AccessToken, AuthError> {
-        with_retries(NAME, &self.retry, |_| self.attempt()).await
-    }
-
-    async fn attempt(&self) -> Outcome<AccessToken> {
-        let form = [
-            ("client_id", self.client_id.as_str()),
-            ("client_secret", self.secret.expose()),
-            ("scope", self.scope.as_str()),
-            ("grant_type", "client_credentials"),
-        ];
-        let sent = self
-            .http
-            .post(self.token_url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                let error = self.failed(format!(
-                    "request to {} failed: {}",
-                    self.token_url,
-                    describe(&e.without_url())
-                ));
-                return Outcome::Retry { error, after: None };
-            }
-        };
-        let status = response.status();
-        let after = retry_after(response.headers());
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                let error = self.failed(format!("reading Entra's answer failed: {}", describe(&e)));
-                return Outcome::Retry { error, after };
-            }
-        };
-        if status == StatusCode::OK {
-            return match parse_token(NAME, &body) {
-                Ok(token) => Outcome::Done(token),
-                Err(e) => Outcome::Fail(e),
-            };
-        }
-        let summary = self.redact(error_summary(&body));
-        match status.as_u16() {
-            400 | 401 => Outcome::Fail(self.failed(format!(
-                "Entra refused client {} (HTTP {status}): {summary}",
-                self.client_id
-            ))),
-            429 | 500..=599 => Outcome::Retry {
-                error: self.failed(format!("Entra answered HTTP {status}: {summary}")),
-                after,
-            },
-            _ => Outcome::Fail(self.failed(format!("Entra answered HTTP {status}: {summary}"))),
-        }
-    }
-
-    /// Entra does not echo secrets, but an error text is ours to guarantee clean.
-    fn redact(&self, text: String) -> String {
-        let secret = self.secret.expose();
-        if secret.is_empty() || !text.contains(secret) {
-            return text;
-        }
-        text.replace(secret, "<redacted>")
-    }
-
-    fn failed(&self, reason: String) -> AuthError {
-        AuthError::Failed {
-            source_name: NAME,
-            reason,
-        }
+        self.app
+            .request(|| Ok(Credential::Secret(self.secret.clone())))
+            .await
     }
 }
 
@@ -198,11 +79,7 @@ impl TokenSource for ClientSecretSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::test_support::{fast_retry, pairs, serve, unused_port, Recorded};
-    use axum::http::{HeaderMap, StatusCode as AxumStatus};
-    use axum::routing::post;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use crate::auth::test_support::{self, fast_retry, unused_port, Recorded};
     use std::time::Duration;
 
     const SECRET: &str = "very-secret-value~123";
@@ -226,22 +103,8 @@ mod tests {
         Env::from_pairs::<&str, &str>([])
     }
 
-    /// A fake Entra token endpoint for tenant `contoso.onmicrosoft.com`, answering with the next
-    /// scripted (status, body); the last repeats.
     async fn fake_entra(script: Vec<(u16, String)>) -> (String, Recorded) {
-        let recorded = Recorded::default();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let rec = recorded.clone();
-        let app = axum::Router::new().route(
-            "/contoso.onmicrosoft.com/oauth2/v2.0/token",
-            post(move |headers: HeaderMap, form: String| {
-                let n = calls.fetch_add(1, Ordering::SeqCst);
-                let (status, body) = script[n.min(script.len() - 1)].clone();
-                rec.push(headers, pairs(&form));
-                async move { (AxumStatus::from_u16(status).unwrap(), body) }
-            }),
-        );
-        (serve(app).await, recorded)
+        test_support::fake_entra("contoso.onmicrosoft.com", script).await
     }
 
     #[tokio::test]
@@ -360,7 +223,7 @@ mod tests {
         us.cloud = crate::auth::Cloud::UsGov;
         let src = ClientSecretSource::new(&us, &http(), &no_env()).unwrap();
         assert_eq!(
-            src.token_url.as_str(),
+            src.app.token_url().as_str(),
             "https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/token"
         );
 
@@ -369,7 +232,7 @@ mod tests {
             ClientSecretSource::new(&cfg("https://login.example.com/prefix"), &http(), &no_env())
                 .unwrap();
         assert_eq!(
-            src.token_url.as_str(),
+            src.app.token_url().as_str(),
             "https://login.example.com/prefix/contoso.onmicrosoft.com/oauth2/v2.0/token"
         );
     }

@@ -59,8 +59,8 @@ impl UserAssigned {
         }
     }
 
-    /// The IMDS query parameter for this id.
-    fn param(&self) -> &'static str {
+    /// The IMDS (and Arc) query parameter for this id.
+    pub(crate) fn param(&self) -> &'static str {
         match self {
             UserAssigned::ClientId(_) => "client_id",
             UserAssigned::ObjectId(_) => "object_id",
@@ -68,7 +68,8 @@ impl UserAssigned {
         }
     }
 
-    fn value(&self) -> &str {
+    /// The id itself.
+    pub(crate) fn value(&self) -> &str {
         match self {
             UserAssigned::ClientId(v) | UserAssigned::ObjectId(v) | UserAssigned::ResourceId(v) => {
                 v

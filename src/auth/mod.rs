@@ -5,17 +5,27 @@
 //! ahead of expiry (5 minutes before, or at half-life for short and for very long tokens), drops
 //! it on a 401, and keeps a still-valid token when a refresh fails.
 //!
-//! Sources: [`imds`] (Azure VM managed identity), [`client_secret`] (service principal),
+//! Sources: [`imds`] (Azure VM managed identity), [`arc`] (Arc-enabled server), [`app_service`]
+//! (App Service, Functions, Container Apps, Automation), [`workload`] (AKS workload identity),
+//! [`client_secret`] and [`client_cert`] (service principal; the Entra request they and
+//! `workload` share is in `entra.rs`), [`azure_cli`] (`az account get-access-token`),
 //! [`static_token`] (`DCRSHIP_ACCESS_TOKEN`). [`build`] turns an [`AuthConfig`] into a cache,
 //! resolving `auto` to the first source the environment supports (see `auto.rs`).
+//! [`TokenCache::spawn_refresher`] renews the token in the background, for the long-running agent.
 //!
-//! Secrets (tokens, client secrets) are held as [`Secret`] and appear in no log line, error or
-//! `Debug` output; `redaction_tests.rs` holds every type here to that.
+//! Secrets (tokens, client secrets, `IDENTITY_HEADER`, the Arc challenge key, the federated token,
+//! the certificate's private key) are held as [`Secret`] or read only when used, and appear in no
+//! log line, error or `Debug` output; `redaction_tests.rs` holds every type here to that.
 
+pub mod app_service;
+pub mod arc;
 mod auto;
+pub mod azure_cli;
 mod cache;
+pub mod client_cert;
 pub mod client_secret;
 pub mod cloud;
+mod entra;
 pub mod env;
 pub mod imds;
 pub mod jwt;
@@ -26,9 +36,11 @@ pub mod retry;
 pub mod static_token;
 #[cfg(test)]
 mod test_support;
+pub mod workload;
 
 use std::fmt;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,13 +48,18 @@ use std::time::Duration;
 use crate::http::HttpClients;
 use crate::secret::Secret;
 
+pub use app_service::AppServiceSource;
+pub use arc::ArcSource;
+pub use azure_cli::AzureCliSource;
 pub use cache::TokenCache;
+pub use client_cert::ClientCertificateSource;
 pub use client_secret::ClientSecretSource;
 pub use cloud::Cloud;
 pub use env::Env;
 pub use imds::ImdsSource;
 pub use retry::RetrySchedule;
 pub use static_token::StaticSource;
+pub use workload::WorkloadIdentitySource;
 
 /// A boxed future, so token sources stay object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -114,6 +131,12 @@ pub struct AuthConfig {
     pub authority_host: Option<String>,
     /// Overrides the cloud's token audience (`https://monitor.azure.com`).
     pub audience: Option<String>,
+    /// PEM file with the certificate and its private key (`client-certificate`); else
+    /// `AZURE_CLIENT_CERTIFICATE_PATH`.
+    pub certificate_path: Option<PathBuf>,
+    /// The only directory an Arc challenge file is read from; `None` means
+    /// [`arc::DEFAULT_KEY_DIR`] (`/var/opt/azcmagent/tokens`).
+    pub arc_key_dir: Option<PathBuf>,
 }
 
 /// `--auth` / `[auth] method`.
@@ -177,25 +200,26 @@ pub async fn build_with_env(
     http: &HttpClients,
     env: &Env,
 ) -> Result<Arc<TokenCache>, AuthError> {
+    // Asked for by name, a missing prerequisite is a configuration error, not "try the next".
+    fn named<S: TokenSource + 'static>(
+        made: Result<S, AuthError>,
+    ) -> Result<Box<dyn TokenSource>, AuthError> {
+        match made {
+            Ok(source) => Ok(Box::new(source)),
+            Err(e @ AuthError::Config(_)) => Err(e),
+            Err(e) => Err(AuthError::Config(e.to_string())),
+        }
+    }
     let source: Box<dyn TokenSource> = match cfg.method {
         AuthMethod::Auto => return auto::resolve(cfg, http, env).await,
-        AuthMethod::ManagedIdentity => Box::new(ImdsSource::new(cfg, http, env)?),
-        // Asked for by name, a missing secret is a configuration error, not "try the next".
-        AuthMethod::ClientSecret => Box::new(
-            ClientSecretSource::new(cfg, http, env)
-                .map_err(|e| AuthError::Config(e.to_string()))?,
-        ),
+        AuthMethod::ManagedIdentity => named(ImdsSource::new(cfg, http, env))?,
+        AuthMethod::Arc => named(ArcSource::new(cfg, http, env))?,
+        AuthMethod::AppService => named(AppServiceSource::new(cfg, http, env))?,
+        AuthMethod::WorkloadIdentity => named(WorkloadIdentitySource::new(cfg, http, env))?,
+        AuthMethod::ClientSecret => named(ClientSecretSource::new(cfg, http, env))?,
+        AuthMethod::ClientCertificate => named(ClientCertificateSource::new(cfg, http, env))?,
+        AuthMethod::AzureCli => named(AzureCliSource::new(cfg))?,
         AuthMethod::Static => Box::new(StaticSource::new(env)),
-        AuthMethod::Arc
-        | AuthMethod::AppService
-        | AuthMethod::WorkloadIdentity
-        | AuthMethod::ClientCertificate
-        | AuthMethod::AzureCli => {
-            return Err(AuthError::Config(format!(
-                "auth method {} is not supported yet",
-                cfg.method.as_str()
-            )))
-        }
     };
     // The principal is logged with the first token (see `TokenCache`).
     tracing::info!(source = source.name(), "identity source chosen");

@@ -6,19 +6,40 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
-use super::test_support::{serve, Scripted};
+use super::auto::{resolve_on, Host};
+use super::client_cert::tests::{CERT_PEM, KEY_PKCS8_PEM};
+use super::test_support::{fast_retry, serve, Scripted};
 use super::*;
 use crate::http::HttpClients;
 use crate::secret::Secret;
 
 const SECRET: &str = "CLIENT-SECRET-d0n7-l34k";
 const TOKEN: &str = "eyJ0eXAi.TOKEN-d0n7-l34k.c2ln";
+const IDENTITY_HEADER: &str = "IDENTITY-HEADER-d0n7-l34k";
+const ARC_KEY: &str = "ARC-KEY-d0n7-l34k";
+const FEDERATED_TOKEN: &str = "FEDERATED-TOKEN-d0n7-l34k";
 
 fn assert_clean(what: &str, text: &str) {
-    for secret in [SECRET, TOKEN, "d0n7-l34k"] {
+    for secret in [
+        SECRET,
+        TOKEN,
+        IDENTITY_HEADER,
+        ARC_KEY,
+        FEDERATED_TOKEN,
+        "d0n7-l34k",
+    ] {
         assert!(!text.contains(secret), "{what} leaks {secret:?}: {text}");
+    }
+    // The certificate's private key: no line of its base64 body.
+    for line in KEY_PKCS8_PEM.lines().filter(|l| !l.starts_with("-----")) {
+        assert!(
+            !text.contains(line),
+            "{what} leaks a line of the private key: {text}"
+        );
     }
 }
 
@@ -65,8 +86,8 @@ async fn hostile_endpoints() -> (String, String) {
     (serve(entra).await, serve(imds).await)
 }
 
-#[tokio::test(flavor = "current_thread")]
-async fn no_secret_in_debug_display_errors_or_logs() {
+/// Captures every event at TRACE while the guard lives.
+fn capture_logs() -> (Logs, tracing::subscriber::DefaultGuard) {
     let logs = Logs::default();
     let writer = logs.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -74,7 +95,12 @@ async fn no_secret_in_debug_display_errors_or_logs() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_secret_in_debug_display_errors_or_logs() {
+    let (logs, _guard) = capture_logs();
 
     let (entra, imds) = hostile_endpoints().await;
     let env = Env::from_pairs([
@@ -141,5 +167,152 @@ async fn no_secret_in_debug_display_errors_or_logs() {
         logged.contains("identity source"),
         "logs captured: {logged}"
     );
+    assert_clean("logs", &logged);
+}
+
+/// What echoes a credential back: one local identity endpoint playing App Service (echoes
+/// `X-IDENTITY-HEADER`) and Arc (challenges, then echoes the `Authorization` it gets), first
+/// with a 500 (retried, so logged) and then a 403; and an Entra that echoes the assertion.
+async fn echoing_endpoints(realm: std::path::PathBuf) -> (String, String) {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let local = axum::Router::new().route(
+        "/metadata/identity/oauth2/token",
+        get(move |headers: HeaderMap| {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let realm = realm.clone();
+            async move {
+                let status = if n % 2 == 0 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::FORBIDDEN
+                };
+                let echo = |name: &str| {
+                    headers
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                if let Some(value) = echo("x-identity-header").or_else(|| echo("authorization")) {
+                    let body = format!(r#"{{"error":"bad","error_description":"got {value}"}}"#);
+                    return (status, body).into_response();
+                }
+                (
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    [(
+                        "www-authenticate",
+                        format!("Basic realm={}", realm.display()),
+                    )],
+                    "",
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let entra = axum::Router::new().route(
+        "/t/oauth2/v2.0/token",
+        post(move |form: String| async move {
+            let form = super::test_support::pairs(&form);
+            let body = format!(
+                r#"{{"error":"invalid_client","error_description":"AADSTS700027: bad assertion {}"}}"#,
+                form.get("client_assertion").cloned().unwrap_or_default()
+            );
+            (axum::http::StatusCode::BAD_REQUEST, body)
+        }),
+    );
+    (serve(local).await, serve(entra).await)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_identity_header_arc_key_federated_token_or_private_key_leaks() {
+    let (logs, _guard) = capture_logs();
+
+    let dir = tempfile::tempdir().unwrap();
+    let key_dir = dir.path().join("tokens");
+    std::fs::create_dir(&key_dir).unwrap();
+    let realm = key_dir.join("challenge.key");
+    std::fs::write(&realm, ARC_KEY).unwrap();
+    let federated = dir.path().join("azure-identity-token");
+    std::fs::write(&federated, FEDERATED_TOKEN).unwrap();
+    let pem = dir.path().join("cert.pem");
+    std::fs::write(&pem, [CERT_PEM, KEY_PKCS8_PEM].concat()).unwrap();
+
+    let (local, entra) = echoing_endpoints(realm).await;
+    let endpoint = format!("{local}/metadata/identity/oauth2/token");
+    let vars = |app_service: bool| {
+        let mut vars = vec![
+            ("AZURE_TENANT_ID", "t".to_string()),
+            ("AZURE_CLIENT_ID", "app".to_string()),
+            ("AZURE_AUTHORITY_HOST", entra.clone()),
+            (
+                "AZURE_FEDERATED_TOKEN_FILE",
+                federated.display().to_string(),
+            ),
+            ("AZURE_CLIENT_CERTIFICATE_PATH", pem.display().to_string()),
+            ("IDENTITY_ENDPOINT", endpoint.clone()),
+            ("IMDS_ENDPOINT", local.clone()),
+            ("AZURE_POD_IDENTITY_AUTHORITY_HOST", local.clone()),
+        ];
+        if app_service {
+            vars.push(("IDENTITY_HEADER", IDENTITY_HEADER.to_string()));
+        }
+        Env::from_pairs(vars)
+    };
+    let env = vars(true);
+    let http = HttpClients::new(Duration::from_secs(5)).unwrap();
+    let cfg = AuthConfig {
+        arc_key_dir: Some(key_dir.clone()),
+        certificate_path: Some(pem.clone()),
+        ..Default::default()
+    };
+    check_debug("AuthConfig", &cfg);
+
+    let app_service = AppServiceSource::new(&cfg, &http, &env)
+        .unwrap()
+        .with_retry(fast_retry());
+    check_debug("AppServiceSource", &app_service);
+    check("app-service error", &app_service.fetch().await.unwrap_err());
+
+    // Arc without IDENTITY_HEADER in the environment, so the endpoint plays Arc.
+    let arc = ArcSource::new(&cfg, &http, &vars(false))
+        .unwrap()
+        .with_retry(fast_retry());
+    check_debug("ArcSource", &arc);
+    check("arc error", &arc.fetch().await.unwrap_err());
+
+    let workload = WorkloadIdentitySource::new(&cfg, &http, &env).unwrap();
+    check_debug("WorkloadIdentitySource", &workload);
+    check(
+        "workload-identity error",
+        &workload.fetch().await.unwrap_err(),
+    );
+
+    let certificate = ClientCertificateSource::new(&cfg, &http, &env).unwrap();
+    check_debug("ClientCertificateSource", &certificate);
+    let err = certificate.fetch().await.unwrap_err();
+    check("client-certificate error", &err);
+    assert!(err.to_string().contains("AADSTS700027"), "{err}");
+
+    // A key file that is not a usable key says so without quoting it.
+    std::fs::write(&pem, KEY_PKCS8_PEM).unwrap();
+    check(
+        "certificate config error",
+        &ClientCertificateSource::new(&cfg, &http, &env).unwrap_err(),
+    );
+    std::fs::write(&pem, [CERT_PEM, KEY_PKCS8_PEM].concat()).unwrap();
+
+    // The whole chain, and its summary.
+    let host = Host {
+        himds_installed: true,
+        az_command: Some(vec!["/nonexistent/bin/az".into()]),
+    };
+    let err = resolve_on(&cfg, &http, &env, &host).await.unwrap_err();
+    let AuthError::NoSource(reasons) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(reasons.len(), 6, "{err}");
+    check("NoSource", &err);
+
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("retrying"), "logs captured: {logged}");
     assert_clean("logs", &logged);
 }

@@ -39,6 +39,8 @@ pub(crate) fn parse_token(
     } else if let Some(epoch) = fields.get("expires_on").and_then(integer) {
         jiff::Timestamp::from_second(epoch)
             .map_err(|_| failed(format!("expires_on {epoch} is out of range")))?
+    } else if let Some(at) = fields.get("expires_on").and_then(date_string) {
+        at
     } else {
         return Err(failed(
             "the token answer has no usable expires_in or expires_on".into(),
@@ -59,6 +61,20 @@ fn integer(value: &Value) -> Option<i64> {
         }
         _ => None,
     }
+}
+
+/// The date string older managed-identity endpoints (App Service's 2017-09-01 API, Azure ML)
+/// put in `expires_on`: `06/20/2019 02:57:58 +00:00` (Linux) or `1/16/2020 5:24:12 AM +00:00`
+/// (Windows).
+fn date_string(value: &Value) -> Option<jiff::Timestamp> {
+    let Value::String(s) = value else {
+        return None;
+    };
+    let s = s.trim();
+    ["%m/%d/%Y %H:%M:%S %:z", "%m/%d/%Y %I:%M:%S %p %:z"]
+        .iter()
+        .find_map(|format| jiff::fmt::strtime::parse(format, s).ok())
+        .and_then(|parsed| parsed.to_timestamp().ok())
 }
 
 /// Longest summary kept from an error body, so an HTML error page does not flood the log.
@@ -145,6 +161,19 @@ mod tests {
             parse_token("t", on_number).unwrap().expires_at.as_second(),
             1_506_484_173
         );
+    }
+
+    #[test]
+    fn legacy_date_strings_in_expires_on() {
+        for (text, expected) in [
+            ("06/20/2019 02:57:58 +00:00", "2019-06-20T02:57:58Z"),
+            ("1/16/2020 5:24:12 AM +00:00", "2020-01-16T05:24:12Z"),
+            ("1/16/2020 5:24:12 PM +02:00", "2020-01-16T15:24:12Z"),
+        ] {
+            let body = format!(r#"{{"access_token":"a","expires_on":"{text}"}}"#);
+            let token = parse_token("t", body.as_bytes()).unwrap();
+            assert_eq!(token.expires_at.to_string(), expected, "{text}");
+        }
     }
 
     #[test]

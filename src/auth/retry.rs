@@ -37,6 +37,14 @@ impl RetrySchedule {
         retries: 3,
     };
 
+    /// App Service's identity endpoint: a few quick retries (a wrong resource or id also shows as
+    /// a 500 there, which no amount of waiting fixes).
+    pub const APP_SERVICE: RetrySchedule = RetrySchedule {
+        first_delay: Duration::from_secs(1),
+        max_delay: Duration::from_secs(8),
+        retries: 3,
+    };
+
     /// The delays, in order; the iterator ends when the retries are used up.
     pub fn delays(&self) -> impl Iterator<Item = Duration> {
         ExponentialBuilder::new()

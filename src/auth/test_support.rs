@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
 
 use super::retry::RetrySchedule;
 use super::{AccessToken, AuthError, BoxFuture, TokenSource};
@@ -43,6 +44,25 @@ pub(crate) fn pairs(encoded: &str) -> HashMap<String, String> {
         .collect()
 }
 
+/// A fake Entra token endpoint for `tenant`, answering each POST with the next scripted
+/// (status, body); the last repeats. Returns its base URL (an authority host) and the recorder
+/// of the form fields posted.
+pub(crate) async fn fake_entra(tenant: &str, script: Vec<(u16, String)>) -> (String, Recorded) {
+    let recorded = Recorded::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let rec = recorded.clone();
+    let app = axum::Router::new().route(
+        &format!("/{tenant}/oauth2/v2.0/token"),
+        post(move |headers: HeaderMap, form: String| {
+            let n = calls.fetch_add(1, Ordering::SeqCst);
+            let (status, body) = script[n.min(script.len() - 1)].clone();
+            rec.push(headers, pairs(&form));
+            async move { (StatusCode::from_u16(status).unwrap(), body) }
+        }),
+    );
+    (serve(app).await, recorded)
+}
+
 /// One request a fake endpoint received: its headers and its query or form fields.
 pub(crate) type Request = (HeaderMap, HashMap<String, String>);
 
@@ -53,6 +73,10 @@ pub(crate) struct Recorded(Arc<Mutex<Vec<Request>>>);
 impl Recorded {
     pub(crate) fn push(&self, headers: HeaderMap, fields: HashMap<String, String>) {
         self.0.lock().unwrap().push((headers, fields));
+    }
+
+    pub(crate) fn all(&self) -> Vec<Request> {
+        self.0.lock().unwrap().clone()
     }
 
     pub(crate) fn count(&self) -> usize {

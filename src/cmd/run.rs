@@ -98,6 +98,8 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
         computer: host_name(),
     };
     let tokens = tokens(&plan.auth, &shared.http).await?;
+    // Refresh ahead of expiry in the background, so no send waits for the identity endpoint.
+    let mut refresher = tokens.spawn_refresher();
     let mut pipeline = Pipeline::start(&plan.config, &shared, &tokens)
         .map_err(|e| CmdError::usage(e.to_string()))?;
     let mut current = plan;
@@ -136,6 +138,8 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
                         pipeline.shutdown(timeout).await;
                         match Pipeline::start(&next.config, &shared, &tokens) {
                             Ok(p) => {
+                                refresher.abort();
+                                refresher = tokens.spawn_refresher();
                                 pipeline = p;
                                 current = next;
                                 tracing::info!("configuration reloaded");
@@ -158,6 +162,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
         .shutdown(current.config.agent.shutdown_timeout)
         .await;
     tracing::info!(drained, "stopped");
+    refresher.abort();
     let _ = stop_http.send(true);
     background.abort();
     Ok(())

@@ -156,6 +156,8 @@ fn auth_config(args: &OutputArgs, cfg: Option<&Config>) -> AuthConfig {
         cloud: args.cloud.or(a.and_then(|a| a.cloud)).unwrap_or_default(),
         authority_host: a.and_then(|a| a.authority_host.clone()),
         audience: a.and_then(|a| a.audience.clone()),
+        certificate_path: a.and_then(|a| a.certificate_path.clone()),
+        arc_key_dir: a.map(|a| a.arc_key_dir.clone()),
     }
 }
 

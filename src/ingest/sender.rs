@@ -261,7 +261,7 @@ impl Sender {
                         unauthorized = 0;
                         tokio::time::sleep(self.policy.permission_backoff_max).await;
                     }
-                    self.tokens.invalidate();
+                    self.tokens.invalidate_if(&token);
                     self.report.retry(RetryReason::Unauthorized);
                 }
                 Action::Permission { status, reason } => {
