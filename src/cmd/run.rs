@@ -97,13 +97,17 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
         http,
         computer: host_name(),
     };
-    let tokens = tokens(&plan.auth, &shared.http).await?;
+    let mut tokens = tokens(&plan.auth, &shared.http).await?;
     // Refresh ahead of expiry in the background, so no send waits for the identity endpoint.
     let mut refresher = tokens.spawn_refresher();
     let mut pipeline = Pipeline::start(&plan.config, &shared, &tokens)
         .map_err(|e| CmdError::usage(e.to_string()))?;
     let mut current = plan;
 
+    // Handlers first: a `systemctl reload` right after READY must not kill the process.
+    let mut term = signal(SignalKind::terminate()).map_err(internal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(internal)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(internal)?;
     let notifier = Arc::new(Notifier::from_env());
     notifier.ready();
     let background = spawn_status(&notifier, &shared);
@@ -114,9 +118,6 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
             .inputs
             .values()
             .all(|i| i.kind == InputKind::Stdin);
-    let mut term = signal(SignalKind::terminate()).map_err(internal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(internal)?;
-    let mut hup = signal(SignalKind::hangup()).map_err(internal)?;
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: draining"); break }
@@ -124,8 +125,21 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
             _ = pipeline.inputs_ended(), if stdin_only => {
                 tracing::info!("stdin ended: delivering what is left");
                 notifier.stopping();
-                // Everything read must be delivered before exit: no timeout here.
-                pipeline.shutdown(Duration::from_secs(10 * 365 * 86_400)).await;
+                // Everything read must be delivered before exit, however long that takes —
+                // unless a signal says stop: then `shutdown_timeout` more, and what is left of
+                // stdin is lost (logged by the pipeline).
+                let timeout = current.config.agent.shutdown_timeout;
+                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                let waiter = tokio::spawn(async move {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                    let _ = stop_tx.send(());
+                });
+                pipeline.shutdown_until(stop_rx, timeout).await;
+                waiter.abort();
+                refresher.abort();
                 let _ = stop_http.send(true);
                 background.abort();
                 return Ok(());
@@ -133,13 +147,17 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
             _ = hup.recv() => {
                 notifier.reloading();
                 match reload(&current, &shared).await {
-                    Some((next, tokens)) => {
+                    Some((next, next_tokens)) => {
                         let timeout = current.config.agent.shutdown_timeout;
                         pipeline.shutdown(timeout).await;
-                        match Pipeline::start(&next.config, &shared, &tokens) {
+                        match Pipeline::start(&next.config, &shared, &next_tokens) {
                             Ok(p) => {
+                                for gone in current.config.outputs.keys().filter(|k| !next.config.outputs.contains_key(*k)) {
+                                    shared.health.remove_output(gone);
+                                }
                                 refresher.abort();
-                                refresher = tokens.spawn_refresher();
+                                refresher = next_tokens.spawn_refresher();
+                                tokens = next_tokens;
                                 pipeline = p;
                                 current = next;
                                 tracing::info!("configuration reloaded");

@@ -98,6 +98,11 @@ pub struct FileLines {
     pub path: Arc<PathBuf>,
     pub buf: Vec<u8>,
     pub lines: Vec<LineRef>,
+    /// Set once, on the first batch of a file seen without a checkpoint: the offset reading
+    /// started from (the end, for `start_at = "end"`). Nothing before it will ever be sent, so
+    /// it may be checkpointed at once — else a restart (or reload) before the file's first row
+    /// is delivered would start at the end again and skip what was written meanwhile.
+    pub started_at: Option<u64>,
 }
 
 impl FileLines {

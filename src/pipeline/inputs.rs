@@ -29,6 +29,7 @@ pub struct InputCtx {
     pub deadletter: Arc<DeadLetter>,
     pub received: Counter,
     pub out: mpsc::Sender<Rows>,
+    pub checkpointer: Arc<super::Checkpointer>,
 }
 
 impl InputCtx {
@@ -102,6 +103,10 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
     });
     let mut rows = RowBuf::with_capacity(HANDOFF_BYTES * 2);
     while let Some(batch) = rx.recv().await {
+        if let Some(start) = batch.started_at {
+            // Nothing before `start` will ever be sent: safe to checkpoint now.
+            ctx.checkpointer.advance(batch.file, &batch.path, start);
+        }
         let source = ctx.sources.file(batch.file, &batch.path);
         let path_json = json_string(&batch.path.display().to_string());
         let name = batch.path.display().to_string();

@@ -225,6 +225,7 @@ impl Pipeline {
                 deadletter: shared.deadletter.clone(),
                 received: shared.metrics.records_received(name),
                 out,
+                checkpointer: shared.checkpointer.clone(),
             };
             let handle = match input.kind {
                 InputKind::Stdin => tokio::spawn(inputs::stdin(ctx, stop_rx.clone())),
@@ -254,6 +255,38 @@ impl Pipeline {
             let _ = h.await;
         }
         self.inputs.clear();
+    }
+
+    /// Delivers everything already read, with no time limit, until `stop` fires; then allows
+    /// `timeout` more (as [`Pipeline::shutdown`]). For stdin-only agents after stdin ended.
+    pub async fn shutdown_until(
+        self,
+        stop: tokio::sync::oneshot::Receiver<()>,
+        timeout: Duration,
+    ) -> bool {
+        let _ = self.stop.send(true);
+        for h in self.inputs {
+            let _ = h.await;
+        }
+        let aborters: Vec<_> = self
+            .outputs
+            .iter()
+            .flat_map(OutputRuntime::abort_handles)
+            .collect();
+        let mut drains = Box::pin(drain_all(self.outputs));
+        let drained = tokio::select! {
+            _ = &mut drains => true,
+            _ = stop => tokio::time::timeout(timeout, &mut drains).await.is_ok(),
+        };
+        if !drained {
+            for a in aborters {
+                a.abort();
+            }
+            tracing::warn!("stopped with rows still in flight; rows read from stdin that were not delivered are lost");
+        }
+        self.saver.abort();
+        self.checkpointer.save();
+        drained
     }
 
     /// Stops reading, delivers what was read within `timeout`, saves the checkpoints. Returns

@@ -618,6 +618,7 @@ fn invalid_settings_are_refused() {
 #[test]
 fn file_lines_hand_out_their_lines() {
     let lines = FileLines {
+        started_at: None,
         file: FileKey {
             dev: 1,
             ino: 2,

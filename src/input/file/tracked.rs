@@ -85,6 +85,8 @@ pub(super) struct Polled {
 
 #[derive(Debug)]
 pub(super) struct TrackedFile {
+    /// The start offset of a file first seen without a checkpoint, until a batch carries it.
+    announce_start: Option<u64>,
     id: FileId,
     file: File,
     path: Arc<PathBuf>,
@@ -121,6 +123,7 @@ impl TrackedFile {
             file,
             path: Arc::new(found.path.clone()),
             identity: Identity::Pending { start },
+            announce_start: None,
             reader: LineReader::new(start, config.max_line_bytes),
             last_growth: now,
             draining_since: None,
@@ -269,6 +272,7 @@ impl TrackedFile {
             }
             None => {
                 tracing::info!(path = %self.path.display(), %key, offset = start, "tailing new file");
+                self.announce_start = Some(start);
                 start
             }
         };
@@ -305,15 +309,17 @@ impl TrackedFile {
         Ok(())
     }
 
-    fn take_lines(&self, batch: Batch) -> Option<FileLines> {
+    fn take_lines(&mut self, batch: Batch) -> Option<FileLines> {
         let Identity::Known { key, .. } = self.identity else {
             return None;
         };
-        (!batch.is_empty()).then(|| FileLines {
+        let started_at = self.announce_start.take();
+        (!batch.is_empty() || started_at.is_some()).then(|| FileLines {
             file: key,
             path: Arc::clone(&self.path),
             buf: batch.buf,
             lines: batch.lines,
+            started_at,
         })
     }
 }
