@@ -7,15 +7,14 @@
 //! asks for and App Service ignores. The answer carries `expires_on` (epoch seconds, as a string)
 //! and no `expires_in`.
 
-use reqwest::header::HeaderValue;
-use reqwest::StatusCode;
+use reqwest::header::{HeaderName, HeaderValue};
 
 use super::entra::redact;
 use super::env::Env;
 use super::imds::UserAssigned;
-use super::response::{error_summary, parse_token};
-use super::retry::{describe, retry_after, with_retries, Outcome, RetrySchedule};
-use super::{cloud, AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
+use super::local_endpoint::{self, LocalEndpoint, Refusal, Reply, Wording};
+use super::retry::{Outcome, RetrySchedule};
+use super::{AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
 use crate::http::HttpClients;
 use crate::secret::Secret;
 
@@ -23,18 +22,24 @@ const NAME: &str = "app-service";
 const API_VERSION: &str = "2019-08-01";
 pub(crate) const ENDPOINT_VAR: &str = "IDENTITY_ENDPOINT";
 pub(crate) const HEADER_VAR: &str = "IDENTITY_HEADER";
+/// The header that carries `IDENTITY_HEADER`.
+const SECRET_HEADER: HeaderName = HeaderName::from_static("x-identity-header");
+
+const WORDING: Wording = Wording {
+    unreachable: |endpoint, cause| format!("identity endpoint {endpoint} not reachable: {cause}"),
+    send_failed: |endpoint, cause| format!("request to {endpoint} failed: {cause}"),
+    read_failed: |cause| format!("reading the answer failed: {cause}"),
+};
 
 /// Tokens from the App Service identity endpoint. `Debug` is safe: the header is a [`Secret`].
 #[derive(Debug)]
 pub struct AppServiceSource {
-    http: reqwest::Client,
     /// The full token URL with its query.
     url: reqwest::Url,
-    /// `IDENTITY_ENDPOINT` without a query, for messages.
-    endpoint: String,
+    /// The client, with `IDENTITY_ENDPOINT` without a query (for messages).
+    endpoint: LocalEndpoint,
     header: Secret,
     identity: Option<UserAssigned>,
-    retry: RetrySchedule,
 }
 
 /// App Service's name for each kind of user-assigned id (not IMDS's).
@@ -71,131 +76,63 @@ impl AppServiceSource {
                 });
             }
         };
-        if HeaderValue::from_str(header.expose()).is_err() {
-            return Err(AuthError::Config(format!(
-                "{HEADER_VAR} holds characters an HTTP header cannot carry"
-            )));
-        }
-        let mut url = reqwest::Url::parse(&endpoint).map_err(|e| {
-            AuthError::Config(format!(
-                "{ENDPOINT_VAR} {endpoint:?} is not a valid URL: {e}"
-            ))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(AuthError::Config(format!(
-                "{ENDPOINT_VAR} {endpoint:?} is not an http or https URL"
-            )));
-        }
-        let audience = cfg
-            .audience
-            .clone()
-            .unwrap_or_else(|| cfg.cloud.audience().to_string());
-        {
-            let mut query = url.query_pairs_mut();
-            query
-                .append_pair("api-version", API_VERSION)
-                .append_pair("resource", &cloud::resource(&audience));
-            if let Some(id) = &identity {
-                query.append_pair(param(id), id.value());
-            }
-        }
+        secret_header(&header)?;
+        let url = local_endpoint::parse_http_url(ENDPOINT_VAR, &endpoint)?;
+        let url = local_endpoint::token_url(url, API_VERSION, cfg, identity.as_ref(), param);
         Ok(AppServiceSource {
-            http: http.local.clone(),
             url,
-            endpoint,
+            endpoint: LocalEndpoint::new(
+                NAME,
+                http,
+                endpoint,
+                &WORDING,
+                RetrySchedule::APP_SERVICE,
+            ),
             header,
             identity,
-            retry: RetrySchedule::APP_SERVICE,
         })
     }
 
     /// Replaces the retry schedule (tests use a short one).
     pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
-        self.retry = retry;
+        self.endpoint.set_retry(retry);
         self
     }
 
     /// The token request, retried. With `probe`, a refused connection on the first try ends it.
     async fn request(&self, probe: bool) -> Result<AccessToken, AuthError> {
-        with_retries(NAME, &self.retry, |attempt| async move {
-            self.attempt(probe && attempt == 1).await
-        })
-        .await
+        self.endpoint
+            .retried(probe, |fail_fast| self.attempt(fail_fast))
+            .await
     }
 
     async fn attempt(&self, fail_fast: bool) -> Outcome<AccessToken> {
-        let mut secret_header = match HeaderValue::from_str(self.header.expose()) {
-            Ok(v) => v,
-            Err(_) => {
-                return Outcome::Fail(AuthError::Config(format!(
-                    "{HEADER_VAR} holds characters an HTTP header cannot carry"
-                )))
-            }
+        let header = match secret_header(&self.header) {
+            Ok(value) => (SECRET_HEADER, value),
+            Err(e) => return Outcome::Fail(e),
         };
-        secret_header.set_sensitive(true);
-        let sent = self
-            .http
-            .get(self.url.clone())
-            .header("X-IDENTITY-HEADER", secret_header)
-            .header("Metadata", "true")
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => {
-                let error = AuthError::Unavailable {
-                    source_name: NAME,
-                    reason: format!(
-                        "identity endpoint {} not reachable: {}",
-                        self.endpoint,
-                        describe(&e.without_url())
-                    ),
-                };
-                return if fail_fast {
-                    Outcome::Fail(error)
-                } else {
-                    Outcome::Retry { error, after: None }
-                };
-            }
-            Err(e) => {
-                return Outcome::Retry {
-                    error: self.failed(format!(
-                        "request to {} failed: {}",
-                        self.endpoint,
-                        describe(&e.without_url())
-                    )),
-                    after: None,
-                }
-            }
-        };
-        let status = response.status();
-        let after = retry_after(response.headers());
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return Outcome::Retry {
-                    error: self.failed(format!("reading the answer failed: {}", describe(&e))),
-                    after,
-                }
-            }
-        };
-        if status == StatusCode::OK {
-            return match parse_token(NAME, &body) {
-                Ok(token) => Outcome::Done(token),
-                Err(e) => Outcome::Fail(e),
-            };
+        match self.endpoint.get(&self.url, Some(header), fail_fast).await {
+            Reply::Token(token) => Outcome::Done(token),
+            Reply::Refused(refusal) => self.judge(refusal),
+            Reply::Stop(outcome) => outcome,
         }
-        let summary = redact(error_summary(&body), self.header.expose());
+    }
+
+    /// 404, 429 and 5xx are retried, a few times only: a wrong user-assigned id or audience also
+    /// shows as a 500 there. The header is redacted in case the endpoint echoes it.
+    fn judge(&self, refusal: Refusal) -> Outcome<AccessToken> {
+        let status = refusal.status;
+        let summary = redact(refusal.summary, self.header.expose());
         match status.as_u16() {
             404 | 429 | 500..=599 => Outcome::Retry {
-                error: self.failed(format!(
+                error: self.endpoint.failed(format!(
                     "identity endpoint answered HTTP {status} (asked for {}; a wrong \
                      user-assigned id or audience also shows as a 500): {summary}",
                     self.identity_text()
                 )),
-                after,
+                after: refusal.after,
             },
-            _ => Outcome::Fail(self.failed(format!(
+            _ => Outcome::Fail(self.endpoint.failed(format!(
                 "identity endpoint refused the request (HTTP {status}, asked for {}): {summary}",
                 self.identity_text()
             ))),
@@ -203,18 +140,17 @@ impl AppServiceSource {
     }
 
     fn identity_text(&self) -> String {
-        match &self.identity {
-            Some(id) => format!("user-assigned {}={}", param(id), id.value()),
-            None => "the system-assigned identity".into(),
-        }
+        local_endpoint::asked_for(self.identity.as_ref(), param)
     }
+}
 
-    fn failed(&self, reason: String) -> AuthError {
-        AuthError::Failed {
-            source_name: NAME,
-            reason,
-        }
-    }
+/// `IDENTITY_HEADER` as a header value, or a configuration error when it cannot be one.
+fn secret_header(header: &Secret) -> Result<HeaderValue, AuthError> {
+    HeaderValue::from_str(header.expose()).map_err(|_| {
+        AuthError::Config(format!(
+            "{HEADER_VAR} holds characters an HTTP header cannot carry"
+        ))
+    })
 }
 
 impl TokenSource for AppServiceSource {

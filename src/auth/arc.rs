@@ -12,15 +12,15 @@
 
 use std::path::{Path, PathBuf};
 
-use reqwest::header::{HeaderValue, WWW_AUTHENTICATE};
+use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
 use super::entra::redact;
 use super::env::Env;
 use super::imds::UserAssigned;
-use super::response::{error_summary, parse_token};
-use super::retry::{describe, retry_after, with_retries, Outcome, RetrySchedule};
-use super::{cloud, jwt, AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
+use super::local_endpoint::{self, LocalEndpoint, Refusal, Reply, Wording};
+use super::retry::{Outcome, RetrySchedule};
+use super::{jwt, AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
 use crate::http::HttpClients;
 use crate::secret::Secret;
 
@@ -36,6 +36,19 @@ pub const HIMDS_PATH: &str = "/opt/azcmagent/bin/himds";
 /// The largest challenge file accepted (the SDKs' limit).
 const MAX_KEY_BYTES: u64 = 4096;
 
+const WORDING: Wording = Wording {
+    unreachable: |endpoint, cause| {
+        format!(
+            "Arc agent not reachable at {endpoint} (is azcmagent installed and himds running?): \
+             {cause}"
+        )
+    },
+    send_failed: |endpoint, cause| {
+        format!("request to the Arc agent at {endpoint} failed: {cause}")
+    },
+    read_failed: |cause| format!("reading the Arc agent's answer failed: {cause}"),
+};
+
 /// Whether the Connected Machine agent is installed here.
 pub fn himds_installed() -> bool {
     Path::new(HIMDS_PATH).exists()
@@ -44,14 +57,12 @@ pub fn himds_installed() -> bool {
 /// Tokens from the Arc agent. Holds no secret: the challenge key is read per request.
 #[derive(Debug)]
 pub struct ArcSource {
-    http: reqwest::Client,
     /// The full token URL with its query.
     url: reqwest::Url,
-    /// The endpoint without a query, for messages.
-    endpoint: String,
+    /// The client, with the endpoint without a query (for messages).
+    endpoint: LocalEndpoint,
     key_dir: PathBuf,
     identity: Option<UserAssigned>,
-    retry: RetrySchedule,
 }
 
 impl ArcSource {
@@ -66,59 +77,41 @@ impl ArcSource {
             (Some(endpoint), Some(_)) => endpoint.trim().to_string(),
             _ => DEFAULT_ENDPOINT.to_string(),
         };
-        let mut url = reqwest::Url::parse(&endpoint).map_err(|e| {
-            AuthError::Config(format!(
-                "Arc identity endpoint {endpoint:?} is not a valid URL: {e}"
-            ))
-        })?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(AuthError::Config(format!(
-                "Arc identity endpoint {endpoint:?} is not an http or https URL"
-            )));
-        }
-        let audience = cfg
-            .audience
-            .clone()
-            .unwrap_or_else(|| cfg.cloud.audience().to_string());
-        {
-            let mut query = url.query_pairs_mut();
-            query
-                .append_pair("api-version", API_VERSION)
-                .append_pair("resource", &cloud::resource(&audience));
-            // Newer agents honour a user-assigned id; older ones return the system identity,
-            // which `check_identity` catches when the token says whose it is.
-            if let Some(id) = &identity {
-                query.append_pair(id.param(), id.value());
-            }
-        }
+        let url = local_endpoint::parse_http_url("Arc identity endpoint", &endpoint)?;
+        // Newer agents honour a user-assigned id; older ones return the system identity,
+        // which `check_identity` catches when the token says whose it is.
+        let url = local_endpoint::token_url(
+            url,
+            API_VERSION,
+            cfg,
+            identity.as_ref(),
+            UserAssigned::param,
+        );
         let key_dir = cfg
             .arc_key_dir
             .clone()
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_KEY_DIR));
         Ok(ArcSource {
-            http: http.local.clone(),
             url,
-            endpoint,
+            endpoint: LocalEndpoint::new(NAME, http, endpoint, &WORDING, RetrySchedule::IMDS),
             key_dir,
             identity,
-            retry: RetrySchedule::IMDS,
         })
     }
 
     /// Replaces the retry schedule (tests use a short one).
     pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
-        self.retry = retry;
+        self.endpoint.set_retry(retry);
         self
     }
 
-    /// The exchange, retried. With `probe`, a refused connection on the first try ends it: `auto`
-    /// asks "is the agent here?", and a stopped agent should not cost a minute of retries.
+    /// The exchange, retried; with `probe`, a refused connection on the first try ends it (a
+    /// stopped agent should not cost `auto` a minute of retries).
     async fn request(&self, probe: bool) -> Result<AccessToken, AuthError> {
-        with_retries(NAME, &self.retry, |attempt| async move {
-            self.attempt(probe && attempt == 1).await
-        })
-        .await
+        self.endpoint
+            .retried(probe, |fail_fast| self.attempt(fail_fast))
+            .await
     }
 
     /// Challenge, read the key, answer the challenge.
@@ -130,12 +123,12 @@ impl ArcSource {
         };
         let key = match read_challenge_key(&challenge, &self.key_dir).await {
             Ok(key) => key,
-            Err(reason) => return Outcome::Fail(self.failed(reason)),
+            Err(reason) => return Outcome::Fail(self.endpoint.failed(reason)),
         };
         match self.get(Some(&key), false).await {
             Step::Token(token) => self.checked(token),
             Step::Challenge(_) => Outcome::Fail(
-                self.failed(
+                self.endpoint.failed(
                     "the Arc agent rejected the contents of its own challenge file (answered 401 \
                  again); is the file being rewritten, or is another agent listening?"
                         .into(),
@@ -147,97 +140,59 @@ impl ArcSource {
 
     /// One GET, with the challenge answer when there is one.
     async fn get(&self, key: Option<&Secret>, fail_fast: bool) -> Step {
-        let mut request = self.http.get(self.url.clone()).header("Metadata", "true");
-        if let Some(key) = key {
-            let mut value =
-                match HeaderValue::from_str(&format!("Basic {}", key.expose())) {
-                    Ok(v) => v,
-                    Err(_) => return Step::Stop(Outcome::Fail(
-                        self.failed(
-                            "the Arc challenge file holds characters an HTTP header cannot carry"
-                                .into(),
-                        ),
-                    )),
-                };
-            value.set_sensitive(true);
-            request = request.header(reqwest::header::AUTHORIZATION, value);
-        }
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => {
-                let error = AuthError::Unavailable {
-                    source_name: NAME,
-                    reason: format!(
-                        "Arc agent not reachable at {} (is azcmagent installed and himds \
-                         running?): {}",
-                        self.endpoint,
-                        describe(&e.without_url())
-                    ),
-                };
-                return Step::Stop(if fail_fast {
-                    Outcome::Fail(error)
-                } else {
-                    Outcome::Retry { error, after: None }
-                });
-            }
-            Err(e) => {
-                return Step::Stop(Outcome::Retry {
-                    error: self.failed(format!(
-                        "request to the Arc agent at {} failed: {}",
-                        self.endpoint,
-                        describe(&e.without_url())
-                    )),
-                    after: None,
-                })
+        let authorization = match key
+            .map(|k| HeaderValue::from_str(&format!("Basic {}", k.expose())))
+        {
+            None => None,
+            Some(Ok(value)) => Some((AUTHORIZATION, value)),
+            Some(Err(_)) => {
+                return Step::Stop(Outcome::Fail(self.endpoint.failed(
+                    "the Arc challenge file holds characters an HTTP header cannot carry".into(),
+                )))
             }
         };
-        let status = response.status();
-        let after = retry_after(response.headers());
-        let realm = response
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(basic_realm);
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return Step::Stop(Outcome::Retry {
-                    error: self.failed(format!(
-                        "reading the Arc agent's answer failed: {}",
-                        describe(&e)
-                    )),
-                    after,
-                })
-            }
-        };
-        if status == StatusCode::OK {
-            return match parse_token(NAME, &body) {
-                Ok(token) => Step::Token(token),
-                Err(e) => Step::Stop(Outcome::Fail(e)),
-            };
+        match self.endpoint.get(&self.url, authorization, fail_fast).await {
+            Reply::Token(token) => Step::Token(token),
+            Reply::Refused(refusal) => self.judge(refusal, key),
+            Reply::Stop(outcome) => Step::Stop(outcome),
         }
+    }
+
+    /// A 401 to the first GET is the challenge; to the second, a rejected key. Otherwise the
+    /// agent is judged as IMDS is: 404, 410, 429 and 5xx are retried, the rest refused.
+    fn judge(&self, refusal: Refusal, key: Option<&Secret>) -> Step {
+        let Refusal {
+            status,
+            headers,
+            after,
+            mut summary,
+        } = refusal;
         if status == StatusCode::UNAUTHORIZED && key.is_none() {
+            let realm = headers
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(basic_realm);
             return match realm {
                 Some(realm) => Step::Challenge(realm),
-                None => Step::Stop(Outcome::Fail(self.failed(format!(
-                    "the Arc agent answered 401 without a `Basic realm=<file>` challenge: {}",
-                    error_summary(&body)
+                None => Step::Stop(Outcome::Fail(self.endpoint.failed(format!(
+                    "the Arc agent answered 401 without a `Basic realm=<file>` challenge: {summary}"
                 )))),
             };
         }
         if status == StatusCode::UNAUTHORIZED {
             return Step::Challenge(String::new());
         }
-        let mut summary = error_summary(&body);
         if let Some(key) = key {
             summary = redact(summary, key.expose());
         }
         Step::Stop(match status.as_u16() {
             404 | 410 | 429 | 500..=599 => Outcome::Retry {
-                error: self.failed(format!("the Arc agent answered HTTP {status}: {summary}")),
+                error: self
+                    .endpoint
+                    .failed(format!("the Arc agent answered HTTP {status}: {summary}")),
                 after,
             },
-            _ => Outcome::Fail(self.failed(format!(
+            _ => Outcome::Fail(self.endpoint.failed(format!(
                 "the Arc agent refused the request (HTTP {status}, asked for {}): {summary}",
                 self.identity_text()
             ))),
@@ -252,7 +207,7 @@ impl ArcSource {
         };
         match check_identity(token.token.expose(), id) {
             Ok(()) => Outcome::Done(token),
-            Err(got) => Outcome::Fail(self.failed(format!(
+            Err(got) => Outcome::Fail(self.endpoint.failed(format!(
                 "asked the Arc agent for user-assigned {id} but got a token for {got}; this agent \
                  version supports only the system-assigned identity (update azcmagent, or drop \
                  the user-assigned id)"
@@ -261,17 +216,7 @@ impl ArcSource {
     }
 
     fn identity_text(&self) -> String {
-        match &self.identity {
-            Some(id) => format!("user-assigned {id}"),
-            None => "the system-assigned identity".into(),
-        }
-    }
-
-    fn failed(&self, reason: String) -> AuthError {
-        AuthError::Failed {
-            source_name: NAME,
-            reason,
-        }
+        local_endpoint::asked_for(self.identity.as_ref(), UserAssigned::param)
     }
 }
 

@@ -47,13 +47,9 @@ impl AzureCliSource {
         if let Some(tenant) = &tenant {
             entra::check_tenant(tenant)?;
         }
-        let audience = cfg
-            .audience
-            .clone()
-            .unwrap_or_else(|| cfg.cloud.audience().to_string());
         Ok(AzureCliSource {
             program: vec!["az".into()],
-            resource: cloud::resource(&audience),
+            resource: cloud::resource(&cfg.audience()),
             tenant,
             timeout: TIMEOUT,
         })

@@ -201,10 +201,16 @@ impl TokenCache {
 
     /// Makes `token` the current one; returns its value.
     fn store(&self, state: &mut State, token: AccessToken) -> Secret {
-        *self
-            .current_hash
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(token_hash(&token.token));
+        {
+            // Under the hash's lock: an invalidation pending now was for an older token (a 401
+            // that raced this fetch) and must not drop this one.
+            let mut current = self
+                .current_hash
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            *current = Some(token_hash(&token.token));
+            self.invalidated.store(false, Ordering::SeqCst);
+        }
         let principal = jwt::object_id(token.token.expose());
         let cached = Cached::new(token);
         let expires_in = cached.remaining(Instant::now()).as_secs();
@@ -314,7 +320,7 @@ impl TokenCache {
     /// requests in flight with one token all get 401, the first drop fetches a new token and the
     /// others must not drop that one too: the service is asked for a token once, not N times.
     pub fn invalidate_if(&self, refused: &Secret) {
-        let current = *self
+        let current = self
             .current_hash
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -129,16 +129,12 @@ impl EntraApp {
         client_id: String,
     ) -> Result<Self, AuthError> {
         let token_url = token_url(cfg, env, tenant)?;
-        let audience = cfg
-            .audience
-            .clone()
-            .unwrap_or_else(|| cfg.cloud.audience().to_string());
         Ok(EntraApp {
             source_name,
             http: http.remote.clone(),
             token_url,
             client_id,
-            scope: cloud::scope(&audience),
+            scope: cloud::scope(&cfg.audience()),
             retry: RetrySchedule::ENTRA,
         })
     }

@@ -6,17 +6,21 @@
 
 use std::fmt;
 
-use reqwest::StatusCode;
-
 use super::env::Env;
-use super::response::{error_summary, parse_token};
-use super::retry::{describe, retry_after, with_retries, Outcome, RetrySchedule};
-use super::{cloud, AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
+use super::local_endpoint::{self, LocalEndpoint, Refusal, Reply, Wording};
+use super::retry::{Outcome, RetrySchedule};
+use super::{AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
 use crate::http::HttpClients;
 
 const NAME: &str = "managed-identity";
 const DEFAULT_BASE: &str = "http://169.254.169.254";
 const API_VERSION: &str = "2018-02-01";
+
+const WORDING: Wording = Wording {
+    unreachable: |base, cause| format!("IMDS not reachable at {base} (not an Azure VM?): {cause}"),
+    send_failed: |base, cause| format!("request to IMDS at {base} failed: {cause}"),
+    read_failed: |cause| format!("reading the IMDS answer failed: {cause}"),
+};
 
 /// A user-assigned identity, named by exactly one of its ids.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,13 +91,11 @@ impl fmt::Display for UserAssigned {
 /// Tokens from IMDS. Holds no secret.
 #[derive(Debug)]
 pub struct ImdsSource {
-    http: reqwest::Client,
     /// The full token URL with its query.
     url: reqwest::Url,
-    /// Where IMDS is, for messages.
-    base: String,
+    /// The client, with where IMDS is (for messages).
+    endpoint: LocalEndpoint,
     identity: Option<UserAssigned>,
-    retry: RetrySchedule,
 }
 
 impl ImdsSource {
@@ -105,111 +107,68 @@ impl ImdsSource {
             .get("AZURE_POD_IDENTITY_AUTHORITY_HOST")
             .unwrap_or_else(|| DEFAULT_BASE.to_string());
         let base = base.trim().trim_end_matches('/').to_string();
-        let mut url = reqwest::Url::parse(&format!("{base}/metadata/identity/oauth2/token"))
-            .map_err(|e| {
-                AuthError::Config(format!("IMDS address {base:?} is not a valid URL: {e}"))
-            })?;
-        let audience = cfg
-            .audience
-            .clone()
-            .unwrap_or_else(|| cfg.cloud.audience().to_string());
-        {
-            let mut query = url.query_pairs_mut();
-            query
-                .append_pair("api-version", API_VERSION)
-                .append_pair("resource", &cloud::resource(&audience));
-            if let Some(id) = &identity {
-                query.append_pair(id.param(), id.value());
-            }
-        }
-        Ok(ImdsSource {
-            http: http.local.clone(),
+        let url = reqwest::Url::parse(&format!("{base}/metadata/identity/oauth2/token")).map_err(
+            |e| AuthError::Config(format!("IMDS address {base:?} is not a valid URL: {e}")),
+        )?;
+        let url = local_endpoint::token_url(
             url,
-            base,
+            API_VERSION,
+            cfg,
+            identity.as_ref(),
+            UserAssigned::param,
+        );
+        Ok(ImdsSource {
+            url,
+            endpoint: LocalEndpoint::new(NAME, http, base, &WORDING, RetrySchedule::IMDS),
             identity,
-            retry: RetrySchedule::IMDS,
         })
     }
 
     /// Replaces the retry schedule (tests use a short one).
     pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
-        self.retry = retry;
+        self.endpoint.set_retry(retry);
         self
     }
 
-    /// The token request, retried. With `probe`, a connection failure on the first try ends it at
-    /// once: `auto` asks "is this an Azure VM?", and waiting a minute to learn "no" helps nobody.
+    /// The token request, retried; with `probe`, a connection failure on the first try ends it.
     async fn request(&self, probe: bool) -> Result<AccessToken, AuthError> {
-        with_retries(NAME, &self.retry, |attempt| async move {
-            let fail_fast = probe && attempt == 1;
-            self.attempt(fail_fast).await
-        })
-        .await
+        self.endpoint
+            .retried(probe, |fail_fast| self.attempt(fail_fast))
+            .await
     }
 
     async fn attempt(&self, fail_fast: bool) -> Outcome<AccessToken> {
-        let sent = self
-            .http
-            .get(self.url.clone())
-            .header("Metadata", "true")
-            .send()
-            .await;
-        let response = match sent {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => {
-                let error = self.unavailable(format!(
-                    "IMDS not reachable at {} (not an Azure VM?): {}",
-                    self.base,
-                    describe(&e.without_url())
-                ));
-                return if fail_fast {
-                    Outcome::Fail(error)
-                } else {
-                    Outcome::Retry { error, after: None }
-                };
-            }
-            Err(e) => {
-                return Outcome::Retry {
-                    error: self.failed(format!(
-                        "request to IMDS at {} failed: {}",
-                        self.base,
-                        describe(&e.without_url())
-                    )),
-                    after: None,
-                }
-            }
-        };
-        let status = response.status();
-        let after = retry_after(response.headers());
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return Outcome::Retry {
-                    error: self.failed(format!("reading the IMDS answer failed: {}", describe(&e))),
-                    after,
-                }
-            }
-        };
-        if status == StatusCode::OK {
-            return match parse_token(NAME, &body) {
-                Ok(token) => Outcome::Done(token),
-                Err(e) => Outcome::Fail(e),
-            };
+        match self.endpoint.get(&self.url, None, fail_fast).await {
+            Reply::Token(token) => Outcome::Done(token),
+            Reply::Refused(refusal) => self.judge(refusal),
+            Reply::Stop(outcome) => outcome,
         }
-        let summary = error_summary(&body);
+    }
+
+    /// IMDS is briefly away while the host updates (404, 410) and throttles (429): retried. A
+    /// missing identity is a 400 worth explaining; other 4xx mean a wrong request.
+    fn judge(&self, refusal: Refusal) -> Outcome<AccessToken> {
+        let Refusal {
+            status,
+            after,
+            summary,
+            ..
+        } = refusal;
         match status.as_u16() {
             400 if summary.to_ascii_lowercase().contains("identity not found") => {
-                Outcome::Fail(self.failed(format!(
+                Outcome::Fail(self.endpoint.failed(format!(
                     "no managed identity assigned to this VM, or the user-assigned id is wrong \
                      (asked for {}); IMDS said: {summary}",
                     self.identity_text()
                 )))
             }
             404 | 410 | 429 | 500..=599 => Outcome::Retry {
-                error: self.failed(format!("IMDS answered HTTP {status}: {summary}")),
+                error: self
+                    .endpoint
+                    .failed(format!("IMDS answered HTTP {status}: {summary}")),
                 after,
             },
-            _ => Outcome::Fail(self.failed(format!(
+            _ => Outcome::Fail(self.endpoint.failed(format!(
                 "IMDS refused the request (HTTP {status}, asked for {}): {summary}",
                 self.identity_text()
             ))),
@@ -217,24 +176,7 @@ impl ImdsSource {
     }
 
     fn identity_text(&self) -> String {
-        match &self.identity {
-            Some(id) => format!("user-assigned {id}"),
-            None => "the system-assigned identity".into(),
-        }
-    }
-
-    fn failed(&self, reason: String) -> AuthError {
-        AuthError::Failed {
-            source_name: NAME,
-            reason,
-        }
-    }
-
-    fn unavailable(&self, reason: String) -> AuthError {
-        AuthError::Unavailable {
-            source_name: NAME,
-            reason,
-        }
+        local_endpoint::asked_for(self.identity.as_ref(), UserAssigned::param)
     }
 }
 

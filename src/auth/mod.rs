@@ -29,6 +29,7 @@ mod entra;
 pub mod env;
 pub mod imds;
 pub mod jwt;
+mod local_endpoint;
 #[cfg(test)]
 mod redaction_tests;
 mod response;
@@ -137,6 +138,15 @@ pub struct AuthConfig {
     /// The only directory an Arc challenge file is read from; `None` means
     /// [`arc::DEFAULT_KEY_DIR`] (`/var/opt/azcmagent/tokens`).
     pub arc_key_dir: Option<PathBuf>,
+}
+
+impl AuthConfig {
+    /// The token audience: the configured one, else the cloud's.
+    pub(crate) fn audience(&self) -> String {
+        self.audience
+            .clone()
+            .unwrap_or_else(|| self.cloud.audience().to_string())
+    }
 }
 
 /// `--auth` / `[auth] method`.

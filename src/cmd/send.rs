@@ -20,13 +20,13 @@ use tokio::sync::{mpsc, watch, Mutex};
 use super::settings::OutputSettings;
 use super::CmdError;
 use crate::auth;
-use crate::batch::{seal, Batcher, Gzip, Pushed, RawBatch};
+use crate::batch::{Batcher, Pushed, RawBatch};
 use crate::cli::SendArgs;
 use crate::deadletter::{DeadLetter, Refused};
 use crate::exit::ExitCode;
 use crate::http::HttpClients;
 use crate::ingest::sender::{DeliveryReport, Fatal, Policy, RetryReason, Sender};
-use crate::ingest::HttpTransport;
+use crate::ingest::{HttpTransport, Sealer};
 use crate::input::{format, Decoder, Format};
 use crate::stats::{Stats, Summary};
 use crate::transform::row::json_string;
@@ -276,7 +276,7 @@ async fn worker(
     cap: usize,
     level: u32,
 ) {
-    let mut gz = Gzip::new(level);
+    let mut sealer = Sealer::new(cap, level);
     loop {
         let batch = {
             let mut rx = rx.lock().await;
@@ -286,16 +286,8 @@ async fn worker(
             }
         };
         let Some(batch) = batch else { return };
-        let sealed = tokio::task::spawn_blocking(move || {
-            let sealed = seal(batch, cap, &mut gz);
-            (sealed, gz)
-        })
-        .await;
-        let sealed = match sealed {
-            Ok((sealed, g)) => {
-                gz = g;
-                sealed
-            }
+        let sealed = match sealer.seal(batch, &*report).await {
+            Ok(sealed) => sealed,
             Err(e) => {
                 stop.fail(Fatal::Transient(format!(
                     "internal error while compressing: {e}"
@@ -303,16 +295,13 @@ async fn worker(
                 return;
             }
         };
-        for big in sealed.oversize {
-            report.rejected(&big, "row is over the request cap even gzipped");
-        }
-        for b in sealed.batches {
+        for b in sealed {
             let Some(sender) = &sender else {
                 report.accepted(&b.raw, b.gzip.len());
                 continue;
             };
             tokio::select! {
-                r = sender.deliver(b, &mut gz) => {
+                r = sender.deliver(b, sealer.gzip()) => {
                     if let Err(f) = r {
                         stop.fail(f);
                         return;

@@ -7,8 +7,10 @@
 
 pub mod classify;
 pub mod client;
+pub mod sealer;
 pub mod sender;
 
 pub use classify::{classify, Action, Answer};
 pub use client::{HttpTransport, Transport, TransportError};
+pub use sealer::Sealer;
 pub use sender::{Fatal, Policy, Sender};

@@ -127,7 +127,7 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
                 // covered by the next row's offset, or by the batch's last one below.
                 continue;
             }
-            let text = String::from_utf8_lossy(bytes);
+            let text = crate::input::decode::utf8_lossy(bytes);
             let rec = match ctx.format {
                 InputFormat::Json => Record::Json {
                     text,

@@ -264,6 +264,21 @@ impl Pipeline {
         stop: tokio::sync::oneshot::Receiver<()>,
         timeout: Duration,
     ) -> bool {
+        self.finish(Some(stop), timeout).await
+    }
+
+    /// Stops reading, delivers what was read within `timeout`, saves the checkpoints. Returns
+    /// false when the timeout cut delivery short (those rows are read again after a restart,
+    /// except stdin's, which are lost with the process and counted in the log).
+    pub async fn shutdown(self, timeout: Duration) -> bool {
+        self.finish(None, timeout).await
+    }
+
+    async fn finish(
+        self,
+        unlimited_until: Option<tokio::sync::oneshot::Receiver<()>>,
+        timeout: Duration,
+    ) -> bool {
         let _ = self.stop.send(true);
         for h in self.inputs {
             let _ = h.await;
@@ -274,41 +289,18 @@ impl Pipeline {
             .flat_map(OutputRuntime::abort_handles)
             .collect();
         let mut drains = Box::pin(drain_all(self.outputs));
-        let drained = tokio::select! {
-            _ = &mut drains => true,
-            _ = stop => tokio::time::timeout(timeout, &mut drains).await.is_ok(),
+        let drained = match unlimited_until {
+            Some(stop) => tokio::select! {
+                _ = &mut drains => true,
+                _ = stop => tokio::time::timeout(timeout, &mut drains).await.is_ok(),
+            },
+            None => tokio::time::timeout(timeout, &mut drains).await.is_ok(),
         };
         if !drained {
             for a in aborters {
                 a.abort();
             }
-            tracing::warn!("stopped with rows still in flight; rows read from stdin that were not delivered are lost");
-        }
-        self.saver.abort();
-        self.checkpointer.save();
-        drained
-    }
-
-    /// Stops reading, delivers what was read within `timeout`, saves the checkpoints. Returns
-    /// false when the timeout cut delivery short (those rows are read again after a restart,
-    /// except stdin's, which are lost with the process and counted in the log).
-    pub async fn shutdown(self, timeout: Duration) -> bool {
-        let _ = self.stop.send(true);
-        for h in self.inputs {
-            let _ = h.await;
-        }
-        let aborters: Vec<_> = self
-            .outputs
-            .iter()
-            .flat_map(OutputRuntime::abort_handles)
-            .collect();
-        let drains = drain_all(self.outputs);
-        let drained = tokio::time::timeout(timeout, drains).await.is_ok();
-        if !drained {
-            for a in aborters {
-                a.abort();
-            }
-            tracing::warn!("shutdown timeout reached with rows still in flight; file rows are read again after a restart");
+            tracing::warn!("stopped with rows still in flight: file rows are read again after a restart; stdin rows not yet delivered are lost");
         }
         self.saver.abort();
         self.checkpointer.save();

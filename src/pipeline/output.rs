@@ -12,10 +12,11 @@ use tokio::time::Instant;
 use super::acks::{AckTracker, Seq};
 use super::sources::Sources;
 use super::{Checkpointer, Rows};
-use crate::batch::{seal, Batcher, Gzip, Pushed, RawBatch};
+use crate::batch::{Batcher, Pushed, RawBatch};
 use crate::deadletter::{DeadLetter, Refused};
 use crate::health::{Health, OutputState};
 use crate::ingest::sender::{DeliveryReport, RetryReason, Sender};
+use crate::ingest::Sealer;
 use crate::metrics::{Encoding, Metrics};
 
 /// Settings of one output's runtime.
@@ -205,33 +206,22 @@ async fn worker(
     cap: usize,
     level: u32,
 ) {
-    let mut gz = Gzip::new(level);
+    let mut sealer = Sealer::new(cap, level);
     loop {
         let next = rx.lock().await.recv().await;
         let Some((seq, raw)) = next else { return };
-        let sealed = tokio::task::spawn_blocking(move || {
-            let sealed = seal(raw, cap, &mut gz);
-            (sealed, gz)
-        })
-        .await;
-        let sealed = match sealed {
-            Ok((sealed, g)) => {
-                gz = g;
-                sealed
+        match sealer.seal(raw, &*report).await {
+            Ok(sealed) => {
+                for b in sealed {
+                    // In run mode nothing is fatal: deliver() returns when every row is done.
+                    if let Err(e) = sender.deliver(b, sealer.gzip()).await {
+                        tracing::error!(error = %e, "delivery stopped");
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "compressing a batch failed; its rows will be read again after a restart");
-                gz = Gzip::new(level);
                 continue;
-            }
-        };
-        for big in sealed.oversize {
-            report.rejected(&big, "row is over the request cap even gzipped");
-        }
-        for b in sealed.batches {
-            // In run mode nothing is fatal: deliver() returns when every row is done.
-            if let Err(e) = sender.deliver(b, &mut gz).await {
-                tracing::error!(error = %e, "delivery stopped");
             }
         }
         let moved = acks.lock().unwrap_or_else(|p| p.into_inner()).finished(seq);

@@ -94,7 +94,16 @@ impl RowEncoder {
                 continue;
             }
             out.push(b',');
-            write_json_string(k, out);
+            match k {
+                // Borrowed means the key had no escapes in the source: its text is already a
+                // valid JSON string body.
+                std::borrow::Cow::Borrowed(key) => {
+                    out.push(b'"');
+                    out.extend_from_slice(key.as_bytes());
+                    out.push(b'"');
+                }
+                std::borrow::Cow::Owned(key) => write_json_string(key, out),
+            }
             out.push(b':');
             let raw = v.get();
             if raw.len() > self.max_field_bytes {
