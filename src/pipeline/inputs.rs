@@ -129,6 +129,11 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
             }
             let text = crate::input::decode::utf8_lossy(bytes);
             let rec = match ctx.format {
+                InputFormat::Json if line.truncated => Record::Bad {
+                    reason: format!("line is longer than {} bytes, the request cap", bytes.len()),
+                    raw: text,
+                    number: line.number,
+                },
                 InputFormat::Json => Record::Json {
                     text,
                     number: line.number,

@@ -230,8 +230,16 @@ impl Pipeline {
             let handle = match input.kind {
                 InputKind::Stdin => tokio::spawn(inputs::stdin(ctx, stop_rx.clone())),
                 InputKind::File => {
-                    let tailer = FileTailer::new(TailerConfig::for_input(input), &snapshot)
-                        .map_err(|e| bad(e.to_string()))?;
+                    let mut tail = TailerConfig::for_input(input);
+                    if input.format == crate::config::InputFormat::Json {
+                        // A JSON row may be as long as a request; a text row is cut at the
+                        // field limit anyway, which is the tailer's default.
+                        if let Some(out) = cfg.outputs.get(&input.output) {
+                            tail.max_line_bytes = out.max_request_bytes;
+                        }
+                    }
+                    let tailer =
+                        FileTailer::new(tail, &snapshot).map_err(|e| bad(e.to_string()))?;
                     tokio::spawn(inputs::files(ctx, tailer, stop_rx.clone()))
                 }
             };

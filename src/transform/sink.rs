@@ -130,7 +130,7 @@ impl RowSink<'_> {
                 reason,
                 raw,
                 number,
-            } => (number, Some((reason, raw.into_owned()))),
+            } => (number, Some((reason, sample(&raw).to_string()))),
         };
         match refused {
             None => self.out.commit(Origin {
