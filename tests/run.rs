@@ -1225,6 +1225,14 @@ async fn metrics_and_health_report_deliveries() {
         "{metrics}"
     );
     assert!(metrics.contains("# TYPE dcrship_records_sent_total counter"));
+    assert!(
+        metric_value(
+            &metrics,
+            "dcrship_token_refresh_total{source=\"static\",result=\"success\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
 
     let (code, body) = agent.get("/health").await.expect("/health");
     assert_eq!(code, 200, "{body}");

@@ -42,6 +42,8 @@ pub struct TokenCache {
     invalidated: AtomicBool,
     /// A hash of the current token, so a 401 for an older token does not drop a newer one.
     current_hash: StdMutex<Option<u64>>,
+    /// Told of every fetch (source name, success), for `dcrship_token_refresh_total`.
+    observer: std::sync::OnceLock<FetchObserver>,
     /// The `oid` of the current token, readable without awaiting.
     principal: StdMutex<Option<String>>,
     /// Background refreshers running: while there is one, senders leave refreshing to it as
@@ -63,6 +65,9 @@ struct Cached {
     refresh_at: Instant,
     expires_at: Instant,
 }
+
+/// Told of each token fetch: the source's name and whether it succeeded.
+pub type FetchObserver = Box<dyn Fn(&'static str, bool) + Send + Sync>;
 
 /// An in-process hash of a token (never printed or stored).
 fn token_hash(token: &Secret) -> u64 {
@@ -123,6 +128,7 @@ impl TokenCache {
             state: Mutex::new(state),
             invalidated: AtomicBool::new(false),
             current_hash: StdMutex::new(None),
+            observer: std::sync::OnceLock::new(),
             principal: StdMutex::new(principal),
             background: AtomicUsize::new(0),
         }
@@ -186,6 +192,14 @@ impl TokenCache {
 
     /// One fetch from the source, given up at `deadline` when there is one.
     async fn fetch_by(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
+        let result = self.fetch_by_inner(deadline).await;
+        if let Some(observe) = self.observer.get() {
+            observe(self.source.name(), result.is_ok());
+        }
+        result
+    }
+
+    async fn fetch_by_inner(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
         match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, self.source.fetch())
                 .await
@@ -314,6 +328,12 @@ impl TokenCache {
     /// Drops the cached token (the service answered 401): the next [`TokenCache::token`] fetches.
     pub fn invalidate(&self) {
         self.invalidated.store(true, Ordering::SeqCst);
+    }
+
+    /// Has every later fetch reported to `observe(source name, succeeded)` (metrics). Only the
+    /// first observer set is kept.
+    pub fn observe_fetches(&self, observe: FetchObserver) {
+        let _ = self.observer.set(observe);
     }
 
     /// Drops the cached token only if it is `refused` (the token a 401 answered). When several

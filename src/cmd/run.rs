@@ -98,6 +98,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
         computer: host_name(),
     };
     let mut tokens = tokens(&plan.auth, &shared.http).await?;
+    count_fetches(&tokens, &shared);
     // Refresh ahead of expiry in the background, so no send waits for the identity endpoint.
     let mut refresher = tokens.spawn_refresher();
     let mut pipeline = Pipeline::start(&plan.config, &shared, &tokens)
@@ -156,6 +157,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
                                     shared.health.remove_output(gone);
                                 }
                                 refresher.abort();
+                                count_fetches(&next_tokens, &shared);
                                 refresher = next_tokens.spawn_refresher();
                                 tokens = next_tokens;
                                 pipeline = p;
@@ -184,6 +186,16 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
     let _ = stop_http.send(true);
     background.abort();
     Ok(())
+}
+
+/// Feeds `dcrship_token_refresh_total{source,result}`.
+fn count_fetches(tokens: &Arc<TokenCache>, shared: &Shared) {
+    let metrics = shared.metrics.clone();
+    tokens.observe_fetches(Box::new(move |source, ok| {
+        metrics
+            .token_refresh(source, if ok { "success" } else { "failure" })
+            .inc();
+    }));
 }
 
 fn internal(e: std::io::Error) -> CmdError {

@@ -28,6 +28,8 @@ pub struct InputCtx {
     pub sources: Sources,
     pub deadletter: Arc<DeadLetter>,
     pub received: Counter,
+    /// Records refused before they became rows (invalid JSON, too long).
+    pub dropped: Counter,
     pub out: mpsc::Sender<Rows>,
     pub checkpointer: Arc<super::Checkpointer>,
 }
@@ -35,6 +37,7 @@ pub struct InputCtx {
 impl InputCtx {
     async fn hand_off(&self, rows: &mut RowBuf, counts: SinkCounts) -> bool {
         self.received.add(counts.read);
+        self.dropped.add(counts.rejected);
         if rows.is_empty() {
             return true;
         }

@@ -224,6 +224,7 @@ impl Pipeline {
                 sources: sources.clone(),
                 deadletter: shared.deadletter.clone(),
                 received: shared.metrics.records_received(name),
+                dropped: shared.metrics.records_dropped(&input.output, "invalid"),
                 out,
                 checkpointer: shared.checkpointer.clone(),
             };
