@@ -928,53 +928,6 @@ async fn live_check_names_the_workload_identity_and_its_principal() {
 
 /// A self-signed test certificate (CN=dcrship-test, valid to 2126) and its RSA 2048 key, copied
 /// from `src/auth/client_cert.rs`'s tests. Test-only: it proves nothing.
-const CERT_PEM: &str = "\
------BEGIN CERTIFICATE-----\n\
-MIIDETCCAfmgAwIBAgIUMshPqWTxBY5IxYAgLexrUwEqfy0wDQYJKoZIhvcNAQEL\n\
-BQAwFzEVMBMGA1UEAwwMZGNyc2hpcC10ZXN0MCAXDTI2MTEyMzE2NDkwOVoYDzIx\n\
-MjYxMDMwMTY0OTA5WjAXMRUwEwYDVQQDDAxkY3JzaGlwLXRlc3QwggEiMA0GCSqG\n\
-SIb3DQEBAQUAA4IBDwAwggEKAoIBAQC4EZVZnOJaz25ofNWmY/meEah7TPu38Nz6\n\
-ey/DHVRgExGWaIN30VdLX0xgLrNFq8ioFSxRQUr2Xu3PK6LcUNwl/F5b5tqj2gtT\n\
-8KEhu5Q2V+HuqjDbx1w7M+CrvMOFgUFq+C5QJWg86/cdlMh+zhB+BvvMO7Cj47sJ\n\
-HPoHgqgSQOObokJITWzeYIkFLsU6eab/sOxylB8Z8VGqUd+rgDluqzfRkcaU8Zcv\n\
-lKrTV0Vehbk8MnhPhTMOcs5bi+Zm1kE+VGE1hmPoXdjq5wLqqDhPdwgA0Q6eX8Ox\n\
-LA37w664Uf+F36YU3D9T37dfmDLanr3MN+CV4AVo60DI7nHjRhC9AgMBAAGjUzBR\n\
-MB0GA1UdDgQWBBQgQ+FDIKBpFYbEvsoeD5/rxnsNjDAfBgNVHSMEGDAWgBQgQ+FD\n\
-IKBpFYbEvsoeD5/rxnsNjDAPBgNVHRMBAf8EBTADAQH/MA0GCSqGSIb3DQEBCwUA\n\
-A4IBAQCMHZBrLty8OggmdnYY+PJUbT9EiCgRU3JKcjhiFsSGs1CtN7a9EBZxG3dB\n\
-BNu5JSIRaxDAspzvREei4ESs2qr0Wt7Y9Cr6LLe1UFLkObW/swe0zWsYAB9S+Wya\n\
-Q02F1rlFNwvWLu6ZVICpeJs66d5jADwuFOTPzG4/OYdCUzQEnkJ/woYmlmJBUGMw\n\
-/wJaFrU0QnEYBDgdYC7pWeKkxjtP4viKq7BtvNEkwslJ6tLT6ERpOL5b02izigPE\n\
-YKEQEuaKdaHaKbZC3rvzGq7bIJ62PFBD2I3+wtJBuCiuMrPzv4dganSyrMRVBwa3\n\
-n+ZARGyPVmJmg+IKyiZ/r1FuZIRg\n\
------END CERTIFICATE-----\n";
-const KEY_PKCS8_PEM: &str = "\
------BEGIN PRIVATE KEY-----\n\
-MIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQC4EZVZnOJaz25o\n\
-fNWmY/meEah7TPu38Nz6ey/DHVRgExGWaIN30VdLX0xgLrNFq8ioFSxRQUr2Xu3P\n\
-K6LcUNwl/F5b5tqj2gtT8KEhu5Q2V+HuqjDbx1w7M+CrvMOFgUFq+C5QJWg86/cd\n\
-lMh+zhB+BvvMO7Cj47sJHPoHgqgSQOObokJITWzeYIkFLsU6eab/sOxylB8Z8VGq\n\
-Ud+rgDluqzfRkcaU8ZcvlKrTV0Vehbk8MnhPhTMOcs5bi+Zm1kE+VGE1hmPoXdjq\n\
-5wLqqDhPdwgA0Q6eX8OxLA37w664Uf+F36YU3D9T37dfmDLanr3MN+CV4AVo60DI\n\
-7nHjRhC9AgMBAAECggEAKGD9FyM+Gac7BHNsJ/vzCJy9jczpxGRziYRICkCvH4NX\n\
-XpwvSPPUt01g0xGzlJNWaZ75cZrF782L1CBxseyQGsolxfna2UpuJTwakOyWGyTE\n\
-xKczoCb4AenDvdDjQHCGMgnfGQhXuVOXSnc203BveEIebyNiANXmlB118PtV1Ojl\n\
-dQRgsJuQt3FWwHBllY5v64ApVAsUUQAvBGHqdjHo1Flxc0arCA5sZaUAqHLnxSV1\n\
-iMoG6+90gHc3794ttTyYi9ESyw7Gv1r7WTgLvMvkKKDzd/l7M4iSVHnZ92k807YJ\n\
-TMy/1zeNGyy8IJAoKtcr+L+IBOfIzMovBZq7nS/4qQKBgQDcavcnbJ+nyuHAMxmu\n\
-rR71rh2f9RuWn4XeTnsfzIaPxzubdtOh8Ta79rLC7AYVKaCZsBzAmkk7GFhjLPnO\n\
-YIEMPsHfDkHCHjS2TBiYYXUkPiB+qDMrvxVw9MCcDX06xm9lWcbk0gfrEk9UZ8Jt\n\
-vxmBik8OIJAWy2Tf7vAeVZ+8+QKBgQDVyHH8nlJk8WmeMPmks9e7As6H4nUu/FF/\n\
-TkV//hgtn11hZKVAxjsZizi76LIuVyjbJd2IxUaS0TVm2VQqdLyfTy7jSSFjLx17\n\
-T6LLnrP8LzKXoNmNgemYmoECgHIDKMNLMJr2cNtUipv1vNCP2AFixj9dsElYLzkA\n\
-36kJwpG25QKBgCEPkj7Bljjuv2m6wHFo2inzkdH6S8cN6mBr2R/t54kNUy2AZ0H1\n\
-EkajPDDsggUOl142AjoJak6I2kkV5+pCo1iY2S+Bze815KYrR80jYRSslOcqh3Ja\n\
-WPb2XyWJCG2WcgL7sk+ECVgDCQ8Z+RnI/iRmAHGYBMTGgTztc+q44RrRAoGBAMng\n\
-aftyij32VpVijCvDBIH9qYhaCeyfqln8UNcH3E8gwa6Zuw+K4f5CIQYZPEFUXylq\n\
-/WMNX5J+6t2/dqJM8F3ECXPp+BRQRpfOYN3FdRM8gpr68tWVC0DnDdKN9pwTHzBe\n\
-qsbzVbrk1VfdwFlFUjGzId1X/jq/BSZVDqw/xxgdAoGBAJkx/SHjxScd2Ach5ir2\n\
-pGoX9viEHBT/9RdQDRosVk1dXnqet+IAVR8E92Zj62bjGa7klAr2HeoHm2M/9cSF\n\
-kxUOov2eQSMf8+gVoKkNXaeUeT5T0DhkYfAkwd2e7BGBYuywaDKgIgnARyXpzQ7b\n\
-G8DkCxD1F6gisLIzB70/oVG0\n\
------END PRIVATE KEY-----\n";
+const CERT_PEM: &str = include_str!("fixtures/test-client-cert.pem");
+const KEY_PKCS8_PEM: &str = include_str!("fixtures/test-client-key.pem");
 const PUBLIC_KEY_DER_B64: &str = "MIIBCgKCAQEAuBGVWZziWs9uaHzVpmP5nhGoe0z7t/Dc+nsvwx1UYBMRlmiDd9FXS19MYC6zRavIqBUsUUFK9l7tzyui3FDcJfxeW+bao9oLU/ChIbuUNlfh7qow28dcOzPgq7zDhYFBavguUCVoPOv3HZTIfs4Qfgb7zDuwo+O7CRz6B4KoEkDjm6JCSE1s3mCJBS7FOnmm/7DscpQfGfFRqlHfq4A5bqs30ZHGlPGXL5Sq01dFXoW5PDJ4T4UzDnLOW4vmZtZBPlRhNYZj6F3Y6ucC6qg4T3cIANEOnl/DsSwN+8OuuFH/hd+mFNw/U9+3X5gy2p69zDfgleAFaOtAyO5x40YQvQIDAQAB";
