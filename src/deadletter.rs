@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
+use crate::batch::Origin;
 use crate::transform::time::rfc3339_utc;
 
 /// Rejections logged one by one before the log only counts them.
@@ -98,6 +99,19 @@ impl DeadLetter {
             if self.write_failed.fetch_add(1, Relaxed) == 0 {
                 tracing::error!(error = %e, "cannot write the dead-letter file");
             }
+        }
+    }
+
+    /// Records refused rows, each under the name of the source it came from.
+    pub fn write_rows<'a, N: AsRef<str>>(
+        &self,
+        rows: impl Iterator<Item = (&'a [u8], Origin)>,
+        reason: &str,
+        source_name: impl Fn(u32) -> N,
+    ) {
+        for (row, origin) in rows {
+            let name = source_name(origin.source);
+            self.write(name.as_ref(), origin.line, reason, Refused::Row(row));
         }
     }
 

@@ -239,19 +239,6 @@ impl Metrics {
         self.counter(Family::TokenRefresh, &[source, result])
     }
 
-    /// Records accepted so far, all outputs together (for systemd's `STATUS=` line).
-    pub fn total_records_sent(&self) -> u64 {
-        let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
-        let from: Key = (Family::RecordsSent, Vec::new());
-        map.range(from..)
-            .take_while(|((f, _), _)| *f == Family::RecordsSent)
-            .map(|(_, s)| match s {
-                Series::Counter(c) => c.get(),
-                Series::Gauge(_) => 0,
-            })
-            .sum()
-    }
-
     /// The counter of `family` with these label values (in [`Family::labels`] order),
     /// created at 0 on first use. A gauge family or a wrong number of values gives a
     /// detached counter that is never rendered: a programming error must not stop shipping,
@@ -479,8 +466,9 @@ mod tests {
         assert_eq!(a.get(), 3);
         assert_eq!(m.records_sent("app").get(), 3);
         m.records_sent("web").add(4);
-        m.records_dropped("app", "rejected").add(100); // not sent: not in the total
-        assert_eq!(m.total_records_sent(), 7);
+        m.records_dropped("app", "rejected").add(100); // another family: no effect on sent
+        assert_eq!(m.records_sent("web").get(), 4);
+        assert_eq!(m.records_sent("app").get(), 3);
         let g = m.spool_bytes("app");
         g.set(10.0);
         m.spool_bytes("app").set(3.0);

@@ -328,15 +328,9 @@ impl DeliveryReport for SendReport {
     }
 
     fn rejected(&self, batch: &RawBatch, reason: &str) {
-        for (row, origin) in batch.rows() {
-            let name = self
-                .names
-                .get(origin.source as usize)
-                .map(String::as_str)
-                .unwrap_or("?");
-            self.deadletter
-                .write(name, origin.line, reason, Refused::Row(row));
-        }
+        self.deadletter.write_rows(batch.rows(), reason, |s| {
+            self.names.get(s as usize).map_or("?", String::as_str)
+        });
         Stats::add(&self.stats.rows_rejected, batch.len() as u64);
     }
 
@@ -450,11 +444,7 @@ impl Reader {
                     out: &mut rows,
                     counts: SinkCounts::default(),
                 };
-                if n == 0 {
-                    decoder.finish(&mut |rec| sink.record(rec, 0));
-                } else {
-                    decoder.feed(&buf[..n], &mut |rec| sink.record(rec, 0));
-                }
+                sink.decode(&mut decoder, &buf[..n]);
                 sink.counts
             };
             let ready = self.pack(&rows, &input.name);

@@ -179,6 +179,15 @@ fn trim_partial_char(bytes: &[u8]) -> &[u8] {
     }
 }
 
+/// One line of a line-oriented format (`text`, `ndjson`) as a record; none for a blank line.
+/// The decoder uses it, and so does the file tailer's input, which frames lines itself.
+pub fn line_record(format: Format, l: Line<'_>, max: usize, emit: &mut dyn FnMut(Record<'_>)) {
+    match format {
+        Format::Ndjson | Format::Json => ndjson_line(l, max, emit),
+        _ => text_line(l, emit),
+    }
+}
+
 fn text_line(l: Line<'_>, emit: &mut dyn FnMut(Record<'_>)) {
     if l.bytes.is_empty() {
         return;

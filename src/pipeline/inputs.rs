@@ -9,8 +9,10 @@ use super::sources::Sources;
 use super::Rows;
 use crate::config::InputFormat;
 use crate::deadletter::DeadLetter;
+use crate::input::decode::line_record;
 use crate::input::file::{FileLines, FileTailer};
-use crate::input::{Decoder, Format, Record};
+use crate::input::lines::Line;
+use crate::input::{Decoder, Format};
 use crate::metrics::Counter;
 use crate::transform::row::json_string;
 use crate::transform::sink::{RowBuf, RowSink, SinkCounts};
@@ -31,6 +33,8 @@ pub struct InputCtx {
     /// Records refused before they became rows (invalid JSON, too long).
     pub dropped: Counter,
     pub out: mpsc::Sender<Rows>,
+    /// The output's request cap: a JSON record longer than this can never be sent.
+    pub max_record: usize,
     pub checkpointer: Arc<super::Checkpointer>,
 }
 
@@ -57,7 +61,7 @@ fn decoder_format(f: InputFormat) -> Format {
 pub async fn stdin(ctx: InputCtx, mut stop: watch::Receiver<bool>) {
     let source = ctx.sources.stream("<stdin>");
     let mut reader = tokio::io::stdin();
-    let mut decoder = Decoder::new(decoder_format(ctx.format), 1_000_000);
+    let mut decoder = Decoder::new(decoder_format(ctx.format), ctx.max_record);
     let mut buf = vec![0u8; 64 * 1024];
     let mut rows = RowBuf::with_capacity(HANDOFF_BYTES * 2);
     loop {
@@ -83,11 +87,7 @@ pub async fn stdin(ctx: InputCtx, mut stop: watch::Receiver<bool>) {
             out: &mut rows,
             counts: SinkCounts::default(),
         };
-        if n == 0 {
-            decoder.finish(&mut |rec| sink.record(rec, 0));
-        } else {
-            decoder.feed(&buf[..n], &mut |rec| sink.record(rec, 0));
-        }
+        sink.decode(&mut decoder, &buf[..n]);
         let counts = sink.counts;
         if !ctx.hand_off(&mut rows, counts).await || n == 0 {
             return;
@@ -124,30 +124,16 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
             out: &mut rows,
             counts: SinkCounts::default(),
         };
+        let format = decoder_format(ctx.format);
         for (line, bytes) in batch.iter() {
-            if bytes.iter().all(u8::is_ascii_whitespace) {
-                // An empty line is no row, but its offset must still be checkpointable: it is
-                // covered by the next row's offset, or by the batch's last one below.
-                continue;
-            }
-            let text = crate::input::decode::utf8_lossy(bytes);
-            let rec = match ctx.format {
-                InputFormat::Json if line.truncated => Record::Bad {
-                    reason: format!("line is longer than {} bytes, the request cap", bytes.len()),
-                    raw: text,
-                    number: line.number,
-                },
-                InputFormat::Json => Record::Json {
-                    text,
-                    number: line.number,
-                },
-                _ => Record::Line {
-                    text,
-                    number: line.number,
-                    truncated: line.truncated,
-                },
+            let l = Line {
+                bytes,
+                number: line.number,
+                truncated: line.truncated,
             };
-            sink.record(rec, line.end_offset);
+            line_record(format, l, ctx.max_record, &mut |rec| {
+                sink.record(rec, line.end_offset)
+            });
         }
         let counts = sink.counts;
         if !ctx.hand_off(&mut rows, counts).await {

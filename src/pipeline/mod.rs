@@ -217,7 +217,14 @@ impl Pipeline {
                     "format = \"regex\" is not available yet; use text or json".into(),
                 ));
             }
+            let max_record = cfg
+                .outputs
+                .get(&input.output)
+                .map_or(crate::config::DEFAULT_MAX_REQUEST_BYTES, |o| {
+                    o.max_request_bytes
+                });
             let ctx = InputCtx {
+                max_record,
                 name: name.clone(),
                 format: input.format,
                 encoder: RowEncoder::new(&shared.computer, None),

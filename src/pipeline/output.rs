@@ -13,7 +13,7 @@ use super::acks::{AckTracker, Seq};
 use super::sources::Sources;
 use super::{Checkpointer, Rows};
 use crate::batch::{Batcher, Pushed, RawBatch};
-use crate::deadletter::{DeadLetter, Refused};
+use crate::deadletter::DeadLetter;
 use crate::health::{Health, OutputState};
 use crate::ingest::sender::{DeliveryReport, RetryReason, Sender};
 use crate::ingest::Sealer;
@@ -255,12 +255,8 @@ impl RunReport {
     }
 
     fn refuse_row(&self, row: &[u8], origin: crate::batch::Origin, reason: &str) {
-        self.deadletter.write(
-            &self.name_of(origin.source),
-            origin.line,
-            reason,
-            Refused::Row(row),
-        );
+        self.deadletter
+            .write_rows(std::iter::once((row, origin)), reason, |s| self.name_of(s));
         self.metrics
             .records_dropped(&self.output, "too_large")
             .inc();
@@ -283,14 +279,8 @@ impl DeliveryReport for RunReport {
     }
 
     fn rejected(&self, batch: &RawBatch, reason: &str) {
-        for (row, origin) in batch.rows() {
-            self.deadletter.write(
-                &self.name_of(origin.source),
-                origin.line,
-                reason,
-                Refused::Row(row),
-            );
-        }
+        self.deadletter
+            .write_rows(batch.rows(), reason, |s| self.name_of(s));
         self.metrics
             .records_dropped(&self.output, "rejected")
             .add(batch.len() as u64);

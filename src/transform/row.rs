@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::raw_object;
-use super::time::{format_rfc3339_utc, parse_time_raw, parse_time_value, rfc3339_utc};
+use super::time::{parse_time_raw, parse_time_value, rfc3339_utc, rfc3339_utc_bytes};
 
 /// Azure truncates field values over 64 KB; we truncate first, on a character boundary, and
 /// count it, so the row that lands is the row we reported.
@@ -77,17 +77,18 @@ impl RowEncoder {
     ) -> Result<(), String> {
         let obj = raw_object::parse(text)?;
         let key = self.time_field.as_deref().unwrap_or("TimeGenerated");
-        let mut time = String::new();
-        match obj.members.iter().find(|(k, _)| k == key) {
-            Some((_, v)) => match parse_time_raw(v) {
-                Some(ts) => format_rfc3339_utc(ts, &mut time),
-                None => notes.time_unparsable += 1,
-            },
-            None if self.time_field.is_some() => notes.time_unparsable += 1,
-            None => {}
+        let (found, time) = match obj.members.iter().find(|(k, _)| k == key) {
+            Some((_, v)) => (true, parse_time_raw(v)),
+            None => (false, None),
+        };
+        if time.is_none() && (found || self.time_field.is_some()) {
+            notes.time_unparsable += 1;
         }
         out.extend_from_slice(b"{\"TimeGenerated\":\"");
-        out.extend_from_slice(if time.is_empty() { time_read } else { &time }.as_bytes());
+        match time {
+            Some(ts) => out.extend_from_slice(&rfc3339_utc_bytes(ts)),
+            None => out.extend_from_slice(time_read.as_bytes()),
+        }
         out.push(b'"');
         for (k, v) in &obj.members {
             if k == "TimeGenerated" {

@@ -4,7 +4,7 @@
 use crate::batch::Origin;
 use crate::deadletter::{DeadLetter, Refused};
 use crate::input::decode::sample;
-use crate::input::Record;
+use crate::input::{Decoder, Record};
 
 use super::{RowEncoder, RowNotes};
 
@@ -31,11 +31,6 @@ impl RowBuf {
 
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
-    }
-
-    /// Bytes held (to bound a buffer before handing it on).
-    pub fn byte_len(&self) -> usize {
-        self.bytes.len()
     }
 
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], Origin)> + '_ {
@@ -87,6 +82,16 @@ pub struct RowSink<'a> {
 }
 
 impl RowSink<'_> {
+    /// Runs one chunk of a stream input through `decoder`; an empty chunk is the input's end.
+    /// Stream inputs have no checkpoints, so rows carry offset 0.
+    pub fn decode(&mut self, decoder: &mut Decoder, chunk: &[u8]) {
+        if chunk.is_empty() {
+            decoder.finish(&mut |rec| self.record(rec, 0));
+        } else {
+            decoder.feed(chunk, &mut |rec| self.record(rec, 0));
+        }
+    }
+
     /// One record; `offset` is the input offset just past it (0 when there are no checkpoints).
     pub fn record(&mut self, rec: Record<'_>, offset: u64) {
         self.counts.read += 1;

@@ -7,8 +7,8 @@ use jiff::tz::Offset;
 use jiff::Timestamp;
 use serde_json::Value;
 
-/// Writes `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (digits pushed directly: this runs per row).
-pub fn format_rfc3339_utc(ts: Timestamp, out: &mut String) {
+/// `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, in a stack buffer (this runs per row).
+pub fn rfc3339_utc_bytes(ts: Timestamp) -> [u8; 27] {
     let dt = Offset::UTC.to_datetime(ts);
     let year = dt.year().clamp(0, 9999) as u32;
     let mut buf = [0u8; 27];
@@ -37,8 +37,13 @@ pub fn format_rfc3339_utc(ts: Timestamp, out: &mut String) {
     ] {
         buf[at] = c;
     }
-    // Every byte written above is ASCII.
-    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+    buf
+}
+
+/// Appends `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub fn format_rfc3339_utc(ts: Timestamp, out: &mut String) {
+    // Every byte of the buffer is ASCII.
+    out.push_str(std::str::from_utf8(&rfc3339_utc_bytes(ts)).unwrap_or_default());
 }
 
 /// [`format_rfc3339_utc`] into a new string.
