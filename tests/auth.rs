@@ -42,36 +42,6 @@ fn is_imds_request(r: &Req) -> bool {
     origin_path(r) == IMDS_PATH
 }
 
-/// Entra's answer to a client-credentials grant (numbers, as Entra writes them).
-fn entra_token(access_token: &str) -> Reply {
-    Reply::json(
-        200,
-        json!({
-            "token_type": "Bearer",
-            "expires_in": 3599,
-            "ext_expires_in": 3599,
-            "access_token": access_token,
-        }),
-    )
-}
-
-/// IMDS's answer: every value a string, as IMDS writes them.
-fn imds_token(access_token: &str) -> Reply {
-    let now = jiff::Timestamp::now().as_second();
-    Reply::json(
-        200,
-        json!({
-            "access_token": access_token,
-            "refresh_token": "",
-            "expires_in": "3599",
-            "expires_on": (now + 3599).to_string(),
-            "not_before": (now - 300).to_string(),
-            "resource": "https://monitor.azure.com",
-            "token_type": "Bearer",
-        }),
-    )
-}
-
 /// The DCE half of a script: 204 for the expected bearer token, 401 for anything else.
 fn dce(r: &Req, bearer: &str) -> Reply {
     if r.header("authorization") == Some(format!("Bearer {bearer}").as_str()) {
@@ -113,26 +83,6 @@ fn service_principal(c: &mut tokio::process::Command, fake: &Fake) {
         .env("AZURE_AUTHORITY_HOST", format!("{}/", fake.url()));
 }
 
-/// Every row arrived exactly once, and the summary says so.
-fn assert_all_rows_once(fake: &Fake, out: &Output) {
-    let counts = id_counts(&fake.accepted());
-    assert_eq!(counts.len() as u64, ROWS, "{}", stderr(out));
-    assert!(counts.values().all(|&n| n == 1), "duplicates: {counts:?}");
-    let s = summary(out);
-    assert_eq!(s["rows_read"], ROWS);
-    assert_eq!(s["rows_sent"], ROWS);
-    assert_eq!(s["rows_unsent"], 0);
-    assert_eq!(s["exit_code"], 0);
-}
-
-/// None of `secrets` is in stderr or stdout.
-fn assert_no_leak(out: &Output, secrets: &[&str]) {
-    let all = format!("{}\n{}", stderr(out), String::from_utf8_lossy(&out.stdout));
-    for s in secrets {
-        assert!(!s.is_empty() && !all.contains(s), "{s:?} leaked:\n{all}");
-    }
-}
-
 /// The secret as it travels in the form body.
 fn form_encoded(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -152,7 +102,7 @@ async fn client_secret_round_trip(auth: Option<&str>, log_level: &str) {
     let t = token.clone();
     let fake = Fake::start(move |r| {
         if is_token_request(r) && r.method == "POST" {
-            entra_token(&t)
+            entra_token(&t, 3599)
         } else if r.is_ingest() {
             dce(r, &t)
         } else {
@@ -202,7 +152,7 @@ async fn client_secret_round_trip(auth: Option<&str>, log_level: &str) {
         );
         assert!(r.n > t.n, "rows went out before the token came");
     }
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
 
     let err = stderr(&out);
     assert!(
@@ -237,7 +187,7 @@ async fn usgov_cloud_asks_for_the_usgov_scope() {
     let t = token.clone();
     let fake = Fake::start(move |r| {
         if is_token_request(r) {
-            entra_token(&t)
+            entra_token(&t, 3599)
         } else if r.is_ingest() {
             dce(r, &t)
         } else {
@@ -261,7 +211,7 @@ async fn usgov_cloud_asks_for_the_usgov_scope() {
         tokens[0].form()["scope"],
         "https://monitor.azure.us//.default"
     );
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
 }
 
 /// Entra refuses the secret (and, hostile, echoes it back in the description).
@@ -339,7 +289,7 @@ async fn imds_fake(
     Fake::start(move |r| {
         if is_imds_request(r) && r.method == "GET" {
             let n = calls.fetch_add(1, Ordering::SeqCst);
-            imds(n).unwrap_or_else(|| imds_token(&t))
+            imds(n).unwrap_or_else(|| identity_endpoint_token(&t))
         } else if r.is_ingest() {
             dce(r, &t)
         } else {
@@ -398,7 +348,7 @@ async fn managed_identity_gets_the_imds_token_and_sends_with_it() {
             Some(format!("Bearer {token}").as_str())
         );
     }
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
     assert_no_leak(&out, &[&token, jwt_payload(&token)]);
 }
 
@@ -414,7 +364,7 @@ async fn managed_identity_with_a_client_id_asks_for_that_identity() {
     let q = imds[0].query_map();
     assert_eq!(q["client_id"], "my-uami-client-id");
     assert_eq!(q.len(), 3, "only one identity parameter: {}", imds[0].query);
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -439,7 +389,7 @@ async fn managed_identity_retries_an_imds_500() {
     for r in &imds {
         assert_imds_request_shape(r);
     }
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -475,8 +425,8 @@ async fn a_401_from_the_dce_fetches_a_new_token_and_delivers() {
     let fake = Fake::start(move |r| {
         if is_token_request(r) {
             match issued.fetch_add(1, Ordering::SeqCst) {
-                0 => entra_token(&f),
-                _ => entra_token(&s),
+                0 => entra_token(&f, 3599),
+                _ => entra_token(&s, 3599),
             }
         } else if r.is_ingest() {
             dce(r, &s)
@@ -505,7 +455,7 @@ async fn a_401_from_the_dce_fetches_a_new_token_and_delivers() {
         assert_eq!(r.answered, Some(204));
     }
     assert_eq!(summary(&out)["requests"], ingest.len());
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -516,8 +466,8 @@ async fn concurrent_401s_refetch_the_token_once() {
     let fake = Fake::start(move |r| {
         if is_token_request(r) {
             match issued.fetch_add(1, Ordering::SeqCst) {
-                0 => entra_token(&f),
-                n => entra_token(&fake_jwt(&format!("later-{n}"))),
+                0 => entra_token(&f, 3599),
+                n => entra_token(&fake_jwt(&format!("later-{n}")), 3599),
             }
         } else if r.is_ingest() {
             if r.header("authorization") == Some(format!("Bearer {f}").as_str()) {
@@ -544,7 +494,7 @@ async fn concurrent_401s_refetch_the_token_once() {
         .filter(|r| r.answered == Some(401))
         .count();
     assert!(rejected >= 2, "several requests were in flight: {rejected}");
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
     let tokens = fake
         .requests()
         .iter()
@@ -562,7 +512,7 @@ async fn a_dce_that_always_answers_401_exits_3_with_a_cloud_hint() {
     let fake = Fake::start(move |r| {
         if is_token_request(r) {
             let n = issued.fetch_add(1, Ordering::SeqCst);
-            entra_token(&fake_jwt(&format!("00000000-0000-0000-0000-00000000000{n}")))
+            entra_token(&fake_jwt(&format!("00000000-0000-0000-0000-00000000000{n}")), 3599)
         } else if r.is_ingest() {
             Reply::json(
                 401,
@@ -609,7 +559,7 @@ async fn a_403_names_the_principal_from_the_tokens_oid() {
     let posts = counter();
     let fake = Fake::start(move |r| {
         if is_token_request(r) {
-            entra_token(&t)
+            entra_token(&t, 3599)
         } else if r.is_ingest() {
             if posts.fetch_add(1, Ordering::SeqCst) == 0 {
                 Reply::json(
@@ -647,7 +597,7 @@ async fn a_403_names_the_principal_from_the_tokens_oid() {
         1,
         "a 403 is not a token problem"
     );
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -673,7 +623,7 @@ async fn imds_never_goes_through_the_proxy_while_the_dce_does() {
             r.path
         );
     }
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -735,7 +685,7 @@ async fn entra_and_the_dce_honour_http_proxy_and_no_proxy() {
         let t = token.clone();
         let fake = Fake::start(move |r| {
             if is_token_request(r) {
-                entra_token(&t)
+                entra_token(&t, 3599)
             } else if r.is_ingest() {
                 dce(r, &t)
             } else {
@@ -765,7 +715,7 @@ async fn entra_and_the_dce_honour_http_proxy_and_no_proxy() {
                 r.path
             );
         }
-        assert_all_rows_once(&fake, &out);
+        assert_all_rows_once(&fake, &out, ROWS);
     }
 }
 

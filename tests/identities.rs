@@ -63,35 +63,6 @@ fn is_entra(r: &Req) -> bool {
     r.method == "POST" && r.path == entra_path()
 }
 
-/// Entra's answer to a client-credentials grant (numbers, as Entra writes them).
-fn entra_token(access_token: &str, expires_in: i64) -> Reply {
-    Reply::json(
-        200,
-        json!({
-            "token_type": "Bearer",
-            "expires_in": expires_in,
-            "ext_expires_in": expires_in,
-            "access_token": access_token,
-        }),
-    )
-}
-
-/// The Arc agent's answer (strings, as IMDS writes them).
-fn arc_token(access_token: &str) -> Reply {
-    let now = jiff::Timestamp::now().as_second();
-    Reply::json(
-        200,
-        json!({
-            "access_token": access_token,
-            "expires_in": "3599",
-            "expires_on": (now + 3599).to_string(),
-            "not_before": (now - 300).to_string(),
-            "resource": RESOURCE,
-            "token_type": "Bearer",
-        }),
-    )
-}
-
 /// App Service's answer: `expires_on` in epoch seconds as a string, and no `expires_in`.
 fn app_service_token(access_token: &str) -> Reply {
     let now = jiff::Timestamp::now().as_second();
@@ -146,18 +117,6 @@ fn config_file(dir: &Path, auth: &str, fake: &Fake) -> PathBuf {
     )
 }
 
-/// Every row arrived exactly once, and the summary says so.
-fn assert_all_rows_once(fake: &Fake, out: &Output) {
-    let counts = id_counts(&fake.accepted());
-    assert_eq!(counts.len() as u64, ROWS, "{}", stderr(out));
-    assert!(counts.values().all(|&n| n == 1), "duplicates: {counts:?}");
-    let s = summary(out);
-    assert_eq!(s["rows_read"], ROWS);
-    assert_eq!(s["rows_sent"], ROWS);
-    assert_eq!(s["rows_unsent"], 0);
-    assert_eq!(s["exit_code"], 0);
-}
-
 /// Every ingestion request carried `token`, and came after the fake issued it (request `n`, when
 /// the fake issued it).
 fn assert_ingest_carried(fake: &Fake, token: &str, issued_at: Option<usize>) {
@@ -170,14 +129,6 @@ fn assert_ingest_carried(fake: &Fake, token: &str, issued_at: Option<usize>) {
             issued_at.is_none_or(|n| r.n > n),
             "rows went out before the token came"
         );
-    }
-}
-
-/// None of `secrets` is in stderr or stdout.
-fn assert_no_leak(out: &Output, secrets: &[&str]) {
-    let all = format!("{}\n{}", stderr(out), String::from_utf8_lossy(&out.stdout));
-    for s in secrets {
-        assert!(!s.is_empty() && !all.contains(s), "{s:?} leaked:\n{all}");
     }
 }
 
@@ -249,7 +200,7 @@ async fn arc_fake(realm: PathBuf, key: String, token: String) -> Fake {
                         &format!("Basic realm={}", realm.display()),
                     )
                 }
-                Some(a) if a == format!("Basic {key}") => arc_token(&token),
+                Some(a) if a == format!("Basic {key}") => identity_endpoint_token(&token),
                 Some(_) => Reply::Status(401),
             }
         } else if r.is_ingest() {
@@ -319,7 +270,7 @@ async fn arc_answers_the_challenge_with_the_key_file_and_sends_with_the_token() 
         assert_eq!(q["api-version"], "2020-06-01");
     }
     assert_ingest_carried(&fake, &token, Some(answer.n));
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
     assert_no_leak(&out, &[&key, &token]);
 }
 
@@ -449,7 +400,7 @@ async fn app_service_sends_the_identity_header_and_uses_the_token() {
         g.query
     );
     assert_ingest_carried(&fake, &token, Some(g.n));
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
     assert_no_leak(&out, &[IDENTITY_HEADER, &token]);
 }
 
@@ -528,7 +479,7 @@ async fn workload_identity_exchanges_the_federated_token_and_sends_with_it() {
     assert_eq!(posts.len(), 1, "one token serves the whole upload");
     assert_workload_form(&posts[0]);
     assert_ingest_carried(&fake, &token, Some(posts[0].n));
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
     let signature = FEDERATED_TOKEN.rsplit('.').next().expect("signature");
     assert_no_leak(&out, &[FEDERATED_TOKEN, signature, &token]);
 }
@@ -626,7 +577,7 @@ async fn client_certificate_signs_a_ps256_assertion_and_sends_with_the_token() {
         .expect("the assertion is signed RSA-PSS SHA-256 by the certificate's key");
 
     assert_ingest_carried(&fake, &token, Some(posts[0].n));
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
     let key_lines: Vec<&str> = KEY_PKCS8_PEM
         .lines()
         .filter(|l| !l.starts_with("-----"))
@@ -701,7 +652,7 @@ async fn azure_cli_token_from_az_on_the_path_is_used() {
         "{calls:?}"
     );
     assert_ingest_carried(&fake, &token, None);
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
     assert_no_leak(&out, &[&token]);
 }
 
@@ -725,7 +676,7 @@ async fn auto_chooses_app_service_from_its_variables() {
         "only App Service's endpoint was asked for a token"
     );
     assert_ingest_carried(&fake, &token, Some(gets[0].n));
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
     assert_no_leak(&out, &[IDENTITY_HEADER]);
 }
 
@@ -739,7 +690,7 @@ async fn auto_chooses_workload_identity_from_its_variables() {
     assert_eq!(posts.len(), 1);
     assert_workload_form(&posts[0]);
     assert_ingest_carried(&fake, &token, Some(posts[0].n));
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
     assert_no_leak(&out, &[FEDERATED_TOKEN]);
 }
 
@@ -756,7 +707,7 @@ async fn auto_chooses_arc_from_its_variables() {
         Some(format!("Basic {key}").as_str())
     );
     assert_ingest_carried(&fake, &token, Some(gets[1].n));
-    assert_all_rows_once(&fake, &out);
+    assert_all_rows_once(&fake, &out, ROWS);
     assert_no_leak(&out, &[&key]);
 }
 

@@ -354,3 +354,53 @@ pub fn write_file(dir: &std::path::Path, name: &str, text: &str) -> std::path::P
     std::fs::write(&p, text).expect("write");
     p
 }
+
+/// Entra's answer to a client-credentials grant (numbers, as Entra writes them).
+pub fn entra_token(access_token: &str, expires_in: i64) -> Reply {
+    Reply::json(
+        200,
+        serde_json::json!({
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "ext_expires_in": expires_in,
+            "access_token": access_token,
+        }),
+    )
+}
+
+/// The answer of IMDS or the Arc agent: every value a string, as they write them.
+pub fn identity_endpoint_token(access_token: &str) -> Reply {
+    let now = jiff::Timestamp::now().as_second();
+    Reply::json(
+        200,
+        serde_json::json!({
+            "access_token": access_token,
+            "refresh_token": "",
+            "expires_in": "3599",
+            "expires_on": (now + 3599).to_string(),
+            "not_before": (now - 300).to_string(),
+            "resource": "https://monitor.azure.com",
+            "token_type": "Bearer",
+        }),
+    )
+}
+
+/// Every one of `rows` rows arrived exactly once, and the summary says so.
+pub fn assert_all_rows_once(fake: &Fake, out: &Output, rows: u64) {
+    let counts = id_counts(&fake.accepted());
+    assert_eq!(counts.len() as u64, rows, "{}", stderr(out));
+    assert!(counts.values().all(|&n| n == 1), "duplicates: {counts:?}");
+    let s = summary(out);
+    assert_eq!(s["rows_read"], rows);
+    assert_eq!(s["rows_sent"], rows);
+    assert_eq!(s["rows_unsent"], 0);
+    assert_eq!(s["exit_code"], 0);
+}
+
+/// None of `secrets` is in stderr or stdout.
+pub fn assert_no_leak(out: &Output, secrets: &[&str]) {
+    let all = format!("{}\n{}", stderr(out), String::from_utf8_lossy(&out.stdout));
+    for s in secrets {
+        assert!(!s.is_empty() && !all.contains(s), "{s:?} leaked:\n{all}");
+    }
+}
