@@ -14,6 +14,9 @@ pub struct Line<'a> {
     pub number: u64,
     /// The line was longer than the cap and was cut.
     pub truncated: bool,
+    /// The stream offset just past this line's newline (or past its last byte, for a final
+    /// line without one): what a file checkpoint stores.
+    pub end_offset: u64,
 }
 
 #[derive(Debug)]
@@ -23,16 +26,34 @@ pub struct LineSplitter {
     /// Bytes of the current line dropped past the cap.
     skipping: bool,
     number: u64,
+    /// Stream offset of the next byte fed.
+    offset: u64,
 }
 
 impl LineSplitter {
     pub fn new(max_line: usize) -> Self {
+        Self::at(0, max_line)
+    }
+
+    /// A splitter whose stream starts at `offset` (a file resumed from a checkpoint).
+    pub fn at(offset: u64, max_line: usize) -> Self {
         LineSplitter {
             max_line: max_line.max(1),
             partial: Vec::new(),
             skipping: false,
             number: 0,
+            offset,
         }
+    }
+
+    /// Stream offset of the next byte to be fed.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Bytes of an unfinished line are held (or were skipped past the cap).
+    pub fn has_partial(&self) -> bool {
+        !self.partial.is_empty() || self.skipping
     }
 
     /// Feeds a chunk; calls `emit` for every line it completes.
@@ -41,12 +62,15 @@ impl LineSplitter {
             let (head, rest) = (&chunk[..nl], &chunk[nl + 1..]);
             chunk = rest;
             self.number += 1;
+            self.offset += nl as u64 + 1;
+            let end_offset = self.offset;
             if self.partial.is_empty() && !self.skipping {
                 let (bytes, truncated) = cap(head, self.max_line);
                 emit(Line {
                     bytes: trim_cr(bytes, truncated),
                     number: self.number,
                     truncated,
+                    end_offset,
                 });
             } else {
                 self.append(head);
@@ -55,11 +79,13 @@ impl LineSplitter {
                     bytes: trim_cr(&self.partial, truncated),
                     number: self.number,
                     truncated,
+                    end_offset,
                 });
                 self.partial.clear();
                 self.skipping = false;
             }
         }
+        self.offset += chunk.len() as u64;
         self.append(chunk);
     }
 
@@ -74,6 +100,7 @@ impl LineSplitter {
             bytes: trim_cr(&self.partial, truncated),
             number: self.number,
             truncated,
+            end_offset: self.offset,
         });
         self.partial.clear();
         self.skipping = false;
@@ -146,6 +173,25 @@ mod tests {
                 (b"fg".to_vec(), 4, false),
             ]
         );
+    }
+
+    #[test]
+    fn lines_carry_the_stream_offset_past_their_newline() {
+        let mut s = LineSplitter::at(100, 3);
+        let mut got = Vec::new();
+        let mut emit = |l: Line<'_>| got.push((l.bytes.to_vec(), l.end_offset));
+        s.feed(b"ab\r\nlonger\nc", &mut emit);
+        s.feed(b"d", &mut emit);
+        s.finish(&mut emit);
+        assert_eq!(
+            got,
+            vec![
+                (b"ab".to_vec(), 104),
+                (b"lon".to_vec(), 111),
+                (b"cd".to_vec(), 113)
+            ]
+        );
+        assert_eq!(s.offset(), 113);
     }
 
     #[test]

@@ -130,6 +130,7 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
                 bytes,
                 number: line.number,
                 truncated: line.truncated,
+                end_offset: line.end_offset,
             };
             line_record(format, l, ctx.max_record, &mut |rec| {
                 sink.record(rec, line.end_offset)

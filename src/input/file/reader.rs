@@ -1,15 +1,15 @@
 //! Reads one open file from an offset and cuts it into lines that know where they end.
 //!
-//! This is [`LineSplitter`](crate::input::lines::LineSplitter)'s algorithm with one addition the
-//! tailer needs: every line carries the file offset just past its newline, which is what a
-//! checkpoint stores. A line longer than the cap is cut and the rest skipped up to its newline, so
-//! one file never holds more than `max_line` bytes of an unfinished line.
+//! The framing is [`LineSplitter`](crate::input::lines::LineSplitter)'s, started at the file's
+//! offset, so every line carries the offset just past its newline, which is what a checkpoint
+//! stores. A line longer than the cap is cut and the rest skipped up to its newline, so one file
+//! never holds more than `max_line` bytes of an unfinished line.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 
-use memchr::memchr;
+use crate::input::lines::{Line, LineSplitter};
 
 use super::LineRef;
 
@@ -24,17 +24,17 @@ pub(super) struct Batch {
 }
 
 impl Batch {
-    fn push(&mut self, bytes: &[u8], number: u64, end_offset: u64, truncated: bool) {
+    fn push(&mut self, line: &Line<'_>) {
         // The tailer's settings keep a batch far below 4 GiB (see `TailerConfig::validate`).
         let start = u32::try_from(self.buf.len()).unwrap_or(u32::MAX);
-        self.buf.extend_from_slice(bytes);
+        self.buf.extend_from_slice(line.bytes);
         let end = u32::try_from(self.buf.len()).unwrap_or(u32::MAX);
         self.lines.push(LineRef {
             start,
             end,
-            number,
-            end_offset,
-            truncated,
+            number: line.number,
+            end_offset: line.end_offset,
+            truncated: line.truncated,
         });
     }
 
@@ -43,144 +43,64 @@ impl Batch {
     }
 }
 
-/// The reading position in one file and the start of a line not yet finished.
+/// Reads a file from an offset into complete lines, with [`LineSplitter`] doing the framing
+/// (cap on line length, `\r\n`, numbering) and counting the offsets a checkpoint stores.
 #[derive(Debug)]
 pub(super) struct LineReader {
     max_line: usize,
-    /// The next byte to read.
-    offset: u64,
-    /// The beginning of the unfinished line, at most `max_line` bytes.
-    partial: Vec<u8>,
-    /// The unfinished line went past `max_line`; its remaining bytes are being dropped.
-    skipping: bool,
-    /// Lines handed out since `offset` was last set.
-    number: u64,
+    lines: LineSplitter,
 }
 
 impl LineReader {
     pub fn new(offset: u64, max_line: usize) -> Self {
         LineReader {
-            max_line: max_line.max(1),
-            offset,
-            partial: Vec::new(),
-            skipping: false,
-            number: 0,
+            max_line,
+            lines: LineSplitter::at(offset, max_line),
         }
     }
 
-    /// The next byte to read.
+    /// Offset of the next byte to read.
     pub fn offset(&self) -> u64 {
-        self.offset
+        self.lines.offset()
     }
 
-    /// Whether bytes of an unfinished line are waiting for their newline.
+    /// An unfinished line is held (or being skipped past the cap).
     pub fn has_partial(&self) -> bool {
-        !self.partial.is_empty() || self.skipping
+        self.lines.has_partial()
     }
 
-    /// Bytes held for the unfinished line: never more than `max_line`.
     #[cfg(test)]
     pub fn held_bytes(&self) -> usize {
-        self.partial.len()
+        self.lines.pending_bytes()
     }
 
-    /// Starts over at `offset`, forgetting the unfinished line (the file was truncated or replaced).
+    /// Starts over at `offset`: the unfinished line and the numbering are forgotten.
     pub fn reset(&mut self, offset: u64) {
         *self = LineReader::new(offset, self.max_line);
     }
 
-    /// Reads until about `budget` bytes were read, `batch` holds `budget` bytes of lines, or the
-    /// end of the file; returns the number of bytes read (0 at the end of the file).
+    /// Reads up to about `budget` bytes, adding the complete lines to `batch`; returns the bytes
+    /// read.
     pub fn read(&mut self, file: &File, budget: usize, batch: &mut Batch) -> io::Result<usize> {
         let mut chunk = vec![0; READ_CHUNK.min(budget.max(1))];
         let mut total = 0;
         while total < budget && batch.buf.len() < budget {
-            let n = match file.read_at(&mut chunk, self.offset) {
+            let n = match file.read_at(&mut chunk, self.lines.offset()) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            self.split(&chunk[..n], batch);
+            self.lines.feed(&chunk[..n], &mut |l| batch.push(&l));
             total += n;
         }
         Ok(total)
     }
 
-    /// Hands out the unfinished line as if it had ended here: its writer stopped without a newline
-    /// (`line_timeout`) or the file is being closed. Its end offset is the current offset.
+    /// Emits the unfinished line as it is (its writer went quiet past `line_timeout`, or the
+    /// file is being closed).
     pub fn flush_partial(&mut self, batch: &mut Batch) {
-        if !self.has_partial() {
-            return;
-        }
-        self.number += 1;
-        let truncated = self.skipping;
-        batch.push(
-            trim_cr(&self.partial, truncated),
-            self.number,
-            self.offset,
-            truncated,
-        );
-        self.partial.clear();
-        self.skipping = false;
-    }
-
-    /// Cuts `chunk` (the bytes at `self.offset`) into lines, advancing `self.offset` past it.
-    fn split(&mut self, chunk: &[u8], batch: &mut Batch) {
-        let base = self.offset;
-        let mut pos = 0;
-        while let Some(i) = memchr(b'\n', &chunk[pos..]) {
-            let nl = pos + i;
-            let head = &chunk[pos..nl];
-            let end_offset = base + nl as u64 + 1;
-            self.number += 1;
-            if self.partial.is_empty() && !self.skipping {
-                let truncated = head.len() > self.max_line;
-                let bytes = &head[..head.len().min(self.max_line)];
-                batch.push(
-                    trim_cr(bytes, truncated),
-                    self.number,
-                    end_offset,
-                    truncated,
-                );
-            } else {
-                self.hold(head);
-                let truncated = self.skipping;
-                batch.push(
-                    trim_cr(&self.partial, truncated),
-                    self.number,
-                    end_offset,
-                    truncated,
-                );
-                self.partial.clear();
-                self.skipping = false;
-            }
-            pos = nl + 1;
-        }
-        self.hold(&chunk[pos..]);
-        self.offset = base + chunk.len() as u64;
-    }
-
-    /// Keeps bytes of the unfinished line up to the cap; past it, drops them and remembers that.
-    fn hold(&mut self, bytes: &[u8]) {
-        if self.skipping || bytes.is_empty() {
-            return;
-        }
-        let room = self.max_line - self.partial.len();
-        if bytes.len() > room {
-            self.partial.extend_from_slice(&bytes[..room]);
-            self.skipping = true;
-        } else {
-            self.partial.extend_from_slice(bytes);
-        }
-    }
-}
-
-/// Drops the `\r` of a `\r\n` ending; a cut line keeps its bytes as they were.
-fn trim_cr(bytes: &[u8], truncated: bool) -> &[u8] {
-    match bytes.split_last() {
-        Some((b'\r', rest)) if !truncated => rest,
-        _ => bytes,
+        self.lines.finish(&mut |l| batch.push(&l));
     }
 }
 
