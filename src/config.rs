@@ -307,12 +307,20 @@ pub enum StartAt {
 pub struct SpoolConfig {
     #[serde(deserialize_with = "de_spool_bytes")]
     pub max_bytes: u64,
+    /// The longest a spooled request waits for its fsync (sooner when the spool is idle).
+    #[serde(deserialize_with = "de_duration")]
+    pub fsync_interval: Duration,
+    /// `block` (pause the inputs) or `drop_oldest` (delete the oldest requests, counted).
+    #[serde(deserialize_with = "de_enum")]
+    pub when_full: crate::spool::WhenFull,
 }
 
 impl Default for SpoolConfig {
     fn default() -> Self {
         SpoolConfig {
             max_bytes: DEFAULT_SPOOL_MAX_BYTES,
+            fsync_interval: crate::spool::DEFAULT_FSYNC_INTERVAL,
+            when_full: crate::spool::WhenFull::Block,
         }
     }
 }
@@ -1374,15 +1382,25 @@ mod tests {
             "permission_grace",
             "retry_timeout",
             "compression_level",
+            "max_requests_per_minute",
+            "max_bytes_per_minute",
             "columns",
             "type",
             "paths",
             "exclude",
             "format",
             "pattern",
+            "on_mismatch",
+            "multiline",
+            "start",
+            "preset",
+            "timeout",
+            "max_lines",
             "start_at",
             "output",
             "max_bytes",
+            "fsync_interval",
+            "when_full",
         ];
         for key in keys {
             assert!(
@@ -2034,6 +2052,19 @@ mod tests {
             err.to_string().contains(&missing.display().to_string()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn spool_fsync_interval_and_when_full() {
+        let config = parse("").unwrap();
+        assert_eq!(config.spool.fsync_interval, Duration::from_millis(200));
+        assert_eq!(config.spool.when_full, crate::spool::WhenFull::Block);
+        let config =
+            parse("[spool]\nfsync_interval = \"50ms\"\nwhen_full = \"drop_oldest\"\n").unwrap();
+        assert_eq!(config.spool.fsync_interval, Duration::from_millis(50));
+        assert_eq!(config.spool.when_full, crate::spool::WhenFull::DropOldest);
+        let err = parse("[spool]\nwhen_full = \"panic\"\n").unwrap_err().to_string();
+        assert!(err.contains("spool.when_full") && err.contains("drop_oldest"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated`, `RawData`, field limits |
 //! | [`batch`] | rows → sealed gzip request bodies within the byte cap (pure, property-tested) |
 //! | [`ingest`] | the POST, the pure answer classifier, and the sender with its retry policy |
+//! | [`spool`] | the disk spool: a durable, bounded FIFO of sealed request bodies per output (segments, CRC, cursor) |
 //! | [`pipeline`] | the agent's data path: input tasks, per-output batcher and workers, ack tracking → checkpoints, shutdown and reload |
 //! | [`metrics`], [`health`] | Prometheus counters, per-output health, and the `/metrics` + `/health` server |
 //! | [`systemd`] | sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING |
@@ -37,6 +38,7 @@ pub mod input;
 pub mod metrics;
 pub mod pipeline;
 pub mod secret;
+pub mod spool;
 pub mod stats;
 pub mod systemd;
 pub mod telemetry;
