@@ -13,6 +13,9 @@
 //! | `DCRSHIP_BENCH_CONCURRENCY` | dcrship's own | `--concurrency` |
 //! | `DCRSHIP_BENCH_LATENCY_MS` | 0 | delay before each 204, to mimic a remote DCE |
 //! | `DCRSHIP_BENCH_VERIFY` | off | gunzip every body, count rows, check the 1 MB caps |
+//! | `DCRSHIP_BENCH_MODE` | `send` | `send` uploads the file; `run` starts the agent tailing it from the beginning, waits until `/metrics` counts every row sent, then stops it with SIGTERM |
+//! | `DCRSHIP_BENCH_FORMAT` | `ndjson` | `ndjson` or `text` (about 200-byte lines either way) |
+//! | `DCRSHIP_BENCH_LEVEL` | dcrship's own | `--compression-level` |
 //!
 //! One run per process: CPU and peak RSS come from `getrusage(RUSAGE_CHILDREN)`, whose
 //! `ru_maxrss` is the largest of all reaped children, so a second child would blur it. Sweep with
@@ -34,8 +37,17 @@ use tokio::net::{TcpListener, TcpStream};
 /// The Logs Ingestion API's cap on one body, before and after gzip.
 const BODY_CAP: usize = 1_000_000;
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Send,
+    Run,
+}
+
 struct Settings {
     rows: u64,
+    mode: Mode,
+    text: bool,
+    level: Option<u32>,
     concurrency: Option<u32>,
     latency: Duration,
     verify: bool,
@@ -53,6 +65,17 @@ impl Settings {
         }
         Settings {
             rows: var("DCRSHIP_BENCH_ROWS").unwrap_or(1_000_000),
+            mode: match std::env::var("DCRSHIP_BENCH_MODE").as_deref() {
+                Ok("run") => Mode::Run,
+                Ok("send") | Err(_) => Mode::Send,
+                Ok(other) => panic!("DCRSHIP_BENCH_MODE={other:?}: expected send or run"),
+            },
+            text: match std::env::var("DCRSHIP_BENCH_FORMAT").as_deref() {
+                Ok("text") => true,
+                Ok("ndjson") | Err(_) => false,
+                Ok(other) => panic!("DCRSHIP_BENCH_FORMAT={other:?}: expected ndjson or text"),
+            },
+            level: var("DCRSHIP_BENCH_LEVEL"),
             concurrency: var("DCRSHIP_BENCH_CONCURRENCY"),
             latency: Duration::from_millis(var("DCRSHIP_BENCH_LATENCY_MS").unwrap_or(0)),
             verify: std::env::var("DCRSHIP_BENCH_VERIFY").is_ok_and(|v| v == "1"),
@@ -84,8 +107,12 @@ fn main() {
     eprintln!("e2e: {}", binary.display());
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let input = dir.path().join("bench.ndjson");
-    let input_bytes = write_input(&input, settings.rows);
+    let input = dir.path().join(if settings.text {
+        "bench.log"
+    } else {
+        "bench.ndjson"
+    });
+    let input_bytes = write_input(&input, settings.rows, settings.text);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -105,41 +132,91 @@ fn main() {
     ));
 
     let mut cmd = Command::new(&binary);
-    cmd.args(["send", "--endpoint", &format!("http://127.0.0.1:{port}")])
+    let metrics_port = free_port();
+    match settings.mode {
+        Mode::Send => {
+            cmd.args(["send", "--no-progress", "--summary", "json"]);
+            if !settings.text {
+                cmd.args(["--format", "ndjson"]);
+            }
+            cmd.arg(&input);
+        }
+        Mode::Run => {
+            let state = dir.path().join("state");
+            cmd.args(["run", "--start-at", "beginning", "--path"])
+                .arg(&input)
+                .arg("--state-dir")
+                .arg(&state)
+                .args(["--http-listen", &format!("127.0.0.1:{metrics_port}")])
+                .args(["--format", if settings.text { "text" } else { "json" }]);
+        }
+    }
+    cmd.args(["--endpoint", &format!("http://127.0.0.1:{port}")])
         .args(["--dcr", "dcr-0123456789abcdef0123456789abcdef"])
-        .args(["--stream", "Custom-Bench_CL", "--auth", "static"])
-        .args(["--no-progress", "--summary", "json"]);
+        .args(["--stream", "Custom-Bench_CL", "--auth", "static"]);
     if let Some(c) = settings.concurrency {
         cmd.args(["--concurrency", &c.to_string()]);
     }
-    cmd.arg(&input)
-        .env("DCRSHIP_ACCESS_TOKEN", "x")
+    if let Some(l) = settings.level {
+        cmd.args(["--compression-level", &l.to_string()]);
+    }
+    cmd.env("DCRSHIP_ACCESS_TOKEN", "x")
         // A proxy from the environment must not sit between dcrship and the fake.
         .env("NO_PROXY", "127.0.0.1")
         .env("no_proxy", "127.0.0.1")
+        .env_remove("NOTIFY_SOCKET")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
 
     let (children_before, self_before) = (usage(libc::RUSAGE_CHILDREN), usage(libc::RUSAGE_SELF));
     let started = Instant::now();
-    let out = cmd.output().expect("run dcrship");
-    let wall = started.elapsed().as_secs_f64();
+    let (out, rows_sent, wall) = match settings.mode {
+        Mode::Send => {
+            let out = cmd.output().expect("run dcrship");
+            let wall = started.elapsed().as_secs_f64();
+            let rows_sent = if out.status.success() {
+                let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+                    .expect("--summary json prints one JSON object");
+                summary["rows_sent"].as_u64().expect("summary.rows_sent")
+            } else {
+                0
+            };
+            (out, rows_sent, wall)
+        }
+        Mode::Run => {
+            let child = cmd.spawn().expect("start dcrship run");
+            let pid = child.id() as libc::pid_t;
+            // Wall time is until the last row was sent, not until the agent stopped.
+            let mut sent = 0;
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while sent < settings.rows && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+                sent = records_sent(metrics_port).unwrap_or(sent);
+            }
+            let wall = started.elapsed().as_secs_f64();
+            // SAFETY: pid is our child, not yet reaped (we hold its handle until wait below).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let out = child.wait_with_output().expect("wait for dcrship run");
+            (out, sent, wall)
+        }
+    };
     let (children, me) = (usage(libc::RUSAGE_CHILDREN), usage(libc::RUSAGE_SELF));
 
     if !out.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-        panic!("dcrship send failed: {}", out.status);
+        panic!("dcrship failed: {}", out.status);
     }
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("--summary json prints one JSON object");
-    let rows_sent = summary["rows_sent"].as_u64().expect("summary.rows_sent");
 
     let cpu = cpu_seconds(&children) - cpu_seconds(&children_before);
     let fake_cpu = cpu_seconds(&me) - cpu_seconds(&self_before);
     let rows = settings.rows as f64;
     let mb = input_bytes as f64 / 1e6;
     let r = &received;
+    let mode = match settings.mode {
+        Mode::Send => "send",
+        Mode::Run => "run",
+    };
     let check = if settings.verify {
         let got = r.rows.load(Relaxed);
         let ok =
@@ -153,9 +230,13 @@ fn main() {
         format!("rows_ok={} (summary only)", rows_sent == settings.rows)
     };
     println!(
-        "e2e rows={} row_bytes={:.0} concurrency={} latency_ms={} wall_s={wall:.2} rows_per_s={:.0} \
+        "e2e mode={mode} format={} level={} rows={} row_bytes={:.0} concurrency={} latency_ms={} wall_s={wall:.2} rows_per_s={:.0} \
          MB_per_s={:.1} cpu_s={cpu:.2} (user {:.2} sys {:.2}) cpu_s_per_Mrows={:.2} \
          cpu_s_per_GB={:.1} peak_rss_MB={:.1} requests={} gzip_MB={:.1} fake_dce_cpu_s={fake_cpu:.2} {check}",
+        if settings.text { "text" } else { "ndjson" },
+        settings
+            .level
+            .map_or_else(|| "default".to_string(), |l| l.to_string()),
         settings.rows,
         input_bytes as f64 / rows,
         settings
@@ -196,13 +277,18 @@ fn find_binary() -> PathBuf {
         })
 }
 
-/// Writes `rows` NDJSON lines; returns the file's size.
-fn write_input(path: &Path, rows: u64) -> u64 {
+/// Writes `rows` NDJSON (or text) lines; returns the file's size.
+fn write_input(path: &Path, rows: u64, text: bool) -> u64 {
+    let line_of: fn(u64, &mut Vec<u8>) = if text {
+        common::text_line
+    } else {
+        common::ndjson_line
+    };
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("create"));
     let mut line = Vec::with_capacity(512);
     for i in 0..rows {
         line.clear();
-        common::ndjson_line(i, &mut line);
+        line_of(i, &mut line);
         w.write_all(&line).expect("write input");
     }
     w.into_inner().expect("flush input");
@@ -310,4 +396,28 @@ fn tv(t: libc::timeval) -> f64 {
 
 fn cpu_seconds(ru: &libc::rusage) -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// A loopback port nobody listens on right now, for the agent's `/metrics`.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// `dcrship_records_sent_total` summed over outputs, from the agent's `/metrics`.
+fn records_sent(port: u16) -> Option<u64> {
+    use std::io::Write as _;
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    sock.read_to_string(&mut text).ok()?;
+    let sum = text
+        .lines()
+        .filter(|l| l.starts_with("dcrship_records_sent_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>();
+    Some(sum as u64)
 }
