@@ -125,6 +125,14 @@ pub struct OutputArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: Option<u32>,
 
+    /// Requests a minute to the DCR, 1 to 1000000 (the service's limit) [default: 12000]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_requests_per_minute: Option<u32>,
+
+    /// Uncompressed bytes a minute to the DCR, 1MiB to 1TiB (the service's limit) [default: 2GB]
+    #[arg(long, value_name = "SIZE", value_parser = clap_bytes_per_minute)]
+    pub max_bytes_per_minute: Option<u64>,
+
     /// Take endpoint, dcr, stream and auth from this config file (flags still win)
     #[arg(short = 'c', long, env = "DCRSHIP_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -232,6 +240,16 @@ pub struct CheckArgs {
     /// array to the stream, and say what the answer means
     #[arg(long)]
     pub live: bool,
+}
+
+/// `--max-bytes-per-minute`: a size like the config file's, in the same range.
+fn clap_bytes_per_minute(s: &str) -> Result<u64, String> {
+    let n = crate::config::parse_byte_size(s).map_err(|e| e.to_string())?;
+    if crate::config::MAX_BYTES_PER_MINUTE_RANGE.contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("expected from 1MiB to 1TiB, found {n} bytes"))
+    }
 }
 
 #[cfg(test)]

@@ -63,6 +63,14 @@ pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
 /// Allowed gzip levels.
 pub const COMPRESSION_LEVEL_RANGE: RangeInclusive<u32> = 0..=9;
+/// `[outputs.*] max_requests_per_minute`: the service's documented limit per DCR.
+pub const DEFAULT_MAX_REQUESTS_PER_MINUTE: u32 = 12_000;
+/// Allowed `max_requests_per_minute`.
+pub const MAX_REQUESTS_PER_MINUTE_RANGE: RangeInclusive<u32> = 1..=1_000_000;
+/// `[outputs.*] max_bytes_per_minute`: the service's documented limit per DCR, 2 GB.
+pub const DEFAULT_MAX_BYTES_PER_MINUTE: u64 = 2_000_000_000;
+/// Allowed `max_bytes_per_minute`: at least one full request a minute, at most 1 TiB.
+pub const MAX_BYTES_PER_MINUTE_RANGE: RangeInclusive<u64> = (1 << 20)..=(1 << 40);
 /// `[spool] max_bytes`.
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
 /// The spool must hold at least one full request, or delivery could never make progress.
@@ -205,6 +213,18 @@ pub struct OutputConfig {
         deserialize_with = "de_compression_level"
     )]
     pub compression_level: u32,
+    /// Requests a minute to the DCR, over every output that sends to it.
+    #[serde(
+        default = "default_max_requests_per_minute",
+        deserialize_with = "de_max_requests_per_minute"
+    )]
+    pub max_requests_per_minute: u32,
+    /// Uncompressed bytes a minute to the DCR, over every output that sends to it.
+    #[serde(
+        default = "default_max_bytes_per_minute",
+        deserialize_with = "de_max_bytes_per_minute"
+    )]
+    pub max_bytes_per_minute: u64,
     /// `[outputs.NAME.columns]`: declared column types of the stream.
     #[serde(default)]
     pub columns: BTreeMap<String, ColumnType>,
@@ -227,6 +247,8 @@ impl OutputConfig {
             permission_grace: DEFAULT_PERMISSION_GRACE,
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
+            max_requests_per_minute: DEFAULT_MAX_REQUESTS_PER_MINUTE,
+            max_bytes_per_minute: DEFAULT_MAX_BYTES_PER_MINUTE,
             columns: BTreeMap::new(),
         }
     }
@@ -477,6 +499,12 @@ fn default_retry_timeout() -> Duration {
 fn default_compression_level() -> u32 {
     DEFAULT_COMPRESSION_LEVEL
 }
+fn default_max_requests_per_minute() -> u32 {
+    DEFAULT_MAX_REQUESTS_PER_MINUTE
+}
+fn default_max_bytes_per_minute() -> u64 {
+    DEFAULT_MAX_BYTES_PER_MINUTE
+}
 
 /// A string value with `${VAR}` expanded.
 struct ExpandedString(String);
@@ -657,6 +685,24 @@ fn de_max_request_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Err
         )));
     }
     to_usize(n)
+}
+
+fn de_max_requests_per_minute<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let range = u64::from(*MAX_REQUESTS_PER_MINUTE_RANGE.start())
+        ..=u64::from(*MAX_REQUESTS_PER_MINUTE_RANGE.end());
+    let n = de_bounded(d, range)?;
+    u32::try_from(n).map_err(de::Error::custom)
+}
+
+fn de_max_bytes_per_minute<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let expecting = "a size a minute like \"2GB\" or \"500MiB\", or a number of bytes";
+    let n = de_byte_size(d, expecting)?;
+    if !MAX_BYTES_PER_MINUTE_RANGE.contains(&n) {
+        return Err(de::Error::custom(format!(
+            "expected from 1MiB (one full request a minute) to 1TiB, found {n} bytes"
+        )));
+    }
+    Ok(n)
 }
 
 fn de_spool_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -1445,6 +1491,8 @@ mod tests {
         assert_eq!(output.batch_timeout, Duration::from_secs(1));
         assert_eq!(output.permission_grace, Duration::from_secs(3600));
         assert_eq!(output.retry_timeout, Duration::from_secs(600));
+        assert_eq!(output.max_requests_per_minute, 12_000);
+        assert_eq!(output.max_bytes_per_minute, 2_000_000_000);
         assert_eq!(output.compression_level, 3);
         assert_eq!(config.spool.max_bytes, 1 << 30);
     }
@@ -1473,6 +1521,8 @@ mod tests {
              permission_grace = \"2h\"\n\
              retry_timeout = \"0\"\n\
              compression_level = 9\n\
+             max_requests_per_minute = 600\n\
+             max_bytes_per_minute = \"500MiB\"\n\
              [outputs.app.columns]\n\
              TimeGenerated = \"datetime\"\n\
              Count = \"long\"\n\
@@ -1515,6 +1565,8 @@ mod tests {
         assert_eq!(output.permission_grace, Duration::from_secs(7200));
         assert_eq!(output.retry_timeout, Duration::ZERO);
         assert_eq!(output.compression_level, 9);
+        assert_eq!(output.max_requests_per_minute, 600);
+        assert_eq!(output.max_bytes_per_minute, 500 << 20);
         assert_eq!(output.columns["Count"], ColumnType::Long);
         let stdin = &config.inputs["stdin"];
         assert_eq!(
@@ -1650,6 +1702,24 @@ mod tests {
                 "outputs.app.compression_level",
                 "from 0 to 9",
                 app("compression_level = 10"),
+            ),
+            bad(
+                5,
+                "outputs.app.max_requests_per_minute",
+                "from 1 to 1000000, found 0",
+                app("max_requests_per_minute = 0"),
+            ),
+            bad(
+                5,
+                "outputs.app.max_bytes_per_minute",
+                "from 1MiB (one full request a minute) to 1TiB",
+                app("max_bytes_per_minute = \"1KiB\""),
+            ),
+            bad(
+                5,
+                "outputs.app.max_bytes_per_minute",
+                "invalid size \"2 parsecs\"",
+                app("max_bytes_per_minute = \"2 parsecs\""),
             ),
             bad(
                 6,

@@ -1,11 +1,19 @@
 //! Rows that will never be sent, each with its reason: an NDJSON file when `--dead-letter` is
 //! given, and always a log line (the first few individually, then a count) and a counter.
+//!
+//! Each call is one `write` of whole lines, so nothing waits in a buffer for an exit that may
+//! not flush it; a write that fails (disk full) is cut back to the last whole line, so the file
+//! stays valid NDJSON, and is logged through [`WriteTrouble`] at most once a minute. The rows of
+//! a failed write are lost to the file but not uncounted: callers count every refused row
+//! (`dcrship_records_dropped_total`) whether or not its line was written.
 
+use std::fmt::Display;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::batch::Origin;
 use crate::transform::time::rfc3339_utc;
@@ -30,10 +38,12 @@ pub enum Refused<'a> {
 /// The dead-letter sink. Writes are rare (only rejections), so one mutex is enough.
 #[derive(Debug)]
 pub struct DeadLetter {
-    file: Option<Mutex<BufWriter<File>>>,
+    file: Option<Mutex<File>>,
     path: Option<String>,
     count: AtomicU64,
-    write_failed: AtomicU64,
+    /// Refusals whose line could not be written.
+    unwritten: AtomicU64,
+    trouble: WriteTrouble,
 }
 
 impl DeadLetter {
@@ -42,7 +52,7 @@ impl DeadLetter {
     pub fn open(path: Option<&Path>) -> Result<Self, DeadLetterError> {
         let file = match path {
             None => None,
-            Some(p) => Some(Mutex::new(BufWriter::new(
+            Some(p) => Some(Mutex::new(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
@@ -51,18 +61,26 @@ impl DeadLetter {
                         path: p.display().to_string(),
                         source,
                     })?,
-            ))),
+            )),
         };
         Ok(DeadLetter {
             file,
             path: path.map(|p| p.display().to_string()),
             count: AtomicU64::new(0),
-            write_failed: AtomicU64::new(0),
+            unwritten: AtomicU64::new(0),
+            trouble: WriteTrouble::new("the dead-letter file"),
         })
     }
 
     /// Records one refused row or record.
     pub fn write(&self, source: &str, line: u64, reason: &str, what: Refused<'_>) {
+        let mut out = Vec::new();
+        self.refuse(&mut out, source, line, reason, what);
+        self.append(&out, 1);
+    }
+
+    /// Logs and counts one refusal, and adds its NDJSON line to `out` when there is a file.
+    fn refuse(&self, out: &mut Vec<u8>, source: &str, line: u64, reason: &str, what: Refused<'_>) {
         let n = self.count.fetch_add(1, Relaxed) + 1;
         if n <= LOG_EACH {
             tracing::warn!(source, line, reason, "row rejected");
@@ -75,14 +93,16 @@ impl DeadLetter {
                     .unwrap_or_default()
             );
         }
-        let Some(file) = &self.file else { return };
-        let mut line_out = Vec::with_capacity(256);
+        if self.file.is_none() {
+            return;
+        }
+        let line_out = out;
         line_out.extend_from_slice(b"{\"time\":");
-        push_json(&mut line_out, &rfc3339_utc(jiff::Timestamp::now()));
+        push_json(line_out, &rfc3339_utc(jiff::Timestamp::now()));
         line_out.extend_from_slice(b",\"source\":");
-        push_json(&mut line_out, source);
+        push_json(line_out, source);
         line_out.extend_from_slice(format!(",\"line\":{line},\"reason\":").as_bytes());
-        push_json(&mut line_out, reason);
+        push_json(line_out, reason);
         match what {
             Refused::Row(row) => {
                 line_out.extend_from_slice(b",\"row\":");
@@ -90,14 +110,38 @@ impl DeadLetter {
             }
             Refused::Record(raw) => {
                 line_out.extend_from_slice(b",\"record\":");
-                push_json(&mut line_out, raw);
+                push_json(line_out, raw);
             }
         }
         line_out.extend_from_slice(b"}\n");
+    }
+
+    /// Appends `lines` (holding `rows` refusals) in one write; on failure cuts the file back to
+    /// where it was, so a partial line never stays.
+    fn append(&self, lines: &[u8], rows: u64) {
+        let (Some(file), Some(path)) = (&self.file, &self.path) else {
+            return;
+        };
         let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = f.write_all(&line_out) {
-            if self.write_failed.fetch_add(1, Relaxed) == 0 {
-                tracing::error!(error = %e, "cannot write the dead-letter file");
+        let before = f.metadata().map(|m| m.len()).ok();
+        match f.write_all(lines) {
+            Ok(()) => {
+                self.trouble.worked(Path::new(path));
+            }
+            Err(e) => {
+                if let Some(len) = before {
+                    // Best effort (a device has no length); append mode writes at the end.
+                    let _ = f.set_len(len);
+                }
+                let lost = self.unwritten.fetch_add(rows, Relaxed) + rows;
+                self.trouble.failed(
+                    Path::new(path),
+                    &e,
+                    &format!(
+                        "{lost} rejected rows are not in it (they are still counted as dropped, \
+                         with their reason, and logged); free disk space"
+                    ),
+                );
             }
         }
     }
@@ -109,10 +153,20 @@ impl DeadLetter {
         reason: &str,
         source_name: impl Fn(u32) -> N,
     ) {
+        let mut out = Vec::new();
+        let mut n = 0;
         for (row, origin) in rows {
             let name = source_name(origin.source);
-            self.write(name.as_ref(), origin.line, reason, Refused::Row(row));
+            self.refuse(
+                &mut out,
+                name.as_ref(),
+                origin.line,
+                reason,
+                Refused::Row(row),
+            );
+            n += 1;
         }
+        self.append(&out, n);
     }
 
     /// Rows refused so far.
@@ -120,15 +174,94 @@ impl DeadLetter {
         self.count.load(Relaxed)
     }
 
-    /// Flushes the file; true when every write reached it.
+    /// Refusals whose line could not be written to the file.
+    pub fn unwritten(&self) -> u64 {
+        self.unwritten.load(Relaxed)
+    }
+
+    /// True when every refusal reached the file (each is written at once; nothing is buffered).
     pub fn flush(&self) -> bool {
-        if let Some(file) = &self.file {
-            let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
-            if f.flush().is_err() {
-                return false;
-            }
+        self.unwritten() == 0
+    }
+}
+
+/// How often a write that keeps failing is logged again.
+const TROUBLE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Logs a file that keeps failing to be written without flooding the log: the first failure at
+/// error, then at most one a minute (with the count since), and one info line when a write
+/// works again. Used for the dead-letter file and the checkpoints.
+#[derive(Debug)]
+pub struct WriteTrouble {
+    what: &'static str,
+    state: Mutex<TroubleState>,
+}
+
+#[derive(Debug, Default)]
+struct TroubleState {
+    failing: bool,
+    failures: u64,
+    unlogged: u64,
+    last_log: Option<Instant>,
+}
+
+impl WriteTrouble {
+    pub fn new(what: &'static str) -> Self {
+        WriteTrouble {
+            what,
+            state: Mutex::new(TroubleState::default()),
         }
-        self.write_failed.load(Relaxed) == 0
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, TroubleState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A write of `path` failed; `then` says what follows for the user.
+    pub fn failed(&self, path: &Path, error: &dyn Display, then: &str) {
+        self.failed_at(Instant::now(), path, error, then);
+    }
+
+    /// [`failed`](Self::failed) at a given time; returns whether it logged.
+    fn failed_at(&self, now: Instant, path: &Path, error: &dyn Display, then: &str) -> bool {
+        let mut s = self.state();
+        s.failing = true;
+        s.failures += 1;
+        s.unlogged += 1;
+        if s.last_log
+            .is_some_and(|t| now.duration_since(t) < TROUBLE_LOG_EVERY)
+        {
+            return false;
+        }
+        let failed_writes = s.unlogged;
+        s.unlogged = 0;
+        s.last_log = Some(now);
+        drop(s);
+        tracing::error!(
+            path = %path.display(),
+            failed_writes,
+            "cannot write {}: {error}; {then}; retrying (this is logged at most once a minute)",
+            self.what
+        );
+        true
+    }
+
+    /// A write of `path` worked; says so once after failures. Returns whether it logged.
+    pub fn worked(&self, path: &Path) -> bool {
+        let mut s = self.state();
+        if !s.failing {
+            return false;
+        }
+        let failures = s.failures;
+        *s = TroubleState::default();
+        drop(s);
+        tracing::info!(
+            path = %path.display(),
+            failed_writes = failures,
+            "{} can be written again",
+            self.what
+        );
+        true
     }
 }
 
@@ -170,5 +303,41 @@ mod tests {
         assert_eq!(lines[1]["row"]["RawData"], "x");
         assert_eq!(lines[1]["reason"], "HTTP 400: bad");
         assert_eq!(lines[1]["source"], "b.log");
+    }
+
+    #[test]
+    fn rows_that_cannot_be_written_are_counted_and_reported() {
+        // Writes to /dev/full fail with ENOSPC, as on a full disk.
+        let dl = DeadLetter::open(Some(Path::new("/dev/full"))).expect("open");
+        dl.write("a", 1, "bad", Refused::Record("x"));
+        let rows: Vec<Vec<u8>> = vec![b"{}".to_vec(), b"{}".to_vec()];
+        let origin = Origin {
+            source: 0,
+            line: 2,
+            offset: 0,
+        };
+        dl.write_rows(rows.iter().map(|r| (&r[..], origin)), "HTTP 400", |_| "a");
+        assert_eq!(dl.count(), 3);
+        assert_eq!(dl.unwritten(), 3);
+        assert!(!dl.flush());
+    }
+
+    #[test]
+    fn trouble_is_logged_once_a_minute_and_recovery_once() {
+        let t = WriteTrouble::new("x");
+        let p = Path::new("/x");
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        assert!(!t.worked(p), "no recovery to report before a failure");
+        assert!(t.failed_at(at(0), p, &"ENOSPC", "then"));
+        assert!(!t.failed_at(at(1), p, &"ENOSPC", "then"));
+        assert!(!t.failed_at(at(59), p, &"ENOSPC", "then"));
+        assert!(t.failed_at(at(60), p, &"ENOSPC", "then"));
+        assert!(t.worked(p));
+        assert!(!t.worked(p), "said once");
+        assert!(
+            t.failed_at(at(61), p, &"ENOSPC", "then"),
+            "a new episode logs at once"
+        );
     }
 }

@@ -289,6 +289,8 @@ fn plan(args: &RunArgs) -> Result<Plan, CmdError> {
     output.retry_timeout = s.retry_timeout;
     output.batch_timeout = s.batch_timeout;
     output.compression_level = s.compression_level;
+    output.max_requests_per_minute = s.max_requests_per_minute;
+    output.max_bytes_per_minute = s.max_bytes_per_minute;
     let mut inputs = BTreeMap::new();
     if !args.paths.is_empty() {
         for p in &args.paths {

@@ -159,6 +159,10 @@ async fn build_sender(
         permission_grace: settings.permission_grace,
         retry_timeout: Some(settings.retry_timeout),
         max_request_bytes: settings.max_request_bytes,
+        limits: crate::ingest::limits::DcrLimits {
+            requests_per_minute: settings.max_requests_per_minute,
+            bytes_per_minute: settings.max_bytes_per_minute,
+        },
         ..Policy::default()
     };
     Ok(Sender::new(

@@ -27,6 +27,8 @@ pub struct OutputSettings {
     pub retry_timeout: Duration,
     pub batch_timeout: Duration,
     pub compression_level: u32,
+    pub max_requests_per_minute: u32,
+    pub max_bytes_per_minute: u64,
 }
 
 impl OutputSettings {
@@ -118,6 +120,14 @@ impl OutputSettings {
                 .compression_level
                 .or(out.as_ref().map(|o| o.compression_level))
                 .unwrap_or(DEFAULT_COMPRESSION_LEVEL),
+            max_requests_per_minute: args
+                .max_requests_per_minute
+                .or(out.as_ref().map(|o| o.max_requests_per_minute))
+                .unwrap_or(config::DEFAULT_MAX_REQUESTS_PER_MINUTE),
+            max_bytes_per_minute: args
+                .max_bytes_per_minute
+                .or(out.as_ref().map(|o| o.max_bytes_per_minute))
+                .unwrap_or(config::DEFAULT_MAX_BYTES_PER_MINUTE),
         })
     }
 }

@@ -3,10 +3,12 @@
 //! [`classify`] is a pure function from an HTTP answer to what to do next (the delivery policy
 //! of design.md); [`client`] performs one POST behind the narrow [`Transport`] trait; [`sender`]
 //! runs the policy: retries, the 403 grace window, Retry-After pauses shared by every sender of
-//! the DCR, splitting on 413 and bisecting on 400.
+//! the DCR, splitting on 413 and bisecting on 400; [`limits`] keeps each DCR within its
+//! requests and bytes a minute.
 
 pub mod classify;
 pub mod client;
+pub mod limits;
 pub mod sealer;
 pub mod sender;
 

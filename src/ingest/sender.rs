@@ -1,8 +1,10 @@
 //! Runs the delivery policy for one output (one DCR stream).
 //!
-//! Every sender task of an output shares one [`Sender`]: so a `Retry-After` pauses them all, the
-//! 403 grace window is measured once for the DCR (from the first 403 until a success), and the
-//! retry timeout likewise counts how long the DCR has been failing, not one request.
+//! Every sender task of an output shares one [`Sender`]: so the 403 grace window is measured once
+//! for the DCR (from the first 403 until a success), and the retry timeout likewise counts how
+//! long the DCR has been failing, not one request. Before each POST the sender passes its DCR's
+//! [`DcrGate`]: the per-DCR rate limits and the `Retry-After` pause, which are shared by every
+//! output sending to the DCR when the senders are given one gate ([`Sender::with_gate`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use tokio::time::Instant;
 
 use super::classify::{classify, Action};
 use super::client::Transport;
+use super::limits::{DcrGate, DcrLimits};
 use crate::auth::TokenCache;
 use crate::batch::{seal, Gzip, RawBatch, SealedBatch};
 use crate::duration::format_duration;
@@ -39,6 +42,8 @@ pub struct Policy {
     /// the slowest pace, logged as errors), and a token that cannot be had is retried too; the
     /// rows wait, and `/health` says why.
     pub retry_forever: bool,
+    /// Requests and bytes a minute to the DCR, for the sender's own gate (see [`Sender::new`]).
+    pub limits: DcrLimits,
 }
 
 impl Default for Policy {
@@ -53,6 +58,7 @@ impl Default for Policy {
             permission_backoff_max: Duration::from_secs(60),
             permission_log_every: Duration::from_secs(60),
             retry_forever: false,
+            limits: DcrLimits::default(),
         }
     }
 }
@@ -113,7 +119,6 @@ impl Fatal {
 
 #[derive(Debug, Default)]
 struct Shared {
-    paused_until: Option<Instant>,
     permission_since: Option<Instant>,
     failing_since: Option<Instant>,
     last_permission_log: Option<Instant>,
@@ -127,6 +132,7 @@ pub struct Sender {
     dcr: String,
     report: Arc<dyn DeliveryReport>,
     shared: Mutex<Shared>,
+    gate: Arc<DcrGate>,
 }
 
 /// What one batch came to after its attempts.
@@ -138,6 +144,8 @@ enum Outcome {
 }
 
 impl Sender {
+    /// A sender with a gate of its own, built from `policy.limits`: right when it is the only
+    /// sender to its DCR (`send`); the agent gives senders of one DCR one gate instead.
     pub fn new(
         transport: Arc<dyn Transport>,
         tokens: Arc<TokenCache>,
@@ -145,14 +153,24 @@ impl Sender {
         dcr: impl Into<String>,
         report: Arc<dyn DeliveryReport>,
     ) -> Self {
+        let dcr = dcr.into();
+        let gate = Arc::new(DcrGate::new(&dcr, policy.limits));
         Sender {
             transport,
             tokens,
             policy,
-            dcr: dcr.into(),
+            dcr,
             report,
             shared: Mutex::new(Shared::default()),
+            gate,
         }
+    }
+
+    /// Uses `gate` for the rate limits and `Retry-After` pauses, shared with the other senders
+    /// to the same DCR.
+    pub fn with_gate(mut self, gate: Arc<DcrGate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -188,6 +206,8 @@ impl Sender {
 
     async fn attempt(&self, b: &SealedBatch) -> Result<Outcome, Fatal> {
         let body = Bytes::from(b.gzip.clone());
+        // The service counts bytes both compressed and not: the larger is what counts.
+        let counted = b.raw.body().len().max(b.gzip.len());
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(self.policy.backoff_min)
             .with_max_delay(self.policy.backoff_max)
@@ -200,7 +220,8 @@ impl Sender {
             .build();
         let mut unauthorized = 0u32;
         loop {
-            self.wait_for_pause().await;
+            // Every attempt, retries too, is a request the service counts.
+            self.gate.admit(counted).await;
             let token = match self.tokens.token().await {
                 Ok(t) => t,
                 Err(e) if self.policy.retry_forever => {
@@ -279,7 +300,7 @@ impl Sender {
                     let wait = retry_after.unwrap_or_else(|| next(&mut backoff, &self.policy));
                     let wait = self.failing(now, wait, asked, "throttled: HTTP 408/429/503")?;
                     if retry_after.is_some() {
-                        self.pause_all(now + wait);
+                        self.gate.pause_until(now + wait);
                     }
                     self.report.retry(RetryReason::Throttled);
                     tracing::debug!(wait = %format_duration(wait), "throttled; waiting");
@@ -312,23 +333,6 @@ impl Sender {
             tracing::info!(dcr = %self.dcr, "permission granted: the DCR accepts data now");
         }
         s.failing_since = None;
-    }
-
-    async fn wait_for_pause(&self) {
-        loop {
-            let until = self.shared().paused_until;
-            match until {
-                Some(u) if u > Instant::now() => tokio::time::sleep_until(u).await,
-                _ => return,
-            }
-        }
-    }
-
-    fn pause_all(&self, until: Instant) {
-        let mut s = self.shared();
-        if s.paused_until.is_none_or(|p| p < until) {
-            s.paused_until = Some(until);
-        }
     }
 
     /// Records a transient failure; fails once the DCR has been failing for the retry timeout.

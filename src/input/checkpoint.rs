@@ -7,6 +7,12 @@
 //! leaves either the old file or the new one; a damaged file is set aside and treated as empty
 //! (the agent then re-reads by `start_at`), because refusing to start is worse than a re-read.
 //!
+//! Disk trouble: a state directory the agent may not write in is an error at
+//! [`CheckpointStore::open`] (a setup mistake, best said at once); a full disk is not (it may
+//! clear). A save that fails later is logged by [`CheckpointStore::save_or_report`] once a
+//! minute at most, delivery goes on, and the next save tries again: unsaved offsets only mean
+//! rows read again after a restart.
+//!
 //! The methods here do blocking file I/O; call them from `spawn_blocking` in async code.
 
 use std::collections::BTreeMap;
@@ -14,12 +20,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::FileKey;
+use crate::deadletter::WriteTrouble;
 
 /// The file name under `state_dir`.
 pub const CHECKPOINT_FILE: &str = "checkpoints.json";
@@ -41,6 +49,14 @@ pub enum CheckpointError {
         path: PathBuf,
         source: io::Error,
     },
+    #[error(
+        "cannot write in {}: {source}; make it writable by the user dcrship runs as (the \
+         systemd unit's StateDirectory=dcrship does this for /var/lib/dcrship; for another \
+         directory add ReadWritePaths= in a drop-in), or choose another with [agent] state_dir \
+         or --state-dir",
+        path.display()
+    )]
+    Unwritable { path: PathBuf, source: io::Error },
     #[error("cannot encode checkpoints: {0}")]
     Encode(#[from] serde_json::Error),
 }
@@ -148,11 +164,14 @@ pub fn still_at_path(key: &FileKey, path: &Path) -> bool {
 pub struct CheckpointStore {
     dir: PathBuf,
     file: PathBuf,
+    trouble: Arc<WriteTrouble>,
 }
 
 impl CheckpointStore {
     /// Uses `state_dir/checkpoints.json`, creating `state_dir` (mode 0700 where it is new) if it
-    /// is missing.
+    /// is missing, and checks that a file can be written there: a directory that is not
+    /// writable is [`CheckpointError::Unwritable`]; a full disk is only logged, since it may
+    /// clear and delivery does not need the disk.
     pub fn open(state_dir: &Path) -> Result<Self, CheckpointError> {
         fs::DirBuilder::new()
             .recursive(true)
@@ -163,9 +182,26 @@ impl CheckpointStore {
                 path: state_dir.to_path_buf(),
                 source,
             })?;
+        let probe = state_dir.join(TEMP_FILE);
+        match write_synced(&probe, b"") {
+            Ok(()) => {
+                let _ = fs::remove_file(&probe);
+            }
+            Err(e) if is_disk_full(&e) => {
+                let _ = fs::remove_file(&probe);
+                tracing::warn!(path = %state_dir.display(), "the state directory's disk is full: {e}; delivering anyway, checkpoints are saved once there is room");
+            }
+            Err(source) => {
+                return Err(CheckpointError::Unwritable {
+                    path: state_dir.to_path_buf(),
+                    source,
+                })
+            }
+        }
         Ok(CheckpointStore {
             dir: state_dir.to_path_buf(),
             file: state_dir.join(CHECKPOINT_FILE),
+            trouble: Arc::new(WriteTrouble::new("checkpoints")),
         })
     }
 
@@ -214,6 +250,37 @@ impl CheckpointStore {
             .and_then(|dir| dir.sync_all())
             .map_err(|e| io_error("fsync directory", &self.dir, e))
     }
+}
+
+impl CheckpointStore {
+    /// [`save`](Self::save), for the agent: a failure is logged (the first, then at most one a
+    /// minute while saves keep failing, then one line when a save works again) and is not an
+    /// error to the caller, who keeps delivering and saves again later. Returns whether it saved.
+    pub fn save_or_report(&self, checkpoints: &Checkpoints) -> bool {
+        match self.save(checkpoints) {
+            Ok(()) => {
+                self.trouble.worked(&self.file);
+                true
+            }
+            Err(e) => {
+                self.trouble.failed(
+                    &self.file,
+                    &e,
+                    "delivery goes on; offsets not yet saved are read again after a restart \
+                     (duplicates, not loss); free disk space or fix the directory",
+                );
+                false
+            }
+        }
+    }
+}
+
+/// ENOSPC or EDQUOT: space that may come back, unlike a permission.
+fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 fn io_error(action: &'static str, path: &Path, source: io::Error) -> CheckpointError {
@@ -410,6 +477,71 @@ mod tests {
         cps.advance(key(1), Path::new("/a"), 20);
         assert!(store.save(&cps).is_err());
         assert_eq!(store.load().offset(&key(1)), Some(10));
+        Ok(())
+    }
+
+    #[test]
+    fn a_state_dir_that_cannot_be_written_is_an_error_at_open_with_the_fix() {
+        let dir = tempfile::tempdir().expect("tmp");
+        // Root ignores permissions: a directory where the probe file goes fails the same way.
+        fs::create_dir(dir.path().join(TEMP_FILE)).expect("mkdir");
+        let err = CheckpointStore::open(dir.path()).expect_err("unwritable");
+        assert!(matches!(err, CheckpointError::Unwritable { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+        assert!(
+            msg.contains("StateDirectory=") && msg.contains("state_dir"),
+            "{msg}"
+        );
+        // A file in place of the directory is refused too (by the create).
+        let file = dir.path().join("plain-file");
+        fs::write(&file, b"x").expect("write");
+        assert!(CheckpointStore::open(&file).is_err());
+    }
+
+    #[test]
+    fn a_full_disk_names_the_file_and_the_os_error_and_a_later_save_works(
+    ) -> Result<(), CheckpointError> {
+        let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
+        let store = CheckpointStore::open(dir.path())?;
+        let mut cps = Checkpoints::new();
+        cps.advance(key(1), Path::new("/a"), 10);
+        // Writes to /dev/full fail with ENOSPC, as on a full disk.
+        std::os::unix::fs::symlink("/dev/full", dir.path().join(TEMP_FILE)).expect("symlink");
+        let err = store.save(&cps).expect_err("disk full");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(TEMP_FILE) && msg.contains("No space left on device"),
+            "{msg}"
+        );
+        assert!(!store.path().exists());
+        // The failed temp file was removed; the next save works.
+        store.save(&cps)?;
+        assert_eq!(store.load(), cps);
+        Ok(())
+    }
+
+    #[test]
+    fn only_a_full_disk_or_quota_counts_as_full() {
+        let os = io::Error::from_raw_os_error;
+        assert!(is_disk_full(&os(28))); // ENOSPC
+        assert!(is_disk_full(&os(122))); // EDQUOT
+        assert!(!is_disk_full(&os(13))); // EACCES
+        assert!(!is_disk_full(&os(30))); // EROFS
+    }
+
+    #[test]
+    fn save_or_report_keeps_failing_quietly_and_recovers() -> Result<(), CheckpointError> {
+        let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
+        let store = CheckpointStore::open(dir.path())?;
+        let mut cps = Checkpoints::new();
+        cps.advance(key(1), Path::new("/a"), 10);
+        fs::create_dir(dir.path().join(TEMP_FILE)).expect("mkdir");
+        assert!(!store.save_or_report(&cps));
+        assert!(!store.save_or_report(&cps));
+        fs::remove_dir(dir.path().join(TEMP_FILE)).expect("rmdir");
+        assert!(store.save_or_report(&cps));
+        assert_eq!(store.load(), cps);
         Ok(())
     }
 

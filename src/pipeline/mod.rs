@@ -108,9 +108,9 @@ impl Checkpointer {
             return;
         }
         let snapshot = self.snapshot();
-        if let Err(e) = self.store.save(&snapshot) {
+        // Logged by the store, at most once a minute while the disk is in trouble.
+        if !self.store.save_or_report(&snapshot) {
             self.dirty.store(true, Relaxed);
-            tracing::error!(error = %e, "cannot save checkpoints; will retry (rows are not lost: unsaved offsets are read again after a restart)");
         }
     }
 }
@@ -149,6 +149,8 @@ impl Pipeline {
         let sources = Sources::default();
         let mut outputs = Vec::new();
         let mut by_name = std::collections::HashMap::new();
+        // Outputs to one DCR share its rate limits and Retry-After pauses.
+        let gates = crate::ingest::limits::DcrGates::for_config(&cfg.outputs);
         for (name, out) in &cfg.outputs {
             let bad = |reason: String| PipelineError::Output {
                 output: name.clone(),
@@ -174,13 +176,16 @@ impl Pipeline {
                 retry_forever: true,
                 ..Policy::default()
             };
-            let sender = Arc::new(Sender::new(
-                Arc::new(transport),
-                tokens.clone(),
-                policy,
-                out.dcr.clone(),
-                report.clone(),
-            ));
+            let sender = Arc::new(
+                Sender::new(
+                    Arc::new(transport),
+                    tokens.clone(),
+                    policy,
+                    out.dcr.clone(),
+                    report.clone(),
+                )
+                .with_gate(gates.get(&out.dcr)),
+            );
             let rt = OutputRuntime::start(
                 OutputSpec {
                     name: name.clone(),

@@ -467,3 +467,88 @@ async fn the_agent_retries_server_errors_forever() {
     assert_eq!(accepted(&r).len(), 3);
     assert!(r.transport.times().last().is_some_and(|&t| t > 1000));
 }
+
+/// A sender to `dcr` through `gate`, with its own transport and report.
+fn rig_on(gate: &Arc<DcrGate>, dcr: &str, transport: Arc<Scripted>) -> Rig {
+    let tokens = Arc::new(Counting::default());
+    let report = Arc::new(Collect::default());
+    let sender = Sender::new(
+        transport.clone(),
+        TokenCache::new(Box::new(tokens.clone())),
+        Policy::default(),
+        dcr,
+        report.clone(),
+    )
+    .with_gate(gate.clone());
+    Rig {
+        sender: Arc::new(sender),
+        transport,
+        report,
+        tokens,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_on_one_output_pauses_the_other_outputs_of_the_dcr_only() {
+    let dcr = "dcr-00000000000000000000000000000001";
+    let other_dcr = "dcr-00000000000000000000000000000002";
+    let gate = Arc::new(DcrGate::new(dcr, DcrLimits::default()));
+    let other_gate = Arc::new(DcrGate::new(other_dcr, DcrLimits::default()));
+    let throttled = rig_on(
+        &gate,
+        dcr,
+        Scripted::new(|n, _| {
+            if n == 0 {
+                retry_after(429, "5")
+            } else {
+                status(204)
+            }
+        }),
+    );
+    let same_dcr = rig_on(&gate, dcr, Scripted::new(|_, _| status(204)));
+    let other = rig_on(&other_gate, other_dcr, Scripted::new(|_, _| status(204)));
+
+    let s = throttled.sender.clone();
+    let first = tokio::spawn(async move { s.deliver(batch(0..2), &mut Gzip::new(1)).await });
+    // Let the 429 land, then offer a batch to each of the other two senders 1 s later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (a, b) = tokio::join!(
+        deliver(&same_dcr, batch(2..4)),
+        deliver(&other, batch(4..6))
+    );
+    a.expect("ok");
+    b.expect("ok");
+    first.await.expect("join").expect("ok");
+
+    assert_eq!(throttled.transport.times(), vec![0, 5]);
+    assert_eq!(same_dcr.transport.times(), vec![5], "waited for the pause");
+    assert_eq!(
+        other.transport.times(),
+        vec![1],
+        "another DCR is not paused"
+    );
+    for r in [&throttled, &same_dcr, &other] {
+        assert_eq!(accepted(r).len(), 2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_request_limit_paces_every_attempt_retries_included() {
+    // 60 a minute: one a second. The 500 costs a request like any other.
+    let policy = Policy {
+        limits: DcrLimits {
+            requests_per_minute: 60,
+            bytes_per_minute: 1 << 30,
+        },
+        backoff_min: Duration::from_millis(10),
+        backoff_max: Duration::from_millis(10),
+        ..Policy::default()
+    };
+    let t = Scripted::new(|n, _| if n == 1 { status(500) } else { status(204) });
+    let r = rig(policy, t);
+    for i in 0..4 {
+        deliver(&r, batch(i * 2..i * 2 + 2)).await.expect("ok");
+    }
+    assert_eq!(r.transport.times(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(accepted(&r).len(), 8);
+}
