@@ -151,11 +151,16 @@ pub enum Pushed {
     TooLarge { row_bytes: usize, cap: usize },
 }
 
-/// Packs rows, in order, into bodies of at most `cap` bytes.
+/// Packs rows, in order, into bodies of at most `cap` bytes, and, with a time span set, of
+/// rows whose `TimeGenerated` values lie at most that far apart.
 #[derive(Debug)]
 pub struct Batcher {
     cap: usize,
     open: RawBatch,
+    /// Microseconds; `None` when unbounded.
+    max_span: Option<i64>,
+    /// Earliest and latest row time in the open batch (microseconds).
+    span: Option<(i64, i64)>,
 }
 
 impl Batcher {
@@ -165,7 +170,17 @@ impl Batcher {
         Batcher {
             cap,
             open: RawBatch::with_capacity(Self::initial_capacity(cap)),
+            max_span: None,
+            span: None,
         }
+    }
+
+    /// Closes a batch before a row whose `TimeGenerated` would make the batch span more than
+    /// `span` (Auxiliary-plan tables refuse a request spanning over 30 minutes). Rows carry
+    /// their time as their first member, as the row encoder writes them.
+    pub fn with_max_time_span(mut self, span: Option<std::time::Duration>) -> Self {
+        self.max_span = span.map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        self
     }
 
     fn initial_capacity(cap: usize) -> usize {
@@ -184,13 +199,34 @@ impl Batcher {
                 cap: self.cap,
             };
         }
-        if self.open.size_with(row) <= self.cap {
+        let (fits_span, span) = self.span_with(row);
+        if fits_span && self.open.size_with(row) <= self.cap {
             self.open.append(row, origin);
+            self.span = span;
             return Pushed::Added;
         }
         let full = self.take();
         self.open.append(row, origin);
+        self.span = self.span_with(row).1;
         Pushed::Full(full)
+    }
+
+    /// Whether `row` keeps the open batch within the time span, and the span with it.
+    fn span_with(&self, row: &[u8]) -> (bool, Option<(i64, i64)>) {
+        let Some(max) = self.max_span else {
+            return (true, None);
+        };
+        let Some(t) = crate::transform::time::row_time_micros(row) else {
+            return (true, self.span);
+        };
+        match self.span {
+            _ if self.open.is_empty() => (true, Some((t, t))),
+            None => (true, Some((t, t))),
+            Some((lo, hi)) => {
+                let (lo, hi) = (lo.min(t), hi.max(t));
+                (hi.saturating_sub(lo) <= max, Some((lo, hi)))
+            }
+        }
     }
 
     /// Rows waiting in the open batch.
@@ -208,6 +244,7 @@ impl Batcher {
     }
 
     fn take(&mut self) -> RawBatch {
+        self.span = None;
         let next = RawBatch::with_capacity(Self::initial_capacity(self.cap));
         let mut full = std::mem::replace(&mut self.open, next);
         full.close();
@@ -419,6 +456,71 @@ mod tests {
             all.extend(s.raw.rows().map(|(r, _)| r.to_vec()));
         }
         assert_eq!(all, rows);
+    }
+
+    /// A row as the encoder writes it, `secs` after 2026-01-01T00:00:00Z.
+    fn timed_row(secs: i64) -> Vec<u8> {
+        let ts = jiff::Timestamp::from_second(1_767_225_600 + secs).expect("ts");
+        format!(
+            r#"{{"TimeGenerated":"{}","n":{secs}}}"#,
+            crate::transform::time::rfc3339_utc(ts)
+        )
+        .into_bytes()
+    }
+
+    fn span_of(b: &RawBatch) -> i64 {
+        let t: Vec<i64> = b
+            .rows()
+            .filter_map(|(r, _)| crate::transform::time::row_time_micros(r))
+            .collect();
+        t.iter().max().unwrap_or(&0) - t.iter().min().unwrap_or(&0)
+    }
+
+    #[test]
+    fn a_time_span_closes_batches_before_rows_too_far_apart() {
+        let span = std::time::Duration::from_secs(30 * 60);
+        let mut b = Batcher::new(1_000_000).with_max_time_span(Some(span));
+        assert_eq!(b.push(&timed_row(0), o(1)), Pushed::Added);
+        assert_eq!(b.push(&timed_row(1800), o(2)), Pushed::Added, "exactly 30 minutes");
+        assert_eq!(b.push(&timed_row(-1), o(3)), Pushed::Full(RawBatch::from_rows([(&timed_row(0)[..], o(1)), (&timed_row(1800)[..], o(2))])));
+        assert_eq!(b.push(&timed_row(3600), o(4)), Pushed::Full(RawBatch::from_rows([(&timed_row(-1)[..], o(3))])));
+        assert_eq!(b.push(&b"{}"[..], o(5)), Pushed::Added, "a row without a time fits anywhere");
+        assert_eq!(b.flush().map(|f| f.len()), Some(2));
+        // without a span, time does not matter
+        let mut b = Batcher::new(1_000_000);
+        for (i, t) in [0, 7200, -7200].into_iter().enumerate() {
+            assert_eq!(b.push(&timed_row(t), o(i as u64)), Pushed::Added);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// With a span, every batch spans at most it, and rows keep their order.
+        #[test]
+        fn batches_never_span_more_than_the_limit(
+            times in proptest::collection::vec(-4000i64..4000, 0..100),
+            span in 1u64..3600,
+            cap in 200usize..3000,
+        ) {
+            let mut b = Batcher::new(cap).with_max_time_span(Some(std::time::Duration::from_secs(span)));
+            let mut batches = Vec::new();
+            for (i, &t) in times.iter().enumerate() {
+                match b.push(&timed_row(t), o(i as u64)) {
+                    Pushed::Added => {}
+                    Pushed::Full(full) => batches.push(full),
+                    Pushed::TooLarge { .. } => prop_assert!(false, "rows are small"),
+                }
+            }
+            batches.extend(b.flush());
+            let mut lines = Vec::new();
+            for batch in &batches {
+                prop_assert!(span_of(batch) <= span as i64 * 1_000_000);
+                prop_assert!(batch.body().len() <= cap);
+                lines.extend(batch.rows().map(|(_, o)| o.line));
+            }
+            prop_assert_eq!(lines, (0..times.len() as u64).collect::<Vec<_>>());
+        }
     }
 
     proptest! {

@@ -7,8 +7,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthMethod, Cloud};
-use crate::config::{InputFormat, StartAt};
+use crate::config::{InputFormat, MultilineConfig, StartAt};
 use crate::duration::clap_duration;
+use crate::input::multiline::Preset;
+use crate::input::parse::OnMismatch;
 use crate::input::Format;
 use crate::telemetry::LogFormat;
 
@@ -159,6 +161,12 @@ pub struct SendArgs {
     #[arg(long, value_name = "NAME")]
     pub time_field: Option<String>,
 
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+
+    #[command(flatten)]
+    pub parse: ParseArgs,
+
     /// Append rejected rows to this NDJSON file, each with its reason
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
@@ -180,6 +188,48 @@ pub struct SendArgs {
     pub summary: SummaryFormat,
 }
 
+/// `send`'s row shaping: time format, field edits, declared columns.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ShapeArgs {
+    /// How --time-field is written: rfc3339, epoch, epoch_ms, epoch_us, epoch_ns, or a strftime
+    /// format like "%d/%b/%Y:%H:%M:%S %z" [default: RFC 3339 / ISO 8601, or epoch by size]
+    #[arg(long, value_name = "FORMAT")]
+    pub time_format: Option<String>,
+
+    /// IANA time zone (Europe/Berlin), UTC or local, for times written without an offset
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+
+    /// Set a column to a fixed value on every row (repeatable), e.g. --field Env=prod
+    #[arg(long = "field", value_name = "NAME=VALUE", value_parser = name_value)]
+    pub fields: Vec<(String, String)>,
+
+    /// Rename a source field (repeatable), e.g. --rename msg=Message
+    #[arg(long = "rename", value_name = "FROM=TO", value_parser = name_value)]
+    pub rename: Vec<(String, String)>,
+
+    /// Leave a source field out of rows (repeatable)
+    #[arg(long = "drop", value_name = "NAME")]
+    pub drop: Vec<String>,
+
+    /// Exported DCR (ARM template or resource JSON): the stream's columns are read from its
+    /// streamDeclarations, and values are made their declared types
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+
+    /// Rows of one request span at most this much TimeGenerated (30m for Auxiliary-plan tables)
+    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    pub max_time_span: Option<Duration>,
+}
+
+/// `NAME=VALUE`.
+fn name_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected NAME=VALUE, found {s:?}")),
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -197,13 +247,16 @@ pub struct RunArgs {
     #[arg(long)]
     pub stdin: bool,
 
-    /// Line format of the inputs in flag-only mode: text lines, or one JSON object per line
+    /// Line format of the inputs in flag-only mode (regex needs --pattern)
     #[arg(long, value_enum, default_value_t = InputFormat::Text)]
     pub format: InputFormat,
 
     /// Where files seen for the first time are read from (flag-only mode)
     #[arg(long, value_enum, default_value_t = StartAt::End)]
     pub start_at: StartAt,
+
+    #[command(flatten)]
+    pub parse: ParseArgs,
 
     /// Checkpoints and the dead-letter file [default: /var/lib/dcrship]
     #[arg(long, env = "DCRSHIP_STATE_DIR", value_name = "DIR")]
@@ -216,6 +269,91 @@ pub struct RunArgs {
     /// On SIGTERM, how long to keep delivering what was read [default: 30s]
     #[arg(long, value_name = "DUR", value_parser = clap_duration)]
     pub shutdown_timeout: Option<Duration>,
+}
+
+/// How text lines become columns and events: `send`, and `run` in flag-only mode.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ParseArgs {
+    /// With --format regex: a regular expression whose named groups (?P<Name>…) are the columns
+    #[arg(long, value_name = "RE")]
+    pub pattern: Option<String>,
+
+    /// A line that does not match --format regex|logfmt|syslog: sent as a RawData row, or dead-lettered [default: raw]
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub on_mismatch: Option<OnMismatch>,
+
+    /// A line matching this regular expression starts a new event; the lines after it join it
+    #[arg(long, value_name = "RE", conflicts_with = "multiline_preset")]
+    pub multiline_start: Option<String>,
+
+    /// Join stack traces into one event with built-in rules
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub multiline_preset: Option<Preset>,
+
+    /// Emit a pending multiline event after this long without a new line [default: 1s]
+    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    pub multiline_timeout: Option<Duration>,
+
+    /// Lines in one multiline event; more start the next event [default: 500]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub multiline_max_lines: Option<u64>,
+
+    /// Bytes in one multiline event; more start the next event [default: 262144]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    pub multiline_max_bytes: Option<u64>,
+}
+
+impl ParseArgs {
+    /// The `[multiline]` settings the flags describe, if any.
+    pub fn multiline(&self) -> Option<MultilineConfig> {
+        if self.multiline_start.is_none() && self.multiline_preset.is_none() {
+            return None;
+        }
+        let mut m = MultilineConfig::new(self.multiline_start.clone(), self.multiline_preset);
+        if let Some(t) = self.multiline_timeout {
+            m.timeout = t;
+        }
+        if let Some(n) = self.multiline_max_lines {
+            m.max_lines = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = self.multiline_max_bytes {
+            m.max_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+        Some(m)
+    }
+
+    /// Refuses flags the format does not read; `format` is the `--format` value as written.
+    pub fn check(&self, format: &str) -> Result<(), String> {
+        let parsed = matches!(format, "regex" | "logfmt" | "syslog");
+        let bounds = self.multiline_timeout.is_some()
+            || self.multiline_max_lines.is_some()
+            || self.multiline_max_bytes.is_some();
+        if format == "regex" && self.pattern.is_none() {
+            Err("--format regex needs --pattern with named groups, like \
+                 --pattern '^(?P<Level>\\w+) (?P<Message>.*)$'"
+                .into())
+        } else if self.pattern.is_some() && format != "regex" {
+            Err("--pattern is only read with --format regex".into())
+        } else if self.on_mismatch.is_some() && !parsed {
+            Err("--on-mismatch is only read with --format regex, logfmt or syslog".into())
+        } else if bounds && self.multiline().is_none() {
+            Err(
+                "--multiline-timeout, --multiline-max-lines and --multiline-max-bytes need \
+                 --multiline-start or --multiline-preset"
+                    .into(),
+            )
+        } else if self.multiline_timeout.is_some_and(|t| t.is_zero()) {
+            Err("--multiline-timeout must be more than 0".into())
+        } else if self.multiline().is_some() && matches!(format, "ndjson" | "json" | "csv") {
+            Err(
+                "multiline joins text lines: use it with --format text, regex, logfmt or \
+                 syslog"
+                    .into(),
+            )
+        } else {
+            Ok(())
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -330,5 +468,77 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn parse_flags_must_fit_the_format() {
+        let send = |extra: &[&str]| {
+            let mut args = vec!["dcrship", "send"];
+            args.extend_from_slice(extra);
+            match Cli::try_parse_from(&args).expect("parses").command {
+                Command::Send(s) => s.parse.check(s.format.name()),
+                _ => panic!("send"),
+            }
+        };
+        let ok: &[&[&str]] = &[
+            &["--format", "regex", "--pattern", "(?P<A>x)"],
+            &["--format", "logfmt", "--on-mismatch", "dead-letter"],
+            &["--format", "syslog", "--multiline-start", "^<"],
+            &["--multiline-preset", "java", "--multiline-max-lines", "10"],
+            &[
+                "--format",
+                "text",
+                "--multiline-preset",
+                "python",
+                "--multiline-timeout",
+                "2s",
+            ],
+        ];
+        for args in ok {
+            assert_eq!(send(args), Ok(()), "{args:?}");
+        }
+        let bad: &[(&[&str], &str)] = &[
+            (&["--format", "regex"], "needs --pattern"),
+            (&["--pattern", "(?P<A>x)"], "only read with --format regex"),
+            (&["--on-mismatch", "raw"], "--on-mismatch is only read"),
+            (&["--multiline-max-lines", "3"], "need --multiline-start"),
+            (
+                &["--format", "csv", "--multiline-preset", "java"],
+                "joins text lines",
+            ),
+            (
+                &["--multiline-preset", "java", "--multiline-timeout", "0s"],
+                "more than 0",
+            ),
+        ];
+        for (args, says) in bad {
+            let err = send(args).expect_err("refused");
+            assert!(err.contains(says), "{args:?}: {err}");
+        }
+        // start and preset exclude each other at the clap level
+        assert!(Cli::try_parse_from([
+            "dcrship",
+            "send",
+            "--multiline-start",
+            "x",
+            "--multiline-preset",
+            "java"
+        ])
+        .is_err());
+        let Command::Run(r) = Cli::try_parse_from([
+            "dcrship",
+            "run",
+            "--format",
+            "syslog",
+            "--multiline-preset",
+            "java",
+        ])
+        .expect("run parses")
+        .command
+        else {
+            panic!("run")
+        };
+        let m = r.parse.multiline().expect("multiline");
+        assert_eq!((m.max_lines, m.max_bytes), (500, 256 * 1024));
     }
 }

@@ -226,8 +226,19 @@ pub struct OutputConfig {
     )]
     pub max_bytes_per_minute: u64,
     /// `[outputs.NAME.columns]`: declared column types of the stream.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de_columns")]
     pub columns: BTreeMap<String, ColumnType>,
+    /// An exported DCR (ARM template or resource JSON) whose `streamDeclarations` give the
+    /// stream's columns; relative to the config file's directory.
+    #[serde(default, deserialize_with = "de_opt_path")]
+    pub schema_file: Option<PathBuf>,
+    /// Rows of one request span at most this much `TimeGenerated` (Auxiliary-plan tables
+    /// refuse a request spanning more than 30 minutes).
+    #[serde(default, deserialize_with = "de_opt_nonzero_duration")]
+    pub max_time_span: Option<Duration>,
+    /// The columns read from `schema_file` when the configuration was loaded.
+    #[serde(skip)]
+    pub schema_columns: BTreeMap<String, ColumnType>,
 }
 
 impl OutputConfig {
@@ -250,7 +261,18 @@ impl OutputConfig {
             max_requests_per_minute: DEFAULT_MAX_REQUESTS_PER_MINUTE,
             max_bytes_per_minute: DEFAULT_MAX_BYTES_PER_MINUTE,
             columns: BTreeMap::new(),
+            schema_file: None,
+            max_time_span: None,
+            schema_columns: BTreeMap::new(),
         }
+    }
+
+    /// The stream's declared columns: those of `schema_file`, with `[columns]` added on top
+    /// (a type given there wins). Empty when neither declares any.
+    pub fn declared_columns(&self) -> BTreeMap<String, ColumnType> {
+        let mut all = self.schema_columns.clone();
+        all.extend(self.columns.iter().map(|(k, v)| (k.clone(), *v)));
+        all
     }
 }
 
@@ -284,12 +306,37 @@ pub struct InputConfig {
     /// The regular expression for `format = "regex"`; its named groups become columns.
     #[serde(default, deserialize_with = "de_opt_string")]
     pub pattern: Option<String>,
+    /// `regex`, `logfmt`, `syslog`: what becomes of a line that does not parse.
+    #[serde(default, deserialize_with = "de_enum")]
+    pub on_mismatch: crate::input::parse::OnMismatch,
+    /// `[inputs.NAME.multiline]`: join the lines of one event (a stack trace) into one row.
+    #[serde(default)]
+    pub multiline: Option<MultilineConfig>,
     #[serde(default, deserialize_with = "de_enum")]
     pub start_at: StartAt,
     /// The output this input feeds. Always a key of [`Config::outputs`] after loading: when the
     /// file omits it and there is exactly one output, that one is filled in.
     #[serde(default, deserialize_with = "de_string")]
     pub output: String,
+    /// Source field holding the event time (structured records); default `TimeGenerated`.
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub time_field: Option<String>,
+    /// How the time field is written: `rfc3339`, `epoch`, `epoch_ms`, `epoch_us`, `epoch_ns`
+    /// or a strftime format; default: RFC 3339 / ISO 8601 or epoch by magnitude.
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub time_format: Option<String>,
+    /// IANA zone (or `UTC`, `local`) of times written without an offset; default UTC.
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub timezone: Option<String>,
+    /// `[inputs.NAME.fields]`: columns set to fixed values (strings expand `${VAR}`).
+    #[serde(default, deserialize_with = "de_field_values")]
+    pub fields: BTreeMap<String, serde_json::Value>,
+    /// `[inputs.NAME.rename]`: source field → column name.
+    #[serde(default, deserialize_with = "de_string_map")]
+    pub rename: BTreeMap<String, String>,
+    /// Source fields left out of rows.
+    #[serde(default, deserialize_with = "de_strings")]
+    pub drop: Vec<String>,
 }
 
 /// `type` of an input.
@@ -311,6 +358,78 @@ pub enum InputFormat {
     Json,
     /// `pattern`'s named groups are the columns.
     Regex,
+    /// `key=value` pairs are the columns.
+    Logfmt,
+    /// RFC 3164 / RFC 5424 lines → the columns of Azure's Syslog table.
+    Syslog,
+}
+
+/// `[inputs.NAME.multiline]`: which lines start an event, and its bounds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultilineConfig {
+    /// A line matching this regular expression starts a new event.
+    #[serde(default, deserialize_with = "de_opt_string")]
+    pub start: Option<String>,
+    /// Built-in rules instead of `start`.
+    #[serde(default, deserialize_with = "de_opt_enum")]
+    pub preset: Option<crate::input::multiline::Preset>,
+    /// A pending event is emitted after this long without a new line.
+    #[serde(
+        default = "default_multiline_timeout",
+        deserialize_with = "de_nonzero_duration"
+    )]
+    pub timeout: Duration,
+    #[serde(
+        default = "default_multiline_max_lines",
+        deserialize_with = "de_multiline_max_lines"
+    )]
+    pub max_lines: usize,
+    /// At most the output's `max_request_bytes` (checked after loading).
+    #[serde(
+        default = "default_multiline_max_bytes",
+        deserialize_with = "de_multiline_max_bytes"
+    )]
+    pub max_bytes: usize,
+}
+
+impl MultilineConfig {
+    /// `start` or `preset` with the default bounds.
+    pub fn new(start: Option<String>, preset: Option<crate::input::multiline::Preset>) -> Self {
+        MultilineConfig {
+            start,
+            preset,
+            timeout: default_multiline_timeout(),
+            max_lines: default_multiline_max_lines(),
+            max_bytes: default_multiline_max_bytes(),
+        }
+    }
+}
+
+fn default_multiline_timeout() -> Duration {
+    crate::input::multiline::DEFAULT_TIMEOUT
+}
+fn default_multiline_max_lines() -> usize {
+    crate::input::multiline::DEFAULT_MAX_LINES
+}
+fn default_multiline_max_bytes() -> usize {
+    crate::input::multiline::DEFAULT_MAX_BYTES
+}
+
+fn de_multiline_max_lines<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    to_usize(de_bounded(d, 1..=100_000)?)
+}
+
+fn de_multiline_max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let range = 1024..=*MAX_REQUEST_BYTES_RANGE.end() as u64;
+    let expecting = format!("a byte count from {} to {}", range.start(), range.end());
+    let n = de_byte_size(d, &expecting)?;
+    if !range.contains(&n) {
+        return Err(de::Error::custom(format!(
+            "expected {expecting}, found {n}"
+        )));
+    }
+    to_usize(n)
 }
 
 /// `start_at`: where a file seen for the first time (no checkpoint) is read from.
@@ -626,6 +745,77 @@ fn de_nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::E
     Ok(value)
 }
 
+fn de_opt_nonzero_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_nonzero_duration(d).map(Some)
+}
+
+/// A column type read as a DCR writes it (`dateTime` too), its errors at the value.
+struct ColumnTypeValue(ColumnType);
+
+impl<'de> Deserialize<'de> for ColumnTypeValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = de_string(d)?;
+        ColumnType::parse(&s)
+            .map(ColumnTypeValue)
+            .map_err(de::Error::custom)
+    }
+}
+
+/// `[columns]`: names to types.
+fn de_columns<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, ColumnType>, D::Error> {
+    BTreeMap::<String, ColumnTypeValue>::deserialize(d)
+        .map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
+fn de_string_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    BTreeMap::<String, ExpandedString>::deserialize(d)
+        .map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
+/// A static field's value: a string (expanded), an integer, a float or a boolean.
+struct FieldValue(serde_json::Value);
+
+impl<'de> Deserialize<'de> for FieldValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = FieldValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number or boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldValue, E> {
+                expand_in_scope(v)
+                    .map(|s| FieldValue(s.into()))
+                    .map_err(E::custom)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<FieldValue, E> {
+                Ok(FieldValue(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<FieldValue, E> {
+                Ok(FieldValue(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<FieldValue, E> {
+                serde_json::Number::from_f64(v)
+                    .map(|n| FieldValue(n.into()))
+                    .ok_or_else(|| E::custom(format!("{v} is not a number JSON can carry")))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<FieldValue, E> {
+                Ok(FieldValue(v.into()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn de_field_values<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, serde_json::Value>, D::Error> {
+    BTreeMap::<String, FieldValue>::deserialize(d)
+        .map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
 /// An integer in `range`, written as a TOML integer or as a string of digits.
 fn de_bounded<'de, D: Deserializer<'de>>(
     d: D,
@@ -878,15 +1068,26 @@ fn snapshot_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> HashMap<Str
             &rest[..end]
         })
         .filter(|name| !name.is_empty())
-        .filter_map(|name| env(name).map(|value| (name.to_string(), value)))
+        .filter_map(|name| {
+            let value = env(name).or_else(|| hostname_fallback(name))?;
+            Some((name.to_string(), value))
+        })
         .collect()
+}
+
+/// `${HOSTNAME}` is the machine's host name when the variable is unset: shells set it but do
+/// not export it, so a systemd service never sees it.
+fn hostname_fallback(name: &str) -> Option<String> {
+    (name == "HOSTNAME").then(|| gethostname::gethostname().to_string_lossy().into_owned())
 }
 
 /// Expands with the snapshot of the parse in progress, or the process environment outside one.
 fn expand_in_scope(raw: &str) -> Result<String, ExpandError> {
     ENV_SNAPSHOT.with(|cell| match &*cell.borrow() {
         Some(vars) => expand_env(raw, &|name| vars.get(name).cloned()),
-        None => expand_env(raw, &|name| std::env::var(name).ok()),
+        None => expand_env(raw, &|name| {
+            std::env::var(name).ok().or_else(|| hostname_fallback(name))
+        }),
     })
 }
 
@@ -1171,6 +1372,9 @@ impl Checker<'_> {
         for (name, output) in &config.outputs {
             self.check_output(name, output)?;
         }
+        for (name, output) in config.outputs.iter_mut() {
+            self.check_columns(name, output)?;
+        }
         self.check_inputs(&mut config.inputs, &config.outputs)?;
         Ok(config)
     }
@@ -1215,6 +1419,52 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Column names follow Azure's rules; `schema_file` is read now, so a missing stream is a
+    /// configuration error, not a run-time surprise.
+    fn check_columns(&self, name: &str, output: &mut OutputConfig) -> Result<(), ConfigError> {
+        for column in output.columns.keys() {
+            crate::transform::columns::validate_column_name(column)
+                .map_err(|m| self.fail(&["outputs", name, "columns", column], m))?;
+        }
+        if let Some(file) = &output.schema_file {
+            // A relative path is taken from the config file's directory, not the service's cwd.
+            let path = match Path::new(self.origin).parent() {
+                Some(dir) if file.is_relative() => dir.join(file),
+                _ => file.clone(),
+            };
+            output.schema_columns =
+                crate::transform::schema::load_stream_columns(&path, &output.stream)
+                    .map_err(|e| self.fail(&["outputs", name, "schema_file"], e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// `time_format` and `timezone` can be read; names that become columns are valid ones.
+    fn check_shaping(&self, name: &str, input: &InputConfig) -> Result<(), ConfigError> {
+        let key = if input.timezone.is_some() && input.time_format.is_none() {
+            "timezone"
+        } else {
+            "time_format"
+        };
+        crate::transform::time::TimeParser::new(
+            input.time_format.as_deref(),
+            input.timezone.as_deref(),
+        )
+        .map_err(|m| {
+            let key = if m.contains("time zone") { "timezone" } else { key };
+            self.fail(&["inputs", name, key], m)
+        })?;
+        for field in input.fields.keys() {
+            crate::transform::columns::validate_column_name(field)
+                .map_err(|m| self.fail(&["inputs", name, "fields", field], m))?;
+        }
+        for (from, to) in &input.rename {
+            crate::transform::columns::validate_column_name(to)
+                .map_err(|m| self.fail(&["inputs", name, "rename", from], m))?;
+        }
+        Ok(())
+    }
+
     fn check_inputs(
         &self,
         inputs: &mut BTreeMap<String, InputConfig>,
@@ -1224,7 +1474,20 @@ impl Checker<'_> {
         for (name, input) in inputs.iter_mut() {
             self.check_source(name, input)?;
             self.check_format(name, input)?;
+            self.check_shaping(name, input)?;
             input.output = self.resolve_output(name, &input.output, outputs)?;
+            if let (Some(m), Some(out)) = (&input.multiline, outputs.get(&input.output)) {
+                if m.max_bytes > out.max_request_bytes {
+                    return Err(self.fail(
+                        &["inputs", name, "multiline", "max_bytes"],
+                        format!(
+                            "{} is more than outputs.{}.max_request_bytes ({}): an event must \
+                             fit in one request",
+                            m.max_bytes, input.output, out.max_request_bytes
+                        ),
+                    ));
+                }
+            }
             if input.kind == InputKind::Stdin {
                 if let Some(first) = stdin_reader {
                     return Err(self.fail(
@@ -1269,17 +1532,51 @@ impl Checker<'_> {
     }
 
     fn check_format(&self, name: &str, input: &InputConfig) -> Result<(), ConfigError> {
+        self.check_parsing(name, input)?;
         match (input.format, &input.pattern) {
             (InputFormat::Regex, None) => Err(self.fail(
                 &["inputs", name, "pattern"],
                 "format = \"regex\" needs a pattern with named groups, like \
                  pattern = '^(?P<Level>\\w+) (?P<Message>.*)$'",
             )),
-            (InputFormat::Text | InputFormat::Json, Some(_)) => Err(self.fail(
+            (_, Some(_)) if input.format != InputFormat::Regex => Err(self.fail(
                 &["inputs", name, "pattern"],
                 "pattern is only read with format = \"regex\"",
             )),
             _ => Ok(()),
+        }
+    }
+
+    /// `on_mismatch` and `[multiline]` fit the format; the pattern and `start` compile.
+    fn check_parsing(&self, name: &str, input: &InputConfig) -> Result<(), ConfigError> {
+        use crate::input::parse::{OnMismatch, TextRules};
+        let parsed = matches!(
+            input.format,
+            InputFormat::Regex | InputFormat::Logfmt | InputFormat::Syslog
+        );
+        if input.on_mismatch != OnMismatch::Raw && !parsed {
+            return Err(self.fail(
+                &["inputs", name, "on_mismatch"],
+                "on_mismatch is only read with format = \"regex\", \"logfmt\" or \"syslog\"",
+            ));
+        }
+        if input.multiline.is_some() && input.format == InputFormat::Json {
+            return Err(self.fail(
+                &["inputs", name, "multiline"],
+                "multiline joins text lines; a JSON line is a whole record already",
+            ));
+        }
+        if input.format == InputFormat::Regex && input.pattern.is_none() {
+            // Said by the caller, with an example.
+            return Ok(());
+        }
+        match TextRules::for_input(input) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let mut key = vec!["inputs", name];
+                key.extend_from_slice(e.key());
+                Err(self.fail(&key, e.to_string()))
+            }
         }
     }
 
@@ -1445,6 +1742,14 @@ mod tests {
             "start_at",
             "output",
             "max_bytes",
+            "schema_file",
+            "max_time_span",
+            "time_field",
+            "time_format",
+            "timezone",
+            "fields",
+            "rename",
+            "drop",
             "fsync_interval",
             "when_full",
         ];
@@ -1453,6 +1758,80 @@ mod tests {
                 example.contains(&format!("{key} =")) || example.contains(&format!(".{key}]")),
                 "{key}"
             );
+        }
+    }
+
+    #[test]
+    fn shaping_keys_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let schema = r#"{"properties": {"streamDeclarations": {"Custom-MyApp_CL": {"columns": [
+            {"name": "TimeGenerated", "type": "datetime"}, {"name": "Count", "type": "int"}]}}}}"#;
+        std::fs::write(dir.path().join("dcr.json"), schema).expect("write");
+        let text = app(
+            "schema_file = \"dcr.json\"\n\
+             max_time_span = \"30m\"\n\
+             [outputs.app.columns]\n\
+             Count = \"long\"\n\
+             Seen = \"dateTime\"\n\
+             [inputs.x]\n\
+             type = \"stdin\"\n\
+             format = \"json\"\n\
+             time_field = \"ts\"\n\
+             time_format = \"%d/%b/%Y:%H:%M:%S %z\"\n\
+             timezone = \"Europe/Berlin\"\n\
+             drop = [\"pw\"]\n\
+             [inputs.x.rename]\n\
+             msg = \"Message\"\n\
+             [inputs.x.fields]\n\
+             Env = \"${ENV:-prod}\"\n\
+             Shard = 3\n\
+             Ratio = 0.5\n\
+             On = true\n\
+             Host = \"${HOSTNAME}\"\n",
+        );
+        let origin = dir.path().join("agent.toml").display().to_string();
+        let config = parse_str(&text, &origin, &no_env).unwrap_or_else(|e| panic!("{e}"));
+        let out = &config.outputs["app"];
+        assert_eq!(out.max_time_span, Some(Duration::from_secs(1800)));
+        assert_eq!(out.schema_columns.len(), 2, "read relative to the config file");
+        let declared = out.declared_columns();
+        assert_eq!(declared["Count"], ColumnType::Long, "[columns] wins over the file");
+        assert_eq!(declared["Seen"], ColumnType::Datetime);
+        assert_eq!(declared["TimeGenerated"], ColumnType::Datetime);
+        let x = &config.inputs["x"];
+        assert_eq!(x.time_field.as_deref(), Some("ts"));
+        assert_eq!(x.timezone.as_deref(), Some("Europe/Berlin"));
+        assert_eq!(x.drop, ["pw"]);
+        assert_eq!(x.rename["msg"], "Message");
+        assert_eq!(x.fields["Env"], serde_json::json!("prod"));
+        assert_eq!(x.fields["Shard"], serde_json::json!(3));
+        assert_eq!(x.fields["Ratio"], serde_json::json!(0.5));
+        assert_eq!(x.fields["On"], serde_json::json!(true));
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        assert_eq!(x.fields["Host"], serde_json::json!(host), "HOSTNAME falls back to the host name");
+
+        let missing = app("schema_file = \"nope.json\"\n");
+        let e = parse_str(&missing, &origin, &no_env).expect_err("missing").to_string();
+        assert!(e.contains("line 5, key outputs.app.schema_file: cannot read schema file"), "{e}");
+        let other = app("schema_file = \"dcr.json\"\n").replace("Custom-MyApp_CL", "Custom-X_CL");
+        let e = parse_str(&other, &origin, &no_env).expect_err("stream").to_string();
+        assert!(e.contains("declares no stream \"Custom-X_CL\"; it declares: Custom-MyApp_CL"), "{e}");
+    }
+
+    #[test]
+    fn shaping_mistakes_name_line_and_key() {
+        for (extra, line, key, says) in [
+            ("[outputs.app.columns]\nA = \"guid\"\n", 6, "outputs.app.columns.A", "toguid"),
+            ("[outputs.app.columns]\n\"a b\" = \"string\"\n", 6, "outputs.app.columns.a b", "only letters"),
+            ("max_time_span = \"0s\"\n", 5, "outputs.app.max_time_span", "above 0"),
+            ("[inputs.x]\ntype = \"stdin\"\ntime_format = \"iso\"\n", 7, "inputs.x.time_format", "unknown time format"),
+            ("[inputs.x]\ntype = \"stdin\"\ntimezone = \"Europe/Berln\"\n", 7, "inputs.x.timezone", "unknown time zone"),
+            ("[inputs.x]\ntype = \"stdin\"\n[inputs.x.rename]\na = \"1a\"\n", 8, "inputs.x.rename.a", "start with a letter"),
+            ("[inputs.x]\ntype = \"stdin\"\n[inputs.x.fields]\nA = [1]\n", 8, "inputs.x.fields.A", "string, number or boolean"),
+        ] {
+            let e = parse(&app(extra)).expect_err(extra);
+            assert_eq!((e.line(), e.key()), (Some(line), Some(key)), "{extra}: {e}");
+            assert!(e.to_string().contains(says), "{e}");
         }
     }
 
@@ -2145,5 +2524,171 @@ mod tests {
         // Also after a failed parse.
         parse_str("[auth]\ntenant_id = 5\n", "agent.toml", &env).unwrap_err();
         ENV_SNAPSHOT.with(|cell| assert!(cell.borrow().is_none()));
+    }
+
+    #[test]
+    fn parser_and_multiline_settings() {
+        let config = parse(&app(
+            "[inputs.a]\ntype = \"stdin\"\nformat = \"logfmt\"\non_mismatch = \"dead-letter\"\n\
+             [inputs.a.multiline]\npreset = \"python\"\n\
+             [inputs.b]\ntype = \"stdin\"\nformat = \"syslog\"\n[inputs.b.multiline]\n\
+             start = '^<'\ntimeout = \"250ms\"\nmax_lines = 20\nmax_bytes = \"64KiB\"\n",
+        ));
+        // only one stdin input is allowed: check the first, then the second on its own
+        let err = config.expect_err("two stdin inputs").to_string();
+        assert!(err.contains("only one input can read stdin"), "{err}");
+        let a = parse(&app(
+            "[inputs.a]\ntype = \"stdin\"\nformat = \"logfmt\"\non_mismatch = \"dead-letter\"\n\
+             [inputs.a.multiline]\npreset = \"python\"\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let a = &a.inputs["a"];
+        assert_eq!(a.on_mismatch, crate::input::parse::OnMismatch::DeadLetter);
+        let m = a.multiline.as_ref().expect("multiline");
+        assert_eq!(m.preset, Some(crate::input::multiline::Preset::Python));
+        assert_eq!(
+            (m.timeout, m.max_lines, m.max_bytes),
+            (Duration::from_secs(1), 500, 256 * 1024),
+            "defaults"
+        );
+        let b = parse(&app(
+            "[inputs.b]\ntype = \"stdin\"\nformat = \"syslog\"\n[inputs.b.multiline]\n\
+             start = '^<'\ntimeout = \"250ms\"\nmax_lines = 20\nmax_bytes = \"64KiB\"\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let m = b.inputs["b"].multiline.clone().expect("multiline");
+        assert_eq!(m.start.as_deref(), Some("^<"));
+        assert_eq!(
+            (m.timeout, m.max_lines, m.max_bytes),
+            (Duration::from_millis(250), 20, 65536)
+        );
+        assert_eq!(b.inputs["b"].format, InputFormat::Syslog);
+
+        // (line, key, words, input table) — APP is four lines, the input's format is on line 7
+        let cases = [
+            (
+                8,
+                "inputs.a.pattern",
+                "no named group",
+                "format = \"regex\"\npattern = '(x)'",
+            ),
+            (
+                8,
+                "inputs.a.pattern",
+                "not a valid column name",
+                "format = \"regex\"\npattern = '(?P<_a>x)'",
+            ),
+            (
+                8,
+                "inputs.a.pattern",
+                "unclosed group",
+                "format = \"regex\"\npattern = '(?P<A>x'",
+            ),
+            (
+                8,
+                "inputs.a.pattern",
+                "only read with",
+                "format = \"logfmt\"\npattern = '(?P<A>x)'",
+            ),
+            (
+                8,
+                "inputs.a.multiline",
+                "JSON line",
+                "format = \"json\"\n[inputs.a.multiline]\npreset = \"java\"",
+            ),
+            (
+                8,
+                "inputs.a.multiline",
+                "not both",
+                "format = \"text\"\n[inputs.a.multiline]\npreset = \"java\"\nstart = 'x'",
+            ),
+            (
+                8,
+                "inputs.a.multiline",
+                "set start",
+                "format = \"text\"\n[inputs.a.multiline]\ntimeout = \"1s\"",
+            ),
+            (
+                9,
+                "inputs.a.multiline.start",
+                "invalid regular expression",
+                "format = \"text\"\n[inputs.a.multiline]\nstart = '(x'",
+            ),
+            (
+                9,
+                "inputs.a.multiline.preset",
+                "java",
+                "format = \"text\"\n[inputs.a.multiline]\npreset = \"ruby\"",
+            ),
+            (
+                9,
+                "inputs.a.multiline.max_lines",
+                "from 1 to 100000",
+                "format = \"text\"\n[inputs.a.multiline]\nmax_lines = 0",
+            ),
+            (
+                9,
+                "inputs.a.multiline.max_bytes",
+                "1024",
+                "format = \"text\"\n[inputs.a.multiline]\nmax_bytes = 10",
+            ),
+            (
+                9,
+                "inputs.a.multiline.timeout",
+                "above 0",
+                "format = \"text\"\n[inputs.a.multiline]\ntimeout = \"0s\"",
+            ),
+        ];
+        for (line, key, says, input) in cases {
+            let text = app(&format!("[inputs.a]\ntype = \"stdin\"\n{input}"));
+            let err = parse(&text).expect_err(input);
+            let shown = err.to_string();
+            assert_eq!((err.line(), err.key()), (Some(line), Some(key)), "{shown}");
+            assert!(shown.contains(says), "{shown}");
+        }
+        let err = parse(&app(
+            "[inputs.a]\ntype = \"stdin\"\non_mismatch = \"dead-letter\"",
+        ))
+        .expect_err("text");
+        assert_eq!(err.key(), Some("inputs.a.on_mismatch"), "{err}");
+        // max_bytes must fit the output's request cap
+        let text = format!(
+            "{APP}max_request_bytes = 100000\n[inputs.a]\ntype = \"stdin\"\n\
+             [inputs.a.multiline]\npreset = \"java\"\nmax_bytes = 200000\n"
+        );
+        let err = parse(&text).expect_err("over the cap").to_string();
+        assert!(
+            err.contains("line 10, key inputs.a.multiline.max_bytes")
+                && err.contains("max_request_bytes (100000)"),
+            "{err}"
+        );
+    }
+
+    /// The recipes at the end of agent.toml.example are valid once uncommented.
+    #[test]
+    fn the_example_recipes_are_valid() {
+        let example = include_str!("../agent.toml.example");
+        let (_, recipes) = example.split_once("# Recipes:").expect("recipes section");
+        let toml: String = recipes
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            // a schema file names a file the reader exports from Azure
+            .filter(|l| !l.starts_with("schema_file"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config = parse(&format!("{APP}{toml}")).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let names: Vec<&str> = config.inputs.keys().map(String::as_str).collect();
+        assert_eq!(names, ["access", "java", "jsonapp", "syslog"]);
+        assert_eq!(config.inputs["access"].format, InputFormat::Regex);
+        assert!(config.inputs["java"].multiline.is_some());
+        assert_eq!(config.inputs["syslog"].format, InputFormat::Syslog);
+        // and the access-log pattern is the one the e2e tests use on nginx lines
+        let pattern = config.inputs["access"].pattern.clone().expect("pattern");
+        let p = crate::input::parse::RegexParser::new(&pattern).expect("compiles");
+        let line = r#"203.0.113.9 - alice [23/Nov/2025:10:00:01 +0000] "GET /a HTTP/1.1" 404 0 "https://x/" "Mozilla/5.0 (X11)""#;
+        let row = p.parse(line, &mut p.scratch()).expect("matches");
+        assert_eq!(row["Status"], "404");
+        assert_eq!(row["UserAgent"], "Mozilla/5.0 (X11)");
     }
 }

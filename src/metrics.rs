@@ -28,6 +28,9 @@ pub enum Family {
     OldestUnsentSeconds,
     TokenRefresh,
     BuildInfo,
+    RowIssues,
+    ParseFailures,
+    MultilineCut,
 }
 
 /// Counter or gauge, as written on the `# TYPE` line.
@@ -39,7 +42,7 @@ pub enum Kind {
 
 impl Family {
     /// Every family, in the order `/metrics` lists them.
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 13] = [
         Family::BuildInfo,
         Family::RecordsReceived,
         Family::RecordsSent,
@@ -50,6 +53,9 @@ impl Family {
         Family::SpoolBytes,
         Family::OldestUnsentSeconds,
         Family::TokenRefresh,
+        Family::RowIssues,
+        Family::ParseFailures,
+        Family::MultilineCut,
     ];
 
     pub fn name(self) -> &'static str {
@@ -64,6 +70,9 @@ impl Family {
             Family::OldestUnsentSeconds => "dcrship_oldest_unsent_seconds",
             Family::TokenRefresh => "dcrship_token_refresh_total",
             Family::BuildInfo => "dcrship_build_info",
+            Family::RowIssues => "dcrship_row_issues_total",
+            Family::ParseFailures => "dcrship_parse_failures_total",
+            Family::MultilineCut => "dcrship_multiline_cut_total",
         }
     }
 
@@ -83,6 +92,19 @@ impl Family {
             Family::OldestUnsentSeconds => "Age of the oldest record not yet accepted.",
             Family::TokenRefresh => "Token fetches by identity source and result.",
             Family::BuildInfo => "Always 1; the version label says which dcrship runs.",
+            Family::ParseFailures => {
+                "Lines (or multiline events) their parser did not recognise: sent as RawData, or \
+                 dead-lettered with on_mismatch = \"dead-letter\"."
+            }
+            Family::MultilineCut => {
+                "Multiline events emitted early at max_lines or max_bytes (the rest of the lines \
+                 start the next event)."
+            }
+            Family::RowIssues => {
+                "Values and rows changed to fit the stream, by issue: truncated (over 64 KiB), \
+                 uncoercible (sent as null), undeclared (field removed), time_unparsable (time \
+                 read used), time_out_of_range (Azure will replace TimeGenerated)."
+            }
         }
     }
 
@@ -96,7 +118,8 @@ impl Family {
     /// Label names, in the order values are passed and rendered.
     pub fn labels(self) -> &'static [&'static str] {
         match self {
-            Family::RecordsReceived => &["input"],
+            Family::RecordsReceived | Family::ParseFailures | Family::MultilineCut => &["input"],
+            Family::RowIssues => &["input", "issue"],
             Family::RecordsSent | Family::SpoolBytes | Family::OldestUnsentSeconds => &["output"],
             Family::RecordsDropped | Family::Retries => &["output", "reason"],
             Family::Requests => &["output", "status"],
@@ -232,6 +255,20 @@ impl Metrics {
 
     pub fn oldest_unsent_seconds(&self, output: &str) -> Gauge {
         self.gauge(Family::OldestUnsentSeconds, &[output])
+    }
+
+    /// `issue`: `truncated`, `uncoercible`, `undeclared`, `time_unparsable`,
+    /// `time_out_of_range`.
+    pub fn row_issues(&self, input: &str, issue: &str) -> Counter {
+        self.counter(Family::RowIssues, &[input, issue])
+    }
+
+    pub fn parse_failures(&self, input: &str) -> Counter {
+        self.counter(Family::ParseFailures, &[input])
+    }
+
+    pub fn multiline_cut(&self, input: &str) -> Counter {
+        self.counter(Family::MultilineCut, &[input])
     }
 
     /// `source` is the identity source (`imds`, `arc`, …), `result` is `ok` or `error`.

@@ -15,6 +15,11 @@ pub struct Stats {
     pub bytes_gzip: AtomicU64,
     pub fields_truncated: AtomicU64,
     pub time_unparsable: AtomicU64,
+    pub values_uncoercible: AtomicU64,
+    pub fields_undeclared: AtomicU64,
+    pub time_out_of_range: AtomicU64,
+    pub parse_failures: AtomicU64,
+    pub multiline_cut: AtomicU64,
 }
 
 impl Stats {
@@ -37,6 +42,11 @@ impl Stats {
             bytes_gzip: self.bytes_gzip.load(Relaxed),
             fields_truncated: self.fields_truncated.load(Relaxed),
             time_unparsable: self.time_unparsable.load(Relaxed),
+            values_uncoercible: self.values_uncoercible.load(Relaxed),
+            fields_undeclared: self.fields_undeclared.load(Relaxed),
+            time_out_of_range: self.time_out_of_range.load(Relaxed),
+            parse_failures: self.parse_failures.load(Relaxed),
+            multiline_cut: self.multiline_cut.load(Relaxed),
             seconds: elapsed.as_secs_f64(),
             exit_code: 0,
             error: None,
@@ -64,6 +74,17 @@ pub struct Summary {
     pub bytes_gzip: u64,
     pub fields_truncated: u64,
     pub time_unparsable: u64,
+    /// values that could not be made their declared column type, sent as null
+    pub values_uncoercible: u64,
+    /// fields removed because the stream does not declare them
+    pub fields_undeclared: u64,
+    /// rows whose TimeGenerated Azure will replace (over 2 days old or 1 day ahead)
+    pub time_out_of_range: u64,
+    /// lines (or multiline events) their parser did not recognise: sent as RawData rows, or
+    /// rejected with `--on-mismatch dead-letter`
+    pub parse_failures: u64,
+    /// multiline events emitted early at their line or byte cap
+    pub multiline_cut: u64,
     pub seconds: f64,
     pub exit_code: i32,
     pub error: Option<String>,
@@ -102,6 +123,36 @@ impl Summary {
             s.push_str(&format!(
                 "; {} rows without a readable time field got the time read",
                 self.time_unparsable
+            ));
+        }
+        if self.values_uncoercible > 0 {
+            s.push_str(&format!(
+                "; {} values not of their column's type sent as null",
+                self.values_uncoercible
+            ));
+        }
+        if self.fields_undeclared > 0 {
+            s.push_str(&format!(
+                "; {} undeclared fields removed",
+                self.fields_undeclared
+            ));
+        }
+        if self.time_out_of_range > 0 {
+            s.push_str(&format!(
+                "; {} rows with a TimeGenerated Azure will replace (over 2 days old or 1 day ahead)",
+                self.time_out_of_range
+            ));
+        }
+        if self.parse_failures > 0 {
+            s.push_str(&format!(
+                "; {} lines did not match the format",
+                self.parse_failures
+            ));
+        }
+        if self.multiline_cut > 0 {
+            s.push_str(&format!(
+                "; {} multiline events cut at their line or byte cap",
+                self.multiline_cut
             ));
         }
         s

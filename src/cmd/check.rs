@@ -12,11 +12,14 @@ use super::CmdError;
 use crate::auth::{self, TokenCache};
 use crate::batch::Gzip;
 use crate::cli::CheckArgs;
-use crate::config::{self, Config, OutputConfig};
+use std::collections::BTreeMap;
+
+use crate::config::{self, Config, InputConfig, InputFormat, InputKind, OutputConfig};
 use crate::exit::ExitCode;
 use crate::http::{parse_secure_url, HttpClients};
 use crate::ingest::classify::{classify, service_reason, Action, Answer};
 use crate::ingest::{HttpTransport, Transport};
+use crate::transform::fields::FieldOps;
 
 /// Validates the file and returns a description of what it configures.
 pub fn validate(args: &CheckArgs) -> Result<(Config, String), CmdError> {
@@ -30,6 +33,172 @@ pub fn validate(args: &CheckArgs) -> Result<(Config, String), CmdError> {
         cfg.inputs.keys().cloned().collect::<Vec<_>>().join(", "),
     );
     Ok((cfg, line))
+}
+
+/// What feeds one column from one input.
+struct Feed {
+    input: String,
+    what: String,
+}
+
+/// The columns an input's records are known to carry, with what fills each (before `drop`,
+/// `rename` and `fields`). `None`: the fields depend on the data (json, logfmt, syslog).
+fn known_sources(input: &InputConfig) -> Option<Vec<(String, String)>> {
+    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    match input.format {
+        InputFormat::Text => {
+            let mut v = pairs(&[("RawData", "the line"), ("Computer", "the host name")]);
+            if input.kind == InputKind::File {
+                v.push(("FilePath".into(), "the file's path".into()));
+            }
+            Some(v)
+        }
+        InputFormat::Regex => {
+            let pattern = input.pattern.as_deref()?;
+            let re = regex::Regex::new(pattern).ok()?;
+            Some(
+                re.capture_names()
+                    .flatten()
+                    .map(|n| (n.to_string(), format!("regex group {n}")))
+                    .collect(),
+            )
+        }
+        _ => None,
+    }
+}
+
+/// `check`'s report of one output's columns: the declared type of each, which input fields
+/// feed it (as far as the configuration tells), which declared columns nothing feeds, and
+/// which known fields the stream does not declare (they are removed from rows). Pure.
+pub fn mapping(cfg: &Config, output: &str) -> Vec<String> {
+    let Some(out) = cfg.outputs.get(output) else {
+        return Vec::new();
+    };
+    let declared = out.declared_columns();
+    let inputs: Vec<(&String, &InputConfig)> = cfg
+        .inputs
+        .iter()
+        .filter(|(_, i)| i.output == output)
+        .collect();
+    let mut lines = Vec::new();
+    if declared.is_empty() {
+        lines.push(format!(
+            "output {output}: no columns declared ([outputs.{output}.columns] or schema_file): \
+             rows are sent as read, and Azure drops fields the stream does not declare"
+        ));
+        return lines;
+    }
+    let from = match (&out.schema_file, out.columns.is_empty()) {
+        (Some(f), true) => format!("schema_file {}", f.display()),
+        (Some(f), false) => format!("schema_file {} and [outputs.{output}.columns]", f.display()),
+        (None, _) => format!("[outputs.{output}.columns]"),
+    };
+    lines.push(format!(
+        "output {output} (stream {}): {} columns from {from}",
+        out.stream,
+        declared.len()
+    ));
+    let mut feeds: BTreeMap<String, Vec<Feed>> = BTreeMap::new();
+    let mut removed: Vec<String> = Vec::new();
+    for (name, input) in &inputs {
+        let ops = FieldOps::new(&input.fields, &input.rename, &input.drop);
+        let mut feed = |column: &str, what: String| {
+            feeds.entry(column.to_string()).or_default().push(Feed {
+                input: name.to_string(),
+                what,
+            })
+        };
+        let structured = input.format != InputFormat::Text;
+        let time_field = input.time_field.as_deref().unwrap_or("TimeGenerated");
+        let known = known_sources(input);
+        let has_time = match &known {
+            Some(sources) => structured && sources.iter().any(|(s, _)| s == time_field),
+            None => structured,
+        };
+        let time = if has_time {
+            format!(
+                "field {time_field} ({}), else the time read",
+                input.time_format.as_deref().unwrap_or("RFC 3339 or epoch")
+            )
+        } else {
+            "the time read".to_string()
+        };
+        feed("TimeGenerated", time);
+        match known {
+            Some(sources) => {
+                for (source, what) in sources {
+                    if structured && source == time_field {
+                        continue;
+                    }
+                    match ops.target(&source) {
+                        None => {}
+                        Some(col) if declared.contains_key(col) => feed(col, what),
+                        Some(col) => removed.push(format!("inputs.{name}: {col} ({what})")),
+                    }
+                }
+            }
+            None => {
+                let kind = format!("{:?}", input.format).to_lowercase();
+                for col in declared.keys() {
+                    if col == "TimeGenerated" {
+                        continue;
+                    }
+                    let source = ops.rename_source(col).unwrap_or(col.as_str()).to_string();
+                    let fixed = ops.set_names().any(|n| n == col);
+                    if !fixed && ops.target(&source) == Some(col.as_str()) {
+                        feed(
+                            col,
+                            format!("{kind} field {source}, if the records have it"),
+                        );
+                    }
+                }
+            }
+        }
+        for set in ops.set_names() {
+            if declared.contains_key(set) {
+                feed(set, format!("fixed value {}", input.fields[set]));
+            } else {
+                removed.push(format!("inputs.{name}: {set} (fixed value)"));
+            }
+        }
+        if structured {
+            for (col, what) in [
+                ("Computer", "the host name"),
+                ("FilePath", "the file's path"),
+            ] {
+                let file = input.kind == InputKind::File || col == "Computer";
+                if declared.contains_key(col) && file {
+                    feed(col, format!("{what}, when the record has no {col}"));
+                }
+            }
+        }
+    }
+    let width = declared.keys().map(String::len).max().unwrap_or(0);
+    // TimeGenerated first, as in every row.
+    let order = declared
+        .iter()
+        .filter(|(c, _)| *c == "TimeGenerated")
+        .chain(declared.iter().filter(|(c, _)| *c != "TimeGenerated"));
+    for (col, ty) in order {
+        let what = match feeds.get(col) {
+            Some(f) => f
+                .iter()
+                .map(|f| format!("inputs.{}: {}", f.input, f.what))
+                .collect::<Vec<_>>()
+                .join("; "),
+            None if inputs.is_empty() => "no input feeds this output".to_string(),
+            None => "NOTHING feeds it: rows leave it empty".to_string(),
+        };
+        lines.push(format!("  {col:<width$}  {:<8}  <- {what}", ty.name()));
+    }
+    for r in removed {
+        lines.push(format!("  not a column, removed from rows: {r}"));
+    }
+    lines
 }
 
 /// What `check --live` found for one output.
@@ -49,6 +218,11 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
         }
     };
     println!("{line}");
+    for name in cfg.outputs.keys() {
+        for l in mapping(&cfg, name) {
+            println!("{l}");
+        }
+    }
     if !args.live {
         return ExitCode::Ok;
     }
@@ -172,6 +346,36 @@ mod tests {
             "dcr-0123456789abcdef0123456789abcdef",
             "Custom-A_CL",
         )
+    }
+
+    #[test]
+    fn the_mapping_says_what_feeds_each_column_and_what_is_removed() {
+        let text = String::from(
+            "[outputs.app]\nendpoint = \"https://dce.example\"\n\
+             dcr = \"dcr-0123456789abcdef0123456789abcdef\"\nstream = \"Custom-A_CL\"\n\
+             [outputs.app.columns]\nTimeGenerated = \"datetime\"\nRawData = \"string\"\n\
+             Status = \"int\"\nMessage = \"string\"\nNever = \"long\"\n\
+             [inputs.lines]\ntype = \"file\"\npaths = [\"/var/log/a.log\"]\n\
+             [inputs.web]\ntype = \"stdin\"\nformat = \"regex\"\n\
+             pattern = '^(?P<Code>\\d+) (?P<msg>.*) (?P<Skip>\\S+)$'\ndrop = [\"Skip\"]\n\
+             [inputs.web.rename]\nCode = \"Status\"\nmsg = \"Message\"\n",
+        );
+        let cfg = Config::parse_str(&text, "t.toml", &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let lines = mapping(&cfg, "app");
+        let want = [
+            "output app (stream Custom-A_CL): 5 columns from [outputs.app.columns]",
+            "  TimeGenerated  datetime  <- inputs.lines: the time read; inputs.web: the time read",
+            "  Message        string    <- inputs.web: regex group msg",
+            "  Never          long      <- NOTHING feeds it: rows leave it empty",
+            "  RawData        string    <- inputs.lines: the line",
+            "  Status         int       <- inputs.web: regex group Code",
+            "  not a column, removed from rows: inputs.lines: Computer (the host name)",
+            "  not a column, removed from rows: inputs.lines: FilePath (the file's path)",
+        ];
+        assert_eq!(lines, want);
+        let mut cfg = cfg;
+        cfg.outputs.get_mut("app").expect("app").columns.clear();
+        assert!(mapping(&cfg, "app")[0].contains("no columns declared"));
     }
 
     #[test]

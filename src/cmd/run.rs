@@ -102,6 +102,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
     // Refresh ahead of expiry in the background, so no send waits for the identity endpoint.
     let mut refresher = tokens.spawn_refresher();
     let mut pipeline = Pipeline::start(&plan.config, &shared, &tokens)
+        .await
         .map_err(|e| CmdError::usage(e.to_string()))?;
     let mut current = plan;
 
@@ -151,7 +152,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
                     Some((next, next_tokens)) => {
                         let timeout = current.config.agent.shutdown_timeout;
                         pipeline.shutdown(timeout).await;
-                        match Pipeline::start(&next.config, &shared, &next_tokens) {
+                        match Pipeline::start(&next.config, &shared, &next_tokens).await {
                             Ok(p) => {
                                 for gone in current.config.outputs.keys().filter(|k| !next.config.outputs.contains_key(*k)) {
                                     shared.health.remove_output(gone);
@@ -167,6 +168,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
                             Err(e) => {
                                 tracing::error!(error = %e, "the new configuration cannot start; going back to the previous one");
                                 pipeline = Pipeline::start(&current.config, &shared, &tokens)
+                                    .await
                                     .map_err(|e| CmdError::usage(e.to_string()))?;
                             }
                         }
@@ -291,6 +293,7 @@ fn plan(args: &RunArgs) -> Result<Plan, CmdError> {
     output.compression_level = s.compression_level;
     output.max_requests_per_minute = s.max_requests_per_minute;
     output.max_bytes_per_minute = s.max_bytes_per_minute;
+    check_parse_flags(args, output.max_request_bytes)?;
     let mut inputs = BTreeMap::new();
     if !args.paths.is_empty() {
         for p in &args.paths {
@@ -334,10 +337,43 @@ fn flag_input(args: &RunArgs, kind: InputKind) -> InputConfig {
             Vec::new()
         },
         format: args.format,
-        pattern: None,
+        pattern: args.parse.pattern.clone(),
+        on_mismatch: args.parse.on_mismatch.unwrap_or_default(),
+        multiline: args.parse.multiline(),
         start_at: args.start_at,
         output: "default".to_string(),
+        time_field: None,
+        time_format: None,
+        timezone: None,
+        fields: BTreeMap::new(),
+        rename: BTreeMap::new(),
+        drop: Vec::new(),
     }
+}
+
+/// `--pattern`, `--on-mismatch`, `--multiline-*` fit `--format`, and compile.
+fn check_parse_flags(args: &RunArgs, cap: usize) -> Result<(), CmdError> {
+    use clap::ValueEnum;
+    let format = args.format.to_possible_value();
+    let name = format.as_ref().map_or("text", |v| v.get_name());
+    args.parse.check(name).map_err(CmdError::usage)?;
+    if let Some(m) = args.parse.multiline() {
+        if m.max_bytes > cap {
+            return Err(CmdError::usage(format!(
+                "--multiline-max-bytes {} is more than the request cap {cap}",
+                m.max_bytes
+            )));
+        }
+    }
+    crate::input::parse::TextRules::for_input(&flag_input(args, InputKind::Stdin))
+        .map(|_| ())
+        .map_err(|e| {
+            let flag = match e {
+                crate::input::parse::ParseSetupError::Pattern(_) => "--pattern",
+                _ => "--multiline-start",
+            };
+            CmdError::usage(format!("{flag}: {e}"))
+        })
 }
 
 fn apply_agent_flags(args: &RunArgs, agent: &mut AgentConfig) -> Result<(), CmdError> {

@@ -9,6 +9,7 @@
 //! (no token, permission past the grace window, transient failures past the retry timeout)
 //! stops reader and workers; the rows not delivered are reported as not sent.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -27,12 +28,18 @@ use crate::exit::ExitCode;
 use crate::http::HttpClients;
 use crate::ingest::sender::{DeliveryReport, Fatal, Policy, RetryReason, Sender};
 use crate::ingest::{HttpTransport, Sealer};
+use crate::input::multiline::MultilineRules;
+use crate::input::parse::{Parser, RegexParser, SyslogParser, TextRules};
 use crate::input::{format, Decoder, Format};
 use crate::stats::{Stats, Summary};
 use crate::transform::row::json_string;
 use crate::transform::sink::{RowBuf, RowSink, SinkCounts};
 use crate::transform::time::rfc3339_utc;
-use crate::transform::RowEncoder;
+use crate::transform::columns::validate_column_name;
+use crate::transform::fields::FieldOps;
+use crate::transform::schema::load_stream_columns;
+use crate::transform::time::TimeParser;
+use crate::transform::{RowEncoder, Shaping};
 
 /// Bytes read from an input at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -48,6 +55,7 @@ struct Input {
 pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     let started = Instant::now();
     let settings = OutputSettings::resolve(&args.out, !args.dry_run)?;
+    let rules = text_rules(&args, settings.max_request_bytes)?;
     let inputs = resolve_inputs(&args.files)?;
     let names: Arc<Vec<String>> = Arc::new(inputs.iter().map(|i| i.name.clone()).collect());
     let deadletter = Arc::new(
@@ -88,8 +96,10 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     );
     let reader = Reader {
         format: args.format,
-        encoder: RowEncoder::new(&host_name(), args.time_field.clone()),
-        batcher: Batcher::new(settings.max_request_bytes),
+        rules,
+        encoder: RowEncoder::with_shaping(&host_name(), shaping(&args, &settings)?),
+        batcher: Batcher::new(settings.max_request_bytes)
+            .with_max_time_span(args.shape.max_time_span.or(settings.max_time_span)),
         batch_timeout: settings.batch_timeout,
         stats: stats.clone(),
         deadletter: deadletter.clone(),
@@ -133,6 +143,47 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     Ok(summary)
 }
 
+/// The row shaping of the flags, with the columns of `--schema` (else of the config file).
+fn shaping(args: &SendArgs, settings: &OutputSettings) -> Result<Shaping, CmdError> {
+    let a = &args.shape;
+    let time = TimeParser::new(a.time_format.as_deref(), a.timezone.as_deref())
+        .map_err(|e| CmdError::usage(format!("--time-format/--timezone: {e}")))?;
+    if a.max_time_span.is_some_and(|d| d.is_zero()) {
+        return Err(CmdError::usage("--max-time-span: expected a duration above 0, like \"30m\""));
+    }
+    for (name, _) in &a.fields {
+        validate_column_name(name).map_err(|e| CmdError::usage(format!("--field: {e}")))?;
+    }
+    for (_, to) in &a.rename {
+        validate_column_name(to).map_err(|e| CmdError::usage(format!("--rename: {e}")))?;
+    }
+    let columns = match &a.schema {
+        Some(path) => {
+            if settings.stream.is_empty() {
+                return Err(CmdError::usage(
+                    "--schema needs --stream: the schema file may declare several streams",
+                ));
+            }
+            load_stream_columns(path, &settings.stream)
+                .map_err(|e| CmdError::usage(format!("--schema: {e}")))?
+        }
+        None => settings.columns.clone(),
+    };
+    let fields: BTreeMap<String, serde_json::Value> = a
+        .fields
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let rename: BTreeMap<String, String> = a.rename.iter().cloned().collect();
+    Ok(Shaping {
+        label: "send".to_string(),
+        time_field: args.time_field.clone(),
+        time,
+        ops: FieldOps::new(&fields, &rename, &a.drop),
+        columns,
+    })
+}
+
 async fn build_sender(
     settings: &OutputSettings,
     report: Arc<dyn DeliveryReport>,
@@ -172,6 +223,50 @@ async fn build_sender(
         settings.dcr.clone(),
         report,
     ))
+}
+
+/// The parser and multiline rules the flags ask for; `None` for plain formats.
+fn text_rules(args: &SendArgs, cap: usize) -> Result<Option<Arc<TextRules>>, CmdError> {
+    let flags = &args.parse;
+    flags.check(args.format.name()).map_err(CmdError::usage)?;
+    let multiline = flags.multiline();
+    let parser = match args.format {
+        Format::Regex => {
+            let pattern = flags.pattern.as_deref().unwrap_or_default();
+            let p = RegexParser::new(pattern)
+                .map_err(|e| CmdError::usage(format!("--pattern: {e}")))?;
+            Parser::Regex(p)
+        }
+        Format::Logfmt => Parser::Logfmt,
+        Format::Syslog => Parser::Syslog(SyslogParser::default()),
+        // Multiline joins text lines: `auto` means text then.
+        Format::Auto | Format::Text if multiline.is_some() => Parser::Text,
+        _ => return Ok(None),
+    };
+    let multiline = match multiline {
+        Some(m) if m.max_bytes > cap => {
+            return Err(CmdError::usage(format!(
+                "--multiline-max-bytes {} is more than the request cap {cap}",
+                m.max_bytes
+            )))
+        }
+        Some(m) => Some(
+            MultilineRules::new(
+                m.start.as_deref(),
+                m.preset,
+                m.timeout,
+                m.max_lines,
+                m.max_bytes,
+            )
+            .map_err(|e| CmdError::usage(format!("--multiline-start: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Some(Arc::new(TextRules::from_flags(
+        parser,
+        flags.on_mismatch.unwrap_or_default(),
+        multiline,
+    ))))
 }
 
 /// A configuration mistake is a usage error (2); anything else means no token (3).
@@ -350,6 +445,8 @@ impl DeliveryReport for SendReport {
 /// Reads the inputs in order, turning records into rows and rows into batches.
 struct Reader {
     format: Format,
+    /// Parser and multiline rules (`--format regex|logfmt|syslog`, `--multiline-*`).
+    rules: Option<Arc<TextRules>>,
     encoder: RowEncoder,
     batcher: Batcher,
     batch_timeout: Duration,
@@ -412,7 +509,12 @@ impl Reader {
             (Format::Auto, Some(p)) => format::from_extension(p).unwrap_or(Format::Auto),
             (f, _) => f,
         };
-        let mut decoder = Decoder::new(format, self.batcher.cap());
+        let mut decoder = match &self.rules {
+            Some(rules) => Decoder::with_rules(rules.clone(), self.batcher.cap()),
+            None => Decoder::new(format, self.batcher.cap()),
+        };
+        // When a pending multiline event has waited its timeout for another line.
+        let mut pending_until: Option<tokio::time::Instant> = None;
         let file_path_json = input.path.as_deref().map(|p| json_string(&absolute(p)));
         let mut buf = vec![0u8; READ_CHUNK];
         let mut rows = RowBuf::with_capacity(READ_CHUNK * 2);
@@ -422,6 +524,8 @@ impl Reader {
             let n = tokio::select! {
                 biased;
                 _ = stop.stopped() => return Ok(false),
+                // `None`: emit the pending multiline event.
+                _ = sleep_until(pending_until) => None,
                 _ = sleep_until(deadline) => {
                     deadline = None;
                     if let Some(b) = self.batcher.flush() {
@@ -431,9 +535,9 @@ impl Reader {
                     }
                     continue;
                 }
-                r = reader.read(&mut buf) => r.map_err(|e| format!("reading {} failed: {e}", input.name))?,
+                r = reader.read(&mut buf) => Some(r.map_err(|e| format!("reading {} failed: {e}", input.name))?),
             };
-            if n > 0 {
+            if n != Some(0) {
                 time_read.clear();
                 crate::transform::time::format_rfc3339_utc(jiff::Timestamp::now(), &mut time_read);
             }
@@ -448,9 +552,19 @@ impl Reader {
                     out: &mut rows,
                     counts: SinkCounts::default(),
                 };
-                sink.decode(&mut decoder, &buf[..n]);
+                match n {
+                    Some(n) => sink.decode(&mut decoder, &buf[..n]),
+                    None => decoder.flush_pending(&mut |rec| sink.record(rec, 0)),
+                }
                 sink.counts
             };
+            let parsed = decoder.take_parse_counts();
+            Stats::add(&self.stats.parse_failures, parsed.mismatched);
+            Stats::add(&self.stats.multiline_cut, parsed.cut);
+            Stats::add(&self.stats.fields_truncated, parsed.truncated);
+            pending_until = decoder
+                .pending_timeout()
+                .map(|t| tokio::time::Instant::now() + t);
             let ready = self.pack(&rows, &input.name);
             rows.clear();
             self.count(&counts);
@@ -460,7 +574,7 @@ impl Reader {
                     return Ok(false);
                 }
             }
-            if n == 0 {
+            if n == Some(0) {
                 return Ok(true);
             }
             if self.batcher.pending() == 0 {
@@ -476,6 +590,9 @@ impl Reader {
         Stats::add(&self.stats.rows_rejected, c.rejected);
         Stats::add(&self.stats.fields_truncated, c.notes.truncated_fields);
         Stats::add(&self.stats.time_unparsable, c.notes.time_unparsable);
+        Stats::add(&self.stats.values_uncoercible, c.notes.uncoercible);
+        Stats::add(&self.stats.fields_undeclared, c.notes.undeclared);
+        Stats::add(&self.stats.time_out_of_range, c.notes.time_out_of_range);
     }
 
     /// Packs rows into the open batch; returns the batches that filled up.

@@ -29,6 +29,10 @@ pub struct OutputSettings {
     pub compression_level: u32,
     pub max_requests_per_minute: u32,
     pub max_bytes_per_minute: u64,
+    /// The stream's declared columns from the config file (`columns`, `schema_file`).
+    pub columns: std::collections::BTreeMap<String, config::ColumnType>,
+    /// `max_time_span` from the config file.
+    pub max_time_span: Option<Duration>,
 }
 
 impl OutputSettings {
@@ -128,6 +132,11 @@ impl OutputSettings {
                 .max_bytes_per_minute
                 .or(out.as_ref().map(|o| o.max_bytes_per_minute))
                 .unwrap_or(config::DEFAULT_MAX_BYTES_PER_MINUTE),
+            columns: out
+                .as_ref()
+                .map(config::OutputConfig::declared_columns)
+                .unwrap_or_default(),
+            max_time_span: out.as_ref().and_then(|o| o.max_time_span),
         })
     }
 }

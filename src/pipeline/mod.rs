@@ -1,16 +1,22 @@
-//! The agent's data path: inputs → rows → per-output batcher → sender workers → checkpoints.
+//! The agent's data path: inputs → rows → per-output batcher → sealers → disk spool →
+//! deliverers, and checkpoints.
 //!
 //! ```text
-//!  file tailer ─FileLines─▶ input task ─Rows─▶ output batcher ─RawBatch─▶ N workers ─▶ DCE
-//!  stdin ──────chunks────▶ input task ─┘        (batch_timeout)            (gzip, policy)
-//!                                                                            │ finished
-//!                       checkpoints ◀── ack tracker (safe prefix per file) ◀─┘
+//!  file tailer ─FileLines─▶ input task ─Rows─▶ output batcher ─RawBatch─▶ N sealers (gzip)
+//!  stdin ──────chunks────▶ input task ─┘        (batch_timeout)                │ append
+//!                                                                              ▼
+//!  checkpoints ◀── ack tracker (safe prefix per file) ◀── fsynced ── spool (state_dir/spool/<output>)
+//!                                                                              │ next / ack
+//!                                                                              ▼
+//!                                                                   N deliverers (policy) ─▶ DCE
 //! ```
-//! Every hand-off is a bounded channel, so a stalled endpoint stops the file readers (the files
-//! are the buffer) and blocks stdin, and memory stays flat. A file offset is saved only once every
-//! row before it was accepted or dead-lettered (invariant 2). [`Pipeline::shutdown`] stops the
-//! inputs, drains what was read within a timeout, and saves the checkpoints; SIGHUP reload is a
-//! shutdown followed by a start from the new configuration, so nothing is lost or repeated.
+//! Every hand-off is bounded: a full channel, or a full spool (`when_full = "block"`), stops the
+//! file readers (the files are the buffer) and blocks stdin, and memory stays flat; during an
+//! outage the spool grows on disk, not in memory. A file offset is saved only once every row
+//! before it is fsynced in the spool (invariant 2). [`Pipeline::shutdown`] stops the inputs,
+//! spools what was read, delivers within a timeout and saves the checkpoints; what is not
+//! delivered stays in the spool for the next start. SIGHUP reload is a shutdown followed by a
+//! start from the new configuration, so nothing is lost.
 
 pub mod acks;
 pub mod inputs;
@@ -140,14 +146,35 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts every output, then every input.
-    pub fn start(
+    /// Opens every output's spool and starts the output, then every input.
+    pub async fn start(
         cfg: &Config,
         shared: &Shared,
         tokens: &Arc<TokenCache>,
     ) -> Result<Pipeline, PipelineError> {
-        let sources = Sources::default();
         let mut outputs = Vec::new();
+        let started = Self::start_inner(cfg, shared, tokens, &mut outputs).await;
+        if started.is_err() {
+            // No second spool thread on the same directory when the caller starts again.
+            for o in &outputs {
+                for a in o.abort_handles() {
+                    a.abort();
+                }
+                for s in o.spools() {
+                    s.close().await;
+                }
+            }
+        }
+        started
+    }
+
+    async fn start_inner(
+        cfg: &Config,
+        shared: &Shared,
+        tokens: &Arc<TokenCache>,
+        outputs: &mut Vec<OutputRuntime>,
+    ) -> Result<Pipeline, PipelineError> {
+        let sources = Sources::default();
         let mut by_name = std::collections::HashMap::new();
         // Outputs to one DCR share its rate limits and Retry-After pauses.
         let gates = crate::ingest::limits::DcrGates::for_config(&cfg.outputs);
@@ -186,6 +213,7 @@ impl Pipeline {
                 )
                 .with_gate(gates.get(&out.dcr)),
             );
+            let spool = open_spool(cfg, name, &shared.metrics).await.map_err(bad)?;
             let rt = OutputRuntime::start(
                 OutputSpec {
                     name: name.clone(),
@@ -193,6 +221,7 @@ impl Pipeline {
                     max_request_bytes: out.max_request_bytes,
                     batch_timeout: out.batch_timeout,
                     compression_level: out.compression_level,
+                    max_time_span: out.max_time_span,
                 },
                 sender,
                 report.clone(),
@@ -200,11 +229,13 @@ impl Pipeline {
                 shared.checkpointer.clone(),
                 shared.heartbeat.clone(),
                 shared.started,
+                spool,
             );
             by_name.insert(name.clone(), rt.rows.clone());
             tracing::info!(output = %name, url = %endpoint, stream = %out.stream, "output ready");
             outputs.push(rt);
         }
+        adopt_orphan_spools(cfg, shared, outputs).await;
         let (stop, stop_rx) = watch::channel(false);
         let snapshot = shared.checkpointer.snapshot();
         let mut inputs = Vec::new();
@@ -217,11 +248,9 @@ impl Pipeline {
                 .get(&input.output)
                 .cloned()
                 .ok_or_else(|| bad(format!("no output named {:?}", input.output)))?;
-            if input.format == crate::config::InputFormat::Regex {
-                return Err(bad(
-                    "format = \"regex\" is not available yet; use text or json".into(),
-                ));
-            }
+            let rules = crate::input::parse::TextRules::for_input(input)
+                .map_err(|e| bad(e.to_string()))?
+                .map(Arc::new);
             let max_record = cfg
                 .outputs
                 .get(&input.output)
@@ -232,13 +261,21 @@ impl Pipeline {
                 max_record,
                 name: name.clone(),
                 format: input.format,
-                encoder: RowEncoder::new(&shared.computer, None),
+                encoder: RowEncoder::with_shaping(
+                    &shared.computer,
+                    crate::transform::shaping_for(name, input, cfg.outputs.get(&input.output))
+                        .map_err(bad)?,
+                ),
+                issues: crate::transform::IssueCounters::new(&shared.metrics, name),
                 sources: sources.clone(),
                 deadletter: shared.deadletter.clone(),
                 received: shared.metrics.records_received(name),
                 dropped: shared.metrics.records_dropped(&input.output, "invalid"),
                 out,
                 checkpointer: shared.checkpointer.clone(),
+                rules,
+                parse_failures: shared.metrics.parse_failures(name),
+                multiline_cut: shared.metrics.multiline_cut(name),
             };
             let handle = match input.kind {
                 InputKind::Stdin => tokio::spawn(inputs::stdin(ctx, stop_rx.clone())),
@@ -260,11 +297,14 @@ impl Pipeline {
             inputs.push(handle);
         }
         drop(by_name);
-        let saver = tokio::spawn(save_loop(shared.checkpointer.clone()));
+        let saver = tokio::spawn(save_loop(
+            shared.checkpointer.clone(),
+            cfg.spool.fsync_interval,
+        ));
         Ok(Pipeline {
             stop,
             inputs,
-            outputs,
+            outputs: std::mem::take(outputs),
             saver,
             checkpointer: shared.checkpointer.clone(),
         })
@@ -309,6 +349,11 @@ impl Pipeline {
             .iter()
             .flat_map(OutputRuntime::abort_handles)
             .collect();
+        let spools: Vec<_> = self
+            .outputs
+            .iter()
+            .flat_map(OutputRuntime::spools)
+            .collect();
         let mut drains = Box::pin(drain_all(self.outputs));
         let drained = match unlimited_until {
             Some(stop) => tokio::select! {
@@ -321,7 +366,11 @@ impl Pipeline {
             for a in aborters {
                 a.abort();
             }
-            tracing::warn!("stopped with rows still in flight: file rows are read again after a restart; stdin rows not yet delivered are lost");
+            tracing::warn!("stopped with rows not yet delivered: what is in the spool goes out after the next start; file rows not yet spooled are read again, stdin rows not yet spooled are lost");
+        }
+        // The last fsync moves the checkpoints of the last spooled rows: before the save.
+        for s in spools {
+            s.close().await;
         }
         self.saver.abort();
         self.checkpointer.save();
@@ -340,15 +389,114 @@ async fn drain_all(outputs: Vec<OutputRuntime>) {
     }
 }
 
-async fn save_loop(cp: Arc<Checkpointer>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut n: u64 = 0;
+/// What a spool directory was filled for, so a renamed output's rows still reach their table.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Destination {
+    dcr: String,
+    stream: String,
+}
+
+const DESTINATION: &str = "destination.json";
+
+/// Spool directories of outputs no longer configured: delivered by an output to the same DCR
+/// and stream (a rename), else kept and logged until such an output exists again.
+async fn adopt_orphan_spools(cfg: &Config, shared: &Shared, outputs: &mut [OutputRuntime]) {
+    let root = cfg.agent.state_dir.join("spool");
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if cfg.outputs.contains_key(&name) {
+            continue;
+        }
+        let Some(dest) = std::fs::read(entry.path().join(DESTINATION))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Destination>(&b).ok())
+        else {
+            continue;
+        };
+        let heir = cfg
+            .outputs
+            .iter()
+            .find(|(_, o)| o.dcr == dest.dcr && o.stream == dest.stream)
+            .map(|(n, _)| n.clone());
+        let Some(heir) = heir else {
+            tracing::warn!(dir = %entry.path().display(), dcr = %dest.dcr, stream = %dest.stream, "a spool of an output no longer configured; its rows are delivered once an output to that DCR and stream exists");
+            continue;
+        };
+        match open_spool(cfg, &name, &shared.metrics).await {
+            Ok(spool) => {
+                if let Some(rt) = outputs.iter_mut().find(|o| o.name == heir) {
+                    tracing::info!(from = %name, to = %heir, "delivering the spool of a renamed output");
+                    rt.adopt(spool);
+                } else {
+                    spool.close().await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(dir = %entry.path().display(), error = %e, "cannot open the spool of a renamed output")
+            }
+        }
+    }
+}
+
+/// Opens `state_dir/spool/<output>` (recovery reads it once: on the blocking pool).
+async fn open_spool(
+    cfg: &Config,
+    output: &str,
+    metrics: &Metrics,
+) -> Result<Arc<crate::spool::Spool>, String> {
+    let dir = cfg.agent.state_dir.join("spool").join(output);
+    let dest = cfg.outputs.get(output).map(|o| Destination {
+        dcr: o.dcr.clone(),
+        stream: o.stream.clone(),
+    });
+    let opts = crate::spool::Options {
+        max_bytes: cfg.spool.max_bytes,
+        fsync_interval: cfg.spool.fsync_interval,
+        when_full: cfg.spool.when_full,
+        ..crate::spool::Options::default()
+    };
+    let m = crate::spool::SpoolMetrics {
+        bytes: metrics.spool_bytes(output),
+        oldest: metrics.oldest_unsent_seconds(output),
+        dropped: metrics.records_dropped(output, "spool_full"),
+        corrupt: metrics.records_dropped(output, "spool_corrupt"),
+    };
+    tokio::task::spawn_blocking(move || {
+        let spool = crate::spool::Spool::open(&dir, opts, m)?;
+        if let Some(dest) = dest {
+            // Best effort: without it, a later rename leaves these rows waiting (logged).
+            if let Ok(text) = serde_json::to_vec(&dest) {
+                let _ = std::fs::write(dir.join(DESTINATION), text);
+            }
+        }
+        Ok::<_, crate::spool::SpoolError>(spool)
+    })
+    .await
+    .map_err(|e| format!("opening the spool failed: {e}"))?
+    .map(Arc::new)
+    .map_err(|e| e.to_string())
+}
+
+/// Saves changed checkpoints soon after rows are spooled (a quarter of the spool's fsync
+/// interval): a crash then re-reads, and sends twice, only the rows spooled since the last save.
+async fn save_loop(cp: Arc<Checkpointer>, fsync_interval: Duration) {
+    let every = (fsync_interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_prune: Option<Instant> = None;
     loop {
         tick.tick().await;
         let c = cp.clone();
         // Once an hour, forget files gone for a week, so the file does not grow forever.
-        let prune = n % 3600 == 0;
-        n += 1;
+        let prune = last_prune.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
+        if prune {
+            last_prune = Some(Instant::now());
+        } else if !cp.dirty.load(Relaxed) {
+            continue;
+        }
         let _ = tokio::task::spawn_blocking(move || {
             if prune {
                 c.prune();

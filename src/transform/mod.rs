@@ -1,13 +1,75 @@
 //! Records → DCR stream rows (serialized JSON objects).
 //!
-//! [`time`] reads event times and writes `TimeGenerated` as RFC 3339 UTC; [`row`] builds the row
-//! for a text line (`TimeGenerated`, `RawData`, `Computer`, `FilePath`) or a JSON/CSV object
-//! (its fields, with `TimeGenerated` resolved), truncating values over Azure's 64 KiB field limit
-//! on a character boundary.
+//! [`time`] reads event times (`time_format`, `timezone`) and writes `TimeGenerated` as RFC 3339
+//! UTC; [`row`] builds the row for a text line (`TimeGenerated`, `RawData`, `Computer`,
+//! `FilePath`) or a JSON/CSV/parsed object; [`fields`] applies an input's `drop`, `rename` and
+//! static `fields`; [`columns`] holds the DCR column types, the coercion of values to them and
+//! Azure's name rules; [`schema`] reads a stream's columns from an exported DCR. Values over
+//! Azure's 64 KiB field limit are truncated on a character boundary.
 
+pub mod columns;
+pub mod fields;
 pub mod raw_object;
 pub mod row;
+pub mod schema;
 pub mod sink;
 pub mod time;
 
-pub use row::{RowEncoder, RowNotes};
+pub use row::{RowEncoder, RowNotes, Shaping};
+
+use crate::config::{InputConfig, OutputConfig};
+use crate::metrics::{Counter, Metrics};
+
+/// The shaping an input of the configuration asks for, with its output's declared columns.
+/// `Err` is a message for a configuration error (the config check catches these first).
+pub fn shaping_for(
+    name: &str,
+    input: &InputConfig,
+    output: Option<&OutputConfig>,
+) -> Result<Shaping, String> {
+    Ok(Shaping {
+        label: name.to_string(),
+        time_field: input.time_field.clone(),
+        time: time::TimeParser::new(input.time_format.as_deref(), input.timezone.as_deref())?,
+        ops: fields::FieldOps::new(&input.fields, &input.rename, &input.drop),
+        columns: output
+            .map(OutputConfig::declared_columns)
+            .unwrap_or_default(),
+    })
+}
+
+/// The `dcrship_row_issues_total{input,issue}` series of one input.
+#[derive(Debug, Clone)]
+pub struct IssueCounters {
+    truncated: Counter,
+    uncoercible: Counter,
+    undeclared: Counter,
+    time_unparsable: Counter,
+    time_out_of_range: Counter,
+}
+
+impl IssueCounters {
+    pub fn new(metrics: &Metrics, input: &str) -> Self {
+        IssueCounters {
+            truncated: metrics.row_issues(input, "truncated"),
+            uncoercible: metrics.row_issues(input, "uncoercible"),
+            undeclared: metrics.row_issues(input, "undeclared"),
+            time_unparsable: metrics.row_issues(input, "time_unparsable"),
+            time_out_of_range: metrics.row_issues(input, "time_out_of_range"),
+        }
+    }
+
+    pub fn add(&self, n: &RowNotes) {
+        for (c, v) in [
+            (&self.truncated, n.truncated_fields),
+            (&self.uncoercible, n.uncoercible),
+            (&self.undeclared, n.undeclared),
+            (&self.time_unparsable, n.time_unparsable),
+            (&self.time_out_of_range, n.time_out_of_range),
+        ] {
+            if v > 0 {
+                c.add(v);
+            }
+        }
+    }
+}

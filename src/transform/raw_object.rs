@@ -9,6 +9,9 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::columns::Val;
+use super::fields::Member;
+
 /// A key, borrowed when it has no escapes.
 pub struct Key<'a>(pub Cow<'a, str>);
 
@@ -62,6 +65,43 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
     }
 }
 
+/// The members of one object as row members whose values are their raw JSON text; a repeated
+/// key keeps its last value, as in [`RawObject`].
+pub struct RawMembers<'a>(pub Vec<Member<'a>>);
+
+impl<'de> Deserialize<'de> for RawMembers<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawMembers<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawMembers<'de>, A::Error> {
+                let mut members: Vec<Member<'de>> = Vec::with_capacity(m.size_hint().unwrap_or(12));
+                while let Some((Key(k), v)) = m.next_entry::<Key<'de>, &'de RawValue>()? {
+                    let v = Val::Json(v.get());
+                    if let Some(slot) = members.iter_mut().find(|(old, _)| *old == k) {
+                        slot.1 = v;
+                    } else {
+                        members.push((k, v));
+                    }
+                }
+                Ok(RawMembers(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Parses one object into row members; `Err` is the reason the text is not a row.
+pub fn parse_members(text: &str) -> Result<Vec<Member<'_>>, String> {
+    match serde_json::from_str::<RawMembers<'_>>(text) {
+        Ok(o) => Ok(o.0),
+        Err(e) => Err(reason(text, &e)),
+    }
+}
+
 /// Parses one object; `Err` is the reason the text is not a row.
 pub fn parse(text: &str) -> Result<RawObject<'_>, String> {
     match serde_json::from_str::<RawObject<'_>>(text) {
@@ -88,7 +128,12 @@ fn reason(text: &str, e: &serde_json::Error) -> String {
 
 /// The string a raw value holds, if it is a string (borrowed when it has no escapes).
 pub fn raw_str(v: &RawValue) -> Option<Cow<'_, str>> {
-    let t = v.get();
+    json_text_str(v.get())
+}
+
+/// The string a valid JSON value's text holds, if it is a string (borrowed when it has no
+/// escapes).
+pub fn json_text_str(t: &str) -> Option<Cow<'_, str>> {
     let inner = t.strip_prefix('"')?.strip_suffix('"')?;
     if !inner.contains('\\') {
         return Some(Cow::Borrowed(inner));

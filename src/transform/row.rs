@@ -1,13 +1,35 @@
 //! Builds one DCR row, serialized, straight into a reusable buffer.
+//!
+//! Without shaping (no `time_format`/`timezone`, no field edits, no declared columns) a JSON
+//! line's values are copied verbatim and only `TimeGenerated` is rewritten. With shaping, the
+//! record's members are borrowed (raw JSON text, no value tree), edited, and each value is
+//! written as its column's type. Every row starts with `{"TimeGenerated":"…"`, which the batcher
+//! relies on to read a row's time (`max_time_span`).
 
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use jiff::Timestamp;
 use serde_json::{Map, Value};
 
+use super::columns::{write_plain, write_typed, ColumnType, Columns, Val};
+use super::fields::{FieldOps, Member};
 use super::raw_object;
-use super::time::{parse_time_raw, parse_time_value, rfc3339_utc, rfc3339_utc_bytes};
+use super::time::{fixed_rfc3339_micros, parse_time_raw, rfc3339_utc_bytes, TimeParser};
 
 /// Azure truncates field values over 64 KB; we truncate first, on a character boundary, and
 /// count it, so the row that lands is the row we reported.
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+
+/// Azure replaces a `TimeGenerated` older than this (relative to when it receives the row)...
+const MAX_AGE_SECONDS: i64 = 2 * 86_400;
+/// ...or further ahead than this with the time it received the row.
+const MAX_AHEAD_SECONDS: i64 = 86_400;
+/// Undeclared field names are logged one by one up to this many, so data with ever-new keys
+/// cannot grow the set without bound.
+const MAX_NAMED_UNDECLARED: usize = 100;
 
 /// Things noticed while building rows, added to the run's counters by the caller.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -16,24 +38,165 @@ pub struct RowNotes {
     pub truncated_fields: u64,
     /// rows whose time field was missing or unreadable, so the time read was used
     pub time_unparsable: u64,
+    /// values that could not be made their column's type, sent as null
+    pub uncoercible: u64,
+    /// fields removed because the stream does not declare them
+    pub undeclared: u64,
+    /// rows whose `TimeGenerated` is more than 2 days old or 1 day ahead (Azure replaces it)
+    pub time_out_of_range: u64,
 }
 
-/// Turns records into rows. One per input; cheap to build.
+impl RowNotes {
+    pub fn add(&mut self, o: &RowNotes) {
+        self.truncated_fields += o.truncated_fields;
+        self.time_unparsable += o.time_unparsable;
+        self.uncoercible += o.uncoercible;
+        self.undeclared += o.undeclared;
+        self.time_out_of_range += o.time_out_of_range;
+    }
+}
+
+/// What an input asks of its rows beyond the defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Shaping {
+    /// The input's name, for log lines.
+    pub label: String,
+    /// Source field holding the event time (default: the record's own `TimeGenerated`).
+    pub time_field: Option<String>,
+    /// How that field is read.
+    pub time: TimeParser,
+    /// `drop`, `rename`, `fields`.
+    pub ops: FieldOps,
+    /// The stream's declared columns; empty when not declared.
+    pub columns: BTreeMap<String, ColumnType>,
+}
+
+/// The shaping an encoder applies.
+#[derive(Debug, Default)]
+struct Shape {
+    time: TimeParser,
+    ops: FieldOps,
+    /// `None` when the stream's columns are not declared: values pass as they are.
+    columns: Option<Columns>,
+}
+
+/// Rate-limited warnings, shared by the clones of one encoder.
+#[derive(Debug)]
+struct Warnings {
+    label: String,
+    /// Second (of the time read) of the last out-of-range warning.
+    last_time_warning: AtomicI64,
+    time_warnings: AtomicU64,
+    undeclared: Mutex<BTreeSet<String>>,
+}
+
+impl Warnings {
+    fn new(label: String) -> Self {
+        Warnings {
+            label,
+            last_time_warning: AtomicI64::new(i64::MIN),
+            time_warnings: AtomicU64::new(0),
+            undeclared: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// At most one line a minute: a replay of old logs would otherwise log every row.
+    fn time(&self, now: i64, time_generated: &[u8], old: bool) {
+        let last = self.last_time_warning.load(Relaxed);
+        if last != i64::MIN && now < last + 60 {
+            return;
+        }
+        if self
+            .last_time_warning
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        self.time_warnings.fetch_add(1, Relaxed);
+        let time = String::from_utf8_lossy(time_generated);
+        let why = if old {
+            "more than 2 days old"
+        } else {
+            "more than 1 day in the future"
+        };
+        tracing::warn!(
+            input = %self.label,
+            time_generated = %time,
+            "TimeGenerated {time} is {why}: Azure replaces such times with the time it receives \
+             the row (counted as time_out_of_range; this warning repeats at most once a minute)"
+        );
+    }
+
+    /// Once per field name.
+    fn undeclared(&self, name: &str) {
+        let mut seen = self
+            .undeclared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if seen.len() > MAX_NAMED_UNDECLARED || seen.contains(name) {
+            return;
+        }
+        if seen.len() == MAX_NAMED_UNDECLARED {
+            seen.insert(String::new());
+            tracing::warn!(input = %self.label, "more undeclared fields are being removed; no longer naming each");
+            return;
+        }
+        seen.insert(name.to_string());
+        tracing::warn!(
+            input = %self.label,
+            field = %name,
+            "field {name:?} is not a column of the stream: it is removed from rows (Azure would \
+             drop it silently); declare the column, or rename or drop the field (counted as \
+             undeclared; named once)"
+        );
+    }
+}
+
+/// Turns records into rows. One per input; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RowEncoder {
     /// `"host"` as a JSON string, escaped once.
     computer_json: String,
     time_field: Option<String>,
     max_field_bytes: usize,
+    /// False keeps the fast paths that copy values verbatim.
+    shaped: bool,
+    shape: Arc<Shape>,
+    warnings: Arc<Warnings>,
 }
 
 impl RowEncoder {
+    /// An encoder without shaping: `time_field` (read in the automatic formats) is all.
     pub fn new(computer: &str, time_field: Option<String>) -> Self {
+        Self::with_shaping(
+            computer,
+            Shaping {
+                time_field,
+                ..Shaping::default()
+            },
+        )
+    }
+
+    pub fn with_shaping(computer: &str, s: Shaping) -> Self {
+        let shaped = !s.time.is_default() || !s.ops.is_empty() || !s.columns.is_empty();
         RowEncoder {
             computer_json: json_string(computer),
-            time_field,
+            time_field: s.time_field,
             max_field_bytes: MAX_FIELD_BYTES,
+            shaped,
+            shape: Arc::new(Shape {
+                time: s.time,
+                ops: s.ops,
+                columns: (!s.columns.is_empty()).then(|| Columns::new(&s.columns)),
+            }),
+            warnings: Arc::new(Warnings::new(s.label)),
         }
+    }
+
+    /// Out-of-range time warnings logged so far (for tests of the rate limit).
+    pub fn time_warnings(&self) -> u64 {
+        self.warnings.time_warnings.load(Relaxed)
     }
 
     /// A text line → `{"TimeGenerated","RawData","Computer"[,"FilePath"]}`, the columns of Azure
@@ -51,6 +214,16 @@ impl RowEncoder {
         notes: &mut RowNotes,
     ) {
         let line = self.truncate(line, cut, notes);
+        if self.shaped {
+            let mut members: Vec<Member<'_>> = Vec::with_capacity(4);
+            members.push((Cow::Borrowed("RawData"), Val::Str(Cow::Borrowed(line))));
+            members.push((Cow::Borrowed("Computer"), Val::Json(&self.computer_json)));
+            if let Some(path) = file_path_json {
+                members.push((Cow::Borrowed("FilePath"), Val::Json(path)));
+            }
+            self.write_members(members, false, None, time_read, out, notes);
+            return;
+        }
         out.extend_from_slice(b"{\"TimeGenerated\":\"");
         out.extend_from_slice(time_read.as_bytes());
         out.extend_from_slice(b"\",\"RawData\":");
@@ -66,8 +239,9 @@ impl RowEncoder {
 
     /// A JSON object's text → the row: `TimeGenerated` first (resolved as in [`Self::object`]),
     /// then every other member with its value copied verbatim, except string values over the
-    /// field limit, which are cut. `Err` is the reason the text is not a row; `out` is then
-    /// left as it was.
+    /// field limit, which are cut (unshaped); or shaped as configured. `Err` is the reason the
+    /// text is not a row; `out` is then left as it was. `file_path_json` fills a declared
+    /// `FilePath` column.
     pub fn json(
         &self,
         text: &str,
@@ -75,6 +249,23 @@ impl RowEncoder {
         out: &mut Vec<u8>,
         notes: &mut RowNotes,
     ) -> Result<(), String> {
+        self.json_from(text, None, time_read, out, notes)
+    }
+
+    /// [`Self::json`] for a record of a file.
+    pub fn json_from(
+        &self,
+        text: &str,
+        file_path_json: Option<&str>,
+        time_read: &str,
+        out: &mut Vec<u8>,
+        notes: &mut RowNotes,
+    ) -> Result<(), String> {
+        if self.shaped {
+            let members = raw_object::parse_members(text)?;
+            self.write_members(members, true, file_path_json, time_read, out, notes);
+            return Ok(());
+        }
         let obj = raw_object::parse(text)?;
         let key = self.time_field.as_deref().unwrap_or("TimeGenerated");
         let (found, time) = match obj.members.iter().find(|(k, _)| k == key) {
@@ -86,7 +277,11 @@ impl RowEncoder {
         }
         out.extend_from_slice(b"{\"TimeGenerated\":\"");
         match time {
-            Some(ts) => out.extend_from_slice(&rfc3339_utc_bytes(ts)),
+            Some(ts) => {
+                let tg = rfc3339_utc_bytes(ts);
+                out.extend_from_slice(&tg);
+                self.check_range(&tg, ts, time_read, notes);
+            }
             None => out.extend_from_slice(time_read.as_bytes()),
         }
         out.push(b'"');
@@ -95,16 +290,7 @@ impl RowEncoder {
                 continue;
             }
             out.push(b',');
-            match k {
-                // Borrowed means the key had no escapes in the source: its text is already a
-                // valid JSON string body.
-                std::borrow::Cow::Borrowed(key) => {
-                    out.push(b'"');
-                    out.extend_from_slice(key.as_bytes());
-                    out.push(b'"');
-                }
-                std::borrow::Cow::Owned(key) => write_json_string(key, out),
-            }
+            write_key(k, out);
             out.push(b':');
             let raw = v.get();
             if raw.len() > self.max_field_bytes {
@@ -127,39 +313,144 @@ impl RowEncoder {
     /// rewritten as RFC 3339 UTC. Top-level string values over the field limit are truncated.
     pub fn object(
         &self,
-        mut obj: Map<String, Value>,
+        obj: Map<String, Value>,
         time_read: &str,
         out: &mut Vec<u8>,
         notes: &mut RowNotes,
     ) {
-        let key = self.time_field.as_deref().unwrap_or("TimeGenerated");
-        let time = match obj.get(key) {
-            Some(v) => match parse_time_value(v) {
-                Some(ts) => rfc3339_utc(ts),
-                None => {
-                    notes.time_unparsable += 1;
-                    time_read.to_string()
+        self.object_from(obj, None, time_read, out, notes)
+    }
+
+    /// [`Self::object`] for a record of a file.
+    pub fn object_from(
+        &self,
+        obj: Map<String, Value>,
+        file_path_json: Option<&str>,
+        time_read: &str,
+        out: &mut Vec<u8>,
+        notes: &mut RowNotes,
+    ) {
+        let members: Vec<Member<'_>> = obj
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k), Val::Value(v)))
+            .collect();
+        self.write_members(members, true, file_path_json, time_read, out, notes);
+    }
+
+    /// Writes a row from members: resolves the time (`structured`: from the record), applies
+    /// the field edits, fills declared `Computer`/`FilePath` columns the record lacks, and
+    /// writes each value as its column's type (or as it is, without declared columns).
+    fn write_members<'a>(
+        &'a self,
+        mut members: Vec<Member<'a>>,
+        structured: bool,
+        file_path_json: Option<&'a str>,
+        time_read: &str,
+        out: &mut Vec<u8>,
+        notes: &mut RowNotes,
+    ) {
+        let shape = &*self.shape;
+        let time_key = self.time_field.as_deref().unwrap_or("TimeGenerated");
+        let mut ts = None;
+        if structured {
+            match members.iter().find(|(k, _)| k == time_key) {
+                Some((_, v)) => {
+                    ts = read_time(&shape.time, v);
+                    if ts.is_none() {
+                        notes.time_unparsable += 1;
+                    }
                 }
-            },
-            None => {
-                if self.time_field.is_some() {
-                    notes.time_unparsable += 1;
-                }
-                time_read.to_string()
+                None if self.time_field.is_some() => notes.time_unparsable += 1,
+                None => {}
             }
-        };
-        obj.insert("TimeGenerated".to_string(), Value::String(time));
-        for v in obj.values_mut() {
-            if let Value::String(s) = v {
-                if s.len() > self.max_field_bytes {
-                    let keep = floor_char_boundary(s, self.max_field_bytes);
-                    s.truncate(keep);
-                    notes.truncated_fields += 1;
+        }
+        // TimeGenerated is written first, from the resolved time; a time field the stream does
+        // not declare has done its job and is not an undeclared field.
+        let consumed = shape
+            .columns
+            .as_ref()
+            .is_some_and(|c| self.time_field.is_some() && !c.contains(time_key));
+        members.retain(|(k, _)| k != "TimeGenerated" && !(consumed && k == time_key));
+        shape.ops.apply(&mut members);
+        if let (Some(columns), true) = (&shape.columns, structured) {
+            let fill = [
+                ("Computer", Some(self.computer_json.as_str())),
+                ("FilePath", file_path_json),
+            ];
+            for (name, value) in fill {
+                if let Some(value) = value {
+                    if columns.contains(name) && !members.iter().any(|(k, _)| k == name) {
+                        members.push((Cow::Borrowed(name), Val::Json(value)));
+                    }
                 }
             }
         }
-        // Serializing a Map of Values into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, &obj);
+        out.extend_from_slice(b"{\"TimeGenerated\":\"");
+        match ts {
+            Some(ts) => {
+                let tg = rfc3339_utc_bytes(ts);
+                out.extend_from_slice(&tg);
+                self.check_range(&tg, ts, time_read, notes);
+            }
+            None => out.extend_from_slice(time_read.as_bytes()),
+        }
+        out.push(b'"');
+        let max = self.max_field_bytes;
+        for (k, v) in &members {
+            if k == "TimeGenerated" {
+                continue; // set by `fields` or a rename: the resolved time wins
+            }
+            let ty = match &shape.columns {
+                Some(columns) => match columns.get(k) {
+                    Some(ty) => Some(ty),
+                    None => {
+                        notes.undeclared += 1;
+                        self.warnings.undeclared(k);
+                        continue;
+                    }
+                },
+                None => None,
+            };
+            out.push(b',');
+            write_key(k, out);
+            out.push(b':');
+            match ty {
+                Some(ty) => write_typed(ty, v, &shape.time, max, out, notes),
+                None => write_plain(v, max, out, notes),
+            }
+        }
+        out.push(b'}');
+    }
+
+    /// Counts (and warns about, once a minute) a `TimeGenerated` Azure would replace.
+    fn check_range(&self, tg: &[u8; 27], ts: Timestamp, time_read: &str, notes: &mut RowNotes) {
+        let read = time_read.as_bytes();
+        if read.get(..10) == Some(&tg[..10]) {
+            return; // the same day: neither 2 days old nor 1 day ahead
+        }
+        // Days apart decide without the time of day, except next to a boundary (this runs per
+        // row, and replays of old files put every row here).
+        let Some(read_day) = fixed_date_days(read) else {
+            return;
+        };
+        let s = ts.as_second();
+        let (old, ahead) = match s.div_euclid(86_400) - read_day {
+            d if d <= -3 => (true, false),
+            d if d >= 2 => (false, true),
+            -2 | 1 => {
+                let Some(now) = fixed_rfc3339_micros(read).map(|us| us.div_euclid(1_000_000))
+                else {
+                    return;
+                };
+                (s < now - MAX_AGE_SECONDS, s > now + MAX_AHEAD_SECONDS)
+            }
+            _ => (false, false),
+        };
+        if old || ahead {
+            notes.time_out_of_range += 1;
+            let now = fixed_rfc3339_micros(read).map_or(0, |us| us.div_euclid(1_000_000));
+            self.warnings.time(now, tg, old);
+        }
     }
 
     fn truncate<'a>(&self, s: &'a str, cut: bool, notes: &mut RowNotes) -> &'a str {
@@ -171,6 +462,48 @@ impl RowEncoder {
         }
         notes.truncated_fields += 1;
         &s[..floor_char_boundary(s, self.max_field_bytes)]
+    }
+}
+
+/// The time a member holds, read by `time`.
+fn read_time(time: &TimeParser, v: &Val<'_>) -> Option<Timestamp> {
+    match v {
+        Val::Json(t) => time.parse_json_text(t),
+        Val::Str(s) => time.parse_str(s),
+        Val::Value(v) => time.parse_value(v),
+    }
+}
+
+/// `YYYY-MM-DD` at the start of `b` → days since 1970-01-01.
+fn fixed_date_days(b: &[u8]) -> Option<i64> {
+    let b = b.get(..10)?;
+    let mut v = [0i64; 8];
+    for (slot, &c) in v
+        .iter_mut()
+        .zip(b[..4].iter().chain(&b[5..7]).chain(&b[8..10]))
+    {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        *slot = i64::from(c - b'0');
+    }
+    let y = v[0] * 1000 + v[1] * 100 + v[2] * 10 + v[3];
+    let (m, d) = (v[4] * 10 + v[5], v[6] * 10 + v[7]);
+    super::time::days_from_civil_checked(y, m, d)
+}
+
+/// A key: borrowed keys have no escapes (read without any from the source, or checked column
+/// names), so their text is already a valid JSON string body.
+#[inline]
+#[allow(clippy::ptr_arg)] // whether the key is borrowed is the point
+fn write_key(k: &Cow<'_, str>, out: &mut Vec<u8>) {
+    match k {
+        Cow::Borrowed(key) => {
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.push(b'"');
+        }
+        Cow::Owned(key) => write_json_string(key, out),
     }
 }
 
@@ -194,7 +527,7 @@ pub fn json_string(s: &str) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-fn write_json_string(s: &str, out: &mut Vec<u8>) {
+pub fn write_json_string(s: &str, out: &mut Vec<u8>) {
     // Serializing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -202,6 +535,7 @@ fn write_json_string(s: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transform::columns::ColumnType;
     use serde_json::json;
 
     const T: &str = "2026-01-02T03:04:05.000000Z";
@@ -336,6 +670,256 @@ mod tests {
             .json("[1]", T, &mut out, &mut RowNotes::default())
             .is_err());
         assert!(out.is_empty());
+    }
+
+    fn shaped(s: Shaping) -> RowEncoder {
+        RowEncoder::with_shaping("web-01", s)
+    }
+
+    fn cols(c: &[(&str, ColumnType)]) -> BTreeMap<String, ColumnType> {
+        c.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    fn json_row(enc: &RowEncoder, text: &str, path: Option<&str>) -> (Value, RowNotes, String) {
+        let mut out = Vec::new();
+        let mut notes = RowNotes::default();
+        enc.json_from(text, path, T, &mut out, &mut notes)
+            .expect("row");
+        let raw = String::from_utf8(out).expect("utf-8");
+        (serde_json::from_str(&raw).expect("json"), notes, raw)
+    }
+
+    #[test]
+    fn declared_columns_get_typed_values_and_nothing_else() {
+        use ColumnType::*;
+        let enc = shaped(Shaping {
+            label: "app".into(),
+            time_field: Some("ts".into()),
+            columns: cols(&[
+                ("TimeGenerated", Datetime),
+                ("Count", Long),
+                ("Ratio", Real),
+                ("Ok", Boolean),
+                ("Msg", String),
+                ("Extra", Dynamic),
+                ("Computer", String),
+                ("FilePath", String),
+            ]),
+            ..Shaping::default()
+        });
+        let path = json_string("/var/log/a.log");
+        let (v, notes, raw) = json_row(
+            &enc,
+            r#"{"ts":"2026-01-02T04:04:05+01:00","Count":"42","Ratio":"0.5","Ok":"yes","Msg":7,"Extra":"{\"k\":[1]}","junk":1,"more":"x","Count2":"n"}"#,
+            Some(&path),
+        );
+        assert_eq!(
+            v,
+            json!({"TimeGenerated": "2026-01-02T03:04:05.000000Z", "Count": 42, "Ratio": 0.5,
+                   "Ok": true, "Msg": "7", "Extra": {"k": [1]}, "Computer": "web-01",
+                   "FilePath": "/var/log/a.log"})
+        );
+        assert!(
+            raw.starts_with("{\"TimeGenerated\":\"2026-01-02T03:04:05.000000Z\""),
+            "{raw}"
+        );
+        assert_eq!(
+            notes.undeclared, 3,
+            "junk, more, Count2; ts is the time field, not counted"
+        );
+        assert_eq!(notes.uncoercible, 0);
+        let (v, notes, _) = json_row(
+            &enc,
+            r#"{"Count":"many","Ok":"perhaps","Computer":"mine"}"#,
+            None,
+        );
+        assert_eq!(v["Count"], Value::Null);
+        assert_eq!(v["Ok"], Value::Null);
+        assert_eq!(
+            v["Computer"],
+            json!("mine"),
+            "the record's own Computer is kept"
+        );
+        assert!(v.get("FilePath").is_none(), "no file, no FilePath");
+        assert_eq!((notes.uncoercible, notes.time_unparsable), (2, 1));
+    }
+
+    #[test]
+    fn a_declared_time_field_stays_a_column() {
+        let enc = shaped(Shaping {
+            time_field: Some("ts".into()),
+            columns: cols(&[("ts", ColumnType::Long)]),
+            ..Shaping::default()
+        });
+        let (v, notes, _) = json_row(&enc, r#"{"ts":1767323045}"#, None);
+        assert_eq!(
+            v,
+            json!({"TimeGenerated": "2026-01-02T03:04:05.000000Z", "ts": 1767323045})
+        );
+        assert_eq!(notes, RowNotes::default());
+    }
+
+    #[test]
+    fn field_edits_apply_to_every_kind_of_record() {
+        let ops = FieldOps::new(
+            &BTreeMap::from([
+                ("Env".to_string(), json!("prod")),
+                ("Shard".to_string(), json!(2)),
+            ]),
+            &BTreeMap::from([
+                ("RawData".to_string(), "Message".to_string()),
+                ("msg".to_string(), "Message".to_string()),
+            ]),
+            &["pid".to_string(), "FilePath".to_string()],
+        );
+        let enc = shaped(Shaping {
+            ops,
+            ..Shaping::default()
+        });
+        let (v, notes, _) = json_row(&enc, r#"{"msg":"hi","pid":7,"n":1.50}"#, None);
+        assert_eq!(
+            v,
+            json!({"TimeGenerated": T, "Message": "hi", "n": 1.50, "Env": "prod", "Shard": 2})
+        );
+        assert_eq!(notes, RowNotes::default());
+
+        let mut out = Vec::new();
+        let mut notes = RowNotes::default();
+        let path = json_string("/x.log");
+        enc.text("a line", false, T, Some(&path), &mut out, &mut notes);
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(
+            v,
+            json!({"TimeGenerated": T, "Message": "a line", "Computer": "web-01", "Env": "prod", "Shard": 2})
+        );
+
+        let mut out = Vec::new();
+        enc.object(
+            obj(json!({"msg": "csv", "pid": "1"})),
+            T,
+            &mut out,
+            &mut notes,
+        );
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(
+            v,
+            json!({"TimeGenerated": T, "Message": "csv", "Env": "prod", "Shard": 2})
+        );
+    }
+
+    #[test]
+    fn text_rows_are_typed_too() {
+        let enc = shaped(Shaping {
+            columns: cols(&[
+                ("RawData", ColumnType::String),
+                ("Computer", ColumnType::String),
+            ]),
+            ..Shaping::default()
+        });
+        let mut out = Vec::new();
+        let mut notes = RowNotes::default();
+        let path = json_string("/x.log");
+        let long = "é".repeat(40_000);
+        enc.text(&long, false, T, Some(&path), &mut out, &mut notes);
+        let v: Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["RawData"].as_str().map(str::len), Some(MAX_FIELD_BYTES));
+        assert_eq!(v["Computer"], json!("web-01"));
+        assert!(v.get("FilePath").is_none(), "not declared");
+        assert_eq!((notes.truncated_fields, notes.undeclared), (1, 1));
+    }
+
+    #[test]
+    fn a_no_op_shaping_writes_what_the_fast_path_writes() {
+        let plain = RowEncoder::new("h", Some("ts".into()));
+        let noop = RowEncoder::with_shaping(
+            "h",
+            Shaping {
+                time_field: Some("ts".into()),
+                ops: FieldOps::new(&BTreeMap::new(), &BTreeMap::new(), &["absent".to_string()]),
+                ..Shaping::default()
+            },
+        );
+        let long = "é".repeat(40_000);
+        for input in [
+            json!({"a": 1, "b": {"c": [1, 2.5, null]}, "s": "x\ty", "k\"q": 1}),
+            json!({"TimeGenerated": "2020-05-06T07:08:09+02:00", "m": "m"}),
+            json!({"ts": 1588741689, "k": true}),
+            json!({"ts": "no"}),
+            json!({"m": long}),
+            json!({}),
+        ] {
+            let text = input.to_string();
+            let (want, want_notes, want_raw) = json_row(&plain, &text, None);
+            let (got, notes, raw) = json_row(&noop, &text, None);
+            assert_eq!(got, want, "{text}");
+            assert_eq!(raw, want_raw, "byte for byte: {text}");
+            assert_eq!(notes, want_notes, "{text}");
+        }
+    }
+
+    #[test]
+    fn times_azure_would_replace_are_counted_and_warned_once_a_minute() {
+        for enc in [
+            RowEncoder::new("h", None),
+            shaped(Shaping {
+                time: TimeParser::new(Some("epoch"), None).expect("fmt"),
+                ..Shaping::default()
+            }),
+        ] {
+            let now = "2026-01-10T12:00:00.000000Z";
+            let later = "2026-01-10T12:00:59.000000Z";
+            let minute_on = "2026-01-10T12:01:00.000000Z";
+            let row = |t: &str, read: &str| {
+                let mut out = Vec::new();
+                let mut notes = RowNotes::default();
+                enc.json(
+                    &format!("{{\"TimeGenerated\":{t}}}"),
+                    read,
+                    &mut out,
+                    &mut notes,
+                )
+                .expect("row");
+                notes.time_out_of_range
+            };
+            let days = |d: i64| (1_768_046_400 + d * 86_400).to_string(); // 2026-01-10T12:00Z ± d days
+            assert_eq!(row(&days(0), now), 0);
+            assert_eq!(row(&days(-1), now), 0);
+            assert_eq!(
+                row(&(1_768_046_400 - 2 * 86_400).to_string(), now),
+                0,
+                "exactly 2 days"
+            );
+            assert_eq!(row(&(1_768_046_400 - 2 * 86_400 - 1).to_string(), now), 1);
+            assert_eq!(enc.time_warnings(), 1);
+            assert_eq!(row(&days(-30), later), 1);
+            assert_eq!(row(&(1_768_046_400 + 86_460).to_string(), later), 1);
+            assert_eq!(
+                enc.time_warnings(),
+                1,
+                "within the minute: counted, not logged"
+            );
+            assert_eq!(row(&days(2), minute_on), 1);
+            assert_eq!(enc.time_warnings(), 2);
+            assert_eq!(
+                row(&(1_768_046_400 + 86_400).to_string(), now),
+                0,
+                "exactly 1 day ahead"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// The day-level shortcut decides as the exact comparison does.
+        #[test]
+        fn out_of_range_is_decided_exactly(now in 0i64..4_000_000_000, off in -400_000i64..400_000) {
+            let enc = RowEncoder::new("h", None);
+            let read = crate::transform::time::rfc3339_utc(Timestamp::from_second(now).expect("now"));
+            let ts = Timestamp::from_second(now + off).expect("ts");
+            let mut notes = RowNotes::default();
+            enc.check_range(&rfc3339_utc_bytes(ts), ts, &read, &mut notes);
+            let want = !(-MAX_AGE_SECONDS..=MAX_AHEAD_SECONDS).contains(&off);
+            proptest::prop_assert_eq!(notes.time_out_of_range, u64::from(want), "{} {}", read, off);
+        }
     }
 
     #[test]

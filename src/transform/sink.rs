@@ -73,7 +73,8 @@ pub struct RowSink<'a> {
     /// Input name for dead-letters.
     pub name: &'a str,
     pub source: u32,
-    /// The `FilePath` column (already a JSON string), for text rows of files.
+    /// The `FilePath` column (already a JSON string), for rows of files: text rows always
+    /// carry it, structured rows when the stream declares it.
     pub file_path_json: Option<&'a str>,
     /// RFC 3339 time the records were read.
     pub time_read: &'a str,
@@ -112,8 +113,9 @@ impl RowSink<'_> {
                 (number, None)
             }
             Record::Json { text, number } => {
-                match self.encoder.json(
+                match self.encoder.json_from(
                     &text,
+                    self.file_path_json,
                     self.time_read,
                     &mut self.out.bytes,
                     &mut self.counts.notes,
@@ -123,8 +125,9 @@ impl RowSink<'_> {
                 }
             }
             Record::Object { map, number } => {
-                self.encoder.object(
+                self.encoder.object_from(
                     map,
+                    self.file_path_json,
                     self.time_read,
                     &mut self.out.bytes,
                     &mut self.counts.notes,

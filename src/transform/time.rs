@@ -1,11 +1,282 @@
-//! Event times: read from a field (RFC 3339, ISO 8601 without offset = UTC, epoch numbers) and
-//! written as RFC 3339 UTC with six fractional digits, the precision every Azure table plan
-//! accepts (Auxiliary tables take exactly six).
+//! Event times: read from a field (RFC 3339, ISO 8601 without offset = UTC, epoch numbers, or a
+//! configured `time_format` and `timezone`) and written as RFC 3339 UTC with six fractional
+//! digits, the precision every Azure table plan accepts (Auxiliary tables take exactly six).
 
 use jiff::civil::DateTime;
-use jiff::tz::Offset;
+use jiff::fmt::strtime::{self, BrokenDownTime};
+use jiff::tz::{Offset, TimeZone};
 use jiff::Timestamp;
 use serde_json::Value;
+
+/// Nanoseconds per unit of an epoch number.
+const NANOS_S: i128 = 1_000_000_000;
+const NANOS_MS: i128 = 1_000_000;
+const NANOS_US: i128 = 1_000;
+
+/// How a time field is read (`time_format`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimeFormat {
+    /// RFC 3339 / ISO 8601 (no offset: in the time zone), or an epoch number whose unit follows
+    /// from its size. What is used when no `time_format` is set.
+    Auto,
+    /// RFC 3339 / ISO 8601 with an offset (`Z` or `+01:00`) only.
+    Rfc3339,
+    /// An epoch number (or a string of one) in a fixed unit; the value is nanoseconds per unit.
+    Epoch(i128),
+    /// A strftime format read with `jiff::fmt::strtime`; `has_year` is false for formats like
+    /// syslog's `%b %d %H:%M:%S`, whose year is guessed.
+    Strftime { format: String, has_year: bool },
+}
+
+/// Reads event times: a [`TimeFormat`] plus the zone for times written without an offset.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimeParser {
+    format: TimeFormat,
+    /// `None` is UTC.
+    zone: Option<TimeZone>,
+}
+
+impl Default for TimeParser {
+    fn default() -> Self {
+        TimeParser {
+            format: TimeFormat::Auto,
+            zone: None,
+        }
+    }
+}
+
+/// What `time_format` accepts, for messages.
+pub const TIME_FORMAT_HINT: &str = "rfc3339, epoch, epoch_ms, epoch_us, epoch_ns, or a strftime \
+     format like \"%d/%b/%Y:%H:%M:%S %z\"";
+
+impl TimeParser {
+    /// `format`: `None`/`auto`, `rfc3339`, `epoch`, `epoch_ms`, `epoch_us`, `epoch_ns`, or a
+    /// strftime format (anything with a `%`). `timezone`: an IANA name (`Europe/Berlin`), `UTC`
+    /// or `local` (the system's zone), for times written without an offset. `Err` says what is
+    /// wrong, for a config or usage error.
+    pub fn new(format: Option<&str>, timezone: Option<&str>) -> Result<Self, String> {
+        let format = match format.map(str::trim) {
+            None | Some("") | Some("auto") => TimeFormat::Auto,
+            Some("rfc3339") | Some("iso8601") => TimeFormat::Rfc3339,
+            Some("epoch") | Some("epoch_s") => TimeFormat::Epoch(NANOS_S),
+            Some("epoch_ms") => TimeFormat::Epoch(NANOS_MS),
+            Some("epoch_us") => TimeFormat::Epoch(NANOS_US),
+            Some("epoch_ns") => TimeFormat::Epoch(1),
+            Some(f) if f.contains('%') => strftime_format(f)?,
+            Some(f) => {
+                return Err(format!(
+                    "unknown time format {f:?}; expected {TIME_FORMAT_HINT}"
+                ))
+            }
+        };
+        let zone = match timezone.map(str::trim) {
+            None | Some("") | Some("UTC" | "utc" | "Z") => None,
+            Some(name) => Some(zone(name)?),
+        };
+        Ok(TimeParser { format, zone })
+    }
+
+    /// True for the parser used without configuration (auto formats, UTC).
+    pub fn is_default(&self) -> bool {
+        self.format == TimeFormat::Auto && self.zone.is_none()
+    }
+
+    /// Reads a time from a string.
+    pub fn parse_str(&self, s: &str) -> Option<Timestamp> {
+        let s = s.trim();
+        match &self.format {
+            TimeFormat::Auto if self.zone.is_none() => parse_time_str(s),
+            TimeFormat::Auto => {
+                if let Ok(ts) = s.parse::<Timestamp>() {
+                    return Some(ts);
+                }
+                if let Ok(dt) = s.parse::<DateTime>() {
+                    return self.civil(dt);
+                }
+                epoch_decimal(s, None)
+            }
+            TimeFormat::Rfc3339 => s.parse::<Timestamp>().ok(),
+            TimeFormat::Epoch(scale) => epoch_decimal(s, Some(*scale)),
+            TimeFormat::Strftime { format, has_year } => self.strftime(format, *has_year, s),
+        }
+    }
+
+    /// Reads a time from a JSON number's text: an epoch number (in the configured unit, or by
+    /// magnitude); a strftime format reads the digits as text (`%s`, `%Y%m%d`).
+    pub fn parse_number(&self, text: &str) -> Option<Timestamp> {
+        match &self.format {
+            TimeFormat::Auto => {
+                epoch_decimal(text, None).or_else(|| text.parse::<f64>().ok().and_then(from_epoch))
+            }
+            TimeFormat::Epoch(scale) => epoch_decimal(text, Some(*scale)),
+            TimeFormat::Rfc3339 => None,
+            TimeFormat::Strftime { format, has_year } => self.strftime(format, *has_year, text),
+        }
+    }
+
+    /// Reads a time from a JSON value's text (a string or a number) without building a value.
+    pub fn parse_json_text(&self, text: &str) -> Option<Timestamp> {
+        if text.starts_with('"') {
+            return super::raw_object::json_text_str(text).and_then(|s| self.parse_str(&s));
+        }
+        match text.as_bytes().first() {
+            Some(b'-' | b'0'..=b'9') => self.parse_number(text),
+            _ => None,
+        }
+    }
+
+    /// Reads a time from a JSON value.
+    pub fn parse_value(&self, v: &Value) -> Option<Timestamp> {
+        match v {
+            Value::String(s) => self.parse_str(s),
+            Value::Number(n) => self.parse_number(&n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// A civil time in the zone. In a DST gap (a time that never happened) the offset before
+    /// the gap is used, so 02:30 on a spring-forward day reads as 03:30 summer time; in a fold
+    /// (a time that happened twice) the earlier one is taken ("compatible", as RFC 5545 and
+    /// Temporal do).
+    fn civil(&self, dt: DateTime) -> Option<Timestamp> {
+        match &self.zone {
+            None => Offset::UTC.to_timestamp(dt).ok(),
+            Some(tz) => tz.to_ambiguous_timestamp(dt).compatible().ok(),
+        }
+    }
+
+    fn strftime(&self, format: &str, has_year: bool, s: &str) -> Option<Timestamp> {
+        let mut tm = BrokenDownTime::parse(format, s).ok()?;
+        if let Some(ts) = tm.timestamp() {
+            return Some(ts);
+        }
+        if !has_year {
+            return self.guess_year(&mut tm);
+        }
+        let dt = tm.to_datetime().ok()?;
+        match tm.offset() {
+            Some(offset) => offset.to_timestamp(dt).ok(),
+            None => self.civil(dt),
+        }
+    }
+
+    /// A time without a year (syslog) is in the current year, unless that puts it more than a
+    /// day ahead (December's lines read in January): then it is last year's.
+    fn guess_year(&self, tm: &mut BrokenDownTime) -> Option<Timestamp> {
+        let now = Timestamp::now();
+        let zone = self.zone.clone().unwrap_or(TimeZone::UTC);
+        let year = now.to_zoned(zone).year();
+        for y in [year, year - 1] {
+            tm.set_year(Some(y)).ok()?;
+            let Ok(dt) = tm.to_datetime() else {
+                continue; // Feb 29 in a year that has none
+            };
+            let ts = match tm.offset() {
+                Some(offset) => offset.to_timestamp(dt).ok(),
+                None => self.civil(dt),
+            }?;
+            if ts.as_second() <= now.as_second() + 86_400 {
+                return Some(ts);
+            }
+        }
+        None
+    }
+}
+
+/// Checks a strftime format once, at configuration time: jiff must be able to write it and read
+/// back what it wrote, and it must name a day (a time alone is not an event time).
+fn strftime_format(f: &str) -> Result<TimeFormat, String> {
+    let bad = |why: String| format!("time format {f:?}: {why}; expected {TIME_FORMAT_HINT}");
+    let sample = Timestamp::from_second(1_700_000_000)
+        .map_err(|e| bad(e.to_string()))?
+        .to_zoned(TimeZone::UTC);
+    let text = strtime::format(f, &sample).map_err(|e| bad(e.to_string()))?;
+    let mut tm = BrokenDownTime::parse(f, &text)
+        .map_err(|e| bad(format!("it cannot be read back ({e})")))?;
+    if tm.timestamp().is_some() {
+        return Ok(TimeFormat::Strftime {
+            format: f.to_string(),
+            has_year: true,
+        });
+    }
+    let has_year = tm.year().is_some();
+    if !has_year {
+        tm.set_year(Some(2024)).map_err(|e| bad(e.to_string()))?;
+    }
+    tm.to_datetime()
+        .map_err(|_| bad("it has no date (a month and day at least)".to_string()))?;
+    Ok(TimeFormat::Strftime {
+        format: f.to_string(),
+        has_year,
+    })
+}
+
+/// Looks a zone up: `UTC`, `local` (the system's), or an IANA name from the system's time zone
+/// database (/usr/share/zoneinfo), else the copy built into dcrship.
+fn zone(name: &str) -> Result<TimeZone, String> {
+    match name {
+        "UTC" | "utc" | "Z" => Ok(TimeZone::UTC),
+        "local" => TimeZone::try_system().map_err(|e| {
+            format!(
+                "the system time zone cannot be determined ({e}); name one, like \"Europe/Berlin\""
+            )
+        }),
+        _ => TimeZone::get(name).map_err(|_| {
+            format!(
+                "unknown time zone {name:?}; expected an IANA name like \"Europe/Berlin\" or \
+                 \"America/New_York\", \"UTC\", or \"local\""
+            )
+        }),
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (what [`rfc3339_utc_bytes`] writes) → microseconds since the
+/// epoch, without a parser: rows carry their time this way to the batcher.
+pub fn fixed_rfc3339_micros(b: &[u8]) -> Option<i64> {
+    if b.len() < 27 || b[26] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        let mut v: i64 = 0;
+        for &c in &b[from..to] {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
+    };
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hh, mm, ss, us) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    Some(((days * 24 + hh) * 60 + mm) * 60_000_000 + ss * 1_000_000 + us)
+}
+
+/// [`days_from_civil`] of a month 1–12 and a day 1–31.
+pub fn days_from_civil_checked(y: i64, m: i64, d: i64) -> Option<i64> {
+    ((1..=12).contains(&m) && (1..=31).contains(&d)).then(|| days_from_civil(y, m, d))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The time of a row built here: every row starts `{"TimeGenerated":"…"`.
+pub fn row_time_micros(row: &[u8]) -> Option<i64> {
+    const PREFIX: &[u8] = b"{\"TimeGenerated\":\"";
+    let rest = row.strip_prefix(PREFIX)?;
+    fixed_rfc3339_micros(rest.get(..27)?)
+}
 
 /// `ts` as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, in a stack buffer (this runs per row).
 pub fn rfc3339_utc_bytes(ts: Timestamp) -> [u8; 27] {
@@ -60,7 +331,7 @@ pub fn parse_time_value(v: &Value) -> Option<Timestamp> {
     match v {
         Value::String(s) => parse_time_str(s),
         Value::Number(n) => {
-            epoch_decimal(&n.to_string()).or_else(|| n.as_f64().and_then(from_epoch))
+            epoch_decimal(&n.to_string(), None).or_else(|| n.as_f64().and_then(from_epoch))
         }
         _ => None,
     }
@@ -73,7 +344,7 @@ pub fn parse_time_raw(raw: &serde_json::value::RawValue) -> Option<Timestamp> {
         Some(s) => parse_time_str(&s),
         None => {
             let t = raw.get();
-            epoch_decimal(t).or_else(|| t.parse::<f64>().ok().and_then(from_epoch))
+            epoch_decimal(t, None).or_else(|| t.parse::<f64>().ok().and_then(from_epoch))
         }
     }
 }
@@ -90,12 +361,13 @@ pub fn parse_time_str(s: &str) -> Option<Timestamp> {
     if let Ok(dt) = s.parse::<DateTime>() {
         return Offset::UTC.to_timestamp(dt).ok();
     }
-    epoch_decimal(s)
+    epoch_decimal(s, None)
 }
 
 /// An epoch number written in decimal (`1699974602.123`), read exactly: no float rounding.
-/// The unit follows from the integer part's magnitude, as in [`from_epoch`].
-fn epoch_decimal(s: &str) -> Option<Timestamp> {
+/// `scale` is nanoseconds per unit; `None` tells the unit from the integer part's magnitude, as
+/// in [`from_epoch`].
+fn epoch_decimal(s: &str, scale: Option<i128>) -> Option<Timestamp> {
     let (neg, digits) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, s),
@@ -110,18 +382,18 @@ fn epoch_decimal(s: &str) -> Option<Timestamp> {
     }
     let whole: i128 = int.parse().ok()?;
     // nanoseconds per unit: seconds below 1e11, ms below 1e14, µs below 1e17, else ns
-    let scale: i128 = match whole {
-        w if w < 100_000_000_000 => 1_000_000_000,
-        w if w < 100_000_000_000_000 => 1_000_000,
-        w if w < 100_000_000_000_000_000 => 1_000,
+    let scale: i128 = scale.unwrap_or(match whole {
+        w if w < 100_000_000_000 => NANOS_S,
+        w if w < 100_000_000_000_000 => NANOS_MS,
+        w if w < 100_000_000_000_000_000 => NANOS_US,
         _ => 1,
-    };
+    });
     let scale_digits = scale.ilog10() as usize;
     let mut frac_nanos: i128 = 0;
     for (i, b) in frac.bytes().take(scale_digits).enumerate() {
         frac_nanos += i128::from(b - b'0') * 10i128.pow((scale_digits - 1 - i) as u32);
     }
-    let nanos = whole * scale + frac_nanos;
+    let nanos = whole.checked_mul(scale)?.checked_add(frac_nanos)?;
     Timestamp::from_nanosecond(if neg { -nanos } else { nanos }).ok()
 }
 
@@ -215,6 +487,290 @@ mod tests {
             let v: Value = serde_json::from_str(text).expect("value");
             assert_eq!(parse_time_raw(&raw), parse_time_value(&v), "{text}");
         }
+    }
+
+    fn with(format: Option<&str>, tz: Option<&str>) -> TimeParser {
+        TimeParser::new(format, tz).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Each configured format, with offsets and DST in both directions: (format, zone, input,
+    /// want as RFC 3339 UTC, or None when it must not read).
+    #[test]
+    fn configured_formats_table() {
+        let nginx = Some("%d/%b/%Y:%H:%M:%S %z");
+        let local = Some("%Y-%m-%d %H:%M:%S");
+        let berlin = Some("Europe/Berlin");
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, &'a str, Option<&'a str>);
+        let cases: &[Case<'_>] = &[
+            // nginx / Apache common log time, with its offset
+            (
+                nginx,
+                None,
+                "10/Oct/2000:13:55:36 -0700",
+                Some("2000-10-10T20:55:36.000000Z"),
+            ),
+            (
+                nginx,
+                None,
+                "29/Mar/2026:03:30:00 +0200",
+                Some("2026-03-29T01:30:00.000000Z"),
+            ),
+            (
+                nginx,
+                berlin,
+                "01/Jan/2026:00:00:00 +0000",
+                Some("2026-01-01T00:00:00.000000Z"),
+            ),
+            (nginx, None, "10/Oct/2000 13:55:36", None),
+            (nginx, None, "32/Oct/2000:13:55:36 -0700", None),
+            // no offset: the zone's offset of that day (CET +1 in winter, CEST +2 in summer)
+            (
+                local,
+                berlin,
+                "2026-01-15 12:00:00",
+                Some("2026-01-15T11:00:00.000000Z"),
+            ),
+            (
+                local,
+                berlin,
+                "2026-07-15 12:00:00",
+                Some("2026-07-15T10:00:00.000000Z"),
+            ),
+            (
+                local,
+                None,
+                "2026-07-15 12:00:00",
+                Some("2026-07-15T12:00:00.000000Z"),
+            ),
+            (
+                local,
+                Some("UTC"),
+                "2026-07-15 12:00:00",
+                Some("2026-07-15T12:00:00.000000Z"),
+            ),
+            // spring forward, 2026-03-29 02:00 CET → 03:00 CEST
+            (
+                local,
+                berlin,
+                "2026-03-29 01:59:59",
+                Some("2026-03-29T00:59:59.000000Z"),
+            ),
+            (
+                local,
+                berlin,
+                "2026-03-29 03:00:00",
+                Some("2026-03-29T01:00:00.000000Z"),
+            ),
+            // 02:30 never happened: read with the offset before the gap (+1), i.e. 03:30 CEST
+            (
+                local,
+                berlin,
+                "2026-03-29 02:30:00",
+                Some("2026-03-29T01:30:00.000000Z"),
+            ),
+            // fall back, 2026-10-25 03:00 CEST → 02:00 CET: 02:30 happened twice, the earlier wins
+            (
+                local,
+                berlin,
+                "2026-10-25 02:30:00",
+                Some("2026-10-25T00:30:00.000000Z"),
+            ),
+            (
+                local,
+                berlin,
+                "2026-10-25 03:30:00",
+                Some("2026-10-25T02:30:00.000000Z"),
+            ),
+            (
+                local,
+                berlin,
+                "2026-10-25 01:30:00",
+                Some("2026-10-24T23:30:00.000000Z"),
+            ),
+            (
+                local,
+                Some("America/New_York"),
+                "2026-03-08 02:30:00",
+                Some("2026-03-08T07:30:00.000000Z"),
+            ),
+            // fractions
+            (
+                Some("%Y-%m-%dT%H:%M:%S%.f%:z"),
+                None,
+                "2026-05-01T10:00:00.123456789+05:30",
+                Some("2026-05-01T04:30:00.123456Z"),
+            ),
+            (
+                Some("%s"),
+                None,
+                "1700000000",
+                Some("2023-11-14T22:13:20.000000Z"),
+            ),
+            // RFC 3339 only with an offset
+            (
+                Some("rfc3339"),
+                None,
+                "2026-05-01T10:00:00+02:00",
+                Some("2026-05-01T08:00:00.000000Z"),
+            ),
+            (
+                Some("rfc3339"),
+                None,
+                "2026-05-01T10:00:00Z",
+                Some("2026-05-01T10:00:00.000000Z"),
+            ),
+            (Some("rfc3339"), None, "2026-05-01T10:00:00", None),
+            (Some("rfc3339"), None, "1700000000", None),
+            // epochs in a fixed unit, whatever their size
+            (
+                Some("epoch"),
+                None,
+                "1700000000.5",
+                Some("2023-11-14T22:13:20.500000Z"),
+            ),
+            (
+                Some("epoch"),
+                None,
+                "86400",
+                Some("1970-01-02T00:00:00.000000Z"),
+            ),
+            (
+                Some("epoch_ms"),
+                None,
+                "1700000000123",
+                Some("2023-11-14T22:13:20.123000Z"),
+            ),
+            (
+                Some("epoch_ms"),
+                None,
+                "86400000",
+                Some("1970-01-02T00:00:00.000000Z"),
+            ),
+            (
+                Some("epoch_us"),
+                None,
+                "1700000000123456",
+                Some("2023-11-14T22:13:20.123456Z"),
+            ),
+            (
+                Some("epoch_ns"),
+                None,
+                "1700000000123456789",
+                Some("2023-11-14T22:13:20.123456Z"),
+            ),
+            (Some("epoch"), None, "soon", None),
+            // auto with a zone: offsets win, naive times are local
+            (
+                None,
+                berlin,
+                "2026-07-15T12:00:00",
+                Some("2026-07-15T10:00:00.000000Z"),
+            ),
+            (
+                None,
+                berlin,
+                "2026-07-15T12:00:00Z",
+                Some("2026-07-15T12:00:00.000000Z"),
+            ),
+            (
+                None,
+                berlin,
+                "1700000000",
+                Some("2023-11-14T22:13:20.000000Z"),
+            ),
+        ];
+        for (format, tz, input, want) in cases {
+            let p = with(*format, *tz);
+            let got = p.parse_str(input).map(rfc3339_utc);
+            assert_eq!(got.as_deref(), *want, "{format:?} {tz:?} {input}");
+            // the same through a JSON string's text
+            let text = serde_json::to_string(input).expect("json");
+            assert_eq!(
+                p.parse_json_text(&text).map(rfc3339_utc).as_deref(),
+                *want,
+                "{text}"
+            );
+        }
+        // numbers (not strings) in epoch formats
+        assert_eq!(
+            with(Some("epoch_ms"), None)
+                .parse_json_text("1700000000123")
+                .map(rfc3339_utc)
+                .as_deref(),
+            Some("2023-11-14T22:13:20.123000Z")
+        );
+        assert_eq!(
+            with(Some("epoch"), None)
+                .parse_value(&json!(1700000000))
+                .map(rfc3339_utc)
+                .as_deref(),
+            Some("2023-11-14T22:13:20.000000Z")
+        );
+    }
+
+    #[test]
+    fn a_format_without_a_year_takes_the_current_one_unless_that_is_ahead() {
+        let p = with(Some("%b %d %H:%M:%S"), None);
+        let now = Timestamp::now();
+        let today = now.to_zoned(TimeZone::UTC);
+        let text = jiff::fmt::strtime::format("%b %d %H:%M:%S", &today).expect("fmt");
+        let got = p.parse_str(&text).expect("reads");
+        assert!((got.as_second() - now.as_second()).abs() <= 1, "{got}");
+        // two days ahead of today is last year's
+        let ahead = now + jiff::SignedDuration::from_hours(48);
+        let text = jiff::fmt::strtime::format("%b %d %H:%M:%S", &ahead.to_zoned(TimeZone::UTC))
+            .expect("fmt");
+        let got = p.parse_str(&text).expect("reads").to_zoned(TimeZone::UTC);
+        assert!(
+            got.year() < ahead.to_zoned(TimeZone::UTC).year() || got.timestamp() < now,
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn bad_settings_say_what_to_write() {
+        for (format, tz, says) in [
+            (Some("iso"), None, "unknown time format"),
+            (Some("%H:%M:%S"), None, "no date"),
+            (Some("%Q %Y"), None, "%"),
+            (None, Some("Mars/Olympus"), "unknown time zone"),
+            (None, Some("Europe/Berln"), "Europe/Berlin"),
+        ] {
+            let e = TimeParser::new(format, tz).expect_err("bad");
+            assert!(e.contains(says), "{format:?} {tz:?}: {e}");
+        }
+        assert!(TimeParser::new(None, None).expect("ok").is_default());
+        assert!(!TimeParser::new(Some("epoch"), None)
+            .expect("ok")
+            .is_default());
+        assert!(TimeParser::new(None, Some("UTC")).expect("ok").is_default());
+        assert!(TimeParser::new(None, Some("local")).is_ok());
+    }
+
+    #[test]
+    fn fixed_format_times_read_back_exactly() {
+        for ts in [
+            "1970-01-01T00:00:00Z",
+            "2024-02-29T23:59:59.999999Z",
+            "2026-03-29T01:30:00.5Z",
+            "1969-12-31T23:59:59Z",
+            "9999-12-30T00:00:00Z",
+        ] {
+            let t: Timestamp = ts.parse().expect("ts");
+            let bytes = rfc3339_utc_bytes(t);
+            let us = fixed_rfc3339_micros(&bytes).expect("reads");
+            assert_eq!(
+                i128::from(us) * 1000,
+                t.as_nanosecond() / 1000 * 1000,
+                "{ts}"
+            );
+            let row = format!("{{\"TimeGenerated\":\"{}\",\"a\":1}}", rfc3339_utc(t));
+            assert_eq!(row_time_micros(row.as_bytes()), Some(us));
+        }
+        assert_eq!(fixed_rfc3339_micros(b"2026-13-01T00:00:00.000000Z"), None);
+        assert_eq!(fixed_rfc3339_micros(b"2026-01-01T00:00:00.000000"), None);
+        assert_eq!(row_time_micros(b"{\"a\":1}"), None);
+        assert_eq!(row_time_micros(b"{}"), None);
     }
 
     #[test]
