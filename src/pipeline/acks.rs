@@ -1,9 +1,10 @@
 //! Which input offsets are safe to checkpoint.
 //!
-//! Batches are sealed in order but finish (accepted, or refused into the dead-letter) in any
-//! order, and one batch may hold rows of several sources. A source's checkpoint may only move to
-//! the end of a batch once that batch *and every earlier batch holding rows of the source* has
-//! finished — otherwise a crash would skip rows still in flight (invariant 2). Pure: no I/O.
+//! Batches are numbered in order but finish — their bodies fsynced in the spool (or delivered
+//! from memory when the disk refuses writes) — in any order, and one batch may hold rows of
+//! several sources. A source's checkpoint may only move to the end of a batch once that batch
+//! *and every earlier batch holding rows of the source* has finished — otherwise a crash would
+//! skip rows not yet safe (invariant 2). Pure: no I/O.
 
 use std::collections::{HashMap, VecDeque};
 

@@ -56,6 +56,8 @@ pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(200);
 pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
 /// With nothing else arriving for this long, fsync at once rather than wait the interval.
 const IDLE_SYNC: Duration = Duration::from_millis(5);
+/// How often acknowledgements are written to the cursor file (without fsync).
+const CURSOR_EVERY: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -242,6 +244,9 @@ fn run(mut store: Store, rx: Receiver<Cmd>, interval: Duration) {
         if let Some(t) = store.write_retry_at {
             deadline = deadline.min(t);
         }
+        if let Some(t) = store.cursor_due(CURSOR_EVERY) {
+            deadline = deadline.min(t);
+        }
         let mut handle = |cmd: Cmd, store: &mut Store| match cmd {
             Cmd::Append {
                 batch,
@@ -277,7 +282,9 @@ fn run(mut store: Store, rx: Receiver<Cmd>, interval: Duration) {
             store.pump();
         }
         serve(&mut store, &mut waiters, input_closed);
-        store.save_cursor(interval, false);
+        // Often and cheap (no fsync): a crash then resends only what was acknowledged in the
+        // last few milliseconds.
+        store.save_cursor(CURSOR_EVERY, false);
         if last_tick.elapsed() >= tick {
             last_tick = Instant::now();
             store.update_metrics();

@@ -719,13 +719,19 @@ impl Store {
         }
     }
 
-    /// Saves the cursor when acknowledgements changed it and `every` has passed (or `force`).
+    /// When the cursor should next be saved, if acknowledgements changed it.
+    pub(super) fn cursor_due(&self, every: std::time::Duration) -> Option<Instant> {
+        self.acked_dirty.then(|| self.last_cursor_save + every)
+    }
+
+    /// Saves the cursor when acknowledgements changed it and `every` has passed (or `force`,
+    /// which also fsyncs it).
     pub(super) fn save_cursor(&mut self, every: std::time::Duration, force: bool) {
         if !self.acked_dirty || (!force && self.last_cursor_save.elapsed() < every) {
             return;
         }
         self.last_cursor_save = Instant::now();
-        match self.acked.save(&self.dir.join(CURSOR)) {
+        match self.acked.save(&self.dir.join(CURSOR), force) {
             Ok(()) => self.acked_dirty = false,
             Err(e) => {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot save the spool cursor; a restart would send some delivered requests again")
