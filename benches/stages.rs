@@ -264,4 +264,143 @@ criterion_group! {
     config = config();
     targets = line_splitter, decoder, row_encoder, batcher, pipeline
 }
-criterion_main!(stages);
+// ---------------------------------------------------------------------------------------------
+// Parsers (format regex / logfmt / syslog, multiline): rows per second of each, from bytes to
+// records (and, for regex, on to row JSON). Separate group so it can run alone:
+// `cargo bench --bench stages -- parse/`
+// ---------------------------------------------------------------------------------------------
+
+mod parsers {
+    use super::*;
+    use dcrship::input::multiline::{MultilineRules, Preset, DEFAULT_TIMEOUT};
+    use dcrship::input::parse::{OnMismatch, Parser, RegexParser, SyslogParser, TextRules};
+    use std::sync::Arc;
+
+    /// Name, input, rules, and the encoder when rows are built too.
+    type Case<'a> = (&'a str, &'a [u8], &'a Arc<TextRules>, Option<&'a RowEncoder>);
+
+    /// 100,000 lines of each kind; events per input is what the throughput counts.
+    const LINES: usize = 100_000;
+
+    const COMBINED: &str = r#"^(?P<ClientIP>\S+) \S+ (?P<RemoteUser>\S+) \[(?P<RequestTime>[^\]]+)\] "(?P<Method>[A-Z]+) (?P<Path>\S+) (?P<Protocol>[^"]*)" (?P<Status>\d{3}) (?P<Bytes>\d+|-) "(?P<Referer>[^"]*)" "(?P<UserAgent>[^"]*)""#;
+
+    fn lines(make: impl Fn(usize) -> String) -> Vec<u8> {
+        (0..LINES).flat_map(|i| (make(i) + "\n").into_bytes()).collect()
+    }
+
+    fn rules(parser: Parser, ml: Option<MultilineRules>) -> Arc<TextRules> {
+        Arc::new(TextRules::from_flags(parser, OnMismatch::Raw, ml))
+    }
+
+    /// Decodes `data` with `rules`; `encode` also builds each row's JSON.
+    fn decode(data: &[u8], rules: &Arc<TextRules>, enc: Option<&RowEncoder>) -> u64 {
+        let mut d = Decoder::with_rules(rules.clone(), CAP);
+        let (mut n, mut row, mut notes) = (0u64, Vec::with_capacity(1024), RowNotes::default());
+        let mut sink = |r: Record<'_>| {
+            n += 1;
+            if let (Some(enc), Record::Object { map, .. }) = (enc, r) {
+                row.clear();
+                enc.object(map, TIME_READ, &mut row, &mut notes);
+            }
+        };
+        for chunk in data.chunks(CHUNK) {
+            d.feed(chunk, &mut sink);
+        }
+        d.finish(&mut sink);
+        n
+    }
+
+    pub fn parsers(c: &mut Criterion) {
+        let access = lines(|i| {
+            format!(
+                r#"203.0.113.{} - - [23/Nov/2025:10:{:02}:{:02} +0000] "GET /api/items/{i}?page=2 HTTP/1.1" 200 {} "https://example.com/start" "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0""#,
+                i % 250,
+                i / 60 % 60,
+                i % 60,
+                1000 + i
+            )
+        });
+        let logfmt = lines(|i| {
+            format!(
+                r#"ts=2025-11-23T10:00:{:02}Z level=info msg="request done" method=GET path=/api/items/{i} status=200 took={}ms user=alice"#,
+                i % 60,
+                i % 97
+            )
+        });
+        let bsd = lines(|i| {
+            format!(
+                "Nov 23 10:{:02}:{:02} vm-web-01 sshd[{}]: Accepted publickey for azureuser from 198.51.100.{} port {} ssh2",
+                i / 60 % 60,
+                i % 60,
+                1000 + i % 5000,
+                i % 250,
+                40000 + i % 20000
+            )
+        });
+        let ietf = lines(|i| {
+            format!(
+                r#"<165>1 2025-11-23T10:00:{:02}.{:03}Z vm-web-01 app {} ID47 [meta seq="{i}"] request {i} done"#,
+                i % 60,
+                i % 1000,
+                1000 + i % 5000
+            )
+        });
+        // a logback log where every fifth event carries a 20-line stack trace
+        let java: Vec<u8> = (0..LINES / 24)
+            .flat_map(|i| {
+                let mut e = String::new();
+                for j in 0..4 {
+                    e.push_str(&format!(
+                        "2025-11-23 10:00:00.{:03} [main] INFO  com.example.App - event {i}.{j}\n",
+                        j
+                    ));
+                }
+                e.push_str("2025-11-23 10:00:01.000 [main] ERROR com.example.App - failed\n");
+                e.push_str("java.lang.IllegalStateException: boom\n");
+                for k in 0..18 {
+                    e.push_str(&format!("\tat com.example.App.f{k}(App.java:{k})\n"));
+                }
+                e.into_bytes()
+            })
+            .collect();
+        let java_events = (LINES / 24 * 5) as u64;
+
+        let regex = rules(Parser::Regex(RegexParser::new(COMBINED).expect("re")), None);
+        let syslog = rules(Parser::Syslog(SyslogParser::default()), None);
+        let logfmt_rules = rules(Parser::Logfmt, None);
+        let java_rules = rules(
+            Parser::Text,
+            Some(
+                MultilineRules::new(None, Some(Preset::Java), DEFAULT_TIMEOUT, 500, 256 << 10)
+                    .expect("ml"),
+            ),
+        );
+        let enc = RowEncoder::new("bench-host", None);
+
+        let mut g = c.benchmark_group("parse");
+        g.throughput(Throughput::Elements(LINES as u64));
+        let cases: [Case<'_>; 6] = [
+            ("regex_nginx_100k", &access, &regex, None),
+            ("regex_nginx_to_rows_100k", &access, &regex, Some(&enc)),
+            ("logfmt_100k", &logfmt, &logfmt_rules, None),
+            ("syslog_3164_100k", &bsd, &syslog, None),
+            ("syslog_5424_100k", &ietf, &syslog, None),
+            ("text_multiline_java_100k_lines", &java, &java_rules, None),
+        ];
+        for (name, data, rules, enc) in cases {
+            if name.starts_with("text_multiline") {
+                g.throughput(Throughput::Elements(java_events));
+            }
+            g.bench_function(name, |b| b.iter(|| black_box(decode(data, rules, enc))));
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = parse_group;
+    config = config();
+    targets = parsers::parsers
+}
+
+criterion_main!(stages, parse_group);

@@ -10,7 +10,7 @@
 //! | [`cli`] | argument structs for the commands |
 //! | [`cmd`] | one file per command (`send`, `run`, `check`): wiring only |
 //! | [`config`] | the TOML configuration, validated at load, errors with line and key |
-//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection; file tailing, fingerprints and checkpoints for the agent |
+//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; file tailing, fingerprints and checkpoints for the agent |
 //! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated`, `RawData`, field limits |
 //! | [`batch`] | rows → sealed gzip request bodies within the byte cap (pure, property-tested) |
 //! | [`ingest`] | the POST, the pure answer classifier, and the sender with its retry policy |

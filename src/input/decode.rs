@@ -1,6 +1,8 @@
 //! One type that turns chunks of an input, in any format, into records.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
@@ -8,6 +10,7 @@ use super::csv::{header_names, split_record, CsvSplit};
 use super::format::{sniff, Format};
 use super::json_stream::{JsonFramer, JsonRecord};
 use super::lines::{Line, LineSplitter};
+use super::parse::{LineEvents, OnMismatch, ParseCounts, Parser, SyslogParser, TextRules};
 use crate::transform::row::floor_char_boundary;
 
 /// Dead-letter samples of refused records keep at most this much of the raw text.
@@ -25,7 +28,7 @@ pub enum Record<'a> {
     /// The text of one JSON value that should be an object (formats `ndjson`, `json`); the row
     /// encoder parses it, and refuses it when it is not an object.
     Json { text: Cow<'a, str>, number: u64 },
-    /// An object built here (format `csv`).
+    /// An object built here (formats `csv`, `regex`, `logfmt`, `syslog`).
     Object {
         map: Map<String, Value>,
         number: u64,
@@ -44,6 +47,8 @@ enum Kind {
     Ndjson(LineSplitter),
     Json(JsonFramer),
     Csv(LineSplitter, CsvState),
+    /// Text lines through a parser and/or multiline joining.
+    Events(LineSplitter, Box<LineEvents>),
 }
 
 #[derive(Debug, Default)]
@@ -59,16 +64,35 @@ pub struct Decoder {
     format: Format,
     max_record: usize,
     kind: Option<Kind>,
+    /// Set for parsed or multiline text: the rules `auto` or a parser format uses.
+    rules: Option<Arc<TextRules>>,
 }
 
 impl Decoder {
     /// `max_record` bounds the memory held for one record; longer ones are cut (text) or
     /// refused (structured formats).
+    /// `regex` needs a pattern: give it with [`Decoder::with_rules`]; here it reads as text.
     pub fn new(format: Format, max_record: usize) -> Self {
+        let rules = match format {
+            Format::Logfmt => Some(Parser::Logfmt),
+            Format::Syslog => Some(Parser::Syslog(SyslogParser::default())),
+            _ => None,
+        }
+        .map(|p| Arc::new(TextRules::from_flags(p, OnMismatch::Raw, None)));
+        Self::build(format, max_record, rules)
+    }
+
+    /// A decoder of text lines through `rules` (a parser, multiline joining, or both).
+    pub fn with_rules(rules: Arc<TextRules>, max_record: usize) -> Self {
+        Self::build(Format::Text, max_record, Some(rules))
+    }
+
+    fn build(format: Format, max_record: usize, rules: Option<Arc<TextRules>>) -> Self {
         let mut d = Decoder {
             format,
             max_record,
             kind: None,
+            rules,
         };
         if format != Format::Auto {
             d.kind = Some(d.make(format));
@@ -86,8 +110,14 @@ impl Decoder {
         let text_cap = crate::transform::row::MAX_FIELD_BYTES;
         // A line one byte over the cap tells "too long" from "exactly the cap".
         let record_cap = self.max_record + 1;
+        if let Some(rules) = &self.rules {
+            let events = Box::new(LineEvents::new(rules.clone()));
+            return Kind::Events(LineSplitter::new(text_cap), events);
+        }
         match format {
-            Format::Auto | Format::Text => Kind::Text(LineSplitter::new(text_cap)),
+            Format::Auto | Format::Text | Format::Regex | Format::Logfmt | Format::Syslog => {
+                Kind::Text(LineSplitter::new(text_cap))
+            }
             Format::Ndjson => Kind::Ndjson(LineSplitter::new(record_cap)),
             Format::Json => Kind::Json(JsonFramer::new(record_cap)),
             Format::Csv => Kind::Csv(LineSplitter::new(record_cap), CsvState::default()),
@@ -114,6 +144,7 @@ impl Decoder {
             Some(Kind::Ndjson(s)) => s.feed(chunk, &mut |l| ndjson_line(l, max, emit)),
             Some(Kind::Json(f)) => f.feed(chunk, &mut |r| json_record(r, max, emit)),
             Some(Kind::Csv(s, st)) => s.feed(chunk, &mut |l| csv_line(l, st, max, emit)),
+            Some(Kind::Events(s, ev)) => s.feed(chunk, &mut |l| ev.line(l, &mut |r, _| emit(r))),
             None => {}
         }
     }
@@ -125,6 +156,10 @@ impl Decoder {
             Some(Kind::Text(s)) => s.finish(&mut |l| text_line(l, emit)),
             Some(Kind::Ndjson(s)) => s.finish(&mut |l| ndjson_line(l, max, emit)),
             Some(Kind::Json(f)) => f.finish(&mut |r| json_record(r, max, emit)),
+            Some(Kind::Events(s, ev)) => {
+                s.finish(&mut |l| ev.line(l, &mut |r, _| emit(r)));
+                ev.flush(&mut |r, _| emit(r));
+            }
             Some(Kind::Csv(s, st)) => {
                 s.finish(&mut |l| csv_line(l, st, max, emit));
                 if !st.pending.is_empty() {
@@ -140,11 +175,35 @@ impl Decoder {
         }
     }
 
+    /// Emits a pending multiline event (its `timeout` passed without a new line).
+    pub fn flush_pending(&mut self, emit: &mut dyn FnMut(Record<'_>)) {
+        if let Some(Kind::Events(_, ev)) = &mut self.kind {
+            ev.flush(&mut |r, _| emit(r));
+        }
+    }
+
+    /// How long a pending multiline event may wait for its next line; `None` when none is.
+    pub fn pending_timeout(&self) -> Option<Duration> {
+        match &self.kind {
+            Some(Kind::Events(_, ev)) => ev.pending_timeout(),
+            _ => None,
+        }
+    }
+
+    /// Parse failures and multiline cuts since the last call.
+    pub fn take_parse_counts(&mut self) -> ParseCounts {
+        match &mut self.kind {
+            Some(Kind::Events(_, ev)) => ev.take_counts(),
+            _ => ParseCounts::default(),
+        }
+    }
+
     fn at_start(&self) -> bool {
         match &self.kind {
-            Some(Kind::Text(s)) | Some(Kind::Ndjson(s)) | Some(Kind::Csv(s, _)) => {
-                s.pending_bytes() == 0 && s.lines_seen() == 0
-            }
+            Some(Kind::Text(s))
+            | Some(Kind::Ndjson(s))
+            | Some(Kind::Csv(s, _))
+            | Some(Kind::Events(s, _)) => s.pending_bytes() == 0 && s.lines_seen() == 0,
             Some(Kind::Json(f)) => f.pending_bytes() == 0 && f.records_seen() == 0,
             None => true,
         }
@@ -156,7 +215,7 @@ pub fn sample(s: &str) -> &str {
     &s[..floor_char_boundary(s, SAMPLE_BYTES)]
 }
 
-fn lossy(bytes: &[u8], cut: bool) -> Cow<'_, str> {
+pub(crate) fn lossy(bytes: &[u8], cut: bool) -> Cow<'_, str> {
     let bytes = if cut { trim_partial_char(bytes) } else { bytes };
     utf8_lossy(bytes)
 }
@@ -400,5 +459,49 @@ mod tests {
         assert_eq!(got[0], R::Obj(json!({"a":1}), 1));
         assert!(matches!(&got[1], R::Bad(r, 2) if r.contains("a number")));
         assert!(matches!(&got[2], R::Bad(r, 3) if r.contains("ends inside")));
+    }
+
+    #[test]
+    fn parser_formats_make_objects_and_keep_unmatched_lines() {
+        let (got, _) = decode(Format::Logfmt, &[b"a=1 b=\"x\"\nprose\n", b"c=2"], 1000);
+        assert_eq!(
+            got,
+            vec![
+                R::Obj(json!({"a":"1","b":"x"}), 1),
+                R::Line("prose".into(), 2, false),
+                R::Obj(json!({"c":"2"}), 3),
+            ]
+        );
+        let (got, _) = decode(
+            Format::Syslog,
+            &[b"\xEF\xBB\xBF<13>1 - h a - - - m\n"],
+            1000,
+        );
+        assert!(matches!(&got[0], R::Obj(v, 1) if v["HostName"] == "h"));
+        // regex without a pattern cannot parse: it reads as text
+        let (got, _) = decode(Format::Regex, &[b"x\n"], 1000);
+        assert_eq!(got, vec![R::Line("x".into(), 1, false)]);
+    }
+
+    #[test]
+    fn a_pending_multiline_event_waits_for_its_timeout_or_the_end() {
+        use crate::input::multiline::{MultilineRules, DEFAULT_TIMEOUT};
+        let re =
+            crate::input::parse::RegexParser::new(r"(?s)^(?P<First>\S+)(?P<Rest>.*)$").expect("re");
+        let ml = MultilineRules::new(Some(r"^\S"), None, DEFAULT_TIMEOUT, 10, 1000).expect("ml");
+        let rules = TextRules::from_flags(Parser::Regex(re), OnMismatch::Raw, Some(ml));
+        let mut d = Decoder::with_rules(Arc::new(rules), 1000);
+        let mut got = Vec::new();
+        d.feed(b"one\n two\nthree\n", &mut |r| got.push(format!("{r:?}")));
+        assert_eq!(got.len(), 1, "three waits for more lines");
+        assert_eq!(d.pending_timeout(), Some(DEFAULT_TIMEOUT));
+        d.flush_pending(&mut |r| got.push(format!("{r:?}")));
+        assert_eq!(d.pending_timeout(), None);
+        d.feed(b"four", &mut |r| got.push(format!("{r:?}")));
+        d.finish(&mut |r| got.push(format!("{r:?}")));
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert!(got[0].contains(r#""Rest": String("\n two")"#), "{got:?}");
+        assert!(got[2].contains("four"));
+        assert_eq!(d.take_parse_counts(), ParseCounts::default());
     }
 }

@@ -17,6 +17,12 @@ pub enum Format {
     Csv,
     /// one row per line: TimeGenerated, RawData, Computer, FilePath
     Text,
+    /// the named groups of --pattern are the columns
+    Regex,
+    /// key=value pairs are the columns
+    Logfmt,
+    /// RFC 3164 / RFC 5424 lines → the columns of Azure's Syslog table
+    Syslog,
 }
 
 impl Format {
@@ -27,6 +33,9 @@ impl Format {
             Format::Json => "json",
             Format::Csv => "csv",
             Format::Text => "text",
+            Format::Regex => "regex",
+            Format::Logfmt => "logfmt",
+            Format::Syslog => "syslog",
         }
     }
 }

@@ -3,7 +3,8 @@
 //! [`lines`] splits on `\n` with a cap on line length; [`json_stream`] frames top-level JSON
 //! values (flattening arrays) with a cap on record size; [`csv`] reads RFC 4180 records on top of
 //! lines; [`format`] picks a format from a file name or the first bytes; [`decode`] puts them
-//! together behind one type the commands feed chunks to.
+//! together behind one type the commands feed chunks to. [`parse`] turns text lines into columns
+//! (`regex`, `logfmt`, `syslog`), after [`multiline`] has joined the lines of one event.
 //!
 //! For the agent: [`file`] tails globs of files (stat poll as the truth, notify to wake it,
 //! rename rotation, copytruncate, deleted files), [`fingerprint`] tells a file from a reused inode,
@@ -17,6 +18,8 @@ pub mod fingerprint;
 pub mod format;
 pub mod json_stream;
 pub mod lines;
+pub mod multiline;
+pub mod parse;
 
 pub use decode::{Decoder, Record};
 pub use format::Format;
