@@ -250,6 +250,42 @@ async fn send_joins_java_stack_traces_and_flushes_the_last_at_eof() {
     assert_eq!(raw, events.iter().map(|e| json!(e)).collect::<Vec<_>>());
 }
 
+/// From a pipe that stays open, the last event goes out after `--multiline-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_from_a_quiet_pipe_flushes_the_pending_event_after_the_timeout() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let mut c = send_cmd(&fake);
+    c.args([
+        "--multiline-preset",
+        "python",
+        "--multiline-timeout",
+        "300ms",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let trace = "ERROR app: failed\nTraceback (most recent call last):\n  File \"a.py\", line 1, in <module>\nValueError: x\n";
+    stdin.write_all(trace.as_bytes()).await.expect("write");
+    stdin.flush().await.expect("flush");
+    wait_for(
+        "the event, stdin still open",
+        Duration::from_secs(20),
+        || all_rows(&fake).len() == 1,
+    )
+    .await;
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("exits")
+        .expect("output");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = all_rows(&fake);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["RawData"], trace.trim_end());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_never_ending_stack_trace_is_cut_at_max_lines_and_counted() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
