@@ -171,6 +171,12 @@ pub struct SendArgs {
     #[arg(long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
 
+    /// Resumable upload: requests go through a disk spool in DIR. A later run with the same DIR
+    /// first delivers what this one could not, then reads its own input (give /dev/null as the
+    /// input to only finish the earlier upload). Without it, send keeps everything in memory
+    #[arg(long, value_name = "DIR", conflicts_with = "dry_run")]
+    pub spool: Option<PathBuf>,
+
     /// Parse, transform and batch, but send nothing; print the summary
     #[arg(long)]
     pub dry_run: bool,

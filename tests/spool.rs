@@ -646,4 +646,43 @@ async fn a_full_spool_with_block_stops_reading_stdin_and_loses_nothing() {
     assert_eq!(counts.len() as u64, SMALL_SPOOL_ROWS, "every row");
     assert!(counts.values().all(|&n| n == 1), "no duplicates");
     assert!(!agent.log().contains("dropped its oldest rows"));
+    assert!(agent.log().contains("spool has room again"));
+}
+
+/// `send --spool DIR`: an upload that gives up (endpoint down past `--retry-timeout`, exit 6)
+/// leaves its requests in DIR and says how to finish; a second run with the same DIR and
+/// /dev/null as input delivers them (exit 0), each row once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_a_spool_resumes_an_upload_that_gave_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = write_file(dir.path(), "rows.ndjson", &ndjson(0..500, 40));
+    let spool = dir.path().join("spool");
+    let down = Fake::start(|_| Reply::Status(503)).await;
+    let mut c = send_to(&down, TOKEN);
+    c.arg("--spool")
+        .arg(&spool)
+        .args(["--retry-timeout", "2s", "--summary", "json"])
+        .arg(&input);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["rows_read"], 500);
+    assert_eq!(s["rows_sent"], 0);
+    let error = s["error"].as_str().unwrap_or_default().to_string();
+    assert!(
+        error.contains("500 rows wait in the spool") && error.contains("/dev/null"),
+        "{error}"
+    );
+
+    let up = Fake::start(|_| Reply::Status(204)).await;
+    let mut c = send_to(&up, TOKEN);
+    c.arg("--spool")
+        .arg(&spool)
+        .args(["--summary", "json", "/dev/null"]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let counts = id_counts(&up.accepted());
+    assert_eq!(counts.len(), 500, "{}", stderr(&out));
+    assert!(counts.values().all(|&n| n == 1));
+    assert_eq!(summary(&out)["rows_sent"], 500);
 }

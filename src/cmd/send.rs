@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch, Mutex};
 use super::settings::OutputSettings;
 use super::CmdError;
 use crate::auth;
-use crate::batch::{Batcher, Pushed, RawBatch};
+use crate::batch::{Batcher, Origin, Pushed, RawBatch};
 use crate::cli::SendArgs;
 use crate::deadletter::{DeadLetter, Refused};
 use crate::exit::ExitCode;
@@ -31,6 +31,7 @@ use crate::ingest::{HttpTransport, Sealer};
 use crate::input::multiline::MultilineRules;
 use crate::input::parse::{Parser, RegexParser, SyslogParser, TextRules};
 use crate::input::{format, Decoder, Format};
+use crate::spool::{unseal, Body as SpoolBody, Options as SpoolOptions, Spool, SpoolMetrics};
 use crate::stats::{Stats, Summary};
 use crate::transform::row::json_string;
 use crate::transform::sink::{RowBuf, RowSink, SinkCounts};
@@ -57,7 +58,9 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     let settings = OutputSettings::resolve(&args.out, !args.dry_run)?;
     let rules = text_rules(&args, settings.max_request_bytes)?;
     let inputs = resolve_inputs(&args.files)?;
-    let names: Arc<Vec<String>> = Arc::new(inputs.iter().map(|i| i.name.clone()).collect());
+    let mut names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
+    let spool = open_spool(args.spool.as_deref(), &mut names).await?;
+    let names = Arc::new(names);
     let deadletter = Arc::new(
         DeadLetter::open(args.dead_letter.as_deref())
             .map_err(|e| CmdError::usage(e.to_string()))?,
@@ -86,9 +89,22 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
             stop.clone(),
             settings.max_request_bytes,
             settings.compression_level,
+            spool.as_ref().map(|(s, _)| s.clone()),
         )));
     }
     drop(rx);
+    let mut deliverers = Vec::new();
+    if let (Some((spool, replayed)), Some(sender)) = (&spool, &sender) {
+        for _ in 0..settings.concurrency {
+            deliverers.push(tokio::spawn(spool_deliverer(
+                spool.clone(),
+                sender.clone(),
+                stop.clone(),
+                *replayed,
+                settings.compression_level,
+            )));
+        }
+    }
 
     let progress = Progress::start(
         args.progress || (!args.no_progress && std::io::stderr().is_terminal()),
@@ -115,12 +131,28 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
             )));
         }
     }
+    let mut waiting = 0;
+    if let Some((spool, _)) = &spool {
+        spool.close_input();
+        for d in deliverers {
+            let _ = d.await;
+        }
+        waiting = spool.pending().await.1;
+        spool.close().await;
+    }
     progress.finish();
 
     let dead_letter_ok = deadletter.flush();
     let mut summary = stats.summary(started.elapsed());
     summary.dry_run = args.dry_run;
     let (code, error) = match (stop.fatal(), input_error) {
+        (Some(f), _) if waiting > 0 => (
+            f.exit_code(),
+            Some(format!(
+                "{f}; {waiting} rows wait in the spool: run `dcrship send --spool {} /dev/null` (same endpoint) to deliver them",
+                args.spool.as_deref().unwrap_or(Path::new("DIR")).display()
+            )),
+        ),
         (Some(f), _) => (f.exit_code(), Some(f.to_string())),
         (None, Some(e)) => (ExitCode::Usage, Some(e)),
         (None, None) if summary.rows_rejected > 0 => (
@@ -374,6 +406,7 @@ async fn worker(
     stop: Arc<Stop>,
     cap: usize,
     level: u32,
+    spool: Option<Arc<Spool>>,
 ) {
     let mut sealer = Sealer::new(cap, level);
     loop {
@@ -395,6 +428,13 @@ async fn worker(
             }
         };
         for b in sealed {
+            if let (Some(spool), Some(_)) = (&spool, &sender) {
+                // Delivered by the spool's deliverers once it is written.
+                if !spool.append(b, Box::new(|| {})).await {
+                    return;
+                }
+                continue;
+            }
             let Some(sender) = &sender else {
                 report.accepted(&b.raw, b.gzip.len());
                 continue;
@@ -408,6 +448,77 @@ async fn worker(
                 }
                 _ = stop.stopped() => return,
             }
+        }
+    }
+}
+
+/// `--spool DIR`: the spool, and the origin given to rows read back from it (a name of their
+/// own in `names`, as their input and line are not kept).
+async fn open_spool(
+    dir: Option<&Path>,
+    names: &mut Vec<String>,
+) -> Result<Option<(Arc<Spool>, Origin)>, CmdError> {
+    let Some(dir) = dir else { return Ok(None) };
+    let replayed = Origin {
+        source: names.len() as u32,
+        line: 0,
+        offset: 0,
+    };
+    names.push(format!("<spool {}>", dir.display()));
+    let d = dir.to_path_buf();
+    let spool = tokio::task::spawn_blocking(move || {
+        Spool::open(&d, SpoolOptions::default(), SpoolMetrics::default())
+    })
+    .await
+    .map_err(|e| CmdError::new(ExitCode::Internal, e.to_string()))?
+    .map_err(|e| CmdError::usage(format!("--spool: {e}")))?;
+    Ok(Some((Arc::new(spool), replayed)))
+}
+
+/// `--spool`: delivers the spool's requests in order (an earlier run's first), acknowledging
+/// each; stops at the first fatal failure, leaving the rest in the spool.
+async fn spool_deliverer(
+    spool: Arc<Spool>,
+    sender: Arc<Sender>,
+    stop: Arc<Stop>,
+    replayed: Origin,
+    level: u32,
+) {
+    let mut gz = crate::batch::Gzip::new(level);
+    loop {
+        let rec = tokio::select! {
+            r = spool.next() => r,
+            _ = stop.stopped() => None,
+        };
+        let Some(rec) = rec else { return };
+        let batch = match rec.body {
+            SpoolBody::Sealed(b) => b,
+            SpoolBody::Gzip(g) => {
+                match tokio::task::spawn_blocking(move || unseal(g, replayed)).await {
+                    Ok(Ok(b)) => b,
+                    other => {
+                        let why = match other {
+                            Ok(Err(e)) => e,
+                            Err(e) => e.to_string(),
+                            Ok(Ok(_)) => String::new(),
+                        };
+                        stop.fail(Fatal::Transient(format!(
+                            "a request in the spool cannot be read back: {why}"
+                        )));
+                        return;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            r = sender.deliver(batch, &mut gz) => match r {
+                Ok(()) => spool.ack(rec.seq),
+                Err(f) => {
+                    stop.fail(f);
+                    return;
+                }
+            },
+            _ = stop.stopped() => return,
         }
     }
 }
