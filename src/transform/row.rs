@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use super::columns::{write_plain, write_typed, ColumnType, Columns, Val};
 use super::fields::{FieldOps, Member};
 use super::raw_object;
-use super::time::{fixed_rfc3339_micros, parse_time_raw, rfc3339_utc_bytes, TimeParser};
+use super::time::{fixed_rfc3339_seconds, parse_time_raw, rfc3339_utc_bytes, TimeParser};
 
 /// Azure truncates field values over 64 KB; we truncate first, on a character boundary, and
 /// count it, so the row that lands is the row we reported.
@@ -364,13 +364,6 @@ impl RowEncoder {
                 None => {}
             }
         }
-        // TimeGenerated is written first, from the resolved time; a time field the stream does
-        // not declare has done its job and is not an undeclared field.
-        let consumed = shape
-            .columns
-            .as_ref()
-            .is_some_and(|c| self.time_field.is_some() && !c.contains(time_key));
-        members.retain(|(k, _)| k != "TimeGenerated" && !(consumed && k == time_key));
         shape.ops.apply(&mut members);
         if let (Some(columns), true) = (&shape.columns, structured) {
             let fill = [
@@ -398,11 +391,14 @@ impl RowEncoder {
         let max = self.max_field_bytes;
         for (k, v) in &members {
             if k == "TimeGenerated" {
-                continue; // set by `fields` or a rename: the resolved time wins
+                continue; // written first, from the resolved time
             }
             let ty = match &shape.columns {
                 Some(columns) => match columns.get(k) {
                     Some(ty) => Some(ty),
+                    // A time field the stream does not declare has done its job: it is not
+                    // counted as an undeclared field.
+                    None if self.time_field.is_some() && k == time_key => continue,
                     None => {
                         notes.undeclared += 1;
                         self.warnings.undeclared(k);
@@ -428,27 +424,29 @@ impl RowEncoder {
         if read.get(..10) == Some(&tg[..10]) {
             return; // the same day: neither 2 days old nor 1 day ahead
         }
-        // Days apart decide without the time of day, except next to a boundary (this runs per
-        // row, and replays of old files put every row here).
-        let Some(read_day) = fixed_date_days(read) else {
+        // To the second: under a second off at a boundary days away does not matter here.
+        // This runs per row (replays of old files put every row here) with the same read time
+        // for a whole chunk, so its parse is kept per thread.
+        thread_local! {
+            static NOW: std::cell::Cell<([u8; 19], i64)> = const { std::cell::Cell::new(([0; 19], 0)) };
+        }
+        let Some(key) = read.get(..19).and_then(|k| <[u8; 19]>::try_from(k).ok()) else {
             return;
         };
-        let s = ts.as_second();
-        let (old, ahead) = match s.div_euclid(86_400) - read_day {
-            d if d <= -3 => (true, false),
-            d if d >= 2 => (false, true),
-            -2 | 1 => {
-                let Some(now) = fixed_rfc3339_micros(read).map(|us| us.div_euclid(1_000_000))
-                else {
+        let now = match NOW.with(std::cell::Cell::get) {
+            (k, now) if k == key => now,
+            _ => {
+                let Some(now) = fixed_rfc3339_seconds(&key) else {
                     return;
                 };
-                (s < now - MAX_AGE_SECONDS, s > now + MAX_AHEAD_SECONDS)
+                NOW.with(|c| c.set((key, now)));
+                now
             }
-            _ => (false, false),
         };
-        if old || ahead {
+        let s = ts.as_second();
+        let old = s < now - MAX_AGE_SECONDS;
+        if old || s > now + MAX_AHEAD_SECONDS {
             notes.time_out_of_range += 1;
-            let now = fixed_rfc3339_micros(read).map_or(0, |us| us.div_euclid(1_000_000));
             self.warnings.time(now, tg, old);
         }
     }
@@ -472,24 +470,6 @@ fn read_time(time: &TimeParser, v: &Val<'_>) -> Option<Timestamp> {
         Val::Str(s) => time.parse_str(s),
         Val::Value(v) => time.parse_value(v),
     }
-}
-
-/// `YYYY-MM-DD` at the start of `b` → days since 1970-01-01.
-fn fixed_date_days(b: &[u8]) -> Option<i64> {
-    let b = b.get(..10)?;
-    let mut v = [0i64; 8];
-    for (slot, &c) in v
-        .iter_mut()
-        .zip(b[..4].iter().chain(&b[5..7]).chain(&b[8..10]))
-    {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        *slot = i64::from(c - b'0');
-    }
-    let y = v[0] * 1000 + v[1] * 100 + v[2] * 10 + v[3];
-    let (m, d) = (v[4] * 10 + v[5], v[6] * 10 + v[7]);
-    super::time::days_from_civil_checked(y, m, d)
 }
 
 /// A key: borrowed keys have no escapes (read without any from the source, or checked column
@@ -755,6 +735,23 @@ mod tests {
         assert_eq!(
             v,
             json!({"TimeGenerated": "2026-01-02T03:04:05.000000Z", "ts": 1767323045})
+        );
+        assert_eq!(notes, RowNotes::default());
+        // renamed: the column it is renamed to is filled too
+        let enc = shaped(Shaping {
+            time_field: Some("ts".into()),
+            ops: FieldOps::new(
+                &BTreeMap::new(),
+                &BTreeMap::from([("ts".to_string(), "EventTime".to_string())]),
+                &[],
+            ),
+            columns: cols(&[("EventTime", ColumnType::Datetime)]),
+            ..Shaping::default()
+        });
+        let (v, notes, _) = json_row(&enc, r#"{"ts":1767323045}"#, None);
+        assert_eq!(
+            v,
+            json!({"TimeGenerated": "2026-01-02T03:04:05.000000Z", "EventTime": "2026-01-02T03:04:05.000000Z"})
         );
         assert_eq!(notes, RowNotes::default());
     }

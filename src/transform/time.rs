@@ -212,7 +212,7 @@ fn strftime_format(f: &str) -> Result<TimeFormat, String> {
 }
 
 /// Looks a zone up: `UTC`, `local` (the system's), or an IANA name from the system's time zone
-/// database (/usr/share/zoneinfo), else the copy built into dcrship.
+/// database (/usr/share/zoneinfo; a container image without it knows only UTC).
 fn zone(name: &str) -> Result<TimeZone, String> {
     match name {
         "UTC" | "utc" | "Z" => Ok(TimeZone::UTC),
@@ -233,26 +233,38 @@ fn zone(name: &str) -> Result<TimeZone, String> {
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (what [`rfc3339_utc_bytes`] writes) → microseconds since the
 /// epoch, without a parser: rows carry their time this way to the batcher.
 pub fn fixed_rfc3339_micros(b: &[u8]) -> Option<i64> {
-    if b.len() < 27 || b[26] != b'Z' {
+    // A fixed-size array and constant indices: no bounds checks (this runs per row).
+    let b: &[u8; 27] = b.get(..27)?.try_into().ok()?;
+    const DIGITS: [usize; 20] = [
+        0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22, 23, 24, 25,
+    ];
+    if b[26] != b'Z' || DIGITS.iter().any(|&i| !b[i].is_ascii_digit()) {
         return None;
     }
-    let num = |from: usize, to: usize| -> Option<i64> {
-        let mut v: i64 = 0;
-        for &c in &b[from..to] {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + i64::from(c - b'0');
-        }
-        Some(v)
+    let n = |from: usize, to: usize| {
+        b[from..to]
+            .iter()
+            .fold(0i64, |v, &c| v * 10 + i64::from(c - b'0'))
     };
-    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
-    let (hh, mm, ss, us) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 26)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+    let days = days_from_civil_checked(n(0, 4), n(5, 7), n(8, 10))?;
+    let seconds = ((days * 24 + n(11, 13)) * 60 + n(14, 16)) * 60 + n(17, 19);
+    Some(seconds * 1_000_000 + n(20, 26))
+}
+
+/// The seconds of `YYYY-MM-DDTHH:MM:SS` (a row's or the read time's), without the fraction.
+pub fn fixed_rfc3339_seconds(b: &[u8]) -> Option<i64> {
+    let b: &[u8; 19] = b.get(..19)?.try_into().ok()?;
+    const DIGITS: [usize; 14] = [0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18];
+    if DIGITS.iter().any(|&i| !b[i].is_ascii_digit()) {
         return None;
     }
-    let days = days_from_civil(y, m, d);
-    Some(((days * 24 + hh) * 60 + mm) * 60_000_000 + ss * 1_000_000 + us)
+    let n = |from: usize, to: usize| {
+        b[from..to]
+            .iter()
+            .fold(0i64, |v, &c| v * 10 + i64::from(c - b'0'))
+    };
+    let days = days_from_civil_checked(n(0, 4), n(5, 7), n(8, 10))?;
+    Some(((days * 24 + n(11, 13)) * 60 + n(14, 16)) * 60 + n(17, 19))
 }
 
 /// [`days_from_civil`] of a month 1–12 and a day 1–31.
@@ -759,6 +771,7 @@ mod tests {
             let t: Timestamp = ts.parse().expect("ts");
             let bytes = rfc3339_utc_bytes(t);
             let us = fixed_rfc3339_micros(&bytes).expect("reads");
+            assert_eq!(fixed_rfc3339_seconds(&bytes), Some(t.as_second()), "{ts}");
             assert_eq!(
                 i128::from(us) * 1000,
                 t.as_nanosecond() / 1000 * 1000,
