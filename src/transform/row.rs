@@ -17,7 +17,9 @@ use serde_json::{Map, Value};
 use super::columns::{write_plain, write_typed, ColumnType, Columns, Val};
 use super::fields::{FieldOps, Member};
 use super::raw_object;
-use super::time::{fixed_rfc3339_seconds, parse_time_raw, rfc3339_utc_bytes, TimeParser};
+use super::time::{
+    canonical_utc, fixed_rfc3339_seconds, parse_time_raw, rfc3339_utc_bytes, TimeParser,
+};
 
 /// Azure truncates field values over 64 KB; we truncate first, on a character boundary, and
 /// count it, so the row that lands is the row we reported.
@@ -269,7 +271,7 @@ impl RowEncoder {
         let obj = raw_object::parse(text)?;
         let key = self.time_field.as_deref().unwrap_or("TimeGenerated");
         let (found, time) = match obj.members.iter().find(|(k, _)| k == key) {
-            Some((_, v)) => (true, parse_time_raw(v)),
+            Some((_, v)) => (true, time_of_raw(v)),
             None => (false, None),
         };
         if time.is_none() && (found || self.time_field.is_some()) {
@@ -277,10 +279,9 @@ impl RowEncoder {
         }
         out.extend_from_slice(b"{\"TimeGenerated\":\"");
         match time {
-            Some(ts) => {
-                let tg = rfc3339_utc_bytes(ts);
+            Some(tg) => {
                 out.extend_from_slice(&tg);
-                self.check_range(&tg, ts, time_read, notes);
+                self.check_range(&tg, time_read, notes);
             }
             None => out.extend_from_slice(time_read.as_bytes()),
         }
@@ -383,7 +384,7 @@ impl RowEncoder {
             Some(ts) => {
                 let tg = rfc3339_utc_bytes(ts);
                 out.extend_from_slice(&tg);
-                self.check_range(&tg, ts, time_read, notes);
+                self.check_range(&tg, time_read, notes);
             }
             None => out.extend_from_slice(time_read.as_bytes()),
         }
@@ -419,7 +420,7 @@ impl RowEncoder {
     }
 
     /// Counts (and warns about, once a minute) a `TimeGenerated` Azure would replace.
-    fn check_range(&self, tg: &[u8; 27], ts: Timestamp, time_read: &str, notes: &mut RowNotes) {
+    fn check_range(&self, tg: &[u8; 27], time_read: &str, notes: &mut RowNotes) {
         let read = time_read.as_bytes();
         if read.get(..10) == Some(&tg[..10]) {
             return; // the same day: neither 2 days old nor 1 day ahead
@@ -443,7 +444,9 @@ impl RowEncoder {
                 now
             }
         };
-        let s = ts.as_second();
+        let Some(s) = fixed_rfc3339_seconds(tg) else {
+            return;
+        };
         let old = s < now - MAX_AGE_SECONDS;
         if old || s > now + MAX_AHEAD_SECONDS {
             notes.time_out_of_range += 1;
@@ -485,6 +488,18 @@ fn write_key(k: &Cow<'_, str>, out: &mut Vec<u8>) {
         }
         Cow::Owned(key) => write_json_string(key, out),
     }
+}
+
+/// A raw JSON time value → `TimeGenerated`'s text: a string already in RFC 3339 UTC is copied
+/// (the usual case, and the hot path), anything else is parsed.
+fn time_of_raw(v: &serde_json::value::RawValue) -> Option<[u8; 27]> {
+    let raw = v.get().as_bytes();
+    if let [b'"', inner @ .., b'"'] = raw {
+        if let Some(text) = canonical_utc(inner) {
+            return Some(text);
+        }
+    }
+    parse_time_raw(v).map(rfc3339_utc_bytes)
 }
 
 /// The largest index ≤ `max` that is a character boundary of `s`.
@@ -913,7 +928,7 @@ mod tests {
             let read = crate::transform::time::rfc3339_utc(Timestamp::from_second(now).expect("now"));
             let ts = Timestamp::from_second(now + off).expect("ts");
             let mut notes = RowNotes::default();
-            enc.check_range(&rfc3339_utc_bytes(ts), ts, &read, &mut notes);
+            enc.check_range(&rfc3339_utc_bytes(ts), &read, &mut notes);
             let want = !(-MAX_AGE_SECONDS..=MAX_AHEAD_SECONDS).contains(&off);
             proptest::prop_assert_eq!(notes.time_out_of_range, u64::from(want), "{} {}", read, off);
         }

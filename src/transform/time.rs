@@ -431,6 +431,79 @@ fn from_epoch(x: f64) -> Option<Timestamp> {
     Timestamp::from_nanosecond(nanos as i128).ok()
 }
 
+/// The fast path for the common case: `text` is already RFC 3339 in UTC
+/// (`YYYY-MM-DDTHH:MM:SS[.f…]Z`, or `+00:00` for `Z`), so the row's `TimeGenerated` is the same
+/// text with the fraction cut or padded to six digits — exactly what parsing and
+/// [`rfc3339_utc_bytes`] would write, without either. Anything else (other offsets, a space for
+/// `T`, leap seconds, invalid dates) is `None` and takes the general path.
+pub fn canonical_utc(text: &[u8]) -> Option<[u8; 27]> {
+    if text.len() < 20 {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        text[range].iter().try_fold(0u32, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let sep = |at: usize, c: u8| text[at] == c;
+    if !(sep(4, b'-')
+        && sep(7, b'-')
+        && (sep(10, b'T') || sep(10, b't'))
+        && sep(13, b':')
+        && sep(16, b':'))
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    // Far years take the general path, which knows the edges of the representable range.
+    if !(1000..=8999).contains(&year) {
+        return None;
+    }
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let mut at = 19;
+    let mut frac = [b'0'; 6];
+    if text[at] == b'.' {
+        at += 1;
+        let start = at;
+        while at < text.len() && text[at].is_ascii_digit() {
+            if at - start < 6 {
+                frac[at - start] = text[at];
+            }
+            at += 1;
+        }
+        // RFC 3339 wants at least one digit; more than nine is beyond nanoseconds.
+        if at == start || at - start > 9 {
+            return None;
+        }
+    }
+    match &text[at..] {
+        b"Z" | b"z" | b"+00:00" => {}
+        _ => return None,
+    }
+    let mut out = [0u8; 27];
+    out[..19].copy_from_slice(&text[..19]);
+    out[10] = b'T';
+    out[19] = b'.';
+    out[20..26].copy_from_slice(&frac);
+    out[26] = b'Z';
+    Some(out)
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,5 +867,58 @@ mod tests {
             rfc3339_utc(Timestamp::UNIX_EPOCH),
             "1970-01-01T00:00:00.000000Z"
         );
+    }
+
+    #[test]
+    fn canonical_utc_agrees_with_the_general_path() {
+        let cases = [
+            "2025-11-23T10:00:00Z",
+            "2025-11-23T10:00:00.1Z",
+            "2025-11-23T10:00:00.123456789Z",
+            "2025-11-23t10:00:00.5z",
+            "2024-02-29T23:59:59.999999+00:00",
+            "1000-01-01T00:00:00Z",
+            "8999-12-31T23:59:59.999999Z",
+            "2000-02-29T00:00:00Z",
+        ];
+        for c in cases {
+            let fast = canonical_utc(c.as_bytes()).unwrap_or_else(|| panic!("{c}: no fast path"));
+            let slow = rfc3339_utc_bytes(parse_time_str(c).unwrap_or_else(|| panic!("{c}")));
+            assert_eq!(fast, slow, "{c}");
+        }
+    }
+
+    #[test]
+    fn canonical_utc_leaves_the_rest_to_the_general_path() {
+        for c in [
+            "2023-02-29T10:00:00Z",
+            "1900-02-29T10:00:00Z",
+            "9999-12-31T23:59:59Z",
+            "2025-04-31T10:00:00Z",
+            "2025-11-23T24:00:00Z",
+            "2025-11-23T10:60:00Z",
+            "2016-12-31T23:59:60Z",
+            "2025-11-23T10:00:00.Z",
+            "2025-11-23T10:00:00.1234567890Z",
+            "2025-11-23T10:00:00+01:00",
+            "2025-11-23 10:00:00Z",
+            "2025-11-23T10:00:00",
+            "2025-11-23T10:00:00ZZ",
+            "2025-1a-23T10:00:00Z",
+            "+2025-11-23T10:00:00Z",
+            "",
+        ] {
+            assert_eq!(canonical_utc(c.as_bytes()), None, "{c}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_utc_never_disagrees(s in "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{0,10})?(Z|z|\\+00:00|\\+01:00)?") {
+            if let Some(fast) = canonical_utc(s.as_bytes()) {
+                let slow = parse_time_str(&s).map(rfc3339_utc_bytes);
+                proptest::prop_assert_eq!(Some(fast), slow);
+            }
+        }
     }
 }
