@@ -60,6 +60,21 @@ impl RawBatch {
         b
     }
 
+    /// A batch around a closed body `[row,row,...]` whose row `i` ends at `ends[i]` (as
+    /// [`RawBatch::row`] reads them), every row from `origin`: a body read back from the spool,
+    /// without copying it. `None` if `ends` does not fit the body.
+    pub fn from_body(body: Vec<u8>, ends: Vec<u32>, origin: Origin) -> Option<Self> {
+        let fits = body.first() == Some(&b'[')
+            && body.last() == Some(&b']')
+            && ends.windows(2).all(|w| w[0] < w[1])
+            && ends.last().map_or(body.len() == 2, |&e| e as usize + 1 == body.len());
+        fits.then(|| RawBatch {
+            origins: vec![origin; ends.len()],
+            body,
+            ends,
+        })
+    }
+
     fn append(&mut self, row: &[u8], origin: Origin) {
         if !self.ends.is_empty() {
             self.body.push(b',');
