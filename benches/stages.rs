@@ -277,7 +277,12 @@ mod parsers {
     use std::sync::Arc;
 
     /// Name, input, rules, and the encoder when rows are built too.
-    type Case<'a> = (&'a str, &'a [u8], &'a Arc<TextRules>, Option<&'a RowEncoder>);
+    type Case<'a> = (
+        &'a str,
+        &'a [u8],
+        &'a Arc<TextRules>,
+        Option<&'a RowEncoder>,
+    );
 
     /// 100,000 lines of each kind; events per input is what the throughput counts.
     const LINES: usize = 100_000;
@@ -285,7 +290,9 @@ mod parsers {
     const COMBINED: &str = r#"^(?P<ClientIP>\S+) \S+ (?P<RemoteUser>\S+) \[(?P<RequestTime>[^\]]+)\] "(?P<Method>[A-Z]+) (?P<Path>\S+) (?P<Protocol>[^"]*)" (?P<Status>\d{3}) (?P<Bytes>\d+|-) "(?P<Referer>[^"]*)" "(?P<UserAgent>[^"]*)""#;
 
     fn lines(make: impl Fn(usize) -> String) -> Vec<u8> {
-        (0..LINES).flat_map(|i| (make(i) + "\n").into_bytes()).collect()
+        (0..LINES)
+            .flat_map(|i| (make(i) + "\n").into_bytes())
+            .collect()
     }
 
     fn rules(parser: Parser, ml: Option<MultilineRules>) -> Arc<TextRules> {

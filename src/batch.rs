@@ -67,7 +67,9 @@ impl RawBatch {
         let fits = body.first() == Some(&b'[')
             && body.last() == Some(&b']')
             && ends.windows(2).all(|w| w[0] < w[1])
-            && ends.last().map_or(body.len() == 2, |&e| e as usize + 1 == body.len());
+            && ends
+                .last()
+                .map_or(body.len() == 2, |&e| e as usize + 1 == body.len());
         fits.then(|| RawBatch {
             origins: vec![origin; ends.len()],
             body,
@@ -496,10 +498,27 @@ mod tests {
         let span = std::time::Duration::from_secs(30 * 60);
         let mut b = Batcher::new(1_000_000).with_max_time_span(Some(span));
         assert_eq!(b.push(&timed_row(0), o(1)), Pushed::Added);
-        assert_eq!(b.push(&timed_row(1800), o(2)), Pushed::Added, "exactly 30 minutes");
-        assert_eq!(b.push(&timed_row(-1), o(3)), Pushed::Full(RawBatch::from_rows([(&timed_row(0)[..], o(1)), (&timed_row(1800)[..], o(2))])));
-        assert_eq!(b.push(&timed_row(3600), o(4)), Pushed::Full(RawBatch::from_rows([(&timed_row(-1)[..], o(3))])));
-        assert_eq!(b.push(&b"{}"[..], o(5)), Pushed::Added, "a row without a time fits anywhere");
+        assert_eq!(
+            b.push(&timed_row(1800), o(2)),
+            Pushed::Added,
+            "exactly 30 minutes"
+        );
+        assert_eq!(
+            b.push(&timed_row(-1), o(3)),
+            Pushed::Full(RawBatch::from_rows([
+                (&timed_row(0)[..], o(1)),
+                (&timed_row(1800)[..], o(2))
+            ]))
+        );
+        assert_eq!(
+            b.push(&timed_row(3600), o(4)),
+            Pushed::Full(RawBatch::from_rows([(&timed_row(-1)[..], o(3))]))
+        );
+        assert_eq!(
+            b.push(&b"{}"[..], o(5)),
+            Pushed::Added,
+            "a row without a time fits anywhere"
+        );
         assert_eq!(b.flush().map(|f| f.len()), Some(2));
         // without a span, time does not matter
         let mut b = Batcher::new(1_000_000);

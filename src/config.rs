@@ -762,9 +762,7 @@ impl<'de> Deserialize<'de> for ColumnTypeValue {
 }
 
 /// `[columns]`: names to types.
-fn de_columns<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, ColumnType>, D::Error> {
+fn de_columns<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, ColumnType>, D::Error> {
     BTreeMap::<String, ColumnTypeValue>::deserialize(d)
         .map(|m| m.into_iter().map(|(k, v)| (k, v.0)).collect())
 }
@@ -1451,7 +1449,11 @@ impl Checker<'_> {
             input.timezone.as_deref(),
         )
         .map_err(|m| {
-            let key = if m.contains("time zone") { "timezone" } else { key };
+            let key = if m.contains("time zone") {
+                "timezone"
+            } else {
+                key
+            };
             self.fail(&["inputs", name, key], m)
         })?;
         for field in input.fields.keys() {
@@ -1767,8 +1769,7 @@ mod tests {
         let schema = r#"{"properties": {"streamDeclarations": {"Custom-MyApp_CL": {"columns": [
             {"name": "TimeGenerated", "type": "datetime"}, {"name": "Count", "type": "int"}]}}}}"#;
         std::fs::write(dir.path().join("dcr.json"), schema).expect("write");
-        let text = app(
-            "schema_file = \"dcr.json\"\n\
+        let text = app("schema_file = \"dcr.json\"\n\
              max_time_span = \"30m\"\n\
              [outputs.app.columns]\n\
              Count = \"long\"\n\
@@ -1787,15 +1788,22 @@ mod tests {
              Shard = 3\n\
              Ratio = 0.5\n\
              On = true\n\
-             Host = \"${HOSTNAME}\"\n",
-        );
+             Host = \"${HOSTNAME}\"\n");
         let origin = dir.path().join("agent.toml").display().to_string();
         let config = parse_str(&text, &origin, &no_env).unwrap_or_else(|e| panic!("{e}"));
         let out = &config.outputs["app"];
         assert_eq!(out.max_time_span, Some(Duration::from_secs(1800)));
-        assert_eq!(out.schema_columns.len(), 2, "read relative to the config file");
+        assert_eq!(
+            out.schema_columns.len(),
+            2,
+            "read relative to the config file"
+        );
         let declared = out.declared_columns();
-        assert_eq!(declared["Count"], ColumnType::Long, "[columns] wins over the file");
+        assert_eq!(
+            declared["Count"],
+            ColumnType::Long,
+            "[columns] wins over the file"
+        );
         assert_eq!(declared["Seen"], ColumnType::Datetime);
         assert_eq!(declared["TimeGenerated"], ColumnType::Datetime);
         let x = &config.inputs["x"];
@@ -1808,26 +1816,75 @@ mod tests {
         assert_eq!(x.fields["Ratio"], serde_json::json!(0.5));
         assert_eq!(x.fields["On"], serde_json::json!(true));
         let host = gethostname::gethostname().to_string_lossy().into_owned();
-        assert_eq!(x.fields["Host"], serde_json::json!(host), "HOSTNAME falls back to the host name");
+        assert_eq!(
+            x.fields["Host"],
+            serde_json::json!(host),
+            "HOSTNAME falls back to the host name"
+        );
 
         let missing = app("schema_file = \"nope.json\"\n");
-        let e = parse_str(&missing, &origin, &no_env).expect_err("missing").to_string();
-        assert!(e.contains("line 5, key outputs.app.schema_file: cannot read schema file"), "{e}");
+        let e = parse_str(&missing, &origin, &no_env)
+            .expect_err("missing")
+            .to_string();
+        assert!(
+            e.contains("line 5, key outputs.app.schema_file: cannot read schema file"),
+            "{e}"
+        );
         let other = app("schema_file = \"dcr.json\"\n").replace("Custom-MyApp_CL", "Custom-X_CL");
-        let e = parse_str(&other, &origin, &no_env).expect_err("stream").to_string();
-        assert!(e.contains("declares no stream \"Custom-X_CL\"; it declares: Custom-MyApp_CL"), "{e}");
+        let e = parse_str(&other, &origin, &no_env)
+            .expect_err("stream")
+            .to_string();
+        assert!(
+            e.contains("declares no stream \"Custom-X_CL\"; it declares: Custom-MyApp_CL"),
+            "{e}"
+        );
     }
 
     #[test]
     fn shaping_mistakes_name_line_and_key() {
         for (extra, line, key, says) in [
-            ("[outputs.app.columns]\nA = \"guid\"\n", 6, "outputs.app.columns.A", "toguid"),
-            ("[outputs.app.columns]\n\"a b\" = \"string\"\n", 6, "outputs.app.columns.a b", "only letters"),
-            ("max_time_span = \"0s\"\n", 5, "outputs.app.max_time_span", "above 0"),
-            ("[inputs.x]\ntype = \"stdin\"\ntime_format = \"iso\"\n", 7, "inputs.x.time_format", "unknown time format"),
-            ("[inputs.x]\ntype = \"stdin\"\ntimezone = \"Europe/Berln\"\n", 7, "inputs.x.timezone", "unknown time zone"),
-            ("[inputs.x]\ntype = \"stdin\"\n[inputs.x.rename]\na = \"1a\"\n", 8, "inputs.x.rename.a", "start with a letter"),
-            ("[inputs.x]\ntype = \"stdin\"\n[inputs.x.fields]\nA = [1]\n", 8, "inputs.x.fields.A", "string, number or boolean"),
+            (
+                "[outputs.app.columns]\nA = \"guid\"\n",
+                6,
+                "outputs.app.columns.A",
+                "toguid",
+            ),
+            (
+                "[outputs.app.columns]\n\"a b\" = \"string\"\n",
+                6,
+                "outputs.app.columns.a b",
+                "only letters",
+            ),
+            (
+                "max_time_span = \"0s\"\n",
+                5,
+                "outputs.app.max_time_span",
+                "above 0",
+            ),
+            (
+                "[inputs.x]\ntype = \"stdin\"\ntime_format = \"iso\"\n",
+                7,
+                "inputs.x.time_format",
+                "unknown time format",
+            ),
+            (
+                "[inputs.x]\ntype = \"stdin\"\ntimezone = \"Europe/Berln\"\n",
+                7,
+                "inputs.x.timezone",
+                "unknown time zone",
+            ),
+            (
+                "[inputs.x]\ntype = \"stdin\"\n[inputs.x.rename]\na = \"1a\"\n",
+                8,
+                "inputs.x.rename.a",
+                "start with a letter",
+            ),
+            (
+                "[inputs.x]\ntype = \"stdin\"\n[inputs.x.fields]\nA = [1]\n",
+                8,
+                "inputs.x.fields.A",
+                "string, number or boolean",
+            ),
         ] {
             let e = parse(&app(extra)).expect_err(extra);
             assert_eq!((e.line(), e.key()), (Some(line), Some(key)), "{extra}: {e}");
@@ -2512,8 +2569,13 @@ mod tests {
             parse("[spool]\nfsync_interval = \"50ms\"\nwhen_full = \"drop_oldest\"\n").unwrap();
         assert_eq!(config.spool.fsync_interval, Duration::from_millis(50));
         assert_eq!(config.spool.when_full, crate::spool::WhenFull::DropOldest);
-        let err = parse("[spool]\nwhen_full = \"panic\"\n").unwrap_err().to_string();
-        assert!(err.contains("spool.when_full") && err.contains("drop_oldest"), "{err}");
+        let err = parse("[spool]\nwhen_full = \"panic\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("spool.when_full") && err.contains("drop_oldest"),
+            "{err}"
+        );
     }
 
     #[test]

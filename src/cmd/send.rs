@@ -33,12 +33,12 @@ use crate::input::parse::{Parser, RegexParser, SyslogParser, TextRules};
 use crate::input::{format, Decoder, Format};
 use crate::spool::{unseal, Body as SpoolBody, Options as SpoolOptions, Spool, SpoolMetrics};
 use crate::stats::{Stats, Summary};
-use crate::transform::row::json_string;
-use crate::transform::sink::{RowBuf, RowSink, SinkCounts};
-use crate::transform::time::rfc3339_utc;
 use crate::transform::columns::validate_column_name;
 use crate::transform::fields::FieldOps;
+use crate::transform::row::json_string;
 use crate::transform::schema::load_stream_columns;
+use crate::transform::sink::{RowBuf, RowSink, SinkCounts};
+use crate::transform::time::rfc3339_utc;
 use crate::transform::time::TimeParser;
 use crate::transform::{RowEncoder, Shaping};
 
@@ -181,7 +181,9 @@ fn shaping(args: &SendArgs, settings: &OutputSettings) -> Result<Shaping, CmdErr
     let time = TimeParser::new(a.time_format.as_deref(), a.timezone.as_deref())
         .map_err(|e| CmdError::usage(format!("--time-format/--timezone: {e}")))?;
     if a.max_time_span.is_some_and(|d| d.is_zero()) {
-        return Err(CmdError::usage("--max-time-span: expected a duration above 0, like \"30m\""));
+        return Err(CmdError::usage(
+            "--max-time-span: expected a duration above 0, like \"30m\"",
+        ));
     }
     for (name, _) in &a.fields {
         validate_column_name(name).map_err(|e| CmdError::usage(format!("--field: {e}")))?;
