@@ -129,6 +129,11 @@ impl RawBatch {
     }
 
     /// Rows with their origins, in order.
+    /// Where each row came from, in row order.
+    pub fn origins(&self) -> &[Origin] {
+        &self.origins
+    }
+
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], Origin)> + '_ {
         (0..self.len()).map(move |i| (self.row(i), self.origins[i]))
     }

@@ -25,10 +25,23 @@ impl AckTracker {
     pub fn sealed(&mut self, batch: &RawBatch) -> Seq {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let mut last: HashMap<u32, u64> = HashMap::new();
-        for (_, o) in batch.rows() {
-            let e = last.entry(o.source).or_insert(0);
-            *e = (*e).max(o.offset);
+        // Rows come in runs of one source, and a batch holds few sources: a short list with
+        // the current run's entry at hand beats hashing every row.
+        let mut last: Vec<(u32, u64)> = Vec::new();
+        let mut at = usize::MAX;
+        for o in batch.origins() {
+            if last.get(at).is_none_or(|e| e.0 != o.source) {
+                at = match last.iter().position(|e| e.0 == o.source) {
+                    Some(i) => i,
+                    None => {
+                        last.push((o.source, 0));
+                        last.len() - 1
+                    }
+                };
+            }
+            if let Some(e) = last.get_mut(at) {
+                e.1 = e.1.max(o.offset);
+            }
         }
         for (source, offset) in last {
             self.pending

@@ -4,11 +4,13 @@
 //! UTC; [`row`] builds the row for a text line (`TimeGenerated`, `RawData`, `Computer`,
 //! `FilePath`) or a JSON/CSV/parsed object; [`fields`] applies an input's `drop`, `rename` and
 //! static `fields`; [`columns`] holds the DCR column types, the coercion of values to them and
-//! Azure's name rules; [`schema`] reads a stream's columns from an exported DCR. Values over
+//! Azure's name rules; [`schema`] reads a stream's columns from an exported DCR; [`raw_object`]
+//! reads a JSON line as borrowed (key, raw value) pairs, through [`json_scan`] when it can. Values over
 //! Azure's 64 KiB field limit are truncated on a character boundary.
 
 pub mod columns;
 pub mod fields;
+pub mod json_scan;
 pub mod raw_object;
 pub mod row;
 pub mod schema;

@@ -1,6 +1,7 @@
-//! A JSON object read as (key, raw value text) pairs borrowed from the line: validated by
-//! serde_json, but no value tree is built, so a row can be re-emitted by copying its values
-//! verbatim and rewriting only what changes (`TimeGenerated`, an over-long string).
+//! A JSON object read as (key, raw value text) pairs borrowed from the line: validated (by
+//! [`super::json_scan`] in the common case, else by serde_json), but no value tree is built, so
+//! a row can be re-emitted by copying its values verbatim and rewriting only what changes
+//! (`TimeGenerated`, an over-long string).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -34,10 +35,24 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// The members of one object, in order; a repeated key keeps its last value (as a JSON map
-/// would), so the row never carries duplicate columns.
+/// The members of one object, in order, each value as its JSON text; a repeated key keeps its
+/// last value (as a JSON map would), so the row never carries duplicate columns.
 pub struct RawObject<'a> {
-    pub members: Vec<(Cow<'a, str>, &'a RawValue)>,
+    pub members: Vec<(Cow<'a, str>, &'a str)>,
+}
+
+impl<'a> RawObject<'a> {
+    fn from_members(all: impl Iterator<Item = (Cow<'a, str>, &'a str)>) -> Self {
+        let mut members: Vec<(Cow<'a, str>, &'a str)> = Vec::with_capacity(12);
+        for (k, v) in all {
+            if let Some(slot) = members.iter_mut().find(|(old, _)| *old == k) {
+                slot.1 = v;
+            } else {
+                members.push((k, v));
+            }
+        }
+        RawObject { members }
+    }
 }
 
 impl<'de> Deserialize<'de> for RawObject<'de> {
@@ -49,16 +64,11 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawObject<'de>, A::Error> {
-                let mut members: Vec<(Cow<'de, str>, &'de RawValue)> =
-                    Vec::with_capacity(m.size_hint().unwrap_or(12));
+                let mut all = Vec::with_capacity(m.size_hint().unwrap_or(12));
                 while let Some((Key(k), v)) = m.next_entry::<Key<'de>, &'de RawValue>()? {
-                    if let Some(slot) = members.iter_mut().find(|(old, _)| *old == k) {
-                        slot.1 = v;
-                    } else {
-                        members.push((k, v));
-                    }
+                    all.push((k, v.get()));
                 }
-                Ok(RawObject { members })
+                Ok(RawObject::from_members(all.into_iter()))
             }
         }
         d.deserialize_map(V)
@@ -72,12 +82,15 @@ pub fn parse_members(text: &str) -> Result<Vec<Member<'_>>, String> {
     Ok(parse(text)?
         .members
         .into_iter()
-        .map(|(k, v)| (k, Val::Json(v.get())))
+        .map(|(k, v)| (k, Val::Json(v)))
         .collect())
 }
 
 /// Parses one object; `Err` is the reason the text is not a row.
 pub fn parse(text: &str) -> Result<RawObject<'_>, String> {
+    if let Some(members) = super::json_scan::object(text) {
+        return Ok(RawObject { members });
+    }
     match serde_json::from_str::<RawObject<'_>>(text) {
         Ok(o) => Ok(o),
         Err(e) => Err(reason(text, &e)),
@@ -100,11 +113,6 @@ fn reason(text: &str, e: &serde_json::Error) -> String {
     }
 }
 
-/// The string a raw value holds, if it is a string (borrowed when it has no escapes).
-pub fn raw_str(v: &RawValue) -> Option<Cow<'_, str>> {
-    json_text_str(v.get())
-}
-
 /// The string a valid JSON value's text holds, if it is a string (borrowed when it has no
 /// escapes).
 pub fn json_text_str(t: &str) -> Option<Cow<'_, str>> {
@@ -122,11 +130,7 @@ mod tests {
     #[test]
     fn members_keep_order_and_raw_text_and_last_duplicate_wins() {
         let o = parse(r#"{"b": [1, 2], "a\"x":"s","b":{"n":null}}"#).expect("object");
-        let got: Vec<(String, &str)> = o
-            .members
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.get()))
-            .collect();
+        let got: Vec<(String, &str)> = o.members.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         assert_eq!(
             got,
             vec![("b".into(), r#"{"n":null}"#), ("a\"x".into(), r#""s""#)]
@@ -162,10 +166,10 @@ mod tests {
     fn raw_strings_unescape_only_when_needed() {
         let o = parse(r#"{"a":"plain","b":"tab\t","c":3}"#).expect("object");
         assert!(matches!(
-            raw_str(o.members[0].1),
+            json_text_str(o.members[0].1),
             Some(Cow::Borrowed("plain"))
         ));
-        assert_eq!(raw_str(o.members[1].1).as_deref(), Some("tab\t"));
-        assert_eq!(raw_str(o.members[2].1), None);
+        assert_eq!(json_text_str(o.members[1].1).as_deref(), Some("tab\t"));
+        assert_eq!(json_text_str(o.members[2].1), None);
     }
 }

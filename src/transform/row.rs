@@ -293,9 +293,9 @@ impl RowEncoder {
             out.push(b',');
             write_key(k, out);
             out.push(b':');
-            let raw = v.get();
+            let raw = *v;
             if raw.len() > self.max_field_bytes {
-                if let Some(s) = raw_object::raw_str(v) {
+                if let Some(s) = raw_object::json_text_str(v) {
                     if s.len() > self.max_field_bytes {
                         notes.truncated_fields += 1;
                         write_json_string(&s[..floor_char_boundary(&s, self.max_field_bytes)], out);
@@ -492,8 +492,8 @@ fn write_key(k: &Cow<'_, str>, out: &mut Vec<u8>) {
 
 /// A raw JSON time value → `TimeGenerated`'s text: a string already in RFC 3339 UTC is copied
 /// (the usual case, and the hot path), anything else is parsed.
-fn time_of_raw(v: &serde_json::value::RawValue) -> Option<[u8; 27]> {
-    let raw = v.get().as_bytes();
+fn time_of_raw(v: &str) -> Option<[u8; 27]> {
+    let raw = v.as_bytes();
     if let [b'"', inner @ .., b'"'] = raw {
         if let Some(text) = canonical_utc(inner) {
             return Some(text);
