@@ -11,9 +11,9 @@
 //! | [`cmd`] | one file per command (`send`, `run`, `check`): wiring only |
 //! | [`config`] | the TOML configuration, validated at load, errors with line and key |
 //! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; file tailing, fingerprints and checkpoints for the agent |
-//! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated`, `RawData`, field limits |
+//! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated` and time formats, `RawData`, typed columns and coercion, field edits, schema files, field limits; a fast JSON object scanner |
 //! | [`batch`] | rows → sealed gzip request bodies within the byte cap (pure, property-tested) |
-//! | [`ingest`] | the POST, the pure answer classifier, and the sender with its retry policy |
+//! | [`ingest`] | the POST, the pure answer classifier, the sender with its retry policy, and per-DCR rate limits |
 //! | [`spool`] | the disk spool: a durable, bounded FIFO of sealed request bodies per output (segments, CRC, cursor) |
 //! | [`pipeline`] | the agent's data path: input tasks, per-output batcher and workers, ack tracking → checkpoints, shutdown and reload |
 //! | [`metrics`], [`health`] | Prometheus counters, per-output health, and the `/metrics` + `/health` server |
@@ -21,6 +21,7 @@
 //! | [`auth`] | token sources behind one trait, and the token cache |
 //! | [`deadletter`] | the NDJSON file of rejected rows, each with its reason |
 //! | [`stats`] | counters and the end-of-run summary |
+//! | [`memory`] | keeping glibc's heap flat over long runs (two arenas, periodic trim) |
 //! | [`http`], [`secret`], [`duration`], [`exit`], [`telemetry`] | small shared pieces |
 
 pub mod auth;
@@ -35,6 +36,7 @@ pub mod health;
 pub mod http;
 pub mod ingest;
 pub mod input;
+pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod secret;
