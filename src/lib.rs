@@ -20,6 +20,7 @@
 //! | [`systemd`] | sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING |
 //! | [`auth`] | token sources behind one trait, and the token cache |
 //! | [`deadletter`] | the NDJSON file of rejected rows, each with its reason |
+//! | [`dirlock`] | one process per state directory (and per `send --spool` directory) |
 //! | [`stats`] | counters and the end-of-run summary |
 //! | [`memory`] | keeping glibc's heap flat over long runs (two arenas, periodic trim) |
 //! | [`http`], [`secret`], [`duration`], [`exit`], [`telemetry`] | small shared pieces |
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod deadletter;
+pub mod dirlock;
 pub mod duration;
 pub mod exit;
 pub mod health;

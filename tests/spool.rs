@@ -686,3 +686,104 @@ async fn send_with_a_spool_resumes_an_upload_that_gave_up() {
     assert!(counts.values().all(|&n| n == 1));
     assert_eq!(summary(&out)["rows_sent"], 500);
 }
+
+/// One process per state directory and per `send --spool` directory: a second `run` on the
+/// same `state_dir` (or `send` on the same spool) exits 2 naming the holder's pid and moves
+/// nothing; once the first has stopped (even by `kill -9`), the next one starts and delivers
+/// every line exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_state_or_spool_dir_is_refused() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    let log = dir.path().join("app.log");
+    let append = |range: std::ops::Range<u64>| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open log");
+        for i in range {
+            f.write_all(line(i).as_bytes()).expect("append");
+        }
+    };
+    let arrived = |n: u64| {
+        let c = count(fake.accepted().iter().flat_map(ids_of));
+        (0..n).all(|i| c.contains_key(&i))
+    };
+    append(0..100);
+    let start = || {
+        let mut c = run_cmd(&fake, &state);
+        c.arg("--path")
+            .arg(&log)
+            .args(["--start-at", "beginning", "--http-listen", ""]);
+        c
+    };
+    let mut first = Agent::spawn(start(), None);
+    first
+        .wait_for("the first agent's lines", Duration::from_secs(10), || {
+            arrived(100)
+        })
+        .await;
+
+    let out = run(start()).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let says = format!(
+        "state directory {} is in use by another dcrship (pid {})",
+        state.display(),
+        first.pid
+    );
+    assert!(stderr(&out).contains(&says), "{}", stderr(&out));
+
+    // The holder is killed outright: the kernel drops its lock, the lock file stays.
+    first.signal("KILL");
+    first.wait_exit(Duration::from_secs(5)).await;
+    assert!(state.join("lock").exists());
+    append(100..200);
+    let mut second = Agent::spawn(start(), None);
+    second
+        .wait_for(
+            "every line, after the first agent died",
+            Duration::from_secs(10),
+            || arrived(200),
+        )
+        .await;
+    second.signal("TERM");
+    assert!(second.wait_exit(Duration::from_secs(10)).await.success());
+    let c = count(fake.accepted().iter().flat_map(ids_of));
+    assert_eq!(c.len(), 200);
+
+    // send --spool: the first upload holds DIR while it waits for more stdin.
+    let spool = dir.path().join("send-spool");
+    let mut c = send_to(&fake, TOKEN);
+    c.arg("--spool").arg(&spool).args(["--format", "text", "-"]);
+    c.stdin(Stdio::piped());
+    let mut holder = Agent::spawn(c, None);
+    let lock = spool.join("lock");
+    holder
+        .wait_for("the send spool's lock", Duration::from_secs(10), || {
+            std::fs::read_to_string(&lock).is_ok_and(|p| p.trim() == holder.pid.to_string())
+        })
+        .await;
+    let mut c = send_to(&fake, TOKEN);
+    c.arg("--spool").arg(&spool).arg("/dev/null");
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "--spool: {} is in use by another dcrship (pid {})",
+            spool.display(),
+            holder.pid
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let mut stdin = holder.stdin.take().expect("stdin");
+    stdin.write_all(line(1000).as_bytes()).await.expect("write");
+    drop(stdin);
+    assert!(holder.wait_exit(Duration::from_secs(10)).await.success());
+    assert_eq!(
+        count(fake.accepted().iter().flat_map(ids_of)).get(&1000),
+        Some(&1)
+    );
+}

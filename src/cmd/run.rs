@@ -23,6 +23,7 @@ use crate::config::{
     DEFAULT_STATE_DIR,
 };
 use crate::deadletter::DeadLetter;
+use crate::dirlock::{DirLock, LockError};
 use crate::exit::ExitCode;
 use crate::health::Health;
 use crate::http::HttpClients;
@@ -57,12 +58,21 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
             agent.state_dir.display()
         ))
     })?;
+    // One agent per state directory, for the whole process (reloads keep the directory). A lock
+    // file that cannot be made is left to the checkpoint store to explain (read-only, ...).
+    let lock = match DirLock::acquire(&agent.state_dir) {
+        Err(e @ LockError::Held { .. }) => {
+            return Err(CmdError::usage(format!("state directory {e}")))
+        }
+        other => other,
+    };
     let checkpointer = Checkpointer::open(&agent.state_dir).map_err(|e| {
         CmdError::usage(format!(
             "state directory {}: {e}",
             agent.state_dir.display()
         ))
     })?;
+    let _lock = lock.map_err(|e| CmdError::usage(format!("state directory: {e}")))?;
     let dead_letter_path = agent.state_dir.join("dead-letter.ndjson");
     let deadletter = Arc::new(
         DeadLetter::open(Some(&dead_letter_path)).map_err(|e| CmdError::usage(e.to_string()))?,

@@ -24,6 +24,7 @@ use crate::auth;
 use crate::batch::{Batcher, Origin, Pushed, RawBatch};
 use crate::cli::SendArgs;
 use crate::deadletter::{DeadLetter, Refused};
+use crate::dirlock::DirLock;
 use crate::exit::ExitCode;
 use crate::http::HttpClients;
 use crate::ingest::sender::{DeliveryReport, Fatal, Policy, RetryReason, Sender};
@@ -59,6 +60,11 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     let rules = text_rules(&args, settings.max_request_bytes)?;
     let inputs = resolve_inputs(&args.files)?;
     let mut names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
+    // Held until the upload ends: another process on the same spool would send its records too.
+    let _spool_lock = match args.spool.as_deref() {
+        Some(dir) => Some(lock_spool_dir(dir)?),
+        None => None,
+    };
     let spool = open_spool(args.spool.as_deref(), &mut names).await?;
     let names = Arc::new(names);
     let deadletter = Arc::new(
@@ -452,6 +458,13 @@ async fn worker(
             }
         }
     }
+}
+
+/// `--spool DIR`: creates DIR and takes its lock.
+fn lock_spool_dir(dir: &Path) -> Result<DirLock, CmdError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| CmdError::usage(format!("--spool: cannot create {}: {e}", dir.display())))?;
+    DirLock::acquire(dir).map_err(|e| CmdError::usage(format!("--spool: {e}")))
 }
 
 /// `--spool DIR`: the spool, and the origin given to rows read back from it (a name of their
