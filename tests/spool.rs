@@ -787,3 +787,86 @@ async fn a_second_process_on_the_same_state_or_spool_dir_is_refused() {
         Some(&1)
     );
 }
+
+/// Damage found at start: a byte flipped in the middle of a spool segment (disk damage, or a
+/// torn write). The agent logs it, cuts the segment there, delivers every request before the
+/// damage exactly once and starts; the rows after it are gone (the README says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_spool_segment_is_cut_at_the_damage_and_the_records_before_it_delivered() {
+    const ROWS: u64 = 3000;
+    let down = Fake::start(|_| Reply::Status(503)).await;
+    let state = tempfile::tempdir().expect("state");
+    let http = free_addr();
+    let small = ["--max-request-bytes", "16384", "--shutdown-timeout", "1s"];
+    let mut c = run_cmd(&down, state.path());
+    c.args(["--stdin", "--http-listen", &http.to_string()])
+        .args(small)
+        .stdin(Stdio::piped());
+    let mut agent = Agent::spawn(c, Some(http));
+    let mut stdin = agent.stdin.take().expect("stdin");
+    let text: String = (0..ROWS).map(line).collect();
+    stdin.write_all(text.as_bytes()).await.expect("write stdin");
+    agent
+        .wait_metric(
+            "dcrship_records_received_total{input=\"stdin\"}",
+            Duration::from_secs(20),
+            |v| v == ROWS as f64,
+        )
+        .await;
+    agent.signal("TERM");
+    assert_eq!(
+        agent.wait_exit(Duration::from_secs(10)).await.code(),
+        Some(0),
+        "{}",
+        agent.log()
+    );
+    drop(stdin);
+
+    let mut segments: Vec<_> = std::fs::read_dir(state.path().join("spool/default"))
+        .expect("spool dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    let last = segments.last().expect("a segment");
+    let mut bytes = std::fs::read(last).expect("read segment");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x5a;
+    std::fs::write(last, &bytes).expect("write segment");
+
+    let up = Fake::start(|_| Reply::Status(204)).await;
+    let mut c = run_cmd(&up, state.path());
+    c.args(["--stdin", "--http-listen", ""])
+        .args(small)
+        .stdin(Stdio::null());
+    let mut again = Agent::spawn(c, None);
+    let status = again.wait_exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", again.log());
+    assert!(
+        again
+            .log()
+            .contains("keeping the records before it and cutting the rest"),
+        "{}",
+        again.log()
+    );
+    let counts = count(up.accepted().iter().flat_map(ids_of));
+    let delivered = counts.len() as u64;
+    assert!(
+        delivered > 0 && delivered < ROWS,
+        "a prefix: {delivered} of {ROWS}"
+    );
+    // Requests are spooled in the order their compression finished, so what survives is whole
+    // requests, not a prefix of the lines.
+    assert!(
+        counts.values().all(|&n| n == 1),
+        "the rows before the damage, each once"
+    );
+    let mut ids: Vec<u64> = counts.keys().copied().collect();
+    ids.sort_unstable();
+    let runs = ids.windows(2).filter(|w| w[1] != w[0] + 1).count() + 1;
+    eprintln!("damaged spool: {delivered} of {ROWS} rows delivered, in {runs} runs of lines");
+    assert!(
+        runs < 20,
+        "whole requests of consecutive lines: {runs} runs"
+    );
+}
