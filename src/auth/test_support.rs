@@ -31,10 +31,16 @@ pub(crate) async fn serve(app: axum::Router) -> String {
     format!("http://{addr}")
 }
 
-/// A loopback port nobody listens on (bound, then released), for "connection refused".
+/// A loopback port nobody listens on, for "connection refused".
 pub(crate) async fn unused_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
+    // Bound but not listening: connections are refused, and no other test's fake can be given
+    // the port while this test runs (a released port was, and a test read its answers). The
+    // socket is leaked on purpose, to the end of the test process.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    std::mem::forget(socket);
+    port
 }
 
 /// Parses `a=1&b=2` (a query string or a form body).
