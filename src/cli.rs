@@ -173,7 +173,8 @@ pub struct SendArgs {
 
     /// Resumable upload: requests go through a disk spool in DIR. A later run with the same DIR
     /// first delivers what this one could not, then reads its own input (give /dev/null as the
-    /// input to only finish the earlier upload). Without it, send keeps everything in memory
+    /// input to only finish the earlier upload). One send per DIR at a time (locked). Without
+    /// it, send keeps everything in memory
     #[arg(long, value_name = "DIR", conflicts_with = "dry_run")]
     pub spool: Option<PathBuf>,
 
@@ -264,7 +265,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub parse: ParseArgs,
 
-    /// Checkpoints and the dead-letter file [default: /var/lib/dcrship]
+    /// Checkpoints, the disk spool and the dead-letter file; one agent per directory (locked)
+    /// [default: /var/lib/dcrship]
     #[arg(long, env = "DCRSHIP_STATE_DIR", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 
