@@ -128,12 +128,12 @@ impl RawBatch {
         self.origins[i]
     }
 
-    /// Rows with their origins, in order.
     /// Where each row came from, in row order.
     pub fn origins(&self) -> &[Origin] {
         &self.origins
     }
 
+    /// Rows with their origins, in order.
     pub fn rows(&self) -> impl Iterator<Item = (&[u8], Origin)> + '_ {
         (0..self.len()).map(move |i| (self.row(i), self.origins[i]))
     }

@@ -21,6 +21,15 @@ pub struct DirLock {
     _file: File,
 }
 
+impl DirLock {
+    /// Keeps the lock until the process ends, past the return of the code that took it: after
+    /// `run` returns, blocking tasks (an fsync, a checkpoint write) may still be finishing while
+    /// the process exits, and a new agent must not start on the directory before that.
+    pub fn hold_until_exit(self) {
+        std::mem::forget(self);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("{} is in use by another dcrship{}; stop that one first, or give each its own directory", dir.display(), holder.as_deref().map(|p| format!(" (pid {p})")).unwrap_or_default())]

@@ -688,9 +688,9 @@ async fn send_with_a_spool_resumes_an_upload_that_gave_up() {
 }
 
 /// One process per state directory and per `send --spool` directory: a second `run` on the
-/// same `state_dir` (or `send` on the same spool) exits 2 naming the holder's pid and moves
-/// nothing; once the first has stopped (even by `kill -9`), the next one starts and delivers
-/// every line exactly once.
+/// same `state_dir` (or `send` on the same spool) exits 2 naming the holder's pid and changes
+/// no checkpoint; once the first has stopped (even by `kill -9`), the next one starts and
+/// every line arrives (at least once: a kill may resend).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_on_the_same_state_or_spool_dir_is_refused() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
@@ -716,7 +716,9 @@ async fn a_second_process_on_the_same_state_or_spool_dir_is_refused() {
         let mut c = run_cmd(&fake, &state);
         c.arg("--path")
             .arg(&log)
-            .args(["--start-at", "beginning", "--http-listen", ""]);
+            .args(["--start-at", "beginning", "--http-listen", ""])
+            // Should the lock ever fail, a second agent must not outlive the test.
+            .kill_on_drop(true);
         c
     };
     let mut first = Agent::spawn(start(), None);
@@ -726,8 +728,26 @@ async fn a_second_process_on_the_same_state_or_spool_dir_is_refused() {
         })
         .await;
 
+    let checkpoints = state.join("checkpoints.json");
+    let log_len = std::fs::metadata(&log).expect("log").len();
+    first
+        .wait_for(
+            "the checkpoint at the log's end",
+            Duration::from_secs(10),
+            || {
+                std::fs::read_to_string(&checkpoints)
+                    .is_ok_and(|t| t.contains(&format!("\"offset\": {log_len}")))
+            },
+        )
+        .await;
+    let before = std::fs::read(&checkpoints).expect("checkpoints");
     let out = run(start()).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(&checkpoints).expect("checkpoints"),
+        before,
+        "the refused agent changed no checkpoint"
+    );
     let says = format!(
         "state directory {} is in use by another dcrship (pid {})",
         state.display(),

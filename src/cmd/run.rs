@@ -72,7 +72,8 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
             agent.state_dir.display()
         ))
     })?;
-    let _lock = lock.map_err(|e| CmdError::usage(format!("state directory: {e}")))?;
+    lock.map_err(|e| CmdError::usage(format!("state directory: {e}")))?
+        .hold_until_exit();
     let dead_letter_path = agent.state_dir.join("dead-letter.ndjson");
     let deadletter = Arc::new(
         DeadLetter::open(Some(&dead_letter_path)).map_err(|e| CmdError::usage(e.to_string()))?,

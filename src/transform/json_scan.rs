@@ -1,4 +1,4 @@
-//! The fast reader of a JSON object line: (key, raw value text) pairs, borrowed, for the
+//! The fast reader of a JSON object line: its (key, raw value text) pairs, borrowed, for the
 //! common case — keys without escapes, string values without `\u` escapes, nesting under
 //! [`MAX_DEPTH`]. It answers `None` whenever it is not sure; [`super::raw_object::parse`] then
 //! asks serde_json, which decides and explains the error. So this reader never has to be
@@ -11,21 +11,17 @@
 /// Nesting this deep goes to serde_json (whose own limit is 128).
 const MAX_DEPTH: usize = 64;
 
-use std::borrow::Cow;
-
-/// The members of the object `text` holds, in order, or `None` (not an object, not valid JSON,
-/// or a form this reader leaves to serde_json). A repeated key keeps its first place and its
-/// last value, as a JSON map would.
-pub fn object(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
+/// Hands each member of the object `text` holds to `each`, in order (repeats included), and
+/// answers `Some`; or answers `None` (not an object, not valid JSON, or a form this reader
+/// leaves to serde_json) — possibly after some members were handed over, which the caller then
+/// discards.
+pub fn object<'a>(text: &'a str, each: &mut impl FnMut(&'a str, &'a str)) -> Option<()> {
     let mut s = Scan {
         b: text.as_bytes(),
         i: 0,
     };
     s.ws();
     s.eat(b'{')?;
-    let mut members: Vec<(Cow<'_, str>, &str)> = Vec::with_capacity(12);
-    // A cheap print of the first keys, so that looking for a repeat rarely compares text.
-    let mut prints = [0u64; 16];
     s.ws();
     if s.peek() == Some(b'}') {
         s.i += 1;
@@ -38,21 +34,7 @@ pub fn object(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
             let start = s.i;
             s.value(1)?;
             // Slicing at ASCII delimiters of valid UTF-8 keeps char boundaries.
-            let raw = text.get(start..s.i)?;
-            let key = text.get(key)?;
-            let print = print(key);
-            let seen = members.iter().enumerate().position(|(i, (k, _))| {
-                prints.get(i).is_none_or(|&p| p == print) && k.as_ref() == key
-            });
-            match seen {
-                Some(i) => members[i].1 = raw,
-                None => {
-                    if let Some(p) = prints.get_mut(members.len()) {
-                        *p = print;
-                    }
-                    members.push((Cow::Borrowed(key), raw));
-                }
-            }
+            each(text.get(key)?, text.get(start..s.i)?);
             s.ws();
             match s.next()? {
                 b',' => s.ws(),
@@ -62,16 +44,7 @@ pub fn object(text: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
         }
     }
     s.ws();
-    (s.i == s.b.len()).then_some(members)
-}
-
-/// Length and first bytes: equal keys have equal prints.
-fn print(key: &str) -> u64 {
-    let b = key.as_bytes();
-    let mut head = [0u8; 8];
-    let n = b.len().min(6);
-    head[..n].copy_from_slice(&b[..n]);
-    u64::from_le_bytes(head) ^ ((b.len() as u64) << 48)
+    (s.i == s.b.len()).then_some(())
 }
 
 struct Scan<'a> {
@@ -267,8 +240,7 @@ mod tests {
     use serde_json::value::RawValue;
     use std::collections::BTreeMap;
 
-    /// serde_json's reading of the same text, members in order, a repeated key in its first
-    /// place with its last value.
+    /// serde_json's reading of the same text, members in order, repeats included.
     fn serde_members(text: &str) -> Option<Vec<(String, String)>> {
         struct Members(Vec<(String, String)>);
         impl<'de> serde::Deserialize<'de> for Members {
@@ -285,11 +257,7 @@ mod tests {
                     ) -> Result<Members, A::Error> {
                         let mut out = Vec::new();
                         while let Some((k, v)) = m.next_entry::<String, &'de RawValue>()? {
-                            let v = v.get().to_string();
-                            match out.iter_mut().find(|(old, _)| *old == k) {
-                                Some(slot) => slot.1 = v,
-                                None => out.push((k, v)),
-                            }
+                            out.push((k, v.get().to_string()));
                         }
                         Ok(Members(out))
                     }
@@ -301,11 +269,9 @@ mod tests {
     }
 
     fn fast(text: &str) -> Option<Vec<(String, String)>> {
-        object(text).map(|m| {
-            m.into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        })
+        let mut out = Vec::new();
+        object(text, &mut |k, v| out.push((k.to_string(), v.to_string())))?;
+        Some(out)
     }
 
     #[test]
@@ -353,10 +319,10 @@ mod tests {
             r#"{"k\"ey":1}"#,
             r#"{"a":"\u00e9"}"#,
         ] {
-            assert_eq!(object(text), None, "{text}");
+            assert_eq!(fast(text), None, "{text}");
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(70), "]".repeat(70));
-        assert_eq!(object(&deep), None);
+        assert_eq!(fast(&deep), None);
         assert!(serde_members(&deep).is_some(), "serde_json reads it");
     }
 

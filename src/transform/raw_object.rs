@@ -4,6 +4,7 @@
 //! (`TimeGenerated`, an over-long string).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
@@ -41,18 +42,68 @@ pub struct RawObject<'a> {
     pub members: Vec<(Cow<'a, str>, &'a str)>,
 }
 
-impl<'a> RawObject<'a> {
-    fn from_members(all: impl Iterator<Item = (Cow<'a, str>, &'a str)>) -> Self {
-        let mut members: Vec<(Cow<'a, str>, &'a str)> = Vec::with_capacity(12);
-        for (k, v) in all {
-            if let Some(slot) = members.iter_mut().find(|(old, _)| *old == k) {
-                slot.1 = v;
-            } else {
-                members.push((k, v));
+/// Builds [`RawObject::members`]: a repeated key keeps its first place and takes the later
+/// value. Up to [`Members::SMALL`] keys are compared by a cheap print first (a row has a
+/// dozen); past that a hash index keeps a line of many thousand keys linear.
+struct Members<'a> {
+    list: Vec<(Cow<'a, str>, &'a str)>,
+    prints: [u64; Members::SMALL],
+    index: Option<HashMap<Cow<'a, str>, usize>>,
+}
+
+impl<'a> Members<'a> {
+    const SMALL: usize = 32;
+
+    fn new() -> Self {
+        Members {
+            list: Vec::with_capacity(12),
+            prints: [0; Members::SMALL],
+            index: None,
+        }
+    }
+
+    fn push(&mut self, key: Cow<'a, str>, value: &'a str) {
+        let n = self.list.len();
+        if let Some(index) = &mut self.index {
+            match index.get(key.as_ref()) {
+                Some(&i) => self.list[i].1 = value,
+                None => {
+                    index.insert(key.clone(), n);
+                    self.list.push((key, value));
+                }
+            }
+            return;
+        }
+        let p = print(&key);
+        let seen = (0..n).find(|&i| self.prints[i] == p && self.list[i].0 == key);
+        match seen {
+            Some(i) => self.list[i].1 = value,
+            None if n < Members::SMALL => {
+                self.prints[n] = p;
+                self.list.push((key, value));
+            }
+            None => {
+                let mut index: HashMap<Cow<'a, str>, usize> = self
+                    .list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (k, _))| (k.clone(), i))
+                    .collect();
+                index.insert(key.clone(), n);
+                self.list.push((key, value));
+                self.index = Some(index);
             }
         }
-        RawObject { members }
     }
+}
+
+/// Length and first bytes: equal keys have equal prints.
+fn print(key: &str) -> u64 {
+    let b = key.as_bytes();
+    let mut head = [0u8; 8];
+    let n = b.len().min(6);
+    head[..n].copy_from_slice(&b[..n]);
+    u64::from_le_bytes(head) ^ ((b.len() as u64) << 48)
 }
 
 impl<'de> Deserialize<'de> for RawObject<'de> {
@@ -64,11 +115,13 @@ impl<'de> Deserialize<'de> for RawObject<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<RawObject<'de>, A::Error> {
-                let mut all = Vec::with_capacity(m.size_hint().unwrap_or(12));
+                let mut members = Members::new();
                 while let Some((Key(k), v)) = m.next_entry::<Key<'de>, &'de RawValue>()? {
-                    all.push((k, v.get()));
+                    members.push(k, v.get());
                 }
-                Ok(RawObject::from_members(all.into_iter()))
+                Ok(RawObject {
+                    members: members.list,
+                })
             }
         }
         d.deserialize_map(V)
@@ -88,8 +141,11 @@ pub fn parse_members(text: &str) -> Result<Vec<Member<'_>>, String> {
 
 /// Parses one object; `Err` is the reason the text is not a row.
 pub fn parse(text: &str) -> Result<RawObject<'_>, String> {
-    if let Some(members) = super::json_scan::object(text) {
-        return Ok(RawObject { members });
+    let mut members = Members::new();
+    if super::json_scan::object(text, &mut |k, v| members.push(Cow::Borrowed(k), v)).is_some() {
+        return Ok(RawObject {
+            members: members.list,
+        });
     }
     match serde_json::from_str::<RawObject<'_>>(text) {
         Ok(o) => Ok(o),
@@ -135,6 +191,28 @@ mod tests {
             got,
             vec![("b".into(), r#"{"n":null}"#), ("a\"x".into(), r#""s""#)]
         );
+    }
+
+    /// Past 32 keys the repeat check switches to a hash index; both readers (the scanner, and
+    /// serde_json for a line with an escaped key) keep first places and last values.
+    #[test]
+    fn many_keys_and_late_repeats_on_both_readers() {
+        for escaped in [false, true] {
+            let mut text = String::from("{");
+            for i in 0..40_000 {
+                text.push_str(&format!("\"k{}\":{i},", i % 30_000));
+            }
+            if escaped {
+                text.push_str("\"q\\\"\":0,");
+            }
+            text.push_str("\"k5\":\"last\"}");
+            let o = parse(&text).expect("object");
+            assert_eq!(o.members.len(), 30_000 + usize::from(escaped), "{escaped}");
+            assert_eq!(o.members[0], (Cow::Borrowed("k0"), "30000"));
+            assert_eq!(o.members[5], (Cow::Borrowed("k5"), "\"last\""));
+            assert_eq!(o.members[40], (Cow::Borrowed("k40"), "30040"));
+            assert_eq!(o.members[29_999], (Cow::Borrowed("k29999"), "29999"));
+        }
     }
 
     #[test]
