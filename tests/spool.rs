@@ -183,6 +183,17 @@ fn stdin_config(
     )
 }
 
+/// The segment files of output `default`'s spool under `state`, in order.
+fn segment_files(state: &Path) -> Vec<std::path::PathBuf> {
+    let mut segments: Vec<_> = std::fs::read_dir(state.join("spool/default"))
+        .expect("spool dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    segments
+}
+
 /// Ids of the rows in a request: the number in `RawData` `"line-000123 …"`.
 fn ids_of(req: &Req) -> Vec<u64> {
     req.rows()
@@ -434,14 +445,10 @@ async fn an_outage_spools_to_disk_with_flat_memory_and_a_restart_delivers_stdin(
         t.elapsed()
     );
     drop(stdin);
-    let segments = std::fs::read_dir(state.path().join("spool/default"))
-        .expect("spool dir")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg"))
-        })
-        .count();
-    assert!(segments > 0, "the rows wait in segment files");
+    assert!(
+        !segment_files(state.path()).is_empty(),
+        "the rows wait in segment files"
+    );
 
     let up = Fake::start(|_| Reply::Status(204)).await;
     let mut c = run_cmd(&up, state.path());
@@ -461,9 +468,7 @@ async fn an_outage_spools_to_disk_with_flat_memory_and_a_restart_delivers_stdin(
         "nothing was accepted before: no duplicates"
     );
     assert!(
-        std::fs::read_dir(state.path().join("spool/default"))
-            .expect("spool dir")
-            .all(|e| !e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "seg"))),
+        segment_files(state.path()).is_empty(),
         "delivered segments are deleted"
     );
 }
@@ -842,12 +847,7 @@ async fn a_damaged_spool_segment_is_cut_at_the_damage_and_the_records_before_it_
     );
     drop(stdin);
 
-    let mut segments: Vec<_> = std::fs::read_dir(state.path().join("spool/default"))
-        .expect("spool dir")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
-        .collect();
-    segments.sort();
+    let segments = segment_files(state.path());
     let last = segments.last().expect("a segment");
     let mut bytes = std::fs::read(last).expect("read segment");
     let middle = bytes.len() / 2;
