@@ -141,6 +141,23 @@ impl Agent {
         }
     }
 
+    /// Waits until the agent has read `rows` rows from stdin.
+    async fn wait_stdin_read(&self, rows: u64, within: Duration) {
+        self.wait_metric(
+            "dcrship_records_received_total{input=\"stdin\"}",
+            within,
+            |v| v == rows as f64,
+        )
+        .await;
+    }
+
+    /// SIGTERM, and the agent must exit 0 within `within`.
+    async fn terminate(&mut self, within: Duration) {
+        self.signal("TERM");
+        let code = self.wait_exit(within).await.code();
+        assert_eq!(code, Some(0), "{}", self.log());
+    }
+
     /// Peak resident memory so far (VmHWM), in KiB.
     fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("status");
@@ -329,11 +346,7 @@ async fn kill_9_at_random_moments_loses_no_line() {
             || landed(&fake).len() as u64 == LINES,
         )
         .await;
-    agent.signal("TERM");
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(10)).await.code(),
-        Some(0)
-    );
+    agent.terminate(Duration::from_secs(10)).await;
 
     let counts = landed(&fake);
     let missing = (0..LINES).filter(|i| !counts.contains_key(i)).count();
@@ -402,13 +415,7 @@ async fn an_outage_spools_to_disk_with_flat_memory_and_a_restart_delivers_stdin(
         .await
         .expect("the agent read stdin during the outage")
         .expect("feeder");
-    agent
-        .wait_metric(
-            "dcrship_records_received_total{input=\"stdin\"}",
-            Duration::from_secs(30),
-            |v| v == ROWS as f64,
-        )
-        .await;
+    agent.wait_stdin_read(ROWS, Duration::from_secs(30)).await;
     let spooled = agent
         .wait_metric(
             "dcrship_spool_bytes{output=\"default\"}",
@@ -432,13 +439,7 @@ async fn an_outage_spools_to_disk_with_flat_memory_and_a_restart_delivers_stdin(
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
     assert!(down.accepted().is_empty());
     let t = Instant::now();
-    agent.signal("TERM");
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(10)).await.code(),
-        Some(0),
-        "{}",
-        agent.log()
-    );
+    agent.terminate(Duration::from_secs(10)).await;
     assert!(
         t.elapsed() < Duration::from_secs(4),
         "bounded by the shutdown timeout: {:?}",
@@ -773,8 +774,7 @@ async fn a_second_process_on_the_same_state_or_spool_dir_is_refused() {
             || arrived(200),
         )
         .await;
-    second.signal("TERM");
-    assert!(second.wait_exit(Duration::from_secs(10)).await.success());
+    second.terminate(Duration::from_secs(10)).await;
     let c = count(fake.accepted().iter().flat_map(ids_of));
     assert_eq!(c.len(), 200);
 
@@ -831,20 +831,8 @@ async fn a_damaged_spool_segment_is_cut_at_the_damage_and_the_records_before_it_
     let mut stdin = agent.stdin.take().expect("stdin");
     let text: String = (0..ROWS).map(line).collect();
     stdin.write_all(text.as_bytes()).await.expect("write stdin");
-    agent
-        .wait_metric(
-            "dcrship_records_received_total{input=\"stdin\"}",
-            Duration::from_secs(20),
-            |v| v == ROWS as f64,
-        )
-        .await;
-    agent.signal("TERM");
-    assert_eq!(
-        agent.wait_exit(Duration::from_secs(10)).await.code(),
-        Some(0),
-        "{}",
-        agent.log()
-    );
+    agent.wait_stdin_read(ROWS, Duration::from_secs(20)).await;
+    agent.terminate(Duration::from_secs(10)).await;
     drop(stdin);
 
     let segments = segment_files(state.path());
