@@ -3,20 +3,19 @@
 //!
 //! Each call is one `write` of whole lines, so nothing waits in a buffer for an exit that may
 //! not flush it; a write that fails (disk full) is cut back to the last whole line, so the file
-//! stays valid NDJSON, and is logged through [`WriteTrouble`] at most once a minute. The rows of
+//! stays valid NDJSON, and is logged through [`Trouble`] at most once a minute. The rows of
 //! a failed write are lost to the file but not uncounted: callers count every refused row
 //! (`dcrship_records_dropped_total`) whether or not its line was written.
 
-use std::fmt::Display;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use crate::batch::Origin;
 use crate::transform::time::rfc3339_utc;
+use crate::trouble::Trouble;
 
 /// Rejections logged one by one before the log only counts them.
 const LOG_EACH: u64 = 20;
@@ -43,7 +42,7 @@ pub struct DeadLetter {
     count: AtomicU64,
     /// Refusals whose line could not be written.
     unwritten: AtomicU64,
-    trouble: WriteTrouble,
+    trouble: Trouble,
 }
 
 impl DeadLetter {
@@ -53,7 +52,7 @@ impl DeadLetter {
         let file = match path {
             None => None,
             Some(p) => Some(Mutex::new(
-                std::fs::OpenOptions::new()
+                crate::private_fs::options()
                     .create(true)
                     .append(true)
                     .open(p)
@@ -68,7 +67,7 @@ impl DeadLetter {
             path: path.map(|p| p.display().to_string()),
             count: AtomicU64::new(0),
             unwritten: AtomicU64::new(0),
-            trouble: WriteTrouble::new("the dead-letter file"),
+            trouble: Trouble::new("write the dead-letter file"),
         })
     }
 
@@ -185,86 +184,6 @@ impl DeadLetter {
     }
 }
 
-/// How often a write that keeps failing is logged again.
-const TROUBLE_LOG_EVERY: Duration = Duration::from_secs(60);
-
-/// Logs a file that keeps failing to be written without flooding the log: the first failure at
-/// error, then at most one a minute (with the count since), and one info line when a write
-/// works again. Used for the dead-letter file and the checkpoints.
-#[derive(Debug)]
-pub struct WriteTrouble {
-    what: &'static str,
-    state: Mutex<TroubleState>,
-}
-
-#[derive(Debug, Default)]
-struct TroubleState {
-    failing: bool,
-    failures: u64,
-    unlogged: u64,
-    last_log: Option<Instant>,
-}
-
-impl WriteTrouble {
-    pub fn new(what: &'static str) -> Self {
-        WriteTrouble {
-            what,
-            state: Mutex::new(TroubleState::default()),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, TroubleState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A write of `path` failed; `then` says what follows for the user.
-    pub fn failed(&self, path: &Path, error: &dyn Display, then: &str) {
-        self.failed_at(Instant::now(), path, error, then);
-    }
-
-    /// [`failed`](Self::failed) at a given time; returns whether it logged.
-    fn failed_at(&self, now: Instant, path: &Path, error: &dyn Display, then: &str) -> bool {
-        let mut s = self.state();
-        s.failing = true;
-        s.failures += 1;
-        s.unlogged += 1;
-        if s.last_log
-            .is_some_and(|t| now.duration_since(t) < TROUBLE_LOG_EVERY)
-        {
-            return false;
-        }
-        let failed_writes = s.unlogged;
-        s.unlogged = 0;
-        s.last_log = Some(now);
-        drop(s);
-        tracing::error!(
-            path = %path.display(),
-            failed_writes,
-            "cannot write {}: {error}; {then}; retrying (this is logged at most once a minute)",
-            self.what
-        );
-        true
-    }
-
-    /// A write of `path` worked; says so once after failures. Returns whether it logged.
-    pub fn worked(&self, path: &Path) -> bool {
-        let mut s = self.state();
-        if !s.failing {
-            return false;
-        }
-        let failures = s.failures;
-        *s = TroubleState::default();
-        drop(s);
-        tracing::info!(
-            path = %path.display(),
-            failed_writes = failures,
-            "{} can be written again",
-            self.what
-        );
-        true
-    }
-}
-
 fn push_json(out: &mut Vec<u8>, s: &str) {
     // Serializing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
@@ -320,24 +239,5 @@ mod tests {
         assert_eq!(dl.count(), 3);
         assert_eq!(dl.unwritten(), 3);
         assert!(!dl.flush());
-    }
-
-    #[test]
-    fn trouble_is_logged_once_a_minute_and_recovery_once() {
-        let t = WriteTrouble::new("x");
-        let p = Path::new("/x");
-        let start = Instant::now();
-        let at = |s: u64| start + Duration::from_secs(s);
-        assert!(!t.worked(p), "no recovery to report before a failure");
-        assert!(t.failed_at(at(0), p, &"ENOSPC", "then"));
-        assert!(!t.failed_at(at(1), p, &"ENOSPC", "then"));
-        assert!(!t.failed_at(at(59), p, &"ENOSPC", "then"));
-        assert!(t.failed_at(at(60), p, &"ENOSPC", "then"));
-        assert!(t.worked(p));
-        assert!(!t.worked(p), "said once");
-        assert!(
-            t.failed_at(at(61), p, &"ENOSPC", "then"),
-            "a new episode logs at once"
-        );
     }
 }

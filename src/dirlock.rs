@@ -7,7 +7,7 @@
 //! in any way (`kill -9` included), so a stale lock file never blocks a restart. The file holds
 //! the holder's pid, for the message the second process prints.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ impl DirLock {
             path: path.clone(),
             source,
         };
-        let mut file = OpenOptions::new()
+        let mut file = crate::private_fs::options()
             .read(true)
             .write(true)
             .create(true)

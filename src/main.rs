@@ -3,8 +3,8 @@
 use clap::Parser;
 
 use dcrship::cli::{Cli, Command, SummaryFormat};
-use dcrship::cmd;
 use dcrship::exit::ExitCode;
+use dcrship::{cmd, console};
 
 fn main() {
     dcrship::memory::limit_arenas();
@@ -13,7 +13,7 @@ fn main() {
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("dcrship: internal error: {e:#}");
+            console::err(&format!("dcrship: internal error: {e:#}"));
             ExitCode::Internal
         }
     };
@@ -49,12 +49,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(match result {
                 Ok(summary) => {
                     if json {
-                        println!("{}", serde_json::to_string(&summary)?);
+                        console::out(&serde_json::to_string(&summary)?);
                     } else {
-                        eprintln!("dcrship: {}", summary.text());
+                        console::err(&format!("dcrship: {}", summary.text()));
                     }
                     if let Some(e) = &summary.error {
-                        eprintln!("dcrship: error: {e}");
+                        console::err(&format!("dcrship: error: {e}"));
                     }
                     match summary.exit_code {
                         0 => ExitCode::Ok,
@@ -69,9 +69,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Err(e) => {
                     if json {
                         let v = serde_json::json!({"exit_code": e.code.code(), "error": e.message});
-                        println!("{v}");
+                        console::out(&v.to_string());
                     }
-                    eprintln!("dcrship: error: {e}");
+                    console::err(&format!("dcrship: error: {e}"));
                     e.code
                 }
             })

@@ -24,6 +24,8 @@ pub fn init(format: LogFormat, level: Option<&str>) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A closed stderr is not an error to report (on stderr, with a panic when that fails).
+        .log_internal_errors(false)
         .with_target(false);
     // A second init (tests) keeps the first subscriber; nothing to do about it.
     let _ = match format {

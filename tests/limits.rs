@@ -438,12 +438,12 @@ async fn checkpoints_that_cannot_be_saved_do_not_stop_delivery() {
     // Saves are tried every second: wait for a few.
     agent
         .wait_for("the error", secs(5), || {
-            agent.count("cannot write checkpoints") >= 1
+            agent.count("cannot write the checkpoints") >= 1
         })
         .await;
     tokio::time::sleep(secs(3)).await;
     assert_eq!(
-        agent.count("cannot write checkpoints"),
+        agent.count("cannot write the checkpoints"),
         1,
         "{}",
         agent.log()
@@ -468,7 +468,7 @@ async fn checkpoints_that_cannot_be_saved_do_not_stop_delivery() {
         .await;
     agent
         .wait_for("the recovery line", secs(5), || {
-            agent.count("checkpoints can be written again") == 1
+            agent.count("can write the checkpoints again") == 1
         })
         .await;
     agent.stop().await;
@@ -618,6 +618,183 @@ async fn a_dead_letter_file_on_a_full_disk_is_reported_and_counted() {
         agent.log()
     );
     assert_exactly_once(&fake, &good);
+}
+
+/// The spool cursor cannot be saved (it is saved every 20 ms while requests are acked): the
+/// error is logged once, not fifty times a second, delivery goes on, and one line says when it
+/// can be saved again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_cursor_that_cannot_be_saved_is_logged_once_a_minute() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let first = lines("first", 0..10);
+    append(&log, &first);
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        agent_section(state.path(), "")
+            + &output_section("app", &fake, "")
+            + &input_section("app", &log, "app"),
+    )
+    .expect("config");
+    let mut agent = Agent::start(&config);
+    agent
+        .wait_for("the first rows", secs(10), || all_arrived(&fake, &first))
+        .await;
+    // Root ignores permissions: a directory where the cursor's temp file goes fails every save.
+    let blocker = state.path().join("spool/app/cursor.tmp");
+    std::fs::create_dir(&blocker).expect("mkdir");
+    let mut all = first.clone();
+    for burst in 0..15 {
+        let more = lines(&format!("burst{burst}"), 0..5);
+        append(&log, &more);
+        all.extend(more);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    agent
+        .wait_for("every row", secs(10), || all_arrived(&fake, &all))
+        .await;
+    let failed = "cannot save the spool cursor";
+    assert_eq!(agent.count(failed), 1, "{}", agent.log());
+    std::fs::remove_dir(&blocker).expect("rmdir");
+    let last = lines("last", 0..5);
+    append(&log, &last);
+    all.extend(last);
+    agent
+        .wait_for("the recovery line", secs(10), || {
+            agent.count("can save the spool cursor again") == 1
+        })
+        .await;
+    agent.stop().await;
+    assert_eq!(agent.count(failed), 1, "{}", agent.log());
+    assert_exactly_once(&fake, &all);
+}
+
+/// Whatever the umask (a container or a manual run without the unit's `UMask=0077`), the state
+/// directory the agent creates is 0700 and every file in it 0600: they hold log rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let fake = Fake::start(|r| {
+        let bad = r.is_ingest()
+            && r.rows()
+                .iter()
+                .any(|row| row["RawData"].as_str().is_some_and(|s| s.contains("BAD")));
+        if bad {
+            Reply::json(
+                400,
+                serde_json::json!({"error": {"code": "InvalidData", "message": "bad row"}}),
+            )
+        } else {
+            Reply::Status(204)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = dir.path().join("state");
+    let log = dir.path().join("app.log");
+    let good = lines("good", 0..10);
+    let mut all = good.clone();
+    all.push("row BAD".to_string());
+    append(&log, &all);
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        agent_section(&state, "")
+            + &output_section("app", &fake, "")
+            + &input_section("app", &log, "app"),
+    )
+    .expect("config");
+    let mut cmd = dcrship();
+    cmd.arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("DCRSHIP_ACCESS_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: umask is async-signal-safe; the closure runs in the child between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn");
+    let deadline = Instant::now() + secs(10);
+    while !(all_arrived(&fake, &good) && state.join("dead-letter.ndjson").exists()) {
+        assert!(Instant::now() < deadline, "rows and the dead-letter line");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    let mut seen = Vec::new();
+    let mut dirs = vec![state.clone()];
+    while let Some(d) = dirs.pop() {
+        assert_eq!(mode(&d), 0o700, "{}", d.display());
+        for e in std::fs::read_dir(&d).expect("read_dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                assert_eq!(mode(&p), 0o600, "{}", p.display());
+                seen.push(p.file_name().expect("name").to_string_lossy().into_owned());
+            }
+        }
+    }
+    for want in ["lock", "checkpoints.json", "dead-letter.ndjson", "cursor"] {
+        assert!(seen.iter().any(|s| s == want), "{want} in {seen:?}");
+    }
+    assert!(
+        seen.iter().any(|s| s.ends_with(".seg")),
+        "a segment in {seen:?}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().expect("pid").to_string()])
+        .status();
+    let status = tokio::time::timeout(secs(10), child.wait())
+        .await
+        .expect("exit")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+}
+
+/// `dcrship send --summary json … | true`: stdout is closed before the summary is written; and
+/// `dcrship send … 2>&-`-like, stderr closed before the text summary. Neither is a crash (exit
+/// 101): the command exits with its own code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_a_closed_stdout_or_stderr_exits_with_its_own_code() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = write_file(dir.path(), "rows.ndjson", &ndjson(0..50, 10));
+    for (summary, closed) in [("json", "stdout"), ("text", "stderr")] {
+        let mut c = send_to(&fake, TOKEN);
+        c.args(["--summary", summary, "--log-level", "debug"])
+            .arg(&file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn");
+        let mut err = String::new();
+        if closed == "stdout" {
+            drop(child.stdout.take());
+            let mut stderr = child.stderr.take().expect("stderr");
+            let _ = stderr.read_to_string(&mut err).await;
+        } else {
+            drop(child.stderr.take());
+        }
+        let status = tokio::time::timeout(secs(60), child.wait())
+            .await
+            .expect("exit")
+            .expect("wait");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "--summary {summary}, {closed} closed: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let rows: usize = fake.accepted().iter().map(|r| r.rows().len()).sum();
+    assert_eq!(rows, 100);
 }
 
 /// One sample of `/metrics`.

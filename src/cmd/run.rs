@@ -43,7 +43,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     match run_inner(args).await {
         Ok(()) => ExitCode::Ok,
         Err(e) => {
-            eprintln!("dcrship: error: {e}");
+            crate::console::err(&format!("dcrship: error: {e}"));
             e.code
         }
     }
@@ -52,7 +52,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
 async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
     let plan = plan(&args)?;
     let agent = plan.config.agent.clone();
-    std::fs::create_dir_all(&agent.state_dir).map_err(|e| {
+    crate::private_fs::create_dir_all(&agent.state_dir).map_err(|e| {
         CmdError::usage(format!(
             "cannot create the state directory {}: {e}; set [agent] state_dir or --state-dir to a writable directory",
             agent.state_dir.display()

@@ -462,7 +462,7 @@ async fn worker(
 
 /// `--spool DIR`: creates DIR and takes its lock.
 fn lock_spool_dir(dir: &Path) -> Result<DirLock, CmdError> {
-    std::fs::create_dir_all(dir)
+    crate::private_fs::create_dir_all(dir)
         .map_err(|e| CmdError::usage(format!("--spool: cannot create {}: {e}", dir.display())))?;
     DirLock::acquire(dir).map_err(|e| CmdError::usage(format!("--spool: {e}")))
 }
@@ -626,7 +626,7 @@ impl Reader {
             ),
             None => {
                 if std::io::stdin().is_terminal() {
-                    eprintln!("dcrship: reading rows from the terminal; end with Ctrl-D");
+                    crate::console::err("dcrship: reading rows from the terminal; end with Ctrl-D");
                 }
                 Box::new(tokio::io::stdin())
             }

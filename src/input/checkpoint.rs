@@ -16,9 +16,9 @@
 //! The methods here do blocking file I/O; call them from `spawn_blocking` in async code.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::fingerprint::FileKey;
-use crate::deadletter::WriteTrouble;
+use crate::trouble::Trouble;
 
 /// The file name under `state_dir`.
 pub const CHECKPOINT_FILE: &str = "checkpoints.json";
@@ -164,7 +164,7 @@ pub fn still_at_path(key: &FileKey, path: &Path) -> bool {
 pub struct CheckpointStore {
     dir: PathBuf,
     file: PathBuf,
-    trouble: Arc<WriteTrouble>,
+    trouble: Arc<Trouble>,
 }
 
 impl CheckpointStore {
@@ -173,15 +173,11 @@ impl CheckpointStore {
     /// writable is [`CheckpointError::Unwritable`]; a full disk is only logged, since it may
     /// clear and delivery does not need the disk.
     pub fn open(state_dir: &Path) -> Result<Self, CheckpointError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(state_dir)
-            .map_err(|source| CheckpointError::Io {
-                action: "create state directory",
-                path: state_dir.to_path_buf(),
-                source,
-            })?;
+        crate::private_fs::create_dir_all(state_dir).map_err(|source| CheckpointError::Io {
+            action: "create state directory",
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
         let probe = state_dir.join(TEMP_FILE);
         match write_synced(&probe, b"") {
             Ok(()) => {
@@ -201,7 +197,7 @@ impl CheckpointStore {
         Ok(CheckpointStore {
             dir: state_dir.to_path_buf(),
             file: state_dir.join(CHECKPOINT_FILE),
-            trouble: Arc::new(WriteTrouble::new("checkpoints")),
+            trouble: Arc::new(Trouble::new("write the checkpoints")),
         })
     }
 
@@ -292,11 +288,10 @@ fn io_error(action: &'static str, path: &Path, source: io::Error) -> CheckpointE
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut file = OpenOptions::new()
+    let mut file = crate::private_fs::options()
         .write(true)
         .create(true)
         .truncate(true)
-        .mode(0o600)
         .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()

@@ -469,7 +469,7 @@ async fn open_spool(
         if let Some(dest) = dest {
             // Best effort: without it, a later rename leaves these rows waiting (logged).
             if let Ok(text) = serde_json::to_vec(&dest) {
-                let _ = std::fs::write(dir.join(DESTINATION), text);
+                let _ = crate::private_fs::write(&dir.join(DESTINATION), &text);
             }
         }
         Ok::<_, crate::spool::SpoolError>(spool)

@@ -108,7 +108,11 @@ impl AckedSet {
     /// older or damaged one, which only means delivered records are sent again.
     pub fn save(&self, path: &Path, durable: bool) -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = crate::private_fs::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
         f.write_all(&serde_json::to_vec(self).map_err(std::io::Error::other)?)?;
         if durable {
             f.sync_data()?;

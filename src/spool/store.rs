@@ -22,6 +22,7 @@ use super::acked::{sync_dir, AckedSet};
 use super::frame::{self, Header, HEADER_BYTES};
 use super::{Body, OnSafe, Options, Record, SpoolError, SpoolMetrics, WhenFull};
 use crate::batch::SealedBatch;
+use crate::trouble::Trouble;
 
 const CURSOR: &str = "cursor";
 
@@ -93,8 +94,30 @@ pub(super) struct Store {
     full_logged: bool,
     dropped_through: watch::Sender<u64>,
     metrics: SpoolMetrics,
+    trouble: DiskTrouble,
     #[cfg(test)]
     pub(super) fail_writes: bool,
+}
+
+/// Disk operations that may fail again and again (every 20 ms for the cursor): each logs at most
+/// once a minute, with a count, and once when it works again.
+#[derive(Debug)]
+struct DiskTrouble {
+    write: Trouble,
+    fsync: Trouble,
+    cursor: Trouble,
+    delete: Trouble,
+}
+
+impl Default for DiskTrouble {
+    fn default() -> Self {
+        DiskTrouble {
+            write: Trouble::new("write to the spool (disk full or failing?)"),
+            fsync: Trouble::new("fsync the spool"),
+            cursor: Trouble::new("save the spool cursor"),
+            delete: Trouble::new("delete a delivered spool segment"),
+        }
+    }
 }
 
 fn now_ms() -> u64 {
@@ -123,7 +146,7 @@ impl Store {
             what: what.to_string(),
             source: e,
         };
-        std::fs::create_dir_all(dir).map_err(|e| io("cannot create", e))?;
+        crate::private_fs::create_dir_all(dir).map_err(|e| io("cannot create", e))?;
         let acked = match AckedSet::load(&dir.join(CURSOR)) {
             Ok(a) => a,
             Err(e) => {
@@ -236,6 +259,7 @@ impl Store {
             full_logged: false,
             dropped_through,
             metrics,
+            trouble: DiskTrouble::default(),
             #[cfg(test)]
             fail_writes: false,
         };
@@ -281,6 +305,7 @@ impl Store {
             match self.write(&rec) {
                 Ok(segment) => {
                     self.write_retry_at = None;
+                    self.trouble.write.worked(&self.dir);
                     let rows = rec.batch.raw.len() as u64;
                     if let Some(seg) = self.segments.back_mut() {
                         debug_assert_eq!(seg.id, segment);
@@ -304,7 +329,11 @@ impl Store {
                     self.dirty_since.get_or_insert_with(Instant::now);
                 }
                 Err(e) => {
-                    tracing::error!(dir = %self.dir.display(), error = %e, "cannot write to the spool (disk full or failing?); delivering from memory meanwhile and retrying the write every second");
+                    self.trouble.write.failed(
+                        &self.dir,
+                        &e,
+                        "delivering from memory meanwhile and retrying the write every second",
+                    );
                     self.write_retry_at = Some(Instant::now() + std::time::Duration::from_secs(1));
                     self.unwritten.push_front(rec);
                     return;
@@ -387,7 +416,7 @@ impl Store {
         }
         if self.active.is_none() {
             let path = segment_path(&self.dir, rec.seq);
-            let f = std::fs::OpenOptions::new()
+            let f = crate::private_fs::options()
                 .create_new(true)
                 .append(true)
                 .open(&path)?;
@@ -443,7 +472,9 @@ impl Store {
                 let path = segment_path(&self.dir, seg.id);
                 if let Err(e) = std::fs::remove_file(&path) {
                     if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(file = %path.display(), error = %e, "cannot delete a delivered spool segment");
+                        self.trouble
+                            .delete
+                            .failed(&path, &e, "it is deleted at the next start");
                     }
                 }
                 self.total_bytes -= seg.bytes;
@@ -707,10 +738,13 @@ impl Store {
             result = result.and_then(|()| sync_dir(&self.dir));
         }
         if let Err(e) = result {
-            tracing::error!(dir = %self.dir.display(), error = %e, "cannot fsync the spool; its rows are not counted safe yet (retrying)");
+            self.trouble
+                .fsync
+                .failed(&self.dir, &e, "its rows are not counted safe yet");
             self.dirty_since = Some(Instant::now());
             return;
         }
+        self.trouble.fsync.worked(&self.dir);
         self.closed_unsynced.clear();
         self.dir_dirty = false;
         self.dirty_since = None;
@@ -731,11 +765,17 @@ impl Store {
             return;
         }
         self.last_cursor_save = Instant::now();
-        match self.acked.save(&self.dir.join(CURSOR), force) {
-            Ok(()) => self.acked_dirty = false,
-            Err(e) => {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot save the spool cursor; a restart would send some delivered requests again")
+        let path = self.dir.join(CURSOR);
+        match self.acked.save(&path, force) {
+            Ok(()) => {
+                self.acked_dirty = false;
+                self.trouble.cursor.worked(&path);
             }
+            Err(e) => self.trouble.cursor.failed(
+                &path,
+                &e,
+                "a restart would send some delivered requests again",
+            ),
         }
     }
 
