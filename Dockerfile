@@ -26,15 +26,15 @@ COPY benches ./benches
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
- && cargo build --release --locked \
+ && cargo build --profile dist --locked \
  && rm -rf src
 
 # 2. The crate itself. COPY keeps the files' own modification times, which may be older than
 #    the placeholder build above; touch them so cargo rebuilds the crate.
 COPY src ./src
 RUN touch src/lib.rs src/main.rs \
- && cargo build --release --locked \
- && install -D -m 0755 target/release/dcrship /out/dcrship \
+ && cargo build --profile dist --locked \
+ && install -D -m 0755 target/dist/dcrship /out/dcrship \
  && mkdir -p /out/state \
  && /out/dcrship --version | grep '^dcrship '
 

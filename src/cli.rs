@@ -40,12 +40,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Upload files or stdin once, wait for every request to be answered, exit with a status
-    #[command(after_help = SEND_AFTER_HELP)]
+    // display_name: `dcrship run --version` (the container's entrypoint is `dcrship run`) says
+    // "dcrship 0.1.0", not "dcrship-run 0.1.0".
+    #[command(after_help = SEND_AFTER_HELP, display_name = "dcrship")]
     Send(SendArgs),
     /// Run the agent: tail files and/or stdin and deliver continuously (systemd service, sidecar)
-    #[command(after_help = RUN_AFTER_HELP)]
+    #[command(after_help = RUN_AFTER_HELP, display_name = "dcrship")]
     Run(RunArgs),
     /// Validate a configuration file; with --live, also get a token and POST [] to each output
+    #[command(display_name = "dcrship")]
     Check(CheckArgs),
 }
 
@@ -59,7 +62,7 @@ Examples:
   dcrship send --dry-run examples/app.ndjson
   dcrship send --endpoint https://my-dce-ab12.eastus-1.ingest.monitor.azure.com \\
       --dcr dcr-00000000000000000000000000000000 --stream Custom-MyApp_CL app.ndjson
-  journalctl -o json | dcrship send --format ndjson --time-field __REALTIME_TIMESTAMP ...";
+  tail -n 1000 /var/log/syslog | dcrship send --format syslog --stream Custom-Syslog_CL ...";
 
 const RUN_AFTER_HELP: &str = "\
 Two ways to run:

@@ -3,13 +3,12 @@
 //! or rows skipped. So `run` holds an exclusive lock on `state_dir/lock`, and `send --spool DIR`
 //! on `DIR/lock`, for as long as it lives.
 //!
-//! The lock is an advisory `flock` on the open file: the kernel drops it when the process ends
+//! The lock is an advisory `flock` (`File::try_lock`) on the open file: the kernel drops it when the process ends
 //! in any way (`kill -9` included), so a stale lock file never blocks a restart. The file holds
 //! the holder's pid, for the message the second process prints.
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The name of the lock file inside the directory.
@@ -59,24 +58,22 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(io)?;
-        // SAFETY: flock on a descriptor this function owns; it only takes an advisory lock.
-        // (`File::try_lock` would do, but it needs Rust 1.89 and our minimum is 1.85.)
-        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if locked != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::WouldBlock {
-                return Err(io(e));
+        // std's try_lock is flock(LOCK_EX | LOCK_NB) on Linux.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut text = String::new();
+                let holder = file
+                    .read_to_string(&mut text)
+                    .ok()
+                    .map(|_| text.trim().to_string())
+                    .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+                return Err(LockError::Held {
+                    dir: dir.to_path_buf(),
+                    holder,
+                });
             }
-            let mut text = String::new();
-            let holder = file
-                .read_to_string(&mut text)
-                .ok()
-                .map(|_| text.trim().to_string())
-                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-            return Err(LockError::Held {
-                dir: dir.to_path_buf(),
-                holder,
-            });
         }
         // Only a note for the next one to come: a failure to write it does not matter.
         let _ = file

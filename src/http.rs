@@ -25,11 +25,17 @@ pub struct HttpClients {
     pub local: reqwest::Client,
 }
 
+/// reqwest's `rustls-no-provider` needs a process-wide rustls provider installed before the first
+/// client is built. Asking rustls for a config builder installs the provider its crate features
+/// name — *ring*, the only one this crate enables — without naming
+/// `rustls::crypto::ring::default_provider`, which rustls 0.23.48 deprecates (it lacks
+/// post-quantum key exchange; the provider that has it, aws-lc-rs, is a large C build).
 fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        // Fails only when another provider was installed first, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::ClientConfig::builder();
+        }
     });
 }
 
@@ -112,5 +118,13 @@ mod tests {
         for u in bad {
             assert!(parse_secure_url("endpoint", u).is_err(), "{u}");
         }
+    }
+
+    #[test]
+    fn building_the_clients_installs_the_ring_provider() {
+        HttpClients::new(Duration::from_secs(5)).expect("clients");
+        let p = rustls::crypto::CryptoProvider::get_default().expect("a provider");
+        assert!(!p.cipher_suites.is_empty());
+        assert!(!p.kx_groups.is_empty());
     }
 }

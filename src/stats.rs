@@ -95,8 +95,8 @@ impl Summary {
     /// One line for stderr.
     pub fn text(&self) -> String {
         let mut s = format!(
-            "{} rows read, {} {}, {} rejected",
-            self.rows_read,
+            "{} read, {} {}, {} rejected",
+            counted(self.rows_read, "row", "rows"),
             self.rows_sent,
             if self.dry_run {
                 "would be sent"
@@ -109,50 +109,57 @@ impl Summary {
             s.push_str(&format!(", {} not sent", self.rows_unsent));
         }
         s.push_str(&format!(
-            "; {} requests, {} retries; {} raw, {} gzip; {:.1}s",
-            self.requests,
-            self.retries,
+            "; {}, {}; {} raw, {} gzip; {:.1}s",
+            counted(self.requests, "request", "requests"),
+            counted(self.retries, "retry", "retries"),
             bytes(self.bytes_raw),
             bytes(self.bytes_gzip),
             self.seconds
         ));
         if self.fields_truncated > 0 {
-            s.push_str(&format!("; {} values cut to 64 KiB", self.fields_truncated));
+            s.push_str(&format!(
+                "; {} cut to 64 KiB",
+                counted(self.fields_truncated, "value", "values")
+            ));
         }
         if self.time_unparsable > 0 {
             s.push_str(&format!(
-                "; {} rows without a readable time field got the time read",
-                self.time_unparsable
+                "; {} without a readable time field got the time read",
+                counted(self.time_unparsable, "row", "rows")
             ));
         }
         if self.values_uncoercible > 0 {
             s.push_str(&format!(
-                "; {} values not of their column's type sent as null",
-                self.values_uncoercible
+                "; {} not of their column's type sent as null",
+                counted(self.values_uncoercible, "value", "values")
             ));
         }
         if self.fields_undeclared > 0 {
             s.push_str(&format!(
-                "; {} undeclared fields removed",
-                self.fields_undeclared
+                "; {} removed",
+                counted(
+                    self.fields_undeclared,
+                    "undeclared field",
+                    "undeclared fields"
+                )
             ));
         }
         if self.time_out_of_range > 0 {
             s.push_str(&format!(
-                "; {} rows with a TimeGenerated Azure will replace (over 2 days old or 1 day ahead)",
-                self.time_out_of_range
+                "; {} with a TimeGenerated Azure will replace (over 2 days old or 1 day ahead)",
+                counted(self.time_out_of_range, "row", "rows")
             ));
         }
         if self.parse_failures > 0 {
             s.push_str(&format!(
-                "; {} lines did not match the format",
-                self.parse_failures
+                "; {} not match the format",
+                counted(self.parse_failures, "line did", "lines did")
             ));
         }
         if self.multiline_cut > 0 {
             s.push_str(&format!(
-                "; {} multiline events cut at their line or byte cap",
-                self.multiline_cut
+                "; {} cut at their line or byte cap",
+                counted(self.multiline_cut, "multiline event", "multiline events")
             ));
         }
         s
@@ -160,6 +167,11 @@ impl Summary {
 }
 
 /// `1.2 MB` style sizes (decimal, as the API's limits are written).
+/// `n` with the word for one or for many: "1 row", "2 rows".
+pub fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = n as f64;
@@ -196,5 +208,25 @@ mod tests {
         assert_eq!(v["rows_unsent"], 3);
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(1_000), "1.0 kB");
+    }
+
+    #[test]
+    fn one_of_a_thing_is_singular() {
+        let st = Stats::default();
+        Stats::add(&st.rows_read, 1);
+        Stats::add(&st.rows_sent, 1);
+        Stats::add(&st.requests, 1);
+        Stats::add(&st.retries, 1);
+        Stats::add(&st.parse_failures, 1);
+        let text = st.summary(Duration::ZERO).text();
+        assert!(
+            text.starts_with("1 row read, 1 sent, 0 rejected; 1 request, 1 retry;"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("; 1 line did not match the format"),
+            "{text}"
+        );
+        assert_eq!(counted(0, "row", "rows"), "0 rows");
     }
 }

@@ -33,7 +33,7 @@ use crate::input::multiline::MultilineRules;
 use crate::input::parse::{Parser, RegexParser, SyslogParser, TextRules};
 use crate::input::{format, Decoder, Format};
 use crate::spool::{unseal, Body as SpoolBody, Options as SpoolOptions, Spool, SpoolMetrics};
-use crate::stats::{Stats, Summary};
+use crate::stats::{counted, Stats, Summary};
 use crate::transform::columns::validate_column_name;
 use crate::transform::fields::FieldOps;
 use crate::transform::row::json_string;
@@ -164,8 +164,8 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
         (None, None) if summary.rows_rejected > 0 => (
             ExitCode::Rejected,
             Some(format!(
-                "{} rows rejected; {}",
-                summary.rows_rejected,
+                "{} rejected; {}",
+                crate::stats::counted(summary.rows_rejected, "row", "rows"),
                 match &args.dead_letter {
                     Some(p) if dead_letter_ok =>
                         format!("they are in {} with the reason for each", p.display()),
@@ -789,8 +789,12 @@ impl Progress {
                 tick.tick().await;
                 let s = stats.summary(Duration::ZERO);
                 b.set_message(format!(
-                    "{} rows read, {} sent, {} rejected, {} requests, {} retries",
-                    s.rows_read, s.rows_sent, s.rows_rejected, s.requests, s.retries
+                    "{} read, {} sent, {} rejected, {}, {}",
+                    counted(s.rows_read, "row", "rows"),
+                    s.rows_sent,
+                    s.rows_rejected,
+                    counted(s.requests, "request", "requests"),
+                    counted(s.retries, "retry", "retries")
                 ));
                 b.tick();
             }
