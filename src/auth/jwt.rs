@@ -71,7 +71,7 @@ pub(crate) mod tests {
     fn accepts_padded_base64url() {
         let token = make_jwt(&serde_json::json!({ "oid": "a" }));
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
-        while parts[1].len() % 4 != 0 {
+        while !parts[1].len().is_multiple_of(4) {
             parts[1].push('=');
         }
         assert_eq!(object_id(&parts.join(".")).as_deref(), Some("a"));

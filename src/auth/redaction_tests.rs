@@ -181,7 +181,7 @@ async fn echoing_endpoints(realm: std::path::PathBuf) -> (String, String) {
             let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let realm = realm.clone();
             async move {
-                let status = if n % 2 == 0 {
+                let status = if n.is_multiple_of(2) {
                     axum::http::StatusCode::INTERNAL_SERVER_ERROR
                 } else {
                     axum::http::StatusCode::FORBIDDEN
