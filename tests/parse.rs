@@ -322,7 +322,7 @@ fn garbage(seed: u64, len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 23 == 0 {
+            if x.is_multiple_of(23) {
                 b'\n'
             } else {
                 (x >> 24) as u8
