@@ -1,0 +1,215 @@
+//! The configuration file (`/etc/dcrship/agent.toml`): TOML in, a validated [`Config`] out.
+//!
+//! Every mistake is reported on one line that names the file, the line, the key and what to write
+//! instead, because the reader is a sysadmin looking at `journalctl`, not at this code:
+//!
+//! ```text
+//! /etc/dcrship/agent.toml line 12, key outputs.app.concurrency: expected an integer from 1 to 64, found "x"
+//! ```
+//!
+//! How that works: the text is parsed once into toml's span-carrying tree ([`DeTable`]) and
+//! [`Config`] is deserialized from it with `deny_unknown_fields`. Every value that needs more than
+//! a type check (durations, sizes, ranges, `${VAR}` expansion) has its own deserializer, so its
+//! errors carry the value's span as well. A span becomes a line number, and the tree tells which
+//! key the span belongs to (`SourceMap`). Checks that involve more than one value run after
+//! deserialization and look their key's line up in the same tree.
+//!
+//! `${VAR}` and `${VAR:-default}` are expanded in string values; `$$` is a literal `$` (so `$${`
+//! is a literal `${`). The environment is read through the lookup given to [`parse_str`], so
+//! tests never touch the process environment.
+
+mod env;
+mod file;
+mod spans;
+#[cfg(test)]
+mod tests;
+mod validate;
+mod value;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::de::DeTable;
+
+use env::*;
+pub use env::{expand_env, ExpandError};
+pub use file::*;
+use spans::*;
+use validate::*;
+pub use validate::{validate_dcr_id, validate_stream};
+use value::*;
+pub use value::{parse_byte_size, parse_listen, SizeError};
+
+/// Where the configuration is read from when neither `--config` nor `DCRSHIP_CONFIG` says.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/dcrship/agent.toml";
+/// `[agent] state_dir`: checkpoints and spool.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/dcrship";
+/// `[agent] http_listen`: loopback only, so metrics are not exposed by accident.
+pub const DEFAULT_HTTP_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9465));
+/// `[agent] shutdown_timeout`: well inside systemd's default 90 s stop timeout.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// `[auth] arc_key_dir`: the only directory an Arc challenge file is read from.
+pub const DEFAULT_ARC_KEY_DIR: &str = "/var/opt/azcmagent/tokens";
+/// `[outputs.*] concurrency`: requests in flight per output.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Allowed `concurrency`: the cap keeps a typo from opening hundreds of connections to one DCR.
+pub const CONCURRENCY_RANGE: RangeInclusive<usize> = 1..=64;
+/// `[outputs.*] max_request_bytes`: a little under the API's 1 MB limit.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1_000_000;
+/// Allowed `max_request_bytes`: the API refuses bodies over 1 MiB.
+pub const MAX_REQUEST_BYTES_RANGE: RangeInclusive<usize> = 1024..=1_048_576;
+/// `[outputs.*] batch_timeout`: how long a partly filled batch waits for more rows.
+pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
+/// `[outputs.*] permission_grace`: RBAC grants and new DCRs take up to about an hour to apply.
+pub const DEFAULT_PERMISSION_GRACE: Duration = Duration::from_secs(60 * 60);
+/// `[outputs.*] retry_timeout`: when `send` gives up on transient failures.
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// `[outputs.*] compression_level`: gzip level; 3 is most of the ratio for a fraction of the CPU.
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
+/// Allowed gzip levels.
+pub const COMPRESSION_LEVEL_RANGE: RangeInclusive<u32> = 0..=9;
+/// `[outputs.*] max_requests_per_minute`: the service's documented limit per DCR.
+pub const DEFAULT_MAX_REQUESTS_PER_MINUTE: u32 = 12_000;
+/// Allowed `max_requests_per_minute`.
+pub const MAX_REQUESTS_PER_MINUTE_RANGE: RangeInclusive<u32> = 1..=1_000_000;
+/// `[outputs.*] max_bytes_per_minute`: the service's documented limit per DCR, 2 GB.
+pub const DEFAULT_MAX_BYTES_PER_MINUTE: u64 = 2_000_000_000;
+/// Allowed `max_bytes_per_minute`: at least one full request a minute, at most 1 TiB.
+pub const MAX_BYTES_PER_MINUTE_RANGE: RangeInclusive<u64> = (1 << 20)..=(1 << 40);
+/// `[spool] max_bytes`.
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
+/// The spool must hold at least one full request, or delivery could never make progress.
+pub const MIN_SPOOL_MAX_BYTES: u64 = 1 << 20;
+
+/// Loading the configuration failed. Displays as one line naming the file, line and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read (missing, permissions, not UTF-8).
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML, or not a valid configuration.
+    #[error("{origin}{}: {message}", place(.line, .key))]
+    Invalid {
+        /// The file name, or whatever the caller called the text.
+        origin: String,
+        /// 1-based line of the offending key or value, when known.
+        line: Option<usize>,
+        /// Dotted path of the offending key, e.g. `outputs.app.concurrency`.
+        key: Option<String>,
+        message: String,
+    },
+    /// [`Config::output`] could not pick an output.
+    #[error("{0}")]
+    Output(String),
+}
+
+impl ConfigError {
+    /// The 1-based line the error is about, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Invalid { line, .. } => *line,
+            _ => None,
+        }
+    }
+
+    /// The dotted key path the error is about, when known.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::Invalid { key, .. } => key.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// ` line 12, key a.b` — the part of a message between the file name and the colon.
+fn place(line: &Option<usize>, key: &Option<String>) -> String {
+    match (line, key) {
+        (Some(line), Some(key)) => format!(" line {line}, key {key}"),
+        (Some(line), None) => format!(" line {line}"),
+        (None, Some(key)) => format!(", key {key}"),
+        (None, None) => String::new(),
+    }
+}
+
+/// Reads and validates the configuration file, expanding `${VAR}` from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let env = |name: &str| std::env::var(name).ok();
+    parse_str(&text, &path.display().to_string(), &env)
+}
+
+/// Parses and validates configuration text. `origin` names the text in messages (the file
+/// name); `env` answers `${VAR}` lookups, so callers and tests choose the environment.
+pub fn parse_str(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    // Editors on Windows like to start files with a byte-order mark; TOML does not allow one.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let root = DeTable::parse(text).map_err(|e| syntax_error(origin, text, &e))?;
+    let map = SourceMap {
+        text,
+        root: root.get_ref().clone(),
+    };
+    let config = {
+        let _scope = EnvScope::enter(snapshot_env(text, env));
+        Config::deserialize(toml::de::Deserializer::from(root))
+            .map_err(|e| map.error(origin, &e))?
+    };
+    Checker { origin, map: &map }.validate(config)
+}
+
+impl Config {
+    /// See [`load`].
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        load(path)
+    }
+
+    /// See [`parse_str`].
+    pub fn parse_str(
+        text: &str,
+        origin: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        parse_str(text, origin, env)
+    }
+
+    /// The output called `name`, or the only output when no name is given (`send --config`
+    /// without `--output`). The error lists the outputs there are.
+    pub fn output(&self, name: Option<&str>) -> Result<(&str, &OutputConfig), ConfigError> {
+        if let Some(name) = name {
+            return self
+                .outputs
+                .get_key_value(name)
+                .map(|(k, v)| (k.as_str(), v))
+                .ok_or_else(|| {
+                    ConfigError::Output(format!(
+                        "no output named {name:?} in the configuration{}",
+                        name_choices(name, self.outputs.keys())
+                    ))
+                });
+        }
+        let mut all = self.outputs.iter();
+        match (all.next(), all.next()) {
+            (Some((k, v)), None) => Ok((k.as_str(), v)),
+            (None, _) => Err(ConfigError::Output(
+                "the configuration has no [outputs.NAME] table".to_string(),
+            )),
+            _ => Err(ConfigError::Output(format!(
+                "the configuration has several outputs ({}); choose one with --output NAME",
+                join_names(self.outputs.keys())
+            ))),
+        }
+    }
+}
