@@ -10,9 +10,10 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use dcrship::batch::{seal, Batcher, Gzip, Origin, Pushed, RawBatch};
+use dcrship::batch::{seal, Batcher, Gzip, Pushed, RawBatch};
 use dcrship::input::lines::LineSplitter;
 use dcrship::input::{Decoder, Format, Record};
+use dcrship::rows::Origin;
 use dcrship::transform::{RowEncoder, RowNotes};
 use serde_json::{Map, Value};
 

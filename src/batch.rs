@@ -11,14 +11,7 @@
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
-/// Where a row came from: a source index and a line (or record) number, for dead-letters, and
-/// the input offset just past the row's record, for checkpoints (0 where there are none).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Origin {
-    pub source: u32,
-    pub line: u64,
-    pub offset: u64,
-}
+use crate::rows::Origin;
 
 /// An uncompressed request body, `[row,row,...]`, that remembers where each row ends so it can
 /// be split (413) or bisected (400) without re-encoding the rows.

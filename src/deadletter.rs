@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
-use crate::batch::Origin;
+use crate::rows::Origin;
 use crate::transform::time::rfc3339_utc;
 use crate::trouble::Trouble;
 

@@ -43,6 +43,7 @@ pub mod memory;
 pub mod metrics;
 pub mod pipeline;
 pub mod private_fs;
+pub mod rows;
 pub mod secret;
 pub mod spool;
 pub mod stats;

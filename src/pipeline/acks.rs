@@ -91,7 +91,7 @@ impl AckTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::batch::Origin;
+    use crate::rows::Origin;
 
     fn batch(rows: &[(u32, u64)]) -> RawBatch {
         RawBatch::from_rows(rows.iter().map(|&(source, offset)| {

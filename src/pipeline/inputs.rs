@@ -18,8 +18,9 @@ use crate::input::lines::Line;
 use crate::input::parse::{LineEvents, ParseCounts, TextRules};
 use crate::input::{Decoder, Format};
 use crate::metrics::Counter;
+use crate::pipeline::sink::{RowSink, SinkCounts};
+use crate::rows::RowBuf;
 use crate::transform::row::json_string;
-use crate::transform::sink::{RowBuf, RowSink, SinkCounts};
 use crate::transform::time::rfc3339_utc;
 use crate::transform::RowEncoder;
 

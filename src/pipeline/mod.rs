@@ -21,6 +21,7 @@
 pub mod acks;
 pub mod inputs;
 pub mod output;
+pub mod sink;
 pub mod sources;
 
 use std::path::Path;
@@ -43,7 +44,7 @@ use crate::input::checkpoint::{CheckpointError, CheckpointStore, Checkpoints};
 use crate::input::file::{FileTailer, TailerConfig};
 use crate::input::fingerprint::FileKey;
 use crate::metrics::Metrics;
-use crate::transform::sink::RowBuf;
+use crate::rows::RowBuf;
 use crate::transform::RowEncoder;
 
 use inputs::InputCtx;

@@ -21,12 +21,13 @@ use tokio::time::Instant;
 use super::acks::{AckTracker, Seq};
 use super::sources::Sources;
 use super::{Checkpointer, Rows};
-use crate::batch::{Batcher, Gzip, Origin, Pushed, RawBatch};
+use crate::batch::{Batcher, Gzip, Pushed, RawBatch};
 use crate::deadletter::DeadLetter;
 use crate::health::{Health, OutputState};
 use crate::ingest::sender::{DeliveryReport, RetryReason, Sender};
 use crate::ingest::Sealer;
 use crate::metrics::{Encoding, Metrics};
+use crate::rows::Origin;
 use crate::spool::{unseal, Body, Spool};
 
 /// Settings of one output's runtime.
@@ -423,7 +424,7 @@ impl RunReport {
             .unwrap_or_else(|| Arc::from("?"))
     }
 
-    fn refuse_row(&self, row: &[u8], origin: crate::batch::Origin, reason: &str) {
+    fn refuse_row(&self, row: &[u8], origin: crate::rows::Origin, reason: &str) {
         self.deadletter
             .write_rows(std::iter::once((row, origin)), reason, |s| self.name_of(s));
         self.metrics

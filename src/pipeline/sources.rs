@@ -1,4 +1,4 @@
-//! Numbers for the places rows come from (a file, stdin), so a row's [`crate::batch::Origin`]
+//! Numbers for the places rows come from (a file, stdin), so a row's [`crate::rows::Origin`]
 //! stays small and a finished batch can be turned back into file checkpoints.
 
 use std::collections::HashMap;

@@ -34,8 +34,9 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use tokio::sync::{oneshot, watch};
 
-use crate::batch::{Origin, RawBatch, SealedBatch};
+use crate::batch::{RawBatch, SealedBatch};
 use crate::metrics::{Counter, Gauge};
+use crate::rows::Origin;
 use store::Store;
 
 /// What to do when the spool holds `max_bytes`.

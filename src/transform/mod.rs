@@ -14,7 +14,6 @@ pub mod json_scan;
 pub mod raw_object;
 pub mod row;
 pub mod schema;
-pub mod sink;
 pub mod time;
 
 pub use row::{RowEncoder, RowNotes, Shaping};

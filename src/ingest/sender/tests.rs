@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use super::*;
 use crate::auth::{AccessToken, AuthError, BoxFuture, TokenSource};
-use crate::batch::Origin;
 use crate::ingest::classify::Answer;
 use crate::ingest::client::TransportError;
+use crate::rows::Origin;
 use crate::secret::Secret;
 
 type Script = dyn Fn(usize, &[Value]) -> Result<Answer, TransportError> + Send + Sync;

@@ -1,62 +1,12 @@
-//! Records → encoded rows, shared by `send` and `run`: each record becomes a row in a
+//! Records → encoded rows: each record becomes a row in a
 //! [`RowBuf`], or a dead-letter entry with its reason.
 
-use crate::batch::Origin;
 use crate::deadletter::{DeadLetter, Refused};
 use crate::input::decode::sample;
 use crate::input::{Decoder, Record};
+use crate::rows::{Origin, RowBuf};
 
-use super::{RowEncoder, RowNotes};
-
-/// Encoded rows, back to back, with where each ends and came from.
-#[derive(Debug, Default)]
-pub struct RowBuf {
-    bytes: Vec<u8>,
-    ends: Vec<u32>,
-    origins: Vec<Origin>,
-}
-
-impl RowBuf {
-    pub fn with_capacity(bytes: usize) -> Self {
-        RowBuf {
-            bytes: Vec::with_capacity(bytes),
-            ends: Vec::new(),
-            origins: Vec::new(),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    pub fn rows(&self) -> impl Iterator<Item = (&[u8], Origin)> + '_ {
-        (0..self.ends.len()).map(move |i| {
-            let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-            (&self.bytes[start..self.ends[i] as usize], self.origins[i])
-        })
-    }
-
-    pub fn clear(&mut self) {
-        self.bytes.clear();
-        self.ends.clear();
-        self.origins.clear();
-    }
-
-    fn commit(&mut self, origin: Origin) {
-        // A buffer is handed on long before 4 GiB.
-        self.ends.push(self.bytes.len() as u32);
-        self.origins.push(origin);
-    }
-
-    fn rollback(&mut self) {
-        let start = self.ends.last().copied().unwrap_or(0) as usize;
-        self.bytes.truncate(start);
-    }
-}
+use crate::transform::{RowEncoder, RowNotes};
 
 /// Counts of one call site's records.
 #[derive(Debug, Default, Clone, Copy)]
@@ -107,7 +57,7 @@ impl RowSink<'_> {
                     truncated,
                     self.time_read,
                     self.file_path_json,
-                    &mut self.out.bytes,
+                    self.out.bytes_mut(),
                     &mut self.counts.notes,
                 );
                 (number, None)
@@ -117,7 +67,7 @@ impl RowSink<'_> {
                     &text,
                     self.file_path_json,
                     self.time_read,
-                    &mut self.out.bytes,
+                    self.out.bytes_mut(),
                     &mut self.counts.notes,
                 ) {
                     Ok(()) => (number, None),
@@ -129,7 +79,7 @@ impl RowSink<'_> {
                     map,
                     self.file_path_json,
                     self.time_read,
-                    &mut self.out.bytes,
+                    self.out.bytes_mut(),
                     &mut self.counts.notes,
                 );
                 (number, None)
