@@ -297,7 +297,7 @@ mod parsers {
     }
 
     fn rules(parser: Parser, ml: Option<MultilineRules>) -> Arc<TextRules> {
-        Arc::new(TextRules::from_flags(parser, OnMismatch::Raw, ml))
+        Arc::new(TextRules::new(parser, OnMismatch::Raw, ml))
     }
 
     /// Decodes `data` with `rules`; `encode` also builds each row's JSON.

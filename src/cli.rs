@@ -7,11 +7,13 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthMethod, Cloud};
-use crate::config::{InputFormat, MultilineConfig, StartAt};
+use crate::config::MultilineConfig;
 use crate::duration::clap_duration;
+use crate::input::file::StartAt;
 use crate::input::multiline::Preset;
 use crate::input::parse::OnMismatch;
 use crate::input::Format;
+use crate::input::InputFormat;
 use crate::telemetry::LogFormat;
 
 /// Ships logs to the Azure Monitor Logs Ingestion API (Data Collection Rule streams).

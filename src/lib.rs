@@ -26,6 +26,7 @@
 //! | [`http`], [`secret`], [`duration`], [`exit`], [`telemetry`] | small shared pieces |
 
 pub mod auth;
+pub mod azure;
 pub mod batch;
 pub mod cli;
 pub mod cmd;

@@ -14,11 +14,12 @@ use crate::batch::Gzip;
 use crate::cli::CheckArgs;
 use std::collections::BTreeMap;
 
-use crate::config::{self, Config, InputConfig, InputFormat, InputKind, OutputConfig};
+use crate::config::{self, Config, InputConfig, InputKind, OutputConfig};
 use crate::exit::ExitCode;
 use crate::http::{parse_secure_url, HttpClients};
 use crate::ingest::classify::{classify, service_reason, Action, Answer};
 use crate::ingest::{HttpTransport, Transport};
+use crate::input::InputFormat;
 use crate::transform::fields::FieldOps;
 
 /// Validates the file and returns a description of what it configures.

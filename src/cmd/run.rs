@@ -376,7 +376,7 @@ fn check_parse_flags(args: &RunArgs, cap: usize) -> Result<(), CmdError> {
             )));
         }
     }
-    crate::input::parse::TextRules::for_input(&flag_input(args, InputKind::Stdin))
+    crate::config::text_rules(&flag_input(args, InputKind::Stdin))
         .map(|_| ())
         .map_err(|e| {
             let flag = match e {

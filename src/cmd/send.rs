@@ -304,7 +304,7 @@ fn text_rules(args: &SendArgs, cap: usize) -> Result<Option<Arc<TextRules>>, Cmd
         ),
         None => None,
     };
-    Ok(Some(Arc::new(TextRules::from_flags(
+    Ok(Some(Arc::new(TextRules::new(
         parser,
         flags.on_mismatch.unwrap_or_default(),
         multiline,

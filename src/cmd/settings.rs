@@ -30,7 +30,7 @@ pub struct OutputSettings {
     pub max_requests_per_minute: u32,
     pub max_bytes_per_minute: u64,
     /// The stream's declared columns from the config file (`columns`, `schema_file`).
-    pub columns: std::collections::BTreeMap<String, config::ColumnType>,
+    pub columns: std::collections::BTreeMap<String, crate::transform::columns::ColumnType>,
     /// `max_time_span` from the config file.
     pub max_time_span: Option<Duration>,
 }

@@ -13,6 +13,9 @@ use crate::secret::Secret;
 
 #[allow(unused_imports)]
 use super::*;
+use crate::input::file::StartAt;
+use crate::input::InputFormat;
+use crate::transform::columns::ColumnType;
 
 /// The whole configuration file, validated: every output's endpoint, DCR id and stream are well
 /// formed and every input names an existing output.
@@ -205,6 +208,14 @@ impl OutputConfig {
         }
     }
 
+    /// `max_requests_per_minute` and `max_bytes_per_minute`.
+    pub fn limits(&self) -> crate::ingest::limits::DcrLimits {
+        crate::ingest::limits::DcrLimits {
+            requests_per_minute: self.max_requests_per_minute,
+            bytes_per_minute: self.max_bytes_per_minute,
+        }
+    }
+
     /// The stream's declared columns: those of `schema_file`, with `[columns]` added on top
     /// (a type given there wins). Empty when neither declares any.
     pub fn declared_columns(&self) -> BTreeMap<String, ColumnType> {
@@ -212,19 +223,6 @@ impl OutputConfig {
         all.extend(self.columns.iter().map(|(k, v)| (k.clone(), *v)));
         all
     }
-}
-
-/// A DCR stream column type, as written in `streamDeclarations`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnType {
-    String,
-    Int,
-    Long,
-    Real,
-    Boolean,
-    Datetime,
-    Dynamic,
 }
 
 /// `[inputs.NAME]`: one source of records, read by `dcrship run`.
@@ -283,23 +281,6 @@ pub struct InputConfig {
 pub enum InputKind {
     File,
     Stdin,
-}
-
-/// `format` of an input: how a line becomes a row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum InputFormat {
-    /// One line, one row: `TimeGenerated`, `RawData`, `FilePath`, `Computer`.
-    #[default]
-    Text,
-    /// One JSON object per line; its fields are the columns.
-    Json,
-    /// `pattern`'s named groups are the columns.
-    Regex,
-    /// `key=value` pairs are the columns.
-    Logfmt,
-    /// RFC 3164 / RFC 5424 lines → the columns of Azure's Syslog table.
-    Syslog,
 }
 
 /// `[inputs.NAME.multiline]`: which lines start an event, and its bounds.
@@ -368,16 +349,6 @@ pub(super) fn de_multiline_max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<
         )));
     }
     to_usize(n)
-}
-
-/// `start_at`: where a file seen for the first time (no checkpoint) is read from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum StartAt {
-    /// Only lines written from now on, so installing the agent does not re-ship old logs.
-    #[default]
-    End,
-    Beginning,
 }
 
 /// `[spool]`: the disk buffer under `state_dir` used by `run`.

@@ -18,6 +18,7 @@
 //! is a literal `${`). The environment is read through the lookup given to [`parse_str`], so
 //! tests never touch the process environment.
 
+mod build;
 mod env;
 mod file;
 mod spans;
@@ -34,6 +35,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::de::DeTable;
 
+pub use build::{shaping_for, text_rules};
 use env::*;
 pub use env::{expand_env, ExpandError};
 pub use file::*;
@@ -58,10 +60,7 @@ pub const DEFAULT_ARC_KEY_DIR: &str = "/var/opt/azcmagent/tokens";
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Allowed `concurrency`: the cap keeps a typo from opening hundreds of connections to one DCR.
 pub const CONCURRENCY_RANGE: RangeInclusive<usize> = 1..=64;
-/// `[outputs.*] max_request_bytes`: a little under the API's 1 MB limit.
-pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1_000_000;
-/// Allowed `max_request_bytes`: the API refuses bodies over 1 MiB.
-pub const MAX_REQUEST_BYTES_RANGE: RangeInclusive<usize> = 1024..=1_048_576;
+pub use crate::azure::{DEFAULT_MAX_REQUEST_BYTES, MAX_REQUEST_BYTES_RANGE};
 /// `[outputs.*] batch_timeout`: how long a partly filled batch waits for more rows.
 pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
 /// `[outputs.*] permission_grace`: RBAC grants and new DCRs take up to about an hour to apply.
@@ -73,17 +72,16 @@ pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
 /// Allowed gzip levels.
 pub const COMPRESSION_LEVEL_RANGE: RangeInclusive<u32> = 0..=9;
 /// `[outputs.*] max_requests_per_minute`: the service's documented limit per DCR.
-pub const DEFAULT_MAX_REQUESTS_PER_MINUTE: u32 = 12_000;
+pub const DEFAULT_MAX_REQUESTS_PER_MINUTE: u32 = crate::azure::REQUESTS_PER_MINUTE;
 /// Allowed `max_requests_per_minute`.
 pub const MAX_REQUESTS_PER_MINUTE_RANGE: RangeInclusive<u32> = 1..=1_000_000;
 /// `[outputs.*] max_bytes_per_minute`: the service's documented limit per DCR, 2 GB.
-pub const DEFAULT_MAX_BYTES_PER_MINUTE: u64 = 2_000_000_000;
+pub const DEFAULT_MAX_BYTES_PER_MINUTE: u64 = crate::azure::BYTES_PER_MINUTE;
 /// Allowed `max_bytes_per_minute`: at least one full request a minute, at most 1 TiB.
 pub const MAX_BYTES_PER_MINUTE_RANGE: RangeInclusive<u64> = (1 << 20)..=(1 << 40);
-/// `[spool] max_bytes`.
-pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
-/// The spool must hold at least one full request, or delivery could never make progress.
-pub const MIN_SPOOL_MAX_BYTES: u64 = 1 << 20;
+pub use crate::spool::{
+    DEFAULT_MAX_BYTES as DEFAULT_SPOOL_MAX_BYTES, MIN_MAX_BYTES as MIN_SPOOL_MAX_BYTES,
+};
 
 /// Loading the configuration failed. Displays as one line naming the file, line and key.
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,9 @@
 use super::*;
 use crate::auth::{AuthMethod, Cloud};
+use crate::input::file::StartAt;
+use crate::input::InputFormat;
 use crate::secret::Secret;
+use crate::transform::columns::ColumnType;
 
 /// A complete output table, four lines, so extra keys land on line 5.
 const APP: &str = "[outputs.app]\n\

@@ -5,6 +5,7 @@ use std::path::Path;
 
 #[allow(unused_imports)]
 use super::*;
+use crate::input::InputFormat;
 
 // ---------------------------------------------------------------------------------------------
 // Checks across values, run after deserialization.
@@ -212,7 +213,7 @@ impl Checker<'_> {
 
     /// `on_mismatch` and `[multiline]` fit the format; the pattern and `start` compile.
     fn check_parsing(&self, name: &str, input: &InputConfig) -> Result<(), ConfigError> {
-        use crate::input::parse::{OnMismatch, TextRules};
+        use crate::input::parse::OnMismatch;
         let parsed = matches!(
             input.format,
             InputFormat::Regex | InputFormat::Logfmt | InputFormat::Syslog
@@ -233,7 +234,7 @@ impl Checker<'_> {
             // Said by the caller, with an example.
             return Ok(());
         }
-        match TextRules::for_input(input) {
+        match crate::config::text_rules(input) {
             Ok(_) => Ok(()),
             Err(e) => {
                 let mut key = vec!["inputs", name];

@@ -14,6 +14,7 @@ use crate::secret::Secret;
 
 #[allow(unused_imports)]
 use super::*;
+use crate::transform::columns::ColumnType;
 
 // ---------------------------------------------------------------------------------------------
 // Values that deserve more than a type check. Each has its own deserializer, so that its errors

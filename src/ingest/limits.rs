@@ -26,7 +26,10 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use tokio::time::Instant;
 
-use crate::config::{OutputConfig, DEFAULT_MAX_BYTES_PER_MINUTE, DEFAULT_MAX_REQUESTS_PER_MINUTE};
+use crate::azure::{
+    BYTES_PER_MINUTE as DEFAULT_MAX_BYTES_PER_MINUTE,
+    REQUESTS_PER_MINUTE as DEFAULT_MAX_REQUESTS_PER_MINUTE,
+};
 
 /// Bytes in one cell of the byte limiter.
 const CELL_BYTES: u64 = 1024;
@@ -53,13 +56,6 @@ impl Default for DcrLimits {
 }
 
 impl DcrLimits {
-    pub fn of(output: &OutputConfig) -> Self {
-        DcrLimits {
-            requests_per_minute: output.max_requests_per_minute,
-            bytes_per_minute: output.max_bytes_per_minute,
-        }
-    }
-
     /// The stricter of each limit.
     fn min(self, other: DcrLimits) -> DcrLimits {
         DcrLimits {
@@ -259,29 +255,25 @@ fn registry() -> &'static Mutex<HashMap<String, Arc<DcrGate>>> {
 }
 
 impl DcrGates {
-    /// One gate per DCR of `outputs`. Outputs that share a DCR share its gate; when they set
-    /// different limits, the smaller of each applies (and a warning says so), because the
-    /// service counts the DCR as a whole.
-    pub fn for_config(outputs: &BTreeMap<String, OutputConfig>) -> DcrGates {
-        let mut wanted: BTreeMap<String, (DcrLimits, Vec<&str>)> = BTreeMap::new();
-        for (name, out) in outputs {
-            let limits = DcrLimits::of(out);
-            let entry = wanted
-                .entry(dcr_key(&out.dcr))
-                .or_insert((limits, Vec::new()));
+    /// One gate per DCR of `outputs` (name, DCR id, limits). Outputs that share a DCR share its
+    /// gate; when they set different limits, the smaller of each applies (and a warning says so),
+    /// because the service counts the DCR as a whole.
+    pub fn for_outputs<'a>(
+        outputs: impl IntoIterator<Item = (&'a str, &'a str, DcrLimits)>,
+    ) -> DcrGates {
+        let mut wanted: BTreeMap<String, (DcrLimits, Vec<(&str, DcrLimits)>)> = BTreeMap::new();
+        for (name, dcr, limits) in outputs {
+            let entry = wanted.entry(dcr_key(dcr)).or_insert((limits, Vec::new()));
             entry.0 = entry.0.min(limits);
-            entry.1.push(name);
+            entry.1.push((name, limits));
         }
         let mut registry = registry().lock().unwrap_or_else(|p| p.into_inner());
         // Forget DCRs no longer configured, so a long run of reloads does not accumulate them.
         registry.retain(|dcr, _| wanted.contains_key(dcr));
         let mut by_dcr = HashMap::new();
         for (dcr, (limits, names)) in wanted {
-            let differ = names
-                .iter()
-                .filter_map(|n| outputs.get(*n))
-                .any(|o| DcrLimits::of(o) != limits);
-            if differ {
+            if names.iter().any(|(_, l)| *l != limits) {
+                let names: Vec<&str> = names.iter().map(|(n, _)| *n).collect();
                 tracing::warn!(
                     dcr = %dcr,
                     outputs = %names.join(", "),
@@ -430,25 +422,34 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(5));
     }
 
-    fn output(dcr: &str, requests: u32, bytes: u64) -> OutputConfig {
-        let mut o = OutputConfig::new("https://x.example", dcr, "Custom-A_CL");
-        o.max_requests_per_minute = requests;
-        o.max_bytes_per_minute = bytes;
-        o
+    fn output(dcr: &str, requests: u32, bytes: u64) -> (String, DcrLimits) {
+        let limits = DcrLimits {
+            requests_per_minute: requests,
+            bytes_per_minute: bytes,
+        };
+        (dcr.to_string(), limits)
+    }
+
+    fn gates_of(outputs: &BTreeMap<String, (String, DcrLimits)>) -> DcrGates {
+        DcrGates::for_outputs(
+            outputs
+                .iter()
+                .map(|(n, (dcr, l))| (n.as_str(), dcr.as_str(), *l)),
+        )
     }
 
     #[tokio::test(start_paused = true)]
     async fn outputs_on_one_dcr_share_a_gate_with_the_smaller_limits() {
         let dcr = "dcr-11111111111111111111111111111111";
         let other = "dcr-22222222222222222222222222222222";
-        let outputs: BTreeMap<String, OutputConfig> = [
+        let outputs: BTreeMap<String, (String, DcrLimits)> = [
             ("a".to_string(), output(dcr, 12_000, 1 << 30)),
             ("b".to_string(), output(&dcr.to_uppercase(), 600, 1 << 40)),
             ("c".to_string(), output(other, 12_000, 1 << 30)),
         ]
         .into_iter()
         .collect();
-        let gates = DcrGates::for_config(&outputs);
+        let gates = gates_of(&outputs);
         assert!(Arc::ptr_eq(
             &gates.get(dcr),
             &gates.get(&dcr.to_uppercase())
@@ -462,11 +463,11 @@ mod tests {
             }
         );
         // A reload with the same limits keeps the gate (and its pause); new limits replace it.
-        let again = DcrGates::for_config(&outputs);
+        let again = gates_of(&outputs);
         assert!(Arc::ptr_eq(&gates.get(dcr), &again.get(dcr)));
         let mut changed = outputs.clone();
         changed.insert("b".into(), output(dcr, 300, 1 << 40));
-        let changed = DcrGates::for_config(&changed);
+        let changed = gates_of(&changed);
         assert!(!Arc::ptr_eq(&gates.get(dcr), &changed.get(dcr)));
         assert_eq!(changed.get(dcr).limits().requests_per_minute, 300);
     }

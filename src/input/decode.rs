@@ -78,7 +78,7 @@ impl Decoder {
             Format::Syslog => Some(Parser::Syslog(SyslogParser::default())),
             _ => None,
         }
-        .map(|p| Arc::new(TextRules::from_flags(p, OnMismatch::Raw, None)));
+        .map(|p| Arc::new(TextRules::new(p, OnMismatch::Raw, None)));
         Self::build(format, max_record, rules)
     }
 
@@ -489,7 +489,7 @@ mod tests {
         let re =
             crate::input::parse::RegexParser::new(r"(?s)^(?P<First>\S+)(?P<Rest>.*)$").expect("re");
         let ml = MultilineRules::new(Some(r"^\S"), None, DEFAULT_TIMEOUT, 10, 1000).expect("ml");
-        let rules = TextRules::from_flags(Parser::Regex(re), OnMismatch::Raw, Some(ml));
+        let rules = TextRules::new(Parser::Regex(re), OnMismatch::Raw, Some(ml));
         let mut d = Decoder::with_rules(Arc::new(rules), 1000);
         let mut got = Vec::new();
         d.feed(b"one\n two\nthree\n", &mut |r| got.push(format!("{r:?}")));

@@ -47,7 +47,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::{sleep, sleep_until, Instant};
 
-use crate::config::{InputConfig, StartAt};
 use crate::input::checkpoint::Checkpoints;
 pub use crate::input::fingerprint::FileKey;
 
@@ -73,6 +72,16 @@ const MAX_SETTING_BYTES: usize = 1 << 30;
 const BATCHES_PER_TURN: usize = 4;
 /// After a notification, wait this long so a burst of events costs one poll.
 const WAKE_COALESCE: Duration = Duration::from_millis(5);
+
+/// `start_at`: where a file seen for the first time (no checkpoint) is read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Only lines written from now on, so installing the agent does not re-ship old logs.
+    #[default]
+    End,
+    Beginning,
+}
 
 /// One line of a [`FileLines`] batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,11 +162,6 @@ impl TailerConfig {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
         }
-    }
-
-    /// The settings of a `type = "file"` input, with defaults for what the file cannot say.
-    pub fn for_input(input: &InputConfig) -> Self {
-        TailerConfig::new(input.paths.clone(), input.exclude.clone(), input.start_at)
     }
 
     fn validate(&self) -> Result<(), TailError> {

@@ -22,4 +22,4 @@ pub mod multiline;
 pub mod parse;
 
 pub use decode::{Decoder, Record};
-pub use format::Format;
+pub use format::{Format, InputFormat};

@@ -10,12 +10,12 @@ use tokio::time::Instant;
 
 use super::sources::Sources;
 use super::Rows;
-use crate::config::InputFormat;
 use crate::deadletter::DeadLetter;
 use crate::input::decode::line_record;
 use crate::input::file::{FileKey, FileLines, FileTailer};
 use crate::input::lines::Line;
 use crate::input::parse::{LineEvents, ParseCounts, TextRules};
+use crate::input::InputFormat;
 use crate::input::{Decoder, Format};
 use crate::metrics::Counter;
 use crate::pipeline::sink::{RowSink, SinkCounts};

@@ -178,7 +178,11 @@ impl Pipeline {
         let sources = Sources::default();
         let mut by_name = std::collections::HashMap::new();
         // Outputs to one DCR share its rate limits and Retry-After pauses.
-        let gates = crate::ingest::limits::DcrGates::for_config(&cfg.outputs);
+        let gates = crate::ingest::limits::DcrGates::for_outputs(
+            cfg.outputs
+                .iter()
+                .map(|(n, o)| (n.as_str(), o.dcr.as_str(), o.limits())),
+        );
         for (name, out) in &cfg.outputs {
             let bad = |reason: String| PipelineError::Output {
                 output: name.clone(),
@@ -249,7 +253,7 @@ impl Pipeline {
                 .get(&input.output)
                 .cloned()
                 .ok_or_else(|| bad(format!("no output named {:?}", input.output)))?;
-            let rules = crate::input::parse::TextRules::for_input(input)
+            let rules = crate::config::text_rules(input)
                 .map_err(|e| bad(e.to_string()))?
                 .map(Arc::new);
             let max_record = cfg
@@ -264,7 +268,7 @@ impl Pipeline {
                 format: input.format,
                 encoder: RowEncoder::with_shaping(
                     &shared.computer,
-                    crate::transform::shaping_for(name, input, cfg.outputs.get(&input.output))
+                    crate::config::shaping_for(name, input, cfg.outputs.get(&input.output))
                         .map_err(bad)?,
                 ),
                 issues: crate::transform::IssueCounters::new(&shared.metrics, name),
@@ -281,8 +285,12 @@ impl Pipeline {
             let handle = match input.kind {
                 InputKind::Stdin => tokio::spawn(inputs::stdin(ctx, stop_rx.clone())),
                 InputKind::File => {
-                    let mut tail = TailerConfig::for_input(input);
-                    if input.format == crate::config::InputFormat::Json {
+                    let mut tail = TailerConfig::new(
+                        input.paths.clone(),
+                        input.exclude.clone(),
+                        input.start_at,
+                    );
+                    if input.format == crate::input::InputFormat::Json {
                         // A JSON row may be as long as a request; a text row is cut at the
                         // field limit anyway, which is the tailer's default.
                         if let Some(out) = cfg.outputs.get(&input.output) {

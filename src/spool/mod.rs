@@ -50,6 +50,11 @@ pub enum WhenFull {
     DropOldest,
 }
 
+/// Default `[spool] max_bytes`.
+pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
+/// The spool must hold at least one full request, or delivery could never make progress.
+pub const MIN_MAX_BYTES: u64 = 1 << 20;
+
 /// Default `[spool] fsync_interval`: the longest a written record waits for its fsync.
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(200);
 /// Bodies kept in memory for delivery without a disk read, per output.
@@ -70,7 +75,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            max_bytes: crate::config::DEFAULT_SPOOL_MAX_BYTES,
+            max_bytes: DEFAULT_MAX_BYTES,
             fsync_interval: DEFAULT_FSYNC_INTERVAL,
             when_full: WhenFull::Block,
             cache_bytes: DEFAULT_CACHE_BYTES,

@@ -12,7 +12,17 @@ use std::io::Write as _;
 
 use serde_json::Value;
 
-pub use crate::config::ColumnType;
+/// A DCR stream column type, as written in `streamDeclarations`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Int,
+    Long,
+    Real,
+    Boolean,
+    Datetime,
+    Dynamic,
+}
 
 use super::raw_object;
 use super::row::{floor_char_boundary, write_json_string, RowNotes};

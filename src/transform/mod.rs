@@ -18,26 +18,7 @@ pub mod time;
 
 pub use row::{RowEncoder, RowNotes, Shaping};
 
-use crate::config::{InputConfig, OutputConfig};
 use crate::metrics::{Counter, Metrics};
-
-/// The shaping an input of the configuration asks for, with its output's declared columns.
-/// `Err` is a message for a configuration error (the config check catches these first).
-pub fn shaping_for(
-    name: &str,
-    input: &InputConfig,
-    output: Option<&OutputConfig>,
-) -> Result<Shaping, String> {
-    Ok(Shaping {
-        label: name.to_string(),
-        time_field: input.time_field.clone(),
-        time: time::TimeParser::new(input.time_format.as_deref(), input.timezone.as_deref())?,
-        ops: fields::FieldOps::new(&input.fields, &input.rename, &input.drop),
-        columns: output
-            .map(OutputConfig::declared_columns)
-            .unwrap_or_default(),
-    })
-}
 
 /// The `dcrship_row_issues_total{input,issue}` series of one input.
 #[derive(Debug, Clone)]

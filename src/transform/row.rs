@@ -21,9 +21,7 @@ use super::time::{
     canonical_utc, fixed_rfc3339_seconds, parse_time_raw, rfc3339_utc_bytes, TimeParser,
 };
 
-/// Azure truncates field values over 64 KB; we truncate first, on a character boundary, and
-/// count it, so the row that lands is the row we reported.
-pub const MAX_FIELD_BYTES: usize = 64 * 1024;
+pub use crate::azure::MAX_FIELD_BYTES;
 
 /// Azure replaces a `TimeGenerated` older than this (relative to when it receives the row)...
 const MAX_AGE_SECONDS: i64 = 2 * 86_400;

@@ -26,7 +26,6 @@ use ::regex::CaptureLocations;
 use super::decode::{lossy, sample, Record};
 use super::lines::Line;
 use super::multiline::{Event, Multiline, MultilineRules};
-use crate::config::{InputConfig, InputFormat};
 
 pub use self::regex::RegexParser;
 pub use self::syslog::SyslogParser;
@@ -94,45 +93,7 @@ pub struct TextRules {
 }
 
 impl TextRules {
-    /// The rules of a configured input; `None` for `text` and `json` without multiline, which
-    /// keep their direct path.
-    pub fn for_input(input: &InputConfig) -> Result<Option<TextRules>, ParseSetupError> {
-        let parser = match input.format {
-            InputFormat::Json => return Ok(None),
-            InputFormat::Text if input.multiline.is_none() => return Ok(None),
-            InputFormat::Text => Parser::Text,
-            InputFormat::Regex => {
-                let pattern = input.pattern.as_deref().unwrap_or_default();
-                Parser::Regex(RegexParser::new(pattern).map_err(ParseSetupError::Pattern)?)
-            }
-            InputFormat::Logfmt => Parser::Logfmt,
-            InputFormat::Syslog => Parser::Syslog(SyslogParser::default()),
-        };
-        let multiline = match &input.multiline {
-            Some(m) => Some(
-                MultilineRules::new(
-                    m.start.as_deref(),
-                    m.preset,
-                    m.timeout,
-                    m.max_lines,
-                    m.max_bytes,
-                )
-                .map_err(|e| match (&m.start, m.preset) {
-                    (Some(_), None) => ParseSetupError::MultilineStart(e),
-                    _ => ParseSetupError::Multiline(e),
-                })?,
-            ),
-            None => None,
-        };
-        Ok(Some(TextRules {
-            parser,
-            on_mismatch: input.on_mismatch,
-            multiline,
-        }))
-    }
-
-    /// Rules from command-line flags (`send`).
-    pub fn from_flags(
+    pub fn new(
         parser: Parser,
         on_mismatch: OnMismatch,
         multiline: Option<MultilineRules>,
@@ -305,7 +266,7 @@ mod tests {
         on_mismatch: OnMismatch,
         ml: Option<MultilineRules>,
     ) -> Arc<TextRules> {
-        Arc::new(TextRules::from_flags(parser, on_mismatch, ml))
+        Arc::new(TextRules::new(parser, on_mismatch, ml))
     }
 
     /// Feeds `lines` (offsets 10 per line, `!` at the end marks a cut line) and flushes.
@@ -490,37 +451,6 @@ mod tests {
         assert_eq!(ev.pending_timeout(), None);
         assert_eq!(got, vec![("S1\n a".into(), 2), ("S2".into(), 3)]);
         assert_eq!(ev.take_counts(), ParseCounts::default());
-    }
-
-    #[test]
-    fn settings_come_from_the_input_config() {
-        let mut input: crate::config::InputConfig =
-            toml::from_str("type = \"stdin\"\nformat = \"text\"").expect("input");
-        assert!(
-            TextRules::for_input(&input).expect("ok").is_none(),
-            "plain text"
-        );
-        input.format = InputFormat::Json;
-        assert!(TextRules::for_input(&input).expect("ok").is_none(), "json");
-        input.format = InputFormat::Regex;
-        input.pattern = Some("(x)".into());
-        assert!(matches!(
-            TextRules::for_input(&input),
-            Err(e @ ParseSetupError::Pattern(_)) if e.key() == ["pattern"]
-        ));
-        input.format = InputFormat::Text;
-        input.pattern = None;
-        input.multiline = Some(crate::config::MultilineConfig::new(Some("(".into()), None));
-        assert!(matches!(
-            TextRules::for_input(&input),
-            Err(e @ ParseSetupError::MultilineStart(_)) if e.key() == ["multiline", "start"]
-        ));
-        input.multiline = Some(crate::config::MultilineConfig::new(
-            None,
-            Some(Preset::Python),
-        ));
-        let r = TextRules::for_input(&input).expect("ok").expect("rules");
-        assert!(matches!(r.parser, Parser::Text) && r.multiline.is_some());
     }
 
     proptest! {
