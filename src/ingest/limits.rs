@@ -261,7 +261,9 @@ impl DcrGates {
     pub fn for_outputs<'a>(
         outputs: impl IntoIterator<Item = (&'a str, &'a str, DcrLimits)>,
     ) -> DcrGates {
-        let mut wanted: BTreeMap<String, (DcrLimits, Vec<(&str, DcrLimits)>)> = BTreeMap::new();
+        /// Per DCR: the limits that apply, and each output with the limits it asked for.
+        type Wanted<'a> = BTreeMap<String, (DcrLimits, Vec<(&'a str, DcrLimits)>)>;
+        let mut wanted: Wanted = BTreeMap::new();
         for (name, dcr, limits) in outputs {
             let entry = wanted.entry(dcr_key(dcr)).or_insert((limits, Vec::new()));
             entry.0 = entry.0.min(limits);
