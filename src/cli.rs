@@ -119,6 +119,11 @@ pub struct OutputArgs {
     #[arg(long, value_name = "DUR", value_parser = clap_duration)]
     pub retry_timeout: Option<Duration>,
 
+    /// How long one request may take, connect to last byte of the answer; after a timeout the
+    /// next try of it waits twice as long, up to 4x [default: 60s]
+    #[arg(long, value_name = "DUR", value_parser = clap_nonzero_duration)]
+    pub request_timeout: Option<Duration>,
+
     /// Send a partly filled request after input pauses this long [default: 1s]
     #[arg(long, value_name = "DUR", value_parser = clap_duration)]
     pub batch_timeout: Option<Duration>,
@@ -395,6 +400,14 @@ fn clap_bytes_per_minute(s: &str) -> Result<u64, String> {
         Ok(n)
     } else {
         Err(format!("expected from 1MiB to 1TiB, found {n} bytes"))
+    }
+}
+
+/// A duration above zero (`--request-timeout`).
+fn clap_nonzero_duration(s: &str) -> Result<Duration, String> {
+    match clap_duration(s)? {
+        d if d.is_zero() => Err("expected a duration above 0, like \"90s\"".into()),
+        d => Ok(d),
     }
 }
 
