@@ -51,9 +51,9 @@ pub enum Command {
 
 const SEND_AFTER_HELP: &str = "\
 Exit codes: 0 every row accepted; 1 internal error; 2 usage, configuration or unreadable input;
-3 no token; 4 permission denied or not found (403/404) past --permission-grace; 5 some rows
-rejected (see --dead-letter), the rest delivered; 6 gave up on transient failures past
---retry-timeout.
+3 no token; 4 permission denied or not found (403/404) past --permission-grace, or a stream the
+DCR does not declare (400 InvalidStream); 5 some rows rejected (see --dead-letter), the rest
+delivered; 6 gave up on transient failures past --retry-timeout.
 
 Examples:
   dcrship send --dry-run examples/app.ndjson

@@ -152,8 +152,8 @@ impl OutputSettings {
     }
 }
 
-/// The DCR immutable id and the stream name have fixed shapes; a wrong one is a 404 later, so
-/// say it now (the same rules as the config file's).
+/// The DCR immutable id and the stream name have fixed shapes; a malformed one is a 404 (DCR)
+/// or a 400 `InvalidStream` (stream) later, so say it now (the same rules as the config file's).
 fn check_ids(dcr: &str, stream: &str) -> Result<(), CmdError> {
     config::validate_dcr_id(dcr).map_err(|e| CmdError::usage(format!("--dcr: {e}")))?;
     config::validate_stream(stream).map_err(|e| CmdError::usage(format!("--stream: {e}")))

@@ -55,7 +55,8 @@ pub enum Action {
     RefreshToken {
         reason: String,
     },
-    /// 403/404: likely a role grant or a new DCR still propagating.
+    /// 403/404: likely a role grant or a new DCR still propagating (404 is an unknown DCR;
+    /// an undeclared stream is a 400 [`Action::Misconfigured`]).
     Permission {
         status: u16,
         reason: String,

@@ -190,6 +190,11 @@ pub fn describe(kind: TransportErrorKind, timeout: Duration, causes: &[String]) 
             "no answer within {} (request timeout)",
             crate::duration::format_duration(timeout)
         ),
+        TransportErrorKind::Connect if causes.iter().any(|c| c.contains("certificate")) => {
+            "could not connect: TLS: the endpoint's certificate was refused (is a TLS-inspecting \
+             proxy in the way? its CA must be in the system's trust store)"
+                .to_string()
+        }
         TransportErrorKind::Connect => "could not connect".to_string(),
         TransportErrorKind::Other => "request failed".to_string(),
     };
@@ -224,7 +229,7 @@ mod tests {
             (
                 TransportErrorKind::Connect,
                 chain(&["client error (Connect)", "invalid peer certificate: UnknownIssuer", "invalid peer certificate: UnknownIssuer"]),
-                "could not connect: client error (Connect): invalid peer certificate: UnknownIssuer",
+                "could not connect: TLS: the endpoint's certificate was refused (is a TLS-inspecting proxy in the way? its CA must be in the system's trust store): client error (Connect): invalid peer certificate: UnknownIssuer",
             ),
             (TransportErrorKind::Timeout, chain(&["operation timed out"]), "no answer within 1m (request timeout): operation timed out"),
             (TransportErrorKind::Other, chain(&[]), "request failed"),

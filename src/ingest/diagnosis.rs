@@ -115,16 +115,24 @@ pub fn forbidden_fix(f: &Forbidden, dcr: &str, endpoint_host: &str, principal: &
 pub fn request_fix(code: &str, dcr: &str, stream: &str, endpoint_host: &str) -> String {
     match code.to_ascii_lowercase().as_str() {
         "invalidstream" => format!(
-            "stream {stream} is not declared in DCR {dcr}: the stream name must be a key of the              DCR's streamDeclarations (Custom-…, not the table name) and appear in one of its              dataFlows; check the spelling and case, or add the stream to the DCR (a change to the              DCR takes a few minutes to reach the endpoint)"
+            "stream {stream} is not declared in DCR {dcr}. Check: (1) the stream name, spelling \
+             and case: a key of the DCR's streamDeclarations (Custom-MyTable_CL), not the table \
+             name; (2) that one of the DCR's dataFlows takes the stream to a destination; (3) that \
+             {dcr} is the DCR you edited (its immutable id); (4) a DCR changed in the last few \
+             minutes may not have reached the endpoint yet"
         ),
         "invaliddcrimmutableid" => format!(
-            "the endpoint {endpoint_host} does not serve DCR {dcr}: check the DCR immutable id              (dcr-…, on the DCR's Overview page) and that the DCE and the DCR are in the same region"
+            "the endpoint {endpoint_host} does not serve DCR {dcr}: check the DCR immutable id \
+             (dcr-…, on the DCR's Overview page) and that the DCE and the DCR are in the same region"
         ),
         "invalidapiversion" => format!(
-            "{endpoint_host} is not a logs-ingestion endpoint (a metrics-ingestion one?): use the              DCE's logsIngestion endpoint (…ingest.monitor.azure.com) or the DCR's own              logsIngestion endpoint"
+            "{endpoint_host} is not a logs-ingestion endpoint (a metrics-ingestion one?): use the \
+             DCE's logsIngestion endpoint (…ingest.monitor.azure.com) or the DCR's own \
+             logsIngestion endpoint"
         ),
         _ => format!(
-            "the service refuses the request as a whole: check the endpoint ({endpoint_host}), the              DCR immutable id ({dcr}) and the stream name ({stream})"
+            "the service refuses the request as a whole: check the endpoint ({endpoint_host}), the \
+             DCR immutable id ({dcr}) and the stream name ({stream})"
         ),
     }
 }
@@ -133,7 +141,9 @@ pub fn request_fix(code: &str, dcr: &str, stream: &str, endpoint_host: &str) -> 
 /// `InvalidStream`, not a 404).
 pub fn not_found_fix(dcr: &str, endpoint_host: &str) -> String {
     format!(
-        "the endpoint {endpoint_host} does not know DCR {dcr}: check the DCR immutable id (dcr-…, on          the DCR's Overview page, not its name) and that the endpoint is the DCE (or the DCR's own          logsIngestion endpoint) in the DCR's region; a new DCR can take a few minutes to appear"
+        "the endpoint {endpoint_host} does not know DCR {dcr}: check the DCR immutable id (dcr-…, \
+         on the DCR's Overview page, not its name) and that the endpoint is the DCE (or the DCR's \
+         own logsIngestion endpoint) in the DCR's region; a new DCR can take a few minutes to appear"
     )
 }
 

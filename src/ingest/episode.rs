@@ -114,6 +114,9 @@ mod tests {
 
     const MIN: Duration = Duration::from_secs(60);
 
+    /// A case: its name, events at seconds, and the notes expected at seconds.
+    type Case = (&'static str, Vec<(u64, Ev)>, Vec<(u64, Note)>);
+
     /// Runs events at the given seconds (on the paused clock) and returns what was noted when.
     async fn play(events: &[(u64, Ev)]) -> Vec<(u64, Note)> {
         let start = Instant::now();
@@ -141,7 +144,7 @@ mod tests {
         use Ev::*;
         let every_second = |from: u64, to: u64, ev: Ev| (from..to).map(move |t| (t, ev));
         let outage: Vec<(u64, Ev)> = every_second(0, 200, Fail).chain([(200, Ok)]).collect();
-        let cases: Vec<(&str, Vec<(u64, Ev)>, Vec<(u64, Note)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("all well", vec![(0, Ok), (1, Ok)], vec![]),
             (
                 "one failure, then recovery",

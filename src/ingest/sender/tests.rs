@@ -23,7 +23,6 @@ struct Call {
     rows: Vec<Value>,
     bearer: String,
     client_request_id: String,
-    timeout: Duration,
 }
 
 /// A transport that answers from a script and records when each request came and what it held.
@@ -68,7 +67,7 @@ impl Transport for Scripted {
         bearer: &'a str,
         gzip_body: Bytes,
         client_request_id: &'a str,
-        timeout: Duration,
+        _timeout: Duration,
     ) -> BoxFuture<'a, Result<Answer, TransportError>> {
         let mut raw = Vec::new();
         flate2::read::GzDecoder::new(&gzip_body[..])
@@ -82,7 +81,6 @@ impl Transport for Scripted {
                 rows: rows.clone(),
                 bearer: bearer.to_string(),
                 client_request_id: client_request_id.to_string(),
-                timeout,
             });
             calls.len() - 1
         };
