@@ -59,6 +59,9 @@ pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_PERMISSION_GRACE: Duration = Duration::from_secs(60 * 60);
 /// `[outputs.*] retry_timeout`: when `send` gives up on transient failures.
 pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// `[outputs.*] request_timeout`: how long one request may take; the SDKs allow 100 s (.NET)
+/// down to a few; a minute covers a 1 MB upload on a slow link.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[outputs.*] compression_level`: gzip level; 3 is most of the ratio for a fraction of the CPU.
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
 /// Allowed gzip levels.
@@ -208,6 +211,12 @@ pub struct OutputConfig {
     /// When `send` gives up on transient failures.
     #[serde(default = "default_retry_timeout", deserialize_with = "de_duration")]
     pub retry_timeout: Duration,
+    /// How long one request may take, from connecting to the end of the answer.
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "de_nonzero_duration"
+    )]
+    pub request_timeout: Duration,
     #[serde(
         default = "default_compression_level",
         deserialize_with = "de_compression_level"
@@ -257,6 +266,7 @@ impl OutputConfig {
             batch_timeout: DEFAULT_BATCH_TIMEOUT,
             permission_grace: DEFAULT_PERMISSION_GRACE,
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             max_requests_per_minute: DEFAULT_MAX_REQUESTS_PER_MINUTE,
             max_bytes_per_minute: DEFAULT_MAX_BYTES_PER_MINUTE,
@@ -614,6 +624,9 @@ fn default_permission_grace() -> Duration {
 }
 fn default_retry_timeout() -> Duration {
     DEFAULT_RETRY_TIMEOUT
+}
+fn default_request_timeout() -> Duration {
+    DEFAULT_REQUEST_TIMEOUT
 }
 fn default_compression_level() -> u32 {
     DEFAULT_COMPRESSION_LEVEL
@@ -1726,6 +1739,7 @@ mod tests {
             "batch_timeout",
             "permission_grace",
             "retry_timeout",
+            "request_timeout",
             "compression_level",
             "max_requests_per_minute",
             "max_bytes_per_minute",
