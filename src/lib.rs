@@ -25,6 +25,9 @@
 //! | [`memory`] | keeping glibc's heap flat over long runs (two arenas, periodic trim) |
 //! | [`http`], [`secret`], [`duration`], [`exit`], [`telemetry`] | small shared pieces |
 
+// Output goes through `console`, which does not panic on a closed stdout or stderr.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
+
 pub mod auth;
 pub mod batch;
 pub mod cli;

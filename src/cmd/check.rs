@@ -216,27 +216,27 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
     let (cfg, line) = match validate(args) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("dcrship: error: {e}");
+            crate::console::err(&format!("dcrship: error: {e}"));
             return e.code;
         }
     };
-    println!("{line}");
+    crate::console::out(&line);
     for name in cfg.outputs.keys() {
         for l in mapping(&cfg, name) {
-            println!("{l}");
+            crate::console::out(&l);
         }
     }
     if !args.live {
         return ExitCode::Ok;
     }
     if cfg.outputs.is_empty() {
-        println!("no outputs to check");
+        crate::console::out("no outputs to check");
         return ExitCode::Ok;
     }
     let http = match HttpClients::new(Duration::from_secs(30)) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("dcrship: error: {e}");
+            crate::console::err(&format!("dcrship: error: {e}"));
             return ExitCode::Internal;
         }
     };
@@ -247,14 +247,14 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
     if let Err(e) = tokens.token().await {
         return no_token(&e);
     }
-    println!(
+    crate::console::out(&format!(
         "identity: {} (principal object id {})",
         tokens.source_name(),
         tokens
             .principal_id()
             .as_deref()
             .unwrap_or("unknown: the token has no oid claim")
-    );
+    ));
     let mut worst = ExitCode::Ok;
     for (name, out) in &cfg.outputs {
         let v = probe(&http, &tokens, out).await;
@@ -263,14 +263,14 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
         } else {
             "FAILED"
         };
-        println!("output {name}: {mark}: {}", v.message);
+        crate::console::out(&format!("output {name}: {mark}: {}", v.message));
         worst = worst.max(v.code);
     }
     worst
 }
 
 fn no_token(e: &auth::AuthError) -> ExitCode {
-    eprintln!("dcrship: error: no access token: {e}");
+    crate::console::err(&format!("dcrship: error: no access token: {e}"));
     match e {
         auth::AuthError::Config(_) => ExitCode::Usage,
         _ => ExitCode::NoToken,
