@@ -56,9 +56,9 @@ pub enum Command {
 
 const SEND_AFTER_HELP: &str = "\
 Exit codes: 0 every row accepted; 1 internal error; 2 usage, configuration or unreadable input;
-3 no token; 4 permission denied or not found (403/404) past --permission-grace; 5 some rows
-rejected (see --dead-letter), the rest delivered; 6 gave up on transient failures past
---retry-timeout.
+3 no token; 4 permission denied or not found (403/404) past --permission-grace, or a stream the
+DCR does not declare (400 InvalidStream); 5 some rows rejected (see --dead-letter), the rest
+delivered; 6 gave up on transient failures past --retry-timeout.
 
 Examples:
   dcrship send --dry-run examples/app.ndjson
@@ -123,6 +123,11 @@ pub struct OutputArgs {
     /// Give up on transient failures (network, 5xx, 429) after this [default: 10m]
     #[arg(long, value_name = "DUR", value_parser = clap_duration)]
     pub retry_timeout: Option<Duration>,
+
+    /// How long one request may take, connect to last byte of the answer; after a timeout the
+    /// next try of it waits twice as long, up to 4x [default: 60s]
+    #[arg(long, value_name = "DUR", value_parser = clap_nonzero_duration)]
+    pub request_timeout: Option<Duration>,
 
     /// Send a partly filled request after input pauses this long [default: 1s]
     #[arg(long, value_name = "DUR", value_parser = clap_duration)]
@@ -400,6 +405,14 @@ fn clap_bytes_per_minute(s: &str) -> Result<u64, String> {
         Ok(n)
     } else {
         Err(format!("expected from 1MiB to 1TiB, found {n} bytes"))
+    }
+}
+
+/// A duration above zero (`--request-timeout`).
+fn clap_nonzero_duration(s: &str) -> Result<Duration, String> {
+    match clap_duration(s)? {
+        d if d.is_zero() => Err("expected a duration above 0, like \"90s\"".into()),
+        d => Ok(d),
     }
 }
 

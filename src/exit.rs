@@ -11,7 +11,8 @@ pub enum ExitCode {
     Usage = 2,
     /// no token could be obtained
     NoToken = 3,
-    /// permission denied or not found (403/404) past the grace window
+    /// permission denied or not found (403/404) past the grace window, or the service refuses
+    /// the request as a whole (400 `InvalidStream`: a stream the DCR does not declare)
     Permission = 4,
     /// some records rejected; the rest delivered
     Rejected = 5,

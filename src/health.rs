@@ -26,6 +26,10 @@ pub enum OutputState {
     Ok,
     /// 403/404 inside the permission grace: an RBAC grant or a new DCR is still propagating.
     WaitingForPermission,
+    /// The service refuses the request as a whole (400 `InvalidStream`: a stream the DCR does
+    /// not declare, …): the rows wait in the spool until the configuration or the DCR is fixed;
+    /// `last_error_message` says what to fix.
+    Misconfigured,
     /// 429/503 with Retry-After: the service is pacing us, data still flows.
     Throttled,
     /// Network errors, 5xx, or no token: nothing gets through right now.
@@ -38,6 +42,7 @@ impl OutputState {
         match self {
             OutputState::Ok => "ok",
             OutputState::WaitingForPermission => "waiting_for_permission",
+            OutputState::Misconfigured => "misconfigured",
             OutputState::Throttled => "throttled",
             OutputState::Failing => "failing",
         }
@@ -556,6 +561,8 @@ mod tests {
             (&[Failing], 503, "down"),
             (&[WaitingForPermission], 503, "down"),
             (&[Failing, WaitingForPermission], 503, "down"),
+            (&[Misconfigured], 503, "down"),
+            (&[Ok, Misconfigured], 200, "degraded"),
         ];
         for (states, code, status) in cases {
             let h = Health::new();
@@ -588,6 +595,7 @@ mod tests {
         for s in [
             OutputState::Ok,
             OutputState::WaitingForPermission,
+            OutputState::Misconfigured,
             OutputState::Throttled,
             OutputState::Failing,
         ] {

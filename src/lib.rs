@@ -13,7 +13,7 @@
 //! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; file tailing, fingerprints and checkpoints for the agent |
 //! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated` and time formats, `RawData`, typed columns and coercion, field edits, schema files, field limits; a fast JSON object scanner |
 //! | [`batch`] | rows → sealed gzip request bodies within the byte cap (pure, property-tested) |
-//! | [`ingest`] | the POST, the pure answer classifier, the sender with its retry policy, and per-DCR rate limits |
+//! | [`ingest`] | the POST, the pure answer classifier, the sender with its retry policy, per-DCR rate limits, the failure-episode log rule, and the diagnosis of what Azure says (403 fields, cloud vs endpoint) |
 //! | [`spool`] | the disk spool: a durable, bounded FIFO of sealed request bodies per output (segments, CRC, cursor) |
 //! | [`pipeline`] | the agent's data path: input tasks, per-output batcher and workers, ack tracking → checkpoints, shutdown and reload |
 //! | [`metrics`], [`health`] | Prometheus counters, per-output health, and the `/metrics` + `/health` server |
@@ -24,6 +24,9 @@
 //! | [`stats`] | counters and the end-of-run summary |
 //! | [`memory`] | keeping glibc's heap flat over long runs (two arenas, periodic trim) |
 //! | [`http`], [`secret`], [`duration`], [`exit`], [`telemetry`] | small shared pieces |
+
+// Output goes through `console`, which does not panic on a closed stdout or stderr.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod auth;
 pub mod azure;

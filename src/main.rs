@@ -1,5 +1,7 @@
 //! The `dcrship` binary: parse arguments, run a command, print, exit with the contract's code.
 
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use clap::Parser;
 
 use dcrship::cli::{Cli, Command, SummaryFormat};

@@ -110,3 +110,63 @@ async fn the_shipped_example_config_is_valid() {
     let out = run(c).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Issue 12: `check --live` against a stream the DCR does not declare: the fake answers as
+/// Azure does (400 `InvalidStream`); the verdict names the stream and lists what to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_check_names_a_stream_the_dcr_does_not_declare() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = format!(
+        "[auth]\nmethod = \"static\"\n\n[outputs.app]\nendpoint = \"{}\"\ndcr = \"{DCR}\"\nstream = \"Custom-Wrong_CL\"\n",
+        fake.url()
+    );
+    let cfg = write_file(dir.path(), "agent.toml", &text);
+    let mut c = dcrship();
+    c.args(["check", "--live", "-c"]).arg(&cfg).env(
+        "DCRSHIP_ACCESS_TOKEN",
+        fake_jwt("cccccccc-0000-0000-0000-000000000003"),
+    );
+    let out = run(c).await;
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(4), "{text}{}", stderr(&out));
+    for words in [
+        "output app: FAILED",
+        "InvalidStream",
+        &format!("stream Custom-Wrong_CL is not declared in DCR {DCR}"),
+        "streamDeclarations",
+        "dataFlows",
+        "x-ms-request-id: ",
+    ] {
+        assert!(text.contains(words), "{words}: {text}");
+    }
+}
+
+/// Issue 12: a cloud that does not fit the endpoint's host is a configuration error at load,
+/// naming which setting is wrong (here: the US Government endpoint with the default cloud).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cloud_that_does_not_fit_the_endpoint_is_refused_at_load() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = format!(
+        "[auth]\nmethod = \"managed-identity\"\n\n[outputs.app]\nendpoint = \"https://dce-ab12.usgovvirginia-1.ingest.monitor.azure.us\"\ndcr = \"{DCR}\"\nstream = \"{STREAM}\"\n"
+    );
+    let cfg = write_file(dir.path(), "agent.toml", &text);
+    let mut c = dcrship();
+    c.args(["check", "-c"]).arg(&cfg);
+    let out = run(c).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("outputs.app.endpoint")
+            && err.contains("the cloud is public")
+            && err.contains("--cloud usgov"),
+        "{err}"
+    );
+    // with the cloud set, it is valid
+    let fixed = text.replace("[auth]\n", "[auth]\ncloud = \"usgov\"\n");
+    let cfg = write_file(dir.path(), "fixed.toml", &fixed);
+    let mut c = dcrship();
+    c.args(["check", "-c"]).arg(&cfg);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -1298,6 +1298,155 @@ async fn health_shows_waiting_for_permission_on_403() {
     assert!(fake.accepted().is_empty());
 }
 
+/// Issue 12: a stream the DCR does not declare (400 `InvalidStream`) is a configuration error.
+/// The agent neither bisects nor dead-letters: the rows wait in the spool, `/health` says
+/// `misconfigured` with what to fix, one WARN says it, and once the DCR declares the stream the
+/// rows arrive once and an INFO says delivery recovered. Before: every 400 was bisected to
+/// single rows and every row dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeclared_stream_holds_the_rows_until_the_dcr_declares_it() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    fake.forget_dcr(DCR);
+    fake.declare(DCR, "Custom-Other_CL");
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let all = lines("s", 0..200);
+    append(&log, &all);
+    let http = free_addr();
+    let mut c = run_cmd(&fake, state.path(), Some(http));
+    c.arg("--path")
+        .arg(&log)
+        .args(["--start-at", "beginning", "--shutdown-timeout", "1s"]);
+    let mut agent = Agent::spawn(c, Some(http));
+    let deadline = Instant::now() + secs(15);
+    let health = loop {
+        if let Some((503, body)) = agent.get("/health").await {
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if v["outputs"]["default"]["state"] == "misconfigured" {
+                break v;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no misconfigured\n{}",
+            agent.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let message = health["outputs"]["default"]["last_error_message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("stream {STREAM} is not declared in DCR {DCR}")),
+        "{health}"
+    );
+    let refused = fake.ingest_requests();
+    assert!(
+        refused
+            .iter()
+            .all(|r| r.answered == Some(400) && r.rows().len() == 200),
+        "never split: {:?}",
+        refused.iter().map(|r| r.rows().len()).collect::<Vec<_>>()
+    );
+    fake.declare(DCR, STREAM);
+    agent
+        .wait_for("every row once the stream is declared", secs(60), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    agent
+        .wait_for("the recovery line", secs(5), || {
+            agent_log_has(&agent, "delivery recovered")
+        })
+        .await;
+    agent.stop(secs(5)).await;
+    assert_exactly_once(&fake, &all);
+    let text = agent.log();
+    let warned: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("delivery is failing"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{text}");
+    assert!(warned[0].contains("streamDeclarations"), "{text}");
+    let dead = std::fs::read_to_string(state.path().join("dead-letter.ndjson")).unwrap_or_default();
+    assert!(dead.is_empty(), "{dead}");
+}
+
+/// Issue 11: a closed port is not silent. One WARN naming the cause within seconds of the
+/// first failure (not one per retry), then, once the endpoint is back, one INFO and every row
+/// once. Before: zero WARN/ERROR lines in 65 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_one_warning_then_one_recovery_line() {
+    let addr = free_addr();
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let all = lines("c", 0..100);
+    append(&log, &all);
+    let mut c = dcrship();
+    c.arg("run")
+        .args([
+            "--endpoint",
+            &format!("http://{addr}"),
+            "--dcr",
+            DCR,
+            "--stream",
+            STREAM,
+        ])
+        .args([
+            "--auth",
+            "static",
+            "--batch-timeout",
+            "200ms",
+            "--http-listen",
+            "",
+        ])
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--path")
+        .arg(&log)
+        .args(["--start-at", "beginning", "--shutdown-timeout", "1s"])
+        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    let mut agent = Agent::spawn(c, None);
+    agent
+        .wait_for("a WARN with the cause", secs(10), || {
+            let text = agent.log();
+            text.lines().any(|l| {
+                l.contains("WARN")
+                    && l.contains("delivery is failing")
+                    && l.to_lowercase().contains("connection refused")
+            })
+        })
+        .await;
+    // A few more retries fail meanwhile; they must not log again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let fake = Fake::start_on(addr, |_| Reply::Status(204)).await;
+    agent
+        .wait_for("every row once the endpoint is back", secs(60), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    agent
+        .wait_for("the recovery line", secs(5), || {
+            agent_log_has(&agent, "delivery recovered")
+        })
+        .await;
+    agent.stop(secs(5)).await;
+    assert_exactly_once(&fake, &all);
+    let text = agent.log();
+    let warned = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("delivery is failing"))
+        .count();
+    assert_eq!(warned, 1, "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("INFO") && l.contains("delivery recovered")),
+        "{text}"
+    );
+}
+
 /// Start-up errors are usage errors (exit 2) with a message: a relative `--path`, a
 /// `--http-listen` port already taken, a missing config file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -388,18 +388,186 @@ async fn a_row_the_service_refuses_is_bisected_out() {
     let d: Value = serde_json::from_str(dead.trim()).expect("one line");
     assert_eq!(d["row"]["id"], 1000);
     assert_eq!(d["line"], 201);
+    // The reason names the refusing request by the service's id and by ours, as the fake saw
+    // them: the last request that held the poison row alone.
+    let refusal = fake
+        .ingest_requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.rows().len() == 1 && r.rows()[0]["id"] == 1000)
+        .expect("the row was sent alone");
     assert_eq!(
         d["reason"],
-        "HTTP 400: InvalidData: Data of type string cannot be converted"
+        format!(
+            "HTTP 400: InvalidData: Data of type string cannot be converted (x-ms-request-id: {}, x-ms-client-request-id: {})",
+            fake_request_id(refusal.n),
+            refusal.header("x-ms-client-request-id").expect("client request id")
+        )
     );
     assert_eq!(summary(&out)["rows_rejected"], 1);
+}
+
+/// Issue 12: a stream the DCR does not declare is a 400 `InvalidStream` about the request as a
+/// whole. A 1 MB batch is one request (plus nothing: the code is known), exit 4 naming the
+/// stream, the DCR and what to check; no row is dead-lettered. Before: every 400 was bisected,
+/// ~2,000 requests for 1,000 rows, all of them dead-lettered, exit 5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_stream_is_one_request_and_exit_4_naming_the_fix() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = input(&dir, "a.ndjson", &ndjson(0..1000, 950));
+    let dl = dir.path().join("dl.ndjson");
+    let mut c = dcrship();
+    c.arg("send")
+        .args([
+            "--endpoint",
+            &fake.url(),
+            "--dcr",
+            DCR,
+            "--stream",
+            "Custom-Wrong_CL",
+        ])
+        .args(["--auth", "static", "--no-progress", "--summary", "json"])
+        .arg("--dead-letter")
+        .arg(&dl)
+        .arg(&file)
+        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    let out = run(c).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    let reqs = fake.ingest_requests();
+    assert!(
+        !reqs.is_empty() && reqs.len() <= 2,
+        "{} requests",
+        reqs.len()
+    );
+    assert!(reqs.iter().all(|r| r.answered == Some(400)));
+    let s = summary(&out);
+    assert_eq!(s["rows_read"], 1000);
+    assert_eq!(s["rows_rejected"], 0);
+    assert_eq!(s["rows_unsent"], 1000);
+    let msg = s["error"].as_str().unwrap_or_default();
+    for words in [
+        "stream Custom-Wrong_CL is not declared in DCR",
+        DCR,
+        "streamDeclarations",
+        "x-ms-request-id: ",
+    ] {
+        assert!(msg.contains(words), "{words}: {msg}");
+    }
+    assert!(std::fs::read_to_string(&dl).unwrap_or_default().is_empty());
+}
+
+/// An unknown DCR is a 404 `NotFound` (as Azure answers it): retried for the grace window,
+/// then exit 4 naming the DCR, not the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_dcr_exits_4_naming_the_dcr() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    fake.forget_dcr(DCR);
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = input(&dir, "a.ndjson", &ndjson(0..10, 1));
+    let mut c = send_to(&fake, TOKEN);
+    c.args(["--permission-grace", "1s", "--summary", "json", &file]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let msg = summary(&out)["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        msg.contains(&format!("does not know DCR {DCR}"))
+            && msg.contains("Data collection rule with immutable Id"),
+        "{msg}"
+    );
+}
+
+/// Issue 11: an endpoint slower than the request timeout. Each request goes again after a
+/// timeout with the same x-ms-client-request-id and twice the time, so it lands within two
+/// tries; every timeout is a WARN naming the request. Before: a fixed 60 s timeout, no flag,
+/// the same rows again and again (4 copies in 200 s from a 65 s endpoint), nothing logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_endpoint_gets_each_request_at_most_twice() {
+    let fake =
+        Fake::start(|_| Reply::Late(Duration::from_millis(1500), Box::new(Reply::Status(204))))
+            .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = input(&dir, "a.ndjson", &ndjson(0..50, 10));
+    let mut c = send_to(&fake, TOKEN);
+    c.args(["--request-timeout", "1s", "--summary", "json", &file]);
+    let out = run(c).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let reqs = fake.ingest_requests();
+    // copies of each row: every request the fake took counts, answered in time or not
+    let copies = id_counts(&reqs);
+    assert_eq!(copies.len(), 50);
+    assert!(copies.values().all(|&n| n <= 2), "{copies:?}");
+    let ids: std::collections::HashSet<&str> = reqs
+        .iter()
+        .filter_map(|r| r.header("x-ms-client-request-id"))
+        .collect();
+    assert!(
+        ids.len() < reqs.len(),
+        "the second try reuses the id: {ids:?}"
+    );
+    let first = reqs[0].header("x-ms-client-request-id").expect("id");
+    assert!(
+        err.lines().any(|l| l.contains("WARN")
+            && l.contains("no answer within the request timeout")
+            && l.contains(first)),
+        "{err}"
+    );
+}
+
+/// Issue 11: nothing delivered is not silent. A closed port gives one WARN with the cause at
+/// the first failure (not one per retry), and send gives up at the retry timeout with exit 6.
+/// Before: nothing above debug until the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_is_one_warning_with_the_cause() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = input(&dir, "a.ndjson", &ndjson(0..5, 1));
+    let mut c = dcrship();
+    c.arg("send")
+        .args([
+            "--endpoint",
+            &format!("http://{addr}"),
+            "--dcr",
+            DCR,
+            "--stream",
+            STREAM,
+        ])
+        .args([
+            "--auth",
+            "static",
+            "--no-progress",
+            "--retry-timeout",
+            "5s",
+            &file,
+        ])
+        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    let out = run(c).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    let warns: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("delivery is failing"))
+        .collect();
+    assert_eq!(warns.len(), 1, "{err}");
+    assert!(
+        warns[0].to_lowercase().contains("connection refused"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_large_is_split_and_every_row_lands() {
     let fake = Fake::start(|r| {
         if r.raw_body().len() > 20_000 {
-            Reply::Status(413)
+            Reply::too_large()
         } else {
             Reply::Status(204)
         }

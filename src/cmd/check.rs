@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::settings::auth_from_config;
+use super::settings::{auth_from_config, check_clouds, check_token_audience};
 use super::CmdError;
 use crate::auth::{self, TokenCache};
 use crate::batch::Gzip;
@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use crate::config::{self, Config, InputConfig, InputKind, OutputConfig};
 use crate::exit::ExitCode;
 use crate::http::{parse_secure_url, HttpClients};
-use crate::ingest::classify::{classify, service_reason, Action, Answer};
+use crate::ingest::classify::{classify, error_code, service_reason, Action, Answer};
+use crate::ingest::diagnosis;
 use crate::ingest::{HttpTransport, Transport};
 use crate::input::InputFormat;
 use crate::transform::fields::FieldOps;
@@ -25,6 +26,8 @@ use crate::transform::fields::FieldOps;
 /// Validates the file and returns a description of what it configures.
 pub fn validate(args: &CheckArgs) -> Result<(Config, String), CmdError> {
     let cfg = config::load(&args.config).map_err(|e| CmdError::usage(e.to_string()))?;
+    check_clouds(&auth_from_config(&cfg), &cfg)
+        .map_err(|m| CmdError::usage(format!("{}: {m}", args.config.display())))?;
     let line = format!(
         "{}: configuration is valid ({} outputs: {}; {} inputs: {})",
         args.config.display(),
@@ -214,27 +217,27 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
     let (cfg, line) = match validate(args) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("dcrship: error: {e}");
+            crate::console::err(&format!("dcrship: error: {e}"));
             return e.code;
         }
     };
-    println!("{line}");
+    crate::console::out(&line);
     for name in cfg.outputs.keys() {
         for l in mapping(&cfg, name) {
-            println!("{l}");
+            crate::console::out(&l);
         }
     }
     if !args.live {
         return ExitCode::Ok;
     }
     if cfg.outputs.is_empty() {
-        println!("no outputs to check");
+        crate::console::out("no outputs to check");
         return ExitCode::Ok;
     }
     let http = match HttpClients::new(Duration::from_secs(30)) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("dcrship: error: {e}");
+            crate::console::err(&format!("dcrship: error: {e}"));
             return ExitCode::Internal;
         }
     };
@@ -245,14 +248,14 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
     if let Err(e) = tokens.token().await {
         return no_token(&e);
     }
-    println!(
+    crate::console::out(&format!(
         "identity: {} (principal object id {})",
         tokens.source_name(),
         tokens
             .principal_id()
             .as_deref()
             .unwrap_or("unknown: the token has no oid claim")
-    );
+    ));
     let mut worst = ExitCode::Ok;
     for (name, out) in &cfg.outputs {
         let v = probe(&http, &tokens, out).await;
@@ -261,19 +264,22 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
         } else {
             "FAILED"
         };
-        println!("output {name}: {mark}: {}", v.message);
+        crate::console::out(&format!("output {name}: {mark}: {}", v.message));
         worst = worst.max(v.code);
     }
     worst
 }
 
 fn no_token(e: &auth::AuthError) -> ExitCode {
-    eprintln!("dcrship: error: no access token: {e}");
+    crate::console::err(&format!("dcrship: error: no access token: {e}"));
     match e {
         auth::AuthError::Config(_) => ExitCode::Usage,
         _ => ExitCode::NoToken,
     }
 }
+
+/// How long the `POST []` of `check --live` may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// POSTs `[]` to one output's stream and explains the answer.
 async fn probe(http: &HttpClients, tokens: &Arc<TokenCache>, out: &OutputConfig) -> Verdict {
@@ -286,9 +292,12 @@ async fn probe(http: &HttpClients, tokens: &Arc<TokenCache>, out: &OutputConfig)
         Ok(t) => t,
         Err(e) => return verdict(ExitCode::NoToken, format!("no access token: {e}")),
     };
+    if let Err(m) = check_token_audience(&token, &endpoint) {
+        return verdict(ExitCode::NoToken, m);
+    }
     let body = Bytes::from(Gzip::new(3).compress(b"[]"));
     let id = uuid::Uuid::new_v4().to_string();
-    match transport.post(token.expose(), body, &id).await {
+    match transport.post(token.expose(), body, &id, PROBE_TIMEOUT).await {
         Ok(answer) => diagnose(&answer, out, tokens.principal_id().as_deref()),
         Err(e) => verdict(
             ExitCode::Transient,
@@ -308,6 +317,15 @@ fn verdict(code: ExitCode, message: impl Into<String>) -> Verdict {
 pub fn diagnose(a: &Answer, out: &OutputConfig, principal: Option<&str>) -> Verdict {
     let principal = principal.unwrap_or("<unknown>");
     let reason = service_reason(a);
+    let host = reqwest::Url::parse(&out.endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| out.endpoint.clone());
+    let ids = a
+        .request_id
+        .as_deref()
+        .map(|id| format!(" (x-ms-request-id: {id})"))
+        .unwrap_or_default();
     match (a.status, classify(a, jiff::Timestamp::now())) {
         (_, Action::Accepted) => verdict(
             ExitCode::Ok,
@@ -315,25 +333,37 @@ pub fn diagnose(a: &Answer, out: &OutputConfig, principal: Option<&str>) -> Verd
         ),
         (401, _) => verdict(
             ExitCode::NoToken,
-            format!("{reason}: the service refused the token; the audience must match the endpoint's cloud (set [auth] cloud = \"usgov\" or \"china\" for sovereign clouds, or fix [auth] audience)"),
+            format!("{reason}{ids}: the service refused the token; the audience must match the endpoint's cloud (set [auth] cloud = \"usgov\" or \"china\" for sovereign clouds, or fix [auth] audience)"),
         ),
         (403, _) => verdict(
             ExitCode::Permission,
-            format!("{reason}: principal {principal} lacks the \"Monitoring Metrics Publisher\" role on DCR {dcr}. Grant it: az role assignment create --role \"Monitoring Metrics Publisher\" --assignee-object-id {principal} --assignee-principal-type ServicePrincipal --scope <resource id of DCR {dcr}>. A new grant takes up to an hour to apply", dcr = out.dcr),
+            format!(
+                "{reason}{ids}: {}",
+                diagnosis::forbidden_fix(&diagnosis::forbidden(&reason), &out.dcr, &host, principal)
+            ),
         ),
         (404, _) => verdict(
             ExitCode::Permission,
-            format!("{reason}: not found; check the endpoint ({}), the DCR immutable id ({}) and the stream name ({}, a key of the DCR's streamDeclarations)", out.endpoint, out.dcr, out.stream),
+            format!("{reason}{ids}: {}", diagnosis::not_found_fix(&out.dcr, &host)),
         ),
+        // An empty array has no rows to blame: any 400 is about the request.
         (400, _) => verdict(
-            ExitCode::Usage,
-            format!("{reason}: the service refused an empty array; check the stream name and that the endpoint is a logs-ingestion endpoint"),
+            ExitCode::Permission,
+            format!(
+                "{reason}{ids}: {}",
+                diagnosis::request_fix(
+                    &error_code(a).unwrap_or_default(),
+                    &out.dcr,
+                    &out.stream,
+                    &host
+                )
+            ),
         ),
         (_, Action::Throttled { .. }) | (_, Action::Transient { .. }) => verdict(
             ExitCode::Transient,
-            format!("{reason}: the service is throttling or failing right now; try again later"),
+            format!("{reason}{ids}: the service is throttling or failing right now; try again later"),
         ),
-        _ => verdict(ExitCode::Usage, format!("{reason}: unexpected answer; check the endpoint URL")),
+        _ => verdict(ExitCode::Usage, format!("{reason}{ids}: unexpected answer; check the endpoint URL")),
     }
 }
 
@@ -386,7 +416,7 @@ mod tests {
             (401, ExitCode::NoToken, "cloud"),
             (403, ExitCode::Permission, "Monitoring Metrics Publisher"),
             (404, ExitCode::Permission, "DCR immutable id"),
-            (400, ExitCode::Usage, "empty array"),
+            (400, ExitCode::Permission, "the stream name (Custom-A_CL)"),
             (429, ExitCode::Transient, "throttling"),
             (500, ExitCode::Transient, "failing"),
             (302, ExitCode::Usage, "unexpected"),
@@ -409,5 +439,61 @@ mod tests {
             Some("oid-1"),
         );
         assert!(v.message.contains("oid-1") && v.message.contains("up to an hour"));
+    }
+
+    #[test]
+    fn a_stream_the_dcr_does_not_declare_is_named_with_what_to_check() {
+        let a = Answer {
+            status: 400,
+            error_code: Some("InvalidStream".into()),
+            request_id: Some("req-9".into()),
+            body: r#"{"error":{"code":"InvalidStream","message":"The stream Custom-A_CL was not configured in the data collection rule with immutable Id dcr-0123456789abcdef0123456789abcdef."}}"#.into(),
+            ..Answer::default()
+        };
+        let v = diagnose(&a, &out(), Some("oid-1"));
+        assert_eq!(v.code, ExitCode::Permission);
+        for words in [
+            "stream Custom-A_CL is not declared in DCR dcr-0123456789abcdef0123456789abcdef",
+            "streamDeclarations",
+            "dataFlows",
+            "x-ms-request-id: req-9",
+        ] {
+            assert!(v.message.contains(words), "{words}: {}", v.message);
+        }
+    }
+
+    #[test]
+    fn a_403_says_whether_the_role_is_missing_or_the_dcr_is_not_bound() {
+        let body = |rbac: &str, binding: &str| {
+            format!(
+                r#"{{"error":{{"code":"OperationFailed","message":"The authentication token provided does not have access to ingest data for the data collection rule with immutable Id 'dcr-0123456789abcdef0123456789abcdef' PipelineAccessResult: AccessGranted: False, IsRbacPresent: {rbac}, IsDcrDceBindingValid: {binding}, DcrArmId: /subscriptions/s/resourceGroups/rg/providers/Microsoft.Insights/dataCollectionRules/app, Message: x"}}}}"#
+            )
+        };
+        let role = Answer {
+            status: 403,
+            body: body("False", ""),
+            ..Answer::default()
+        };
+        let v = diagnose(&role, &out(), Some("oid-1"));
+        assert!(
+            v.message.contains("--assignee-object-id oid-1")
+                && v.message
+                    .contains("--scope /subscriptions/s/resourceGroups/rg"),
+            "{}",
+            v.message
+        );
+        let unbound = Answer {
+            status: 403,
+            body: body("True", "False"),
+            ..Answer::default()
+        };
+        let v = diagnose(&unbound, &out(), Some("oid-1"));
+        assert!(
+            v.message
+                .contains("not associated with the endpoint dce.example"),
+            "{}",
+            v.message
+        );
+        assert_eq!(v.code, ExitCode::Permission);
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::send::host_name;
-use super::settings::{auth_from_config, OutputSettings};
+use super::settings::{auth_from_config, check_clouds, OutputSettings};
 use super::CmdError;
 use crate::auth::{self, AuthConfig, TokenCache};
 use crate::cli::RunArgs;
@@ -242,6 +242,10 @@ async fn reload(current: &Plan, shared: &Shared) -> Option<(Plan, Arc<TokenCache
         tracing::warn!("SIGHUP: [agent] changes (state_dir, http_listen, shutdown_timeout) take effect after a restart");
     }
     let auth = auth_from_config(&config);
+    if let Err(m) = check_clouds(&auth, &config) {
+        tracing::error!("SIGHUP: {m}");
+        return None;
+    }
     let tokens = match tokens(&auth, &shared.http).await {
         Ok(t) => t,
         Err(e) => {
@@ -281,6 +285,8 @@ fn plan(args: &RunArgs) -> Result<Plan, CmdError> {
             )));
         }
         let auth = auth_from_config(&config);
+        check_clouds(&auth, &config)
+            .map_err(|m| CmdError::usage(format!("{}: {m}", path.display())))?;
         return Ok(Plan {
             config,
             auth,
@@ -300,6 +306,7 @@ fn plan(args: &RunArgs) -> Result<Plan, CmdError> {
     output.max_request_bytes = s.max_request_bytes;
     output.permission_grace = s.permission_grace;
     output.retry_timeout = s.retry_timeout;
+    output.request_timeout = s.request_timeout;
     output.batch_timeout = s.batch_timeout;
     output.compression_level = s.compression_level;
     output.max_requests_per_minute = s.max_requests_per_minute;

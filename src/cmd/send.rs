@@ -27,7 +27,7 @@ use crate::deadletter::{DeadLetter, Refused};
 use crate::dirlock::DirLock;
 use crate::exit::ExitCode;
 use crate::http::HttpClients;
-use crate::ingest::sender::{DeliveryReport, Fatal, Policy, RetryReason, Sender};
+use crate::ingest::sender::{DeliveryReport, Fatal, Policy, RetryReason, Sender, Target};
 use crate::ingest::{HttpTransport, Sealer};
 use crate::input::multiline::MultilineRules;
 use crate::input::parse::{Parser, RegexParser, SyslogParser, TextRules};
@@ -240,7 +240,9 @@ async fn build_sender(
         .await
         .map_err(auth_error)?;
     // A one-shot upload wants the token problem now, not after reading the input.
-    tokens.token().await.map_err(auth_error)?;
+    let token = tokens.token().await.map_err(auth_error)?;
+    super::settings::check_token_audience(&token, &endpoint)
+        .map_err(|m| CmdError::new(ExitCode::NoToken, m))?;
     let transport = HttpTransport::new(
         http.remote.clone(),
         &endpoint,
@@ -252,17 +254,23 @@ async fn build_sender(
         permission_grace: settings.permission_grace,
         retry_timeout: Some(settings.retry_timeout),
         max_request_bytes: settings.max_request_bytes,
+        request_timeout: settings.request_timeout,
         limits: crate::ingest::limits::DcrLimits {
             requests_per_minute: settings.max_requests_per_minute,
             bytes_per_minute: settings.max_bytes_per_minute,
         },
         ..Policy::default()
     };
+    let target = Target::new(
+        settings.dcr.clone(),
+        settings.stream.clone(),
+        endpoint.host_str().unwrap_or_default(),
+    );
     Ok(Sender::new(
         Arc::new(transport),
         tokens,
         policy,
-        settings.dcr.clone(),
+        target,
         report,
     ))
 }
@@ -565,8 +573,13 @@ impl DeliveryReport for SendReport {
         Stats::add(&self.stats.requests, 1);
     }
 
-    fn retry(&self, _reason: RetryReason) {
+    fn retry(&self, _reason: RetryReason, _detail: &str) {
         Stats::add(&self.stats.retries, 1);
+    }
+
+    fn backlog(&self) -> Option<String> {
+        let unsent = self.stats.summary(Duration::ZERO).rows_unsent;
+        Some(format!("{unsent} rows read and not yet delivered"))
     }
 }
 

@@ -6,9 +6,11 @@ use crate::auth::{AuthConfig, AuthMethod};
 use crate::cli::OutputArgs;
 use crate::config::{
     self, Config, DEFAULT_BATCH_TIMEOUT, DEFAULT_COMPRESSION_LEVEL, DEFAULT_CONCURRENCY,
-    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PERMISSION_GRACE, DEFAULT_RETRY_TIMEOUT,
+    DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PERMISSION_GRACE, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_RETRY_TIMEOUT,
 };
 use crate::http::parse_secure_url;
+use crate::ingest::diagnosis::{self, AudienceVerdict};
 use crate::secret::Secret;
 
 use super::CmdError;
@@ -25,6 +27,7 @@ pub struct OutputSettings {
     pub max_request_bytes: usize,
     pub permission_grace: Duration,
     pub retry_timeout: Duration,
+    pub request_timeout: Duration,
     pub batch_timeout: Duration,
     pub compression_level: u32,
     pub max_requests_per_minute: u32,
@@ -93,11 +96,15 @@ impl OutputSettings {
         if need_target {
             check_ids(&dcr, &stream)?;
         }
+        let auth = auth_config(args, cfg.as_ref());
+        if let Some(e) = &endpoint {
+            check_cloud(&auth, e.as_str()).map_err(CmdError::usage)?;
+        }
         Ok(OutputSettings {
             endpoint,
             dcr,
             stream,
-            auth: auth_config(args, cfg.as_ref()),
+            auth,
             concurrency: args
                 .concurrency
                 .map(|c| c as usize)
@@ -116,6 +123,10 @@ impl OutputSettings {
                 .retry_timeout
                 .or(out.as_ref().map(|o| o.retry_timeout))
                 .unwrap_or(DEFAULT_RETRY_TIMEOUT),
+            request_timeout: args
+                .request_timeout
+                .or(out.as_ref().map(|o| o.request_timeout))
+                .unwrap_or(DEFAULT_REQUEST_TIMEOUT),
             batch_timeout: args
                 .batch_timeout
                 .or(out.as_ref().map(|o| o.batch_timeout))
@@ -141,11 +152,55 @@ impl OutputSettings {
     }
 }
 
-/// The DCR immutable id and the stream name have fixed shapes; a wrong one is a 404 later, so
-/// say it now (the same rules as the config file's).
+/// The DCR immutable id and the stream name have fixed shapes; a malformed one is a 404 (DCR)
+/// or a 400 `InvalidStream` (stream) later, so say it now (the same rules as the config file's).
 fn check_ids(dcr: &str, stream: &str) -> Result<(), CmdError> {
     config::validate_dcr_id(dcr).map_err(|e| CmdError::usage(format!("--dcr: {e}")))?;
     config::validate_stream(stream).map_err(|e| CmdError::usage(format!("--stream: {e}")))
+}
+
+/// The cloud (or `[auth] audience`) against the endpoint's host: a token for another cloud is
+/// refused there, so say so before fetching one. A `static` token's audience is not ours to
+/// set; [`check_token_audience`] looks at the token itself.
+pub fn check_cloud(auth: &AuthConfig, endpoint: &str) -> Result<(), String> {
+    if auth.method == AuthMethod::Static {
+        return Ok(());
+    }
+    let Some(host) = reqwest::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+    else {
+        return Ok(());
+    };
+    match diagnosis::cloud_mismatch(&host, auth.cloud, auth.audience.as_deref()) {
+        Some(m) => Err(m),
+        None => Ok(()),
+    }
+}
+
+/// Every output of a config file through [`check_cloud`]; the error names the output.
+pub fn check_clouds(auth: &AuthConfig, cfg: &Config) -> Result<(), String> {
+    for (name, out) in &cfg.outputs {
+        check_cloud(auth, &out.endpoint).map_err(|m| format!("outputs.{name}.endpoint: {m}"))?;
+    }
+    Ok(())
+}
+
+/// The token's `aud` claim against the endpoint's cloud, once a token is in hand: `Err` when
+/// the endpoint is sure to refuse it; a doubtful audience is only logged.
+pub fn check_token_audience(token: &Secret, endpoint: &reqwest::Url) -> Result<(), String> {
+    let aud = crate::auth::jwt::claim(token.expose(), "aud").and_then(|v| match v {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    });
+    match diagnosis::audience_mismatch(endpoint.host_str().unwrap_or_default(), aud.as_deref()) {
+        Some(AudienceVerdict::Wrong(m)) => Err(m),
+        Some(AudienceVerdict::Doubtful(m)) => {
+            tracing::warn!("{m}; sending anyway");
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 /// The `[auth]` of a config file (with the environment's fallbacks), for commands that take no

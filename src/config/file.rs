@@ -149,6 +149,12 @@ pub struct OutputConfig {
     /// When `send` gives up on transient failures.
     #[serde(default = "default_retry_timeout", deserialize_with = "de_duration")]
     pub retry_timeout: Duration,
+    /// How long one request may take, from connecting to the end of the answer.
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "de_nonzero_duration"
+    )]
+    pub request_timeout: Duration,
     #[serde(
         default = "default_compression_level",
         deserialize_with = "de_compression_level"
@@ -198,6 +204,7 @@ impl OutputConfig {
             batch_timeout: DEFAULT_BATCH_TIMEOUT,
             permission_grace: DEFAULT_PERMISSION_GRACE,
             retry_timeout: DEFAULT_RETRY_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             max_requests_per_minute: DEFAULT_MAX_REQUESTS_PER_MINUTE,
             max_bytes_per_minute: DEFAULT_MAX_BYTES_PER_MINUTE,

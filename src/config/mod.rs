@@ -67,6 +67,9 @@ pub const DEFAULT_BATCH_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_PERMISSION_GRACE: Duration = Duration::from_secs(60 * 60);
 /// `[outputs.*] retry_timeout`: when `send` gives up on transient failures.
 pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// `[outputs.*] request_timeout`: how long one request may take; the SDKs allow 100 s (.NET)
+/// down to a few; a minute covers a 1 MB upload on a slow link.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// `[outputs.*] compression_level`: gzip level; 3 is most of the ratio for a fraction of the CPU.
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
 /// Allowed gzip levels.

@@ -65,6 +65,7 @@ fn the_example_file_documents_every_key() {
         "batch_timeout",
         "permission_grace",
         "retry_timeout",
+        "request_timeout",
         "compression_level",
         "max_requests_per_minute",
         "max_bytes_per_minute",

@@ -36,6 +36,9 @@ pub(super) fn default_permission_grace() -> Duration {
 pub(super) fn default_retry_timeout() -> Duration {
     DEFAULT_RETRY_TIMEOUT
 }
+pub(super) fn default_request_timeout() -> Duration {
+    DEFAULT_REQUEST_TIMEOUT
+}
 pub(super) fn default_compression_level() -> u32 {
     DEFAULT_COMPRESSION_LEVEL
 }

@@ -3,11 +3,15 @@
 //! [`classify`] is a pure function from an HTTP answer to what to do next (the delivery policy
 //! of design.md); [`client`] performs one POST behind the narrow [`Transport`] trait; [`sender`]
 //! runs the policy: retries, the 403 grace window, Retry-After pauses shared by every sender of
-//! the DCR, splitting on 413 and bisecting on 400; [`limits`] keeps each DCR within its
-//! requests and bytes a minute.
+//! the DCR, splitting on 413 and bisecting on a 400 about rows (not on one about the request:
+//! a stream the DCR does not declare); [`limits`] keeps each DCR within its requests and bytes a
+//! minute; [`episode`] decides when an outage is logged; [`diagnosis`] turns what Azure says
+//! (and what our settings say) into what to fix.
 
 pub mod classify;
 pub mod client;
+pub mod diagnosis;
+pub mod episode;
 pub mod limits;
 pub mod sealer;
 pub mod sender;
@@ -15,4 +19,4 @@ pub mod sender;
 pub use classify::{classify, Action, Answer};
 pub use client::{HttpTransport, Transport, TransportError};
 pub use sealer::Sealer;
-pub use sender::{Fatal, Policy, Sender};
+pub use sender::{Fatal, Policy, Sender, Target};

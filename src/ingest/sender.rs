@@ -5,6 +5,11 @@
 //! long the DCR has been failing, not one request. Before each POST the sender passes its DCR's
 //! [`DcrGate`]: the per-DCR rate limits and the `Retry-After` pause, which are shared by every
 //! output sending to the DCR when the senders are given one gate ([`Sender::with_gate`]).
+//!
+//! Every try of one request carries the same `x-ms-client-request-id` (as azure-core does), and
+//! every failure is told to the output's [`Episode`], which decides when to log: one WARN when
+//! delivery starts failing, then once a minute, then once at recovery. Refused rows carry both
+//! request ids in their dead-letter reason, for a support ticket.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,13 +18,21 @@ use backon::BackoffBuilder;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::classify::{classify, Action};
-use super::client::Transport;
+use super::classify::{classify, error_code, Action};
+use super::client::{Transport, TransportErrorKind};
+use super::diagnosis;
+use super::episode::{Episode, Note};
 use super::limits::{DcrGate, DcrLimits};
 use crate::auth::TokenCache;
 use crate::batch::{seal, Gzip, RawBatch, SealedBatch};
 use crate::duration::format_duration;
 use crate::exit::ExitCode;
+use crate::secret::Secret;
+
+/// A request that timed out is tried again with twice the time, up to this many times the
+/// configured `request_timeout`: a slow endpoint then gets each request about twice, not once
+/// per timeout for as long as it stays slow.
+pub const MAX_TIMEOUT_GROWTH: u32 = 4;
 
 /// Limits of the policy, from flags or `[outputs.NAME]`.
 #[derive(Debug, Clone)]
@@ -30,17 +43,21 @@ pub struct Policy {
     pub retry_timeout: Option<Duration>,
     /// The byte cap of a body, raw and gzip, used when a batch is split.
     pub max_request_bytes: usize,
+    /// How long one request may take, from connecting to the end of the answer. After a
+    /// timeout the next try of that request waits twice as long (up to
+    /// [`MAX_TIMEOUT_GROWTH`] times this); a quick answer brings it back.
+    pub request_timeout: Duration,
     /// First and longest wait between retries of transient failures.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
-    /// First and longest wait between retries of 403/404.
+    /// First and longest wait between retries of 403/404 and of a misconfigured stream.
     pub permission_backoff_min: Duration,
     pub permission_backoff_max: Duration,
-    /// How often the "grant the role" message is repeated while 403s go on.
-    pub permission_log_every: Duration,
+    /// How often an ongoing failure (and what to fix) is logged again.
+    pub failure_log_every: Duration,
     /// The agent's mode: nothing is fatal. Past the grace window 403s keep being retried (at
-    /// the slowest pace, logged as errors), and a token that cannot be had is retried too; the
-    /// rows wait, and `/health` says why.
+    /// the slowest pace, logged as errors), a stream the DCR does not declare is retried too,
+    /// and so is a token that cannot be had; the rows wait, and `/health` says why.
     pub retry_forever: bool,
     /// Requests and bytes a minute to the DCR, for the sender's own gate (see [`Sender::new`]).
     pub limits: DcrLimits,
@@ -52,13 +69,33 @@ impl Default for Policy {
             permission_grace: Duration::from_secs(3600),
             retry_timeout: Some(Duration::from_secs(600)),
             max_request_bytes: 1_000_000,
+            request_timeout: Duration::from_secs(60),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             permission_backoff_min: Duration::from_secs(2),
             permission_backoff_max: Duration::from_secs(60),
-            permission_log_every: Duration::from_secs(60),
+            failure_log_every: Duration::from_secs(60),
             retry_forever: false,
             limits: DcrLimits::default(),
+        }
+    }
+}
+
+/// Where a sender delivers: for its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub dcr: String,
+    pub stream: String,
+    /// The endpoint's host (`my-dce-ab12.eastus-1.ingest.monitor.azure.com`).
+    pub host: String,
+}
+
+impl Target {
+    pub fn new(dcr: impl Into<String>, stream: impl Into<String>, host: impl Into<String>) -> Self {
+        Target {
+            dcr: dcr.into(),
+            stream: stream.into(),
+            host: host.into(),
         }
     }
 }
@@ -69,7 +106,11 @@ pub enum RetryReason {
     Throttled,
     ServerError,
     Network,
+    /// No answer within the request timeout.
+    Timeout,
     Permission,
+    /// A 400 about the request as a whole (a stream the DCR does not declare, …).
+    Misconfigured,
     Unauthorized,
 }
 
@@ -79,7 +120,9 @@ impl RetryReason {
             RetryReason::Throttled => "throttled",
             RetryReason::ServerError => "server_error",
             RetryReason::Network => "network",
+            RetryReason::Timeout => "timeout",
             RetryReason::Permission => "permission",
+            RetryReason::Misconfigured => "misconfigured",
             RetryReason::Unauthorized => "unauthorized",
         }
     }
@@ -93,7 +136,12 @@ pub trait DeliveryReport: Send + Sync {
     fn rejected(&self, batch: &RawBatch, reason: &str);
     /// A request got this status, or no answer (`None`).
     fn request(&self, status: Option<u16>);
-    fn retry(&self, reason: RetryReason);
+    /// A request will be tried again; `detail` says what failed and what to fix (no secrets).
+    fn retry(&self, reason: RetryReason, detail: &str);
+    /// What waits to be delivered ("1.2 GB in the spool"), for the messages of a long outage.
+    fn backlog(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A failure that stops delivery to this output: no later batch can do better.
@@ -103,6 +151,9 @@ pub enum Fatal {
     NoToken(String),
     #[error("{0}")]
     Permission(String),
+    /// The service says the request as a whole is wrong (a stream the DCR does not declare).
+    #[error("{0}")]
+    Misconfigured(String),
     #[error("{0}")]
     Transient(String),
 }
@@ -111,17 +162,64 @@ impl Fatal {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Fatal::NoToken(_) => ExitCode::NoToken,
-            Fatal::Permission(_) => ExitCode::Permission,
+            Fatal::Permission(_) | Fatal::Misconfigured(_) => ExitCode::Permission,
             Fatal::Transient(_) => ExitCode::Transient,
         }
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     permission_since: Option<Instant>,
     failing_since: Option<Instant>,
-    last_permission_log: Option<Instant>,
+    episode: Episode,
+    /// The request timeout now: the policy's, or longer after timeouts.
+    timeout: Duration,
+}
+
+/// The ids of one answered (or unanswered) request, for logs and dead-letter reasons.
+#[derive(Debug, Clone)]
+struct Ids {
+    /// `x-ms-client-request-id`: ours, the same for every try of a request.
+    client: String,
+    /// `x-ms-request-id`: the service's, one per try.
+    service: Option<String>,
+    /// `x-ms-error-code` (or the body's `error.code`).
+    code: Option<String>,
+}
+
+impl Ids {
+    fn unanswered(client: &str) -> Self {
+        Ids {
+            client: client.to_string(),
+            service: None,
+            code: None,
+        }
+    }
+
+    /// ` (x-ms-request-id: …, x-ms-client-request-id: …)` for a reason.
+    fn suffix(&self) -> String {
+        match &self.service {
+            Some(s) => format!(
+                " (x-ms-request-id: {s}, x-ms-client-request-id: {})",
+                self.client
+            ),
+            None => format!(" (x-ms-client-request-id: {})", self.client),
+        }
+    }
+}
+
+/// One failed try, as the failure episode logs it.
+struct Failure<'a> {
+    /// What happened ("HTTP 503: …", "could not connect: …").
+    cause: &'a str,
+    /// What to do about it, when we know.
+    fix: Option<&'a str>,
+    /// The service asked us to wait: not reported until it lasts.
+    throttled: bool,
+    /// Log at ERROR: past the grace window, nothing will change by itself.
+    serious: bool,
+    ids: &'a Ids,
 }
 
 /// Delivers batches to one DCR stream under the policy.
@@ -129,7 +227,7 @@ pub struct Sender {
     transport: Arc<dyn Transport>,
     tokens: Arc<TokenCache>,
     policy: Policy,
-    dcr: String,
+    target: Target,
     report: Arc<dyn DeliveryReport>,
     shared: Mutex<Shared>,
     gate: Arc<DcrGate>,
@@ -150,18 +248,23 @@ impl Sender {
         transport: Arc<dyn Transport>,
         tokens: Arc<TokenCache>,
         policy: Policy,
-        dcr: impl Into<String>,
+        target: Target,
         report: Arc<dyn DeliveryReport>,
     ) -> Self {
-        let dcr = dcr.into();
-        let gate = Arc::new(DcrGate::new(&dcr, policy.limits));
+        let gate = Arc::new(DcrGate::new(&target.dcr, policy.limits));
+        let shared = Shared {
+            permission_since: None,
+            failing_since: None,
+            episode: Episode::new(policy.failure_log_every),
+            timeout: policy.request_timeout,
+        };
         Sender {
             transport,
             tokens,
             policy,
-            dcr,
+            target,
             report,
-            shared: Mutex::new(Shared::default()),
+            shared: Mutex::new(shared),
             gate,
         }
     }
@@ -182,8 +285,11 @@ impl Sender {
     /// failure stops the output first (then the rows not accepted are neither).
     pub async fn deliver(&self, batch: SealedBatch, gz: &mut Gzip) -> Result<(), Fatal> {
         let mut todo = vec![batch];
+        // Only the batch as handed in is checked with an empty request on a 400: its halves
+        // are known to be about rows.
+        let mut whole = true;
         while let Some(b) = todo.pop() {
-            match self.attempt(&b).await? {
+            match self.attempt(&b, std::mem::take(&mut whole)).await? {
                 Outcome::Accepted => self.report.accepted(&b.raw, b.gzip.len()),
                 Outcome::RejectAll(reason) => self.report.rejected(&b.raw, &reason),
                 Outcome::Split(reason) if b.raw.len() <= 1 => self.report.rejected(&b.raw, &reason),
@@ -204,7 +310,8 @@ impl Sender {
         Ok(())
     }
 
-    async fn attempt(&self, b: &SealedBatch) -> Result<Outcome, Fatal> {
+    /// `whole`: the batch as handed to [`Sender::deliver`], not a half of it.
+    async fn attempt(&self, b: &SealedBatch, whole: bool) -> Result<Outcome, Fatal> {
         let body = Bytes::from(b.gzip.clone());
         // The service counts bytes both compressed and not: the larger is what counts.
         let counted = b.raw.body().len().max(b.gzip.len());
@@ -219,6 +326,11 @@ impl Sender {
             .without_max_times()
             .build();
         let mut unauthorized = 0u32;
+        // One id for every try of this request, so the service's logs show them as one.
+        let client_request_id = uuid::Uuid::new_v4().to_string();
+        // A 400 for one row is about that row; for more, an empty request tells.
+        let can_probe = whole && b.raw.len() > 1;
+        let mut probed = !can_probe;
         loop {
             // Every attempt, retries too, is a request the service counts.
             self.gate.admit(counted).await;
@@ -226,68 +338,134 @@ impl Sender {
                 Ok(t) => t,
                 Err(e) if self.policy.retry_forever => {
                     let wait = next(&mut backoff, &self.policy);
-                    tracing::warn!(error = %e, retry_in = %format_duration(wait), "no access token; retrying");
-                    self.report.retry(RetryReason::Unauthorized);
+                    let cause = format!("no access token: {e}");
+                    let ids = Ids::unanswered(&client_request_id);
+                    self.note_failure(Instant::now(), &self.failure(&cause, None, &ids));
+                    self.report.retry(RetryReason::Unauthorized, &cause);
                     tokio::time::sleep(wait).await;
                     continue;
                 }
                 Err(e) => return Err(Fatal::NoToken(format!("no access token: {e}"))),
             };
-            let request_id = uuid::Uuid::new_v4().to_string();
+            let timeout = self.shared().timeout;
+            let sent_at = Instant::now();
             let answer = self
                 .transport
-                .post(token.expose(), body.clone(), &request_id)
+                .post(token.expose(), body.clone(), &client_request_id, timeout)
                 .await;
-            let action = match answer {
+            let now = Instant::now();
+            let mut unanswered = None;
+            let (action, ids) = match answer {
                 Ok(a) => {
                     self.report.request(Some(a.status));
-                    classify(&a, jiff::Timestamp::now())
+                    let ids = Ids {
+                        client: client_request_id.clone(),
+                        service: a.request_id.clone(),
+                        code: error_code(&a),
+                    };
+                    (classify(&a, jiff::Timestamp::now()), ids)
                 }
                 Err(e) => {
                     self.report.request(None);
-                    tracing::debug!(request_id, error = %e, "request got no answer");
-                    Action::Transient {
-                        reason: e.0,
-                        retry_after: None,
+                    if e.is_timeout() {
+                        self.timed_out(&client_request_id, timeout);
                     }
+                    unanswered = Some(e.kind);
+                    let action = Action::Transient {
+                        reason: e.message,
+                        retry_after: None,
+                    };
+                    (action, Ids::unanswered(&client_request_id))
                 }
             };
-            let now = Instant::now();
+            if !matches!(action, Action::Accepted) {
+                tracing::debug!(
+                    client_request_id = %ids.client,
+                    request_id = ids.service.as_deref().unwrap_or("-"),
+                    error_code = ids.code.as_deref().unwrap_or("-"),
+                    "request failed: {action:?}"
+                );
+            }
+            let action = match action {
+                Action::Bisect { reason } if !probed => {
+                    probed = true;
+                    self.about_the_request(&token, &reason, &ids).await
+                }
+                other => other,
+            };
             match action {
                 Action::Accepted => {
-                    self.healthy();
+                    self.accepted(now, now.duration_since(sent_at));
                     return Ok(Outcome::Accepted);
                 }
                 Action::Bisect { reason } => {
                     self.healthy();
                     tracing::debug!(rows = b.raw.len(), %reason, "service refused the batch; splitting it to find the rows");
-                    return Ok(Outcome::Split(reason));
+                    return Ok(Outcome::Split(format!("{reason}{}", ids.suffix())));
                 }
                 Action::TooLarge => {
-                    return Ok(Outcome::Split(
-                        "HTTP 413: the service says the request is too large".into(),
-                    ))
+                    return Ok(Outcome::Split(format!(
+                        "HTTP 413: the service says the request is too large{}",
+                        ids.suffix()
+                    )))
                 }
-                Action::RejectAll { reason } => return Ok(Outcome::RejectAll(reason)),
+                Action::RejectAll { reason } => {
+                    return Ok(Outcome::RejectAll(format!("{reason}{}", ids.suffix())))
+                }
+                Action::Misconfigured { code, reason } => {
+                    let fix = diagnosis::request_fix(
+                        &code,
+                        &self.target.dcr,
+                        &self.target.stream,
+                        &self.target.host,
+                    );
+                    let msg = format!("{reason}{}: {fix}", ids.suffix());
+                    if !self.policy.retry_forever {
+                        return Err(Fatal::Misconfigured(msg));
+                    }
+                    // Once fixed, a 400 may be about the rows again: ask again then.
+                    probed = !can_probe;
+                    self.note_failure(now, &self.failure(&reason, Some(&fix), &ids));
+                    self.report.retry(RetryReason::Misconfigured, &msg);
+                    let wait = permission_backoff
+                        .next()
+                        .unwrap_or(self.policy.permission_backoff_max);
+                    tokio::time::sleep(wait).await;
+                }
                 Action::RefreshToken { reason } => {
                     unauthorized += 1;
                     if unauthorized > 2 {
+                        let fix = self.unauthorized_fix(&token);
                         let msg = format!(
-                            "the ingestion endpoint refused a fresh token ({reason}); check --cloud (the token audience must match the endpoint's cloud) and that the endpoint URL is right"
+                            "the ingestion endpoint refused a fresh token ({reason}{}); {fix}",
+                            ids.suffix()
                         );
                         if !self.policy.retry_forever {
                             return Err(Fatal::NoToken(msg));
                         }
-                        tracing::error!("{msg}");
+                        let f = Failure {
+                            serious: true,
+                            ..self.failure(&reason, Some(&fix), &ids)
+                        };
+                        self.note_failure(now, &f);
+                        self.report.retry(RetryReason::Unauthorized, &msg);
                         unauthorized = 0;
                         tokio::time::sleep(self.policy.permission_backoff_max).await;
+                    } else {
+                        self.report.retry(RetryReason::Unauthorized, &reason);
                     }
                     self.tokens.invalidate_if(&token);
-                    self.report.retry(RetryReason::Unauthorized);
                 }
                 Action::Permission { status, reason } => {
-                    let wait = self.permission_wait(now, status, &reason)?;
-                    self.report.retry(RetryReason::Permission);
+                    let (wait, fix, past_grace) =
+                        self.permission_wait(now, status, &reason, &ids)?;
+                    let f = Failure {
+                        serious: past_grace,
+                        ..self.failure(&reason, Some(&fix), &ids)
+                    };
+                    self.note_failure(now, &f);
+                    self.report
+                        .retry(RetryReason::Permission, &format!("{reason}: {fix}"));
                     let wait = wait.min(
                         permission_backoff
                             .next()
@@ -298,11 +476,17 @@ impl Sender {
                 Action::Throttled { retry_after } => {
                     let asked = retry_after.is_some();
                     let wait = retry_after.unwrap_or_else(|| next(&mut backoff, &self.policy));
-                    let wait = self.failing(now, wait, asked, "throttled: HTTP 408/429/503")?;
+                    let cause = "throttled: HTTP 408/429/503";
+                    let wait = self.failing(now, wait, asked, cause, &ids)?;
                     if retry_after.is_some() {
                         self.gate.pause_until(now + wait);
                     }
-                    self.report.retry(RetryReason::Throttled);
+                    let f = Failure {
+                        throttled: true,
+                        ..self.failure(cause, None, &ids)
+                    };
+                    self.note_failure(now, &f);
+                    self.report.retry(RetryReason::Throttled, cause);
                     tracing::debug!(wait = %format_duration(wait), "throttled; waiting");
                     tokio::time::sleep(wait).await;
                 }
@@ -310,15 +494,16 @@ impl Sender {
                     reason,
                     retry_after,
                 } => {
-                    let network = !reason.starts_with("HTTP ");
                     let asked = retry_after.is_some();
                     let wait = retry_after.unwrap_or_else(|| next(&mut backoff, &self.policy));
-                    let wait = self.failing(now, wait, asked, &reason)?;
-                    self.report.retry(if network {
-                        RetryReason::Network
-                    } else {
-                        RetryReason::ServerError
-                    });
+                    let wait = self.failing(now, wait, asked, &reason, &ids)?;
+                    self.note_failure(now, &self.failure(&reason, None, &ids));
+                    let why = match unanswered {
+                        Some(TransportErrorKind::Timeout) => RetryReason::Timeout,
+                        Some(_) => RetryReason::Network,
+                        None => RetryReason::ServerError,
+                    };
+                    self.report.retry(why, &format!("{reason}{}", ids.suffix()));
                     tracing::debug!(%reason, wait = %format_duration(wait), "transient failure; retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -326,13 +511,144 @@ impl Sender {
         }
     }
 
-    /// A success: the DCR is reachable and permitted.
+    fn failure<'a>(&self, cause: &'a str, fix: Option<&'a str>, ids: &'a Ids) -> Failure<'a> {
+        Failure {
+            cause,
+            fix,
+            throttled: false,
+            serious: false,
+            ids,
+        }
+    }
+
+    /// A 400 whose code is not known to be about the request: POSTs `[]` once. If the service
+    /// refuses even that with 400, the request as a whole is wrong and bisecting would only
+    /// multiply the refusals (a 1 MB batch to a wrong stream: ~10,000 requests).
+    async fn about_the_request(&self, token: &Secret, reason: &str, ids: &Ids) -> Action {
+        let not_rows = || Action::Bisect {
+            reason: reason.to_string(),
+        };
+        let empty = Bytes::from(Gzip::new(1).compress(b"[]"));
+        self.gate.admit(empty.len()).await;
+        let probe_id = uuid::Uuid::new_v4().to_string();
+        let timeout = self.shared().timeout;
+        let answer = self
+            .transport
+            .post(token.expose(), empty, &probe_id, timeout)
+            .await;
+        match answer {
+            Ok(a) => {
+                self.report.request(Some(a.status));
+                if a.status != 400 {
+                    return not_rows();
+                }
+                let code = error_code(&a)
+                    .or_else(|| ids.code.clone())
+                    .unwrap_or_else(|| "HTTP 400".to_string());
+                Action::Misconfigured {
+                    code,
+                    reason: format!(
+                        "{reason} (an empty request gets 400 too, so the rows are not the cause)"
+                    ),
+                }
+            }
+            Err(_) => {
+                self.report.request(None);
+                not_rows()
+            }
+        }
+    }
+
+    /// A request got no answer in time: the next try of it (and of the output's other requests)
+    /// waits longer, up to [`MAX_TIMEOUT_GROWTH`] times the setting.
+    fn timed_out(&self, client_request_id: &str, timeout: Duration) {
+        let cap = self.policy.request_timeout * MAX_TIMEOUT_GROWTH;
+        let next = {
+            let mut s = self.shared();
+            s.timeout = s.timeout.max(timeout.saturating_mul(2).min(cap));
+            s.timeout
+        };
+        tracing::warn!(
+            client_request_id,
+            dcr = %self.target.dcr,
+            stream = %self.target.stream,
+            timeout = %format_duration(timeout),
+            next_timeout = %format_duration(next),
+            "no answer within the request timeout; the service may have taken the request, so its rows may arrive twice. It is sent again (same x-ms-client-request-id) after a backoff, waiting up to {} for the answer (raise request_timeout / --request-timeout for a slow path)",
+            format_duration(next)
+        );
+    }
+
+    /// A request was accepted: the DCR is reachable and permitted.
+    fn accepted(&self, now: Instant, took: Duration) {
+        let note = {
+            let mut s = self.shared();
+            if s.permission_since.take().is_some() {
+                tracing::info!(dcr = %self.target.dcr, "permission granted: the DCR accepts data now");
+            }
+            s.failing_since = None;
+            // A quick answer: the path is fast again, so a hang is found in the usual time.
+            if took < self.policy.request_timeout / 2 {
+                s.timeout = self.policy.request_timeout;
+            }
+            s.episode.accepted(now)
+        };
+        if let Some(Note::Recovered { after, failures }) = note {
+            tracing::info!(
+                dcr = %self.target.dcr,
+                stream = %self.target.stream,
+                "delivery recovered: a request was accepted after {} of failures ({failures} failed requests)",
+                format_duration(after)
+            );
+        }
+    }
+
+    /// An answer about rows (400): the service is reachable and permits us.
     fn healthy(&self) {
         let mut s = self.shared();
         if s.permission_since.take().is_some() {
-            tracing::info!(dcr = %self.dcr, "permission granted: the DCR accepts data now");
+            tracing::info!(dcr = %self.target.dcr, "permission granted: the DCR accepts data now");
         }
         s.failing_since = None;
+    }
+
+    /// Tells the failure episode; logs what it says is due.
+    fn note_failure(&self, now: Instant, f: &Failure<'_>) {
+        let note = self.shared().episode.failed(now, f.throttled);
+        let fix = f.fix.map(|x| format!("; {x}")).unwrap_or_default();
+        let text = match note {
+            None => return,
+            Some(Note::Started { for_ }) => {
+                let since = if for_.is_zero() {
+                    String::new()
+                } else {
+                    format!(" (for {})", format_duration(for_))
+                };
+                format!("delivery is failing{since}: {}{fix}; retrying", f.cause)
+            }
+            Some(Note::Ongoing { for_, failures }) => {
+                let waiting = self
+                    .report
+                    .backlog()
+                    .map(|b| format!("; {b}"))
+                    .unwrap_or_default();
+                format!(
+                    "no request accepted for {}{waiting}; {failures} requests failed, the last: {}{fix}; still retrying",
+                    format_duration(for_),
+                    f.cause
+                )
+            }
+            Some(Note::Recovered { .. }) => return,
+        };
+        let (request_id, error_code) = (
+            f.ids.service.as_deref().unwrap_or("-"),
+            f.ids.code.as_deref().unwrap_or("-"),
+        );
+        if f.serious {
+            tracing::error!(dcr = %self.target.dcr, stream = %self.target.stream, client_request_id = %f.ids.client, request_id, error_code, "{text}");
+        } else {
+            tracing::warn!(dcr = %self.target.dcr, stream = %self.target.stream, client_request_id = %f.ids.client, request_id, error_code, "{text}");
+        }
     }
 
     /// Records a transient failure; fails once the DCR has been failing for the retry timeout.
@@ -345,6 +661,7 @@ impl Sender {
         wait: Duration,
         server_asked: bool,
         reason: &str,
+        ids: &Ids,
     ) -> Result<Duration, Fatal> {
         let since = *self.shared().failing_since.get_or_insert(now);
         let Some(limit) = self.policy.retry_timeout else {
@@ -353,65 +670,64 @@ impl Sender {
         let elapsed = now.duration_since(since);
         if elapsed >= limit || (server_asked && elapsed + wait > limit) {
             return Err(Fatal::Transient(format!(
-                "gave up after {} of failures ({reason}); check the network path to the endpoint and its health, or raise --retry-timeout",
-                format_duration(elapsed)
+                "gave up after {} of failures ({reason}{}); check the network path to the endpoint and its health, or raise --retry-timeout",
+                format_duration(elapsed),
+                ids.suffix()
             )));
         }
         Ok(wait.min(limit - elapsed))
     }
 
-    /// Records a 403/404; fails past the grace window; says once a minute what to fix.
-    fn permission_wait(&self, now: Instant, status: u16, reason: &str) -> Result<Duration, Fatal> {
+    /// What to do about a 401 that a fresh token did not cure: the token's audience against the
+    /// endpoint's cloud, when that tells.
+    fn unauthorized_fix(&self, token: &Secret) -> String {
+        let aud = crate::auth::jwt::claim(token.expose(), "aud").and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s),
+            _ => None,
+        });
+        match diagnosis::audience_mismatch(&self.target.host, aud.as_deref()) {
+            Some(diagnosis::AudienceVerdict::Wrong(m) | diagnosis::AudienceVerdict::Doubtful(m)) => m,
+            None => "check --cloud (the token audience must match the endpoint's cloud) and that the endpoint URL is right".to_string(),
+        }
+    }
+
+    /// Records a 403/404; fails past the grace window. Returns the wait, what to fix, and
+    /// whether the grace window is over.
+    fn permission_wait(
+        &self,
+        now: Instant,
+        status: u16,
+        reason: &str,
+        ids: &Ids,
+    ) -> Result<(Duration, String, bool), Fatal> {
         let principal = self
             .tokens
             .principal_id()
             .unwrap_or_else(|| "<unknown: the token has no oid claim>".into());
-        let mut s = self.shared();
-        let since = *s.permission_since.get_or_insert(now);
+        let since = *self.shared().permission_since.get_or_insert(now);
         let elapsed = now.duration_since(since);
         let fix = if status == 404 {
-            format!(
-                "check the endpoint, the DCR immutable id ({}) and the stream name: the service says they do not exist (a new DCR can take a few minutes to appear)",
-                self.dcr
-            )
+            diagnosis::not_found_fix(&self.target.dcr, &self.target.host)
         } else {
-            format!(
-                "grant the \"Monitoring Metrics Publisher\" role on DCR {} to principal {principal} (grants take up to an hour to apply)",
-                self.dcr
+            diagnosis::forbidden_fix(
+                &diagnosis::forbidden(reason),
+                &self.target.dcr,
+                &self.target.host,
+                &principal,
             )
         };
         let grace = self.policy.permission_grace;
         if elapsed >= grace {
-            let msg = format!(
-                "HTTP {status} for {}: {fix}. Last answer: {reason}",
-                format_duration(elapsed)
-            );
             if !self.policy.retry_forever {
-                return Err(Fatal::Permission(msg));
+                return Err(Fatal::Permission(format!(
+                    "HTTP {status} for {}: {fix}. Last answer: {reason}{}",
+                    format_duration(elapsed),
+                    ids.suffix()
+                )));
             }
-            let due = s
-                .last_permission_log
-                .is_none_or(|t| now.duration_since(t) >= self.policy.permission_log_every);
-            if due {
-                s.last_permission_log = Some(now);
-                tracing::error!(dcr = %self.dcr, principal = %principal, "{msg}; still retrying");
-            }
-            return Ok(self.policy.permission_backoff_max);
+            return Ok((self.policy.permission_backoff_max, fix, true));
         }
-        let due = s
-            .last_permission_log
-            .is_none_or(|t| now.duration_since(t) >= self.policy.permission_log_every);
-        if due {
-            s.last_permission_log = Some(now);
-            tracing::warn!(
-                status,
-                dcr = %self.dcr,
-                principal = %principal,
-                retrying_for = %format_duration(grace - elapsed),
-                "{fix}"
-            );
-        }
-        Ok(grace - elapsed)
+        Ok((grace - elapsed, fix, false))
     }
 }
 

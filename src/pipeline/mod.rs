@@ -38,7 +38,7 @@ use crate::config::{Config, InputKind};
 use crate::deadletter::DeadLetter;
 use crate::health::Health;
 use crate::http::{parse_secure_url, HttpClients};
-use crate::ingest::sender::{Policy, Sender};
+use crate::ingest::sender::{Policy, Sender, Target};
 use crate::ingest::HttpTransport;
 use crate::input::checkpoint::{CheckpointError, CheckpointStore, Checkpoints};
 use crate::input::file::{FileTailer, TailerConfig};
@@ -205,15 +205,21 @@ impl Pipeline {
                 permission_grace: out.permission_grace,
                 retry_timeout: None,
                 max_request_bytes: out.max_request_bytes,
+                request_timeout: out.request_timeout,
                 retry_forever: true,
                 ..Policy::default()
             };
+            let target = Target::new(
+                out.dcr.clone(),
+                out.stream.clone(),
+                endpoint.host_str().unwrap_or_default(),
+            );
             let sender = Arc::new(
                 Sender::new(
                     Arc::new(transport),
                     tokens.clone(),
                     policy,
-                    out.dcr.clone(),
+                    target,
                     report.clone(),
                 )
                 .with_gate(gates.get(&out.dcr)),

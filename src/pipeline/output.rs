@@ -461,15 +461,23 @@ impl DeliveryReport for RunReport {
         self.metrics.requests(&self.output, status).inc();
     }
 
-    fn retry(&self, reason: RetryReason) {
+    fn retry(&self, reason: RetryReason, detail: &str) {
         self.metrics.retries(&self.output, reason.label()).inc();
         let state = match reason {
             RetryReason::Permission => OutputState::WaitingForPermission,
+            RetryReason::Misconfigured => OutputState::Misconfigured,
             RetryReason::Throttled => OutputState::Throttled,
             _ => OutputState::Failing,
         };
         self.health.set_state(&self.output, state);
-        self.health
-            .record_error(&self.output, &format!("retrying: {}", reason.label()));
+        self.health.record_error(
+            &self.output,
+            &format!("retrying ({}): {detail}", reason.label()),
+        );
+    }
+
+    fn backlog(&self) -> Option<String> {
+        let bytes = self.metrics.spool_bytes(&self.output).get();
+        (bytes > 0.0).then(|| format!("{} waiting in the spool", crate::stats::bytes(bytes as u64)))
     }
 }

@@ -2,6 +2,12 @@
 //! records every request and answers from a script — including the faults real networks have
 //! (a dropped connection, an answer after the work was done, a slow answer). Also the helpers to
 //! run the real `dcrship` binary against it.
+//!
+//! For ingestion requests the fake first answers as the real service does before any script
+//! runs (bodies as recorded against Azure): a DCR it does not know gets 404 `NotFound`, a stream
+//! the DCR does not declare 400 `InvalidStream`, a body over 1 MiB (gzip or not) 413
+//! `ContentLengthLimitExceeded`. It knows [`DCR`] with [`STREAM`] unless told otherwise
+//! ([`Fake::declare`], [`Fake::forget_dcr`]). Every answer carries an `x-ms-request-id`.
 
 #![allow(dead_code)] // each test file uses a different part
 
@@ -48,6 +54,17 @@ impl Req {
             out
         } else {
             self.body.clone()
+        }
+    }
+
+    /// The body's length gunzipped, from the gzip trailer (ISIZE), without decompressing.
+    pub fn raw_len(&self) -> usize {
+        match self.header("content-encoding") {
+            Some("gzip") if self.body.len() >= 18 => {
+                let t = &self.body[self.body.len() - 4..];
+                u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize
+            }
+            _ => self.body.len(),
         }
     }
 
@@ -115,14 +132,121 @@ impl Reply {
             body: String::new(),
         }
     }
+
+    /// An error as the ingestion service writes it: `x-ms-error-code` and
+    /// `{"error":{"code","message"}}`.
+    pub fn azure_error(status: u16, code: &str, message: &str) -> Reply {
+        Reply::Full {
+            status,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-ms-error-code".into(), code.into()),
+            ],
+            body: serde_json::json!({"error": {"code": code, "message": message}}).to_string(),
+        }
+    }
+
+    /// The service's 413 (text from Azure.Monitor.Ingestion's live tests).
+    pub fn too_large() -> Reply {
+        Reply::azure_error(
+            413,
+            "ContentLengthLimitExceeded",
+            "Maximum allowed content length: 1048576 bytes (1 MB).",
+        )
+    }
+
+    /// The same answer with `x-ms-request-id` added (unless the script set one).
+    fn with_request_id(self, id: &str) -> Reply {
+        let add = |mut headers: Vec<(String, String)>| {
+            if !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("x-ms-request-id"))
+            {
+                headers.push(("x-ms-request-id".into(), id.into()));
+            }
+            headers
+        };
+        match self {
+            Reply::Status(status) => Reply::Full {
+                status,
+                headers: add(Vec::new()),
+                body: String::new(),
+            },
+            Reply::Full {
+                status,
+                headers,
+                body,
+            } => Reply::Full {
+                status,
+                headers: add(headers),
+                body,
+            },
+            Reply::Drop => Reply::Drop,
+            Reply::Late(d, r) => Reply::Late(d, Box::new(r.with_request_id(id))),
+        }
+    }
+}
+
+/// The `x-ms-request-id` of the fake's `n`th answer: GUID-shaped, like the service's.
+pub fn fake_request_id(n: usize) -> String {
+    format!("5e7a0000-0000-4000-8000-{n:012x}")
 }
 
 type Script = dyn Fn(&Req) -> Reply + Send + Sync;
+
+/// The DCRs and streams the fake's ingestion endpoint knows.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    dcrs: HashMap<String, Vec<String>>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            dcrs: HashMap::from([(DCR.to_string(), vec![STREAM.to_string()])]),
+        }
+    }
+}
+
+/// The service's cap on a body, compressed and not (413 past it).
+pub const MAX_BODY: usize = 1_048_576;
+
+impl Rules {
+    /// The real service's answer to an ingestion request it refuses before looking at rows.
+    fn refuse(&self, req: &Req) -> Option<Reply> {
+        if !req.is_ingest() {
+            return None;
+        }
+        let mut segs = req.path.rsplit('/');
+        let (stream, _, dcr) = (segs.next()?, segs.next()?, segs.next()?);
+        let Some(streams) = self.dcrs.get(dcr) else {
+            return Some(Reply::azure_error(
+                404,
+                "NotFound",
+                &format!("Data collection rule with immutable Id '{dcr}' not found."),
+            ));
+        };
+        if !streams.iter().any(|s| s == stream) {
+            return Some(Reply::azure_error(
+                400,
+                "InvalidStream",
+                &format!(
+                    "The stream {stream} was not configured in the data collection rule with immutable Id {dcr}."
+                ),
+            ));
+        }
+        if req.body.len() > MAX_BODY || req.raw_len() > MAX_BODY {
+            return Some(Reply::too_large());
+        }
+        None
+    }
+}
 
 /// The fake server. Dropping it stops accepting.
 pub struct Fake {
     pub addr: SocketAddr,
     pub log: Arc<Mutex<Vec<Req>>>,
+    rules: Arc<Mutex<Rules>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -135,23 +259,63 @@ impl Drop for Fake {
 impl Fake {
     pub async fn start(script: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::serve_on(listener, script)
+    }
+
+    /// A fake on a given loopback address (to bring back an endpoint that was down).
+    pub async fn start_on(
+        addr: SocketAddr,
+        script: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) -> Fake {
+        assert!(addr.ip().is_loopback());
+        let listener = TcpListener::bind(addr).await.expect("bind");
+        Self::serve_on(listener, script)
+    }
+
+    fn serve_on(
+        listener: TcpListener,
+        script: impl Fn(&Req) -> Reply + Send + Sync + 'static,
+    ) -> Fake {
         let addr = listener.local_addr().expect("addr");
         let log = Arc::new(Mutex::new(Vec::new()));
+        let rules = Arc::new(Mutex::new(Rules::default()));
         let script: Arc<Script> = Arc::new(script);
         let counter = Arc::new(AtomicUsize::new(0));
-        let l2 = log.clone();
+        let (l2, r2) = (log.clone(), rules.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
                     return;
                 };
-                let (log, script, counter) = (l2.clone(), script.clone(), counter.clone());
+                let (log, rules, script, counter) =
+                    (l2.clone(), r2.clone(), script.clone(), counter.clone());
                 tokio::spawn(async move {
-                    let _ = serve(sock, log, script, counter).await;
+                    let _ = serve(sock, log, rules, script, counter).await;
                 });
             }
         });
-        Fake { addr, log, task }
+        Fake {
+            addr,
+            log,
+            rules,
+            task,
+        }
+    }
+
+    /// The DCR `dcr` declares `stream` (as well as what it declared before).
+    pub fn declare(&self, dcr: &str, stream: &str) {
+        self.rules
+            .lock()
+            .expect("rules")
+            .dcrs
+            .entry(dcr.to_string())
+            .or_default()
+            .push(stream.to_string());
+    }
+
+    /// The service no longer knows `dcr` (404 `NotFound`).
+    pub fn forget_dcr(&self, dcr: &str) {
+        self.rules.lock().expect("rules").dcrs.remove(dcr);
     }
 
     pub fn url(&self) -> String {
@@ -178,6 +342,7 @@ impl Fake {
 async fn serve(
     sock: tokio::net::TcpStream,
     log: Arc<Mutex<Vec<Req>>>,
+    rules: Arc<Mutex<Rules>>,
     script: Arc<Script>,
     counter: Arc<AtomicUsize>,
 ) -> std::io::Result<()> {
@@ -222,7 +387,10 @@ async fn serve(
             body,
             answered: None,
         };
-        let mut reply = script(&req);
+        let refused = rules.lock().expect("rules").refuse(&req);
+        let mut reply = refused
+            .unwrap_or_else(|| script(&req))
+            .with_request_id(&fake_request_id(req.n));
         let mut req = req;
         req.answered = reply.status();
         log.lock().expect("log").push(req);

@@ -16,10 +16,19 @@ use crate::secret::Secret;
 
 type Script = dyn Fn(usize, &[Value]) -> Result<Answer, TransportError> + Send + Sync;
 
+/// One request as the scripted transport saw it.
+#[derive(Debug, Clone)]
+struct Call {
+    at: Instant,
+    rows: Vec<Value>,
+    bearer: String,
+    client_request_id: String,
+}
+
 /// A transport that answers from a script and records when each request came and what it held.
 struct Scripted {
     script: Box<Script>,
-    calls: StdMutex<Vec<(Instant, Vec<Value>, String)>>,
+    calls: StdMutex<Vec<Call>>,
     start: Instant,
 }
 
@@ -39,12 +48,16 @@ impl Scripted {
         let calls = self.calls.lock().expect("lock");
         calls
             .iter()
-            .map(|c| c.0.duration_since(self.start).as_secs())
+            .map(|c| c.at.duration_since(self.start).as_secs())
             .collect()
     }
 
     fn count(&self) -> usize {
         self.calls.lock().expect("lock").len()
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("lock").clone()
     }
 }
 
@@ -53,7 +66,8 @@ impl Transport for Scripted {
         &'a self,
         bearer: &'a str,
         gzip_body: Bytes,
-        _id: &'a str,
+        client_request_id: &'a str,
+        _timeout: Duration,
     ) -> BoxFuture<'a, Result<Answer, TransportError>> {
         let mut raw = Vec::new();
         flate2::read::GzDecoder::new(&gzip_body[..])
@@ -62,7 +76,12 @@ impl Transport for Scripted {
         let rows: Vec<Value> = serde_json::from_slice(&raw).expect("json array");
         let n = {
             let mut calls = self.calls.lock().expect("lock");
-            calls.push((Instant::now(), rows.clone(), bearer.to_string()));
+            calls.push(Call {
+                at: Instant::now(),
+                rows: rows.clone(),
+                bearer: bearer.to_string(),
+                client_request_id: client_request_id.to_string(),
+            });
             calls.len() - 1
         };
         let answer = (self.script)(n, &rows);
@@ -129,7 +148,7 @@ impl DeliveryReport for Collect {
     fn request(&self, _status: Option<u16>) {
         self.requests.fetch_add(1, Ordering::SeqCst);
     }
-    fn retry(&self, reason: RetryReason) {
+    fn retry(&self, reason: RetryReason, _detail: &str) {
         self.retries.lock().expect("lock").push(reason);
     }
 }
@@ -148,7 +167,11 @@ fn rig(policy: Policy, transport: Arc<Scripted>) -> Rig {
         transport.clone(),
         TokenCache::new(Box::new(tokens.clone())),
         policy,
-        "dcr-00000000000000000000000000000001",
+        Target::new(
+            "dcr-00000000000000000000000000000001",
+            "Custom-Test_CL",
+            "dce.eastus-1.ingest.monitor.azure.com",
+        ),
         report.clone(),
     ));
     Rig {
@@ -194,7 +217,7 @@ async fn accepted_on_the_first_try() {
     deliver(&r, batch(0..10)).await.expect("ok");
     assert_eq!(accepted(&r), (0..10).collect::<Vec<_>>());
     assert_eq!(r.transport.count(), 1);
-    assert_eq!(r.transport.calls.lock().expect("lock")[0].2, "tok-1");
+    assert_eq!(r.transport.calls()[0].bearer, "tok-1");
 }
 
 #[tokio::test(start_paused = true)]
@@ -288,7 +311,12 @@ async fn not_found_names_the_dcr_and_stream_to_check() {
     };
     let r = rig(policy, Scripted::new(|_, _| status(404)));
     let err = deliver(&r, batch(0..1)).await.expect_err("fatal");
-    assert!(err.to_string().contains("stream name"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("does not know DCR dcr-00000000000000000000000000000001")
+            && err.to_string().contains("DCR immutable id"),
+        "{err}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -330,7 +358,7 @@ async fn a_retry_after_past_the_deadline_gives_up_instead_of_sending_early() {
 async fn network_errors_are_retried() {
     let t = Scripted::new(|n, _| {
         if n < 3 {
-            Err(TransportError("connection reset".into()))
+            Err(TransportError::other("connection reset"))
         } else {
             status(204)
         }
@@ -346,11 +374,12 @@ async fn network_errors_are_retried() {
 
 #[tokio::test(start_paused = true)]
 async fn a_bad_row_is_bisected_out_and_the_rest_delivered() {
-    let t = Scripted::new(|_, rows| {
+    let t = Scripted::new(|n, rows| {
         if rows.iter().any(|r| r["bad"] == true) {
             Ok(Answer {
                 status: 400,
                 body: r#"{"error":{"code":"InvalidData","message":"row is bad"}}"#.into(),
+                request_id: Some(format!("svc-{n}")),
                 ..Answer::default()
             })
         } else {
@@ -359,21 +388,39 @@ async fn a_bad_row_is_bisected_out_and_the_rest_delivered() {
     });
     let r = rig(Policy::default(), t);
     deliver(&r, batch(0..40)).await.expect("ok");
+    // The 400 of the whole batch was checked once with an empty request (204: rows at fault).
+    let calls = r.transport.calls();
+    assert_eq!(
+        calls[1].rows.len(),
+        0,
+        "the second request is the empty check"
+    );
+    assert_eq!(calls.iter().filter(|c| c.rows.is_empty()).count(), 1);
     let bad: Vec<u64> = (0..40).filter(|i| i % 7 == 3).collect();
     let good: Vec<u64> = (0..40).filter(|i| i % 7 != 3).collect();
     assert_eq!(accepted(&r), good);
     let mut rejected = r.report.rejected.lock().expect("lock").clone();
     rejected.sort();
     assert_eq!(rejected.iter().map(|r| r.0).collect::<Vec<_>>(), bad);
-    assert!(rejected
-        .iter()
-        .all(|r| r.1 == "HTTP 400: InvalidData: row is bad"));
+    // Each reason names the service's id of the refusing request and our id of it.
+    for (line, reason) in &rejected {
+        let call = calls
+            .iter()
+            .rposition(|c| c.rows.len() == 1 && c.rows[0]["n"] == *line)
+            .expect("the row was sent alone");
+        assert_eq!(
+            *reason,
+            format!(
+                "HTTP 400: InvalidData: row is bad (x-ms-request-id: svc-{call}, x-ms-client-request-id: {})",
+                calls[call].client_request_id
+            )
+        );
+    }
     // Every request after the first was a strict part of the batch, none repeated a good row.
-    let calls = r.transport.calls.lock().expect("lock");
     let accepted_rows: usize = calls
         .iter()
-        .filter(|c| !c.1.iter().any(|r| r["bad"] == true))
-        .map(|c| c.1.len())
+        .filter(|c| !c.rows.iter().any(|r| r["bad"] == true))
+        .map(|c| c.rows.len())
         .sum();
     assert_eq!(accepted_rows, good.len(), "no good row sent twice");
 }
@@ -409,11 +456,9 @@ async fn unauthorized_fetches_a_new_token_once_then_gives_up() {
     deliver(&r, batch(0..1)).await.expect("ok");
     let tokens: Vec<String> = r
         .transport
-        .calls
-        .lock()
-        .expect("lock")
+        .calls()
         .iter()
-        .map(|c| c.2.clone())
+        .map(|c| c.bearer.clone())
         .collect();
     assert_eq!(tokens, vec!["tok-1", "tok-2"]);
 
@@ -476,7 +521,7 @@ fn rig_on(gate: &Arc<DcrGate>, dcr: &str, transport: Arc<Scripted>) -> Rig {
         transport.clone(),
         TokenCache::new(Box::new(tokens.clone())),
         Policy::default(),
-        dcr,
+        Target::new(dcr, "Custom-Test_CL", "dce.example"),
         report.clone(),
     )
     .with_gate(gate.clone());
@@ -551,4 +596,230 @@ async fn the_request_limit_paces_every_attempt_retries_included() {
     }
     assert_eq!(r.transport.times(), vec![0, 1, 2, 3, 4]);
     assert_eq!(accepted(&r).len(), 8);
+}
+
+/// The service's answer to a stream the DCR does not declare.
+fn invalid_stream() -> Result<Answer, TransportError> {
+    Ok(Answer {
+        status: 400,
+        error_code: Some("InvalidStream".into()),
+        request_id: Some("svc-1".into()),
+        body: r#"{"error":{"code":"InvalidStream","message":"The stream Custom-Test_CL was not configured in the data collection rule with immutable Id dcr-00000000000000000000000000000001."}}"#.into(),
+        ..Answer::default()
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wrong_stream_is_one_request_and_exit_4_not_a_bisect() {
+    let r = rig(Policy::default(), Scripted::new(|_, _| invalid_stream()));
+    let err = deliver(&r, batch(0..1000)).await.expect_err("fatal");
+    assert_eq!(r.transport.count(), 1, "no bisect, no retry");
+    assert_eq!(err.exit_code(), ExitCode::Permission);
+    let msg = err.to_string();
+    for words in [
+        "stream Custom-Test_CL is not declared in DCR dcr-00000000000000000000000000000001",
+        "streamDeclarations",
+        "x-ms-request-id: svc-1",
+        "x-ms-client-request-id: ",
+    ] {
+        assert!(msg.contains(words), "{words}: {msg}");
+    }
+    assert!(
+        r.report.rejected.lock().expect("lock").is_empty(),
+        "rows are not refused: they are unsent"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_agent_holds_the_rows_of_a_wrong_stream_and_delivers_them_once_it_is_fixed() {
+    // The stream appears in the DCR after ten minutes.
+    let start = Instant::now();
+    let t = Scripted::new(move |_, _| {
+        if start.elapsed() < Duration::from_secs(600) {
+            invalid_stream()
+        } else {
+            status(204)
+        }
+    });
+    let policy = Policy {
+        retry_forever: true,
+        ..Policy::default()
+    };
+    let r = rig(policy, t);
+    deliver(&r, batch(0..50))
+        .await
+        .expect("delivered in the end");
+    assert_eq!(accepted(&r), (0..50).collect::<Vec<_>>());
+    assert!(r.report.rejected.lock().expect("lock").is_empty());
+    let calls = r.transport.calls();
+    assert!(calls.iter().all(|c| c.rows.len() == 50), "never split");
+    let times = r.transport.times();
+    assert!(
+        times.windows(2).all(|w| w[1] - w[0] <= 60),
+        "retried at least once a minute: {times:?}"
+    );
+    assert!(calls.len() < 25, "slowly: {} tries in 10 min", calls.len());
+    let retries = r.report.retries.lock().expect("lock").clone();
+    assert!(retries.iter().all(|&x| x == RetryReason::Misconfigured));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_400_that_an_empty_request_also_gets_is_not_bisected() {
+    let t = Scripted::new(|_, _| {
+        Ok(Answer {
+            status: 400,
+            body: r#"{"error":{"code":"SomethingNew","message":"no"}}"#.into(),
+            ..Answer::default()
+        })
+    });
+    let r = rig(Policy::default(), t);
+    let err = deliver(&r, batch(0..1000)).await.expect_err("fatal");
+    assert_eq!(err.exit_code(), ExitCode::Permission);
+    let calls = r.transport.calls();
+    assert_eq!(calls.len(), 2, "the batch, then the empty check");
+    assert_eq!(calls[1].rows.len(), 0);
+    assert!(
+        err.to_string().contains("an empty request gets 400 too"),
+        "{err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_try_of_a_request_has_one_client_request_id() {
+    let t = Scripted::new(|n, _| if n < 2 { status(500) } else { status(204) });
+    let r = rig(Policy::default(), t);
+    deliver(&r, batch(0..3)).await.expect("ok");
+    deliver(&r, batch(3..6)).await.expect("ok");
+    let ids: Vec<String> = r
+        .transport
+        .calls()
+        .iter()
+        .map(|c| c.client_request_id.clone())
+        .collect();
+    assert_eq!(ids.len(), 4);
+    assert!(ids[0] == ids[1] && ids[1] == ids[2], "{ids:?}");
+    assert_ne!(ids[2], ids[3], "a new request, a new id");
+    assert!(uuid::Uuid::parse_str(&ids[0]).is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_403_from_a_dce_the_dcr_is_not_bound_to_says_so() {
+    let t = Scripted::new(|_, _| {
+        Ok(Answer {
+            status: 403,
+            body: r#"{"error":{"code":"OperationFailed","message":"The authentication token provided does not have access to ingest data for the data collection rule with immutable Id 'dcr-00000000000000000000000000000001' PipelineAccessResult: AccessGranted: False, IsRbacPresent: True, IsDcrDceBindingValid: False, DcrArmId: /subscriptions/s/resourceGroups/rg/providers/Microsoft.Insights/dataCollectionRules/app, Message: x"}}"#.into(),
+            ..Answer::default()
+        })
+    });
+    let policy = Policy {
+        permission_grace: Duration::from_secs(60),
+        ..Policy::default()
+    };
+    let r = rig(policy, t);
+    let err = deliver(&r, batch(0..2)).await.expect_err("fatal");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("not associated with the endpoint dce.eastus-1.ingest.monitor.azure.com")
+            && !msg.contains("Monitoring Metrics Publisher"),
+        "{msg}"
+    );
+}
+
+/// An endpoint that answers 204 after `delay`: a try whose timeout is shorter gets none.
+struct Slow {
+    delay: Duration,
+    calls: StdMutex<Vec<(String, Duration)>>,
+}
+
+impl Transport for Slow {
+    fn post<'a>(
+        &'a self,
+        _bearer: &'a str,
+        _gzip_body: Bytes,
+        client_request_id: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Answer, TransportError>> {
+        self.calls
+            .lock()
+            .expect("lock")
+            .push((client_request_id.to_string(), timeout));
+        Box::pin(async move {
+            if self.delay > timeout {
+                tokio::time::sleep(timeout).await;
+                return Err(TransportError::new(
+                    crate::ingest::client::TransportErrorKind::Timeout,
+                    "no answer within the request timeout",
+                ));
+            }
+            tokio::time::sleep(self.delay).await;
+            status(204)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_endpoint_gets_a_request_twice_not_once_per_timeout() {
+    let slow = Arc::new(Slow {
+        delay: Duration::from_secs(65),
+        calls: StdMutex::new(Vec::new()),
+    });
+    let tokens = Arc::new(Counting::default());
+    let report = Arc::new(Collect::default());
+    let sender = Sender::new(
+        slow.clone(),
+        TokenCache::new(Box::new(tokens)),
+        Policy::default(),
+        Target::new("dcr-1", "Custom-Test_CL", "dce.example"),
+        report.clone(),
+    );
+    let started = Instant::now();
+    sender
+        .deliver(batch(0..5), &mut Gzip::new(1))
+        .await
+        .expect("delivered");
+    let calls = slow.calls.lock().expect("lock").clone();
+    assert_eq!(
+        calls.iter().map(|c| c.1.as_secs()).collect::<Vec<_>>(),
+        vec![60, 120],
+        "the second try waits twice as long"
+    );
+    assert_eq!(calls[0].0, calls[1].0, "same x-ms-client-request-id");
+    assert!(started.elapsed() < Duration::from_secs(200));
+    assert_eq!(
+        *report.retries.lock().expect("lock"),
+        vec![RetryReason::Timeout]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timeout_grows_at_most_fourfold() {
+    let slow = Arc::new(Slow {
+        delay: Duration::from_secs(100_000),
+        calls: StdMutex::new(Vec::new()),
+    });
+    let policy = Policy {
+        retry_timeout: Some(Duration::from_secs(3000)),
+        ..Policy::default()
+    };
+    let sender = Sender::new(
+        slow.clone(),
+        TokenCache::new(Box::new(Arc::new(Counting::default()))),
+        policy,
+        Target::new("dcr-1", "Custom-Test_CL", "dce.example"),
+        Arc::new(Collect::default()),
+    );
+    let err = sender
+        .deliver(batch(0..1), &mut Gzip::new(1))
+        .await
+        .expect_err("gives up");
+    assert_eq!(err.exit_code(), ExitCode::Transient);
+    let timeouts: Vec<u64> = slow
+        .calls
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|c| c.1.as_secs())
+        .collect();
+    assert_eq!(&timeouts[..4], &[60, 120, 240, 240], "{timeouts:?}");
+    assert!(timeouts.iter().all(|&t| t <= 240));
 }
