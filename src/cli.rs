@@ -13,7 +13,6 @@ use crate::input::file::StartAt;
 use crate::input::multiline::Preset;
 use crate::input::parse::OnMismatch;
 use crate::input::Format;
-use crate::input::InputFormat;
 use crate::telemetry::LogFormat;
 
 /// Ships logs to the Azure Monitor Logs Ingestion API (Data Collection Rule streams).
@@ -264,9 +263,17 @@ pub struct RunArgs {
     #[arg(long)]
     pub stdin: bool,
 
-    /// Line format of the inputs in flag-only mode (regex needs --pattern)
-    #[arg(long, value_enum, default_value_t = InputFormat::Text)]
-    pub format: InputFormat,
+    /// Format of the --path and --stdin inputs: auto picks by extension (.ndjson .jsonl .json
+    /// .txt), else by the first bytes; regex needs --pattern
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+
+    /// Source field holding the event time (RFC 3339, ISO 8601 or epoch s/ms/µs/ns) for TimeGenerated
+    #[arg(long, value_name = "NAME")]
+    pub time_field: Option<String>,
+
+    #[command(flatten)]
+    pub shape: ShapeArgs,
 
     /// Where files seen for the first time are read from (flag-only mode)
     #[arg(long, value_enum, default_value_t = StartAt::End)]

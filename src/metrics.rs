@@ -276,6 +276,29 @@ impl Metrics {
         self.counter(Family::TokenRefresh, &[source, result])
     }
 
+    /// The sum of `family`'s counters whose labels have the given values (`&[]`: all of them),
+    /// for summaries read from the counters (`send`'s).
+    pub fn sum(&self, family: Family, labels: &[(&str, &str)]) -> u64 {
+        let names = family.labels();
+        let series = self.series.read().unwrap_or_else(PoisonError::into_inner);
+        series
+            .range((family, Vec::new())..)
+            .take_while(|((f, _), _)| *f == family)
+            .filter(|((_, values), _)| {
+                labels.iter().all(|(name, want)| {
+                    names
+                        .iter()
+                        .position(|n| n == name)
+                        .is_some_and(|i| values.get(i).is_some_and(|v| v == want))
+                })
+            })
+            .map(|(_, s)| match s {
+                Series::Counter(c) => c.get(),
+                Series::Gauge(_) => 0,
+            })
+            .sum()
+    }
+
     /// The counter of `family` with these label values (in [`Family::labels`] order),
     /// created at 0 on first use. A gauge family or a wrong number of values gives a
     /// detached counter that is never rendered: a programming error must not stop shipping,
@@ -417,6 +440,27 @@ mod tests {
     /// The sample lines (no comments) of a rendering.
     fn samples(text: &str) -> Vec<&str> {
         text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn sums_filter_by_label() {
+        let m = Metrics::new();
+        m.records_dropped("a", "rejected").add(3);
+        m.records_dropped("a", "invalid").add(2);
+        m.records_dropped("b", "rejected").add(7);
+        m.records_sent("a").add(11);
+        assert_eq!(m.sum(Family::RecordsDropped, &[]), 12);
+        assert_eq!(m.sum(Family::RecordsDropped, &[("output", "a")]), 5);
+        assert_eq!(m.sum(Family::RecordsDropped, &[("reason", "rejected")]), 10);
+        assert_eq!(
+            m.sum(
+                Family::RecordsDropped,
+                &[("output", "b"), ("reason", "invalid")]
+            ),
+            0
+        );
+        assert_eq!(m.sum(Family::RecordsSent, &[]), 11);
+        assert_eq!(m.sum(Family::SpoolBytes, &[]), 0, "gauges are not summed");
     }
 
     #[test]

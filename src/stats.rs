@@ -1,59 +1,8 @@
-//! Counters of one run, and the summary printed at its end.
+//! The summary a one-shot run prints at its end, read from the same counters `/metrics` shows.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Counters shared by every stage. Relaxed atomics: each is a plain tally.
-#[derive(Debug, Default)]
-pub struct Stats {
-    pub rows_read: AtomicU64,
-    pub rows_sent: AtomicU64,
-    pub rows_rejected: AtomicU64,
-    pub requests: AtomicU64,
-    pub retries: AtomicU64,
-    pub bytes_raw: AtomicU64,
-    pub bytes_gzip: AtomicU64,
-    pub fields_truncated: AtomicU64,
-    pub time_unparsable: AtomicU64,
-    pub values_uncoercible: AtomicU64,
-    pub fields_undeclared: AtomicU64,
-    pub time_out_of_range: AtomicU64,
-    pub parse_failures: AtomicU64,
-    pub multiline_cut: AtomicU64,
-}
-
-impl Stats {
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
-    }
-
-    pub fn summary(&self, elapsed: Duration) -> Summary {
-        let read = self.rows_read.load(Relaxed);
-        let sent = self.rows_sent.load(Relaxed);
-        let rejected = self.rows_rejected.load(Relaxed);
-        Summary {
-            rows_read: read,
-            rows_sent: sent,
-            rows_rejected: rejected,
-            rows_unsent: read.saturating_sub(sent + rejected),
-            requests: self.requests.load(Relaxed),
-            retries: self.retries.load(Relaxed),
-            bytes_raw: self.bytes_raw.load(Relaxed),
-            bytes_gzip: self.bytes_gzip.load(Relaxed),
-            fields_truncated: self.fields_truncated.load(Relaxed),
-            time_unparsable: self.time_unparsable.load(Relaxed),
-            values_uncoercible: self.values_uncoercible.load(Relaxed),
-            fields_undeclared: self.fields_undeclared.load(Relaxed),
-            time_out_of_range: self.time_out_of_range.load(Relaxed),
-            parse_failures: self.parse_failures.load(Relaxed),
-            multiline_cut: self.multiline_cut.load(Relaxed),
-            seconds: elapsed.as_secs_f64(),
-            exit_code: 0,
-            error: None,
-            dry_run: false,
-        }
-    }
-}
+use crate::metrics::{Family, Metrics};
 
 /// What a run did. `--summary json` prints it as one JSON object on stdout.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -92,6 +41,35 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// What the counters say so far.
+    pub fn from_metrics(m: &Metrics, elapsed: Duration) -> Summary {
+        let issue = |name: &str| m.sum(Family::RowIssues, &[("issue", name)]);
+        let read = m.sum(Family::RecordsReceived, &[]);
+        let sent = m.sum(Family::RecordsSent, &[]);
+        let rejected = m.sum(Family::RecordsDropped, &[]);
+        Summary {
+            rows_read: read,
+            rows_sent: sent,
+            rows_rejected: rejected,
+            rows_unsent: read.saturating_sub(sent + rejected),
+            requests: m.sum(Family::Requests, &[]),
+            retries: m.sum(Family::Retries, &[]),
+            bytes_raw: m.sum(Family::RequestBytes, &[("encoding", "raw")]),
+            bytes_gzip: m.sum(Family::RequestBytes, &[("encoding", "gzip")]),
+            fields_truncated: issue("truncated"),
+            time_unparsable: issue("time_unparsable"),
+            values_uncoercible: issue("uncoercible"),
+            fields_undeclared: issue("undeclared"),
+            time_out_of_range: issue("time_out_of_range"),
+            parse_failures: m.sum(Family::ParseFailures, &[]),
+            multiline_cut: m.sum(Family::MultilineCut, &[]),
+            seconds: elapsed.as_secs_f64(),
+            exit_code: 0,
+            error: None,
+            dry_run: false,
+        }
+    }
+
     /// One line for stderr.
     pub fn text(&self) -> String {
         let mut s = format!(
@@ -193,12 +171,13 @@ mod tests {
 
     #[test]
     fn summary_counts_unsent_and_reads_well() {
-        let st = Stats::default();
-        Stats::add(&st.rows_read, 10);
-        Stats::add(&st.rows_sent, 6);
-        Stats::add(&st.rows_rejected, 1);
-        Stats::add(&st.bytes_raw, 2_500_000);
-        let s = st.summary(Duration::from_millis(1500));
+        let m = Metrics::new();
+        m.records_received("in").add(10);
+        m.records_sent("out").add(6);
+        m.records_dropped("out", "rejected").inc();
+        m.request_bytes("out", crate::metrics::Encoding::Raw)
+            .add(2_500_000);
+        let s = Summary::from_metrics(&m, Duration::from_millis(1500));
         assert_eq!(s.rows_unsent, 3);
         assert_eq!(
             s.text(),
@@ -212,13 +191,13 @@ mod tests {
 
     #[test]
     fn one_of_a_thing_is_singular() {
-        let st = Stats::default();
-        Stats::add(&st.rows_read, 1);
-        Stats::add(&st.rows_sent, 1);
-        Stats::add(&st.requests, 1);
-        Stats::add(&st.retries, 1);
-        Stats::add(&st.parse_failures, 1);
-        let text = st.summary(Duration::ZERO).text();
+        let m = Metrics::new();
+        m.records_received("in").inc();
+        m.records_sent("out").inc();
+        m.requests("out", Some(204)).inc();
+        m.retries("out", "network").inc();
+        m.parse_failures("in").inc();
+        let text = Summary::from_metrics(&m, Duration::ZERO).text();
         assert!(
             text.starts_with("1 row read, 1 sent, 0 rejected; 1 request, 1 retry;"),
             "{text}"

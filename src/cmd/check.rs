@@ -7,34 +7,34 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::settings::{auth_from_config, check_clouds, check_token_audience};
+use super::check_token_audience;
 use super::CmdError;
 use crate::auth::{self, TokenCache};
 use crate::batch::Gzip;
 use crate::cli::CheckArgs;
 use std::collections::BTreeMap;
 
-use crate::config::{self, Config, InputConfig, InputKind, OutputConfig};
+use crate::config::{self, Config, FileConfig, InputConfig, InputKind, OutputConfig, Overlay};
 use crate::exit::ExitCode;
 use crate::http::{parse_secure_url, HttpClients};
 use crate::ingest::classify::{classify, error_code, service_reason, Action, Answer};
 use crate::ingest::diagnosis;
 use crate::ingest::{HttpTransport, Transport};
-use crate::input::InputFormat;
+use crate::input::Format;
 use crate::transform::fields::FieldOps;
 
 /// Validates the file and returns a description of what it configures.
 pub fn validate(args: &CheckArgs) -> Result<(Config, String), CmdError> {
-    let cfg = config::load(&args.config).map_err(|e| CmdError::usage(e.to_string()))?;
-    check_clouds(&auth_from_config(&cfg), &cfg)
-        .map_err(|m| CmdError::usage(format!("{}: {m}", args.config.display())))?;
+    let cfg = config::load(&args.config, &Overlay::default())
+        .map_err(|e| CmdError::usage(e.to_string()))?;
+    let set = &cfg.settings;
     let line = format!(
         "{}: configuration is valid ({} outputs: {}; {} inputs: {})",
         args.config.display(),
-        cfg.outputs.len(),
-        cfg.outputs.keys().cloned().collect::<Vec<_>>().join(", "),
-        cfg.inputs.len(),
-        cfg.inputs.keys().cloned().collect::<Vec<_>>().join(", "),
+        set.outputs.len(),
+        set.outputs.keys().cloned().collect::<Vec<_>>().join(", "),
+        set.inputs.len(),
+        set.inputs.keys().cloned().collect::<Vec<_>>().join(", "),
     );
     Ok((cfg, line))
 }
@@ -54,14 +54,14 @@ fn known_sources(input: &InputConfig) -> Option<Vec<(String, String)>> {
             .collect()
     };
     match input.format {
-        InputFormat::Text => {
+        Format::Text => {
             let mut v = pairs(&[("RawData", "the line"), ("Computer", "the host name")]);
             if input.kind == InputKind::File {
                 v.push(("FilePath".into(), "the file's path".into()));
             }
             Some(v)
         }
-        InputFormat::Regex => {
+        Format::Regex => {
             let pattern = input.pattern.as_deref()?;
             let re = regex::Regex::new(pattern).ok()?;
             Some(
@@ -78,7 +78,7 @@ fn known_sources(input: &InputConfig) -> Option<Vec<(String, String)>> {
 /// `check`'s report of one output's columns: the declared type of each, which input fields
 /// feed it (as far as the configuration tells), which declared columns nothing feeds, and
 /// which known fields the stream does not declare (they are removed from rows). Pure.
-pub fn mapping(cfg: &Config, output: &str) -> Vec<String> {
+pub fn mapping(cfg: &FileConfig, output: &str) -> Vec<String> {
     let Some(out) = cfg.outputs.get(output) else {
         return Vec::new();
     };
@@ -116,7 +116,7 @@ pub fn mapping(cfg: &Config, output: &str) -> Vec<String> {
                 what,
             })
         };
-        let structured = input.format != InputFormat::Text;
+        let structured = input.format != Format::Text;
         let time_field = input.time_field.as_deref().unwrap_or("TimeGenerated");
         let known = known_sources(input);
         let has_time = match &known {
@@ -222,15 +222,15 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
         }
     };
     crate::console::out(&line);
-    for name in cfg.outputs.keys() {
-        for l in mapping(&cfg, name) {
+    for name in cfg.settings.outputs.keys() {
+        for l in mapping(&cfg.settings, name) {
             crate::console::out(&l);
         }
     }
     if !args.live {
         return ExitCode::Ok;
     }
-    if cfg.outputs.is_empty() {
+    if cfg.settings.outputs.is_empty() {
         crate::console::out("no outputs to check");
         return ExitCode::Ok;
     }
@@ -241,7 +241,7 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
             return ExitCode::Internal;
         }
     };
-    let tokens = match auth::build(&auth_from_config(&cfg), &http).await {
+    let tokens = match auth::build(&cfg.auth, &http).await {
         Ok(t) => t,
         Err(e) => return no_token(&e),
     };
@@ -257,7 +257,7 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
             .unwrap_or("unknown: the token has no oid claim")
     ));
     let mut worst = ExitCode::Ok;
-    for (name, out) in &cfg.outputs {
+    for (name, out) in &cfg.settings.outputs {
         let v = probe(&http, &tokens, out).await;
         let mark = if v.code == ExitCode::Ok {
             "ok"
@@ -391,7 +391,9 @@ mod tests {
              pattern = '^(?P<Code>\\d+) (?P<msg>.*) (?P<Skip>\\S+)$'\ndrop = [\"Skip\"]\n\
              [inputs.web.rename]\nCode = \"Status\"\nmsg = \"Message\"\n",
         );
-        let cfg = Config::parse_str(&text, "t.toml", &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = config::parse_str(&text, "t.toml", &|_| None)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .settings;
         let lines = mapping(&cfg, "app");
         let want = [
             "output app (stream Custom-A_CL): 5 columns from [outputs.app.columns]",

@@ -3,8 +3,6 @@
 //! drain and exit 0, HUP reloads the file (keeping the running configuration when the new one is
 //! bad).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,30 +11,18 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::send::host_name;
-use super::settings::{auth_from_config, check_clouds, OutputSettings};
-use super::CmdError;
-use crate::auth::{self, AuthConfig, TokenCache};
+use super::{check_token_audience, host_name, tokens, CmdError};
+use crate::auth::TokenCache;
 use crate::cli::RunArgs;
-use crate::config::{
-    self, AgentConfig, Config, InputConfig, InputKind, OutputConfig, DEFAULT_CONFIG_PATH,
-    DEFAULT_STATE_DIR,
-};
+use crate::config::Config;
 use crate::deadletter::DeadLetter;
 use crate::dirlock::{DirLock, LockError};
 use crate::exit::ExitCode;
 use crate::health::Health;
 use crate::http::HttpClients;
 use crate::metrics::Metrics;
-use crate::pipeline::{Checkpointer, Pipeline, Shared};
+use crate::pipeline::{Checkpointer, Mode, Pipeline, Shared};
 use crate::systemd::Notifier;
-
-/// The configuration to run, and where it came from (for SIGHUP).
-struct Plan {
-    config: Config,
-    auth: AuthConfig,
-    file: Option<PathBuf>,
-}
 
 /// Runs the agent until a signal (or the end of stdin, when stdin is its only input).
 pub async fn run(args: RunArgs) -> ExitCode {
@@ -50,8 +36,13 @@ pub async fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
-    let plan = plan(&args)?;
-    let agent = plan.config.agent.clone();
+    let config = super::flags::run_config(&args)?;
+    let file = args
+        .out
+        .config
+        .clone()
+        .filter(|_| !config_from_flags(&args));
+    let agent = config.agent().clone();
     crate::private_fs::create_dir_all(&agent.state_dir).map_err(|e| {
         CmdError::usage(format!(
             "cannot create the state directory {}: {e}; set [agent] state_dir or --state-dir to a writable directory",
@@ -101,21 +92,23 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
         metrics,
         health,
         deadletter,
-        checkpointer,
+        checkpointer: Some(checkpointer),
         heartbeat: Arc::new(AtomicU64::new(0)),
         rows_done: Arc::new(AtomicU64::new(0)),
         started: Instant::now(),
         http,
         computer: host_name(),
     };
-    let mut tokens = tokens(&plan.auth, &shared.http).await?;
-    count_fetches(&tokens, &shared);
+    let mode = Mode::Agent {
+        state_dir: agent.state_dir.clone(),
+    };
+    let mut tokens = agent_tokens(&config, &shared).await?;
     // Refresh ahead of expiry in the background, so no send waits for the identity endpoint.
     let mut refresher = tokens.spawn_refresher();
-    let mut pipeline = Pipeline::start(&plan.config, &shared, &tokens)
+    let mut pipeline = Pipeline::start(&config.plan, &mode, &shared, Some(&tokens))
         .await
         .map_err(|e| CmdError::usage(e.to_string()))?;
-    let mut current = plan;
+    let mut current = config;
 
     // Handlers first: a `systemctl reload` right after READY must not kill the process.
     let mut term = signal(SignalKind::terminate()).map_err(internal)?;
@@ -125,12 +118,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
     notifier.ready();
     let background = spawn_status(&notifier, &shared);
 
-    let stdin_only = !current.config.inputs.is_empty()
-        && current
-            .config
-            .inputs
-            .values()
-            .all(|i| i.kind == InputKind::Stdin);
+    let stdin_only = current.plan.stdin_only();
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: draining"); break }
@@ -141,7 +129,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
                 // Everything read must be delivered before exit, however long that takes —
                 // unless a signal says stop: then `shutdown_timeout` more, and what is left of
                 // stdin is lost (logged by the pipeline).
-                let timeout = current.config.agent.shutdown_timeout;
+                let timeout = current.agent().shutdown_timeout;
                 let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
                 let waiter = tokio::spawn(async move {
                     tokio::select! {
@@ -159,17 +147,16 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
             }
             _ = hup.recv() => {
                 notifier.reloading();
-                match reload(&current, &shared).await {
+                match reload(&args, file.as_deref(), &current, &shared).await {
                     Some((next, next_tokens)) => {
-                        let timeout = current.config.agent.shutdown_timeout;
+                        let timeout = current.agent().shutdown_timeout;
                         pipeline.shutdown(timeout).await;
-                        match Pipeline::start(&next.config, &shared, &next_tokens).await {
+                        match Pipeline::start(&next.plan, &mode, &shared, Some(&next_tokens)).await {
                             Ok(p) => {
-                                for gone in current.config.outputs.keys().filter(|k| !next.config.outputs.contains_key(*k)) {
+                                for gone in current.plan.outputs.keys().filter(|k| !next.plan.outputs.contains_key(*k)) {
                                     shared.health.remove_output(gone);
                                 }
                                 refresher.abort();
-                                count_fetches(&next_tokens, &shared);
                                 refresher = next_tokens.spawn_refresher();
                                 tokens = next_tokens;
                                 pipeline = p;
@@ -178,7 +165,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
                             }
                             Err(e) => {
                                 tracing::error!(error = %e, "the new configuration cannot start; going back to the previous one");
-                                pipeline = Pipeline::start(&current.config, &shared, &tokens)
+                                pipeline = Pipeline::start(&current.plan, &mode, &shared, Some(&tokens))
                                     .await
                                     .map_err(|e| CmdError::usage(e.to_string()))?;
                             }
@@ -191,14 +178,17 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
         }
     }
     notifier.stopping();
-    let drained = pipeline
-        .shutdown(current.config.agent.shutdown_timeout)
-        .await;
+    let drained = pipeline.shutdown(current.agent().shutdown_timeout).await;
     tracing::info!(drained, "stopped");
     refresher.abort();
     let _ = stop_http.send(true);
     background.abort();
     Ok(())
+}
+
+/// True when `run` takes its configuration from flags alone (no file to reload).
+fn config_from_flags(args: &RunArgs) -> bool {
+    args.out.config.is_none() && (!args.paths.is_empty() || args.stdin)
 }
 
 /// Feeds `dcrship_token_refresh_total{source,result}`.
@@ -218,194 +208,53 @@ fn internal(e: std::io::Error) -> CmdError {
     )
 }
 
-async fn tokens(auth: &AuthConfig, http: &HttpClients) -> Result<Arc<TokenCache>, CmdError> {
-    auth::build(auth, http).await.map_err(|e| match e {
-        auth::AuthError::Config(m) => CmdError::usage(m),
-        other => CmdError::new(ExitCode::NoToken, format!("no access token: {other}")),
-    })
+/// The token source of `config`, its fetches counted; a static token meant for another cloud than the endpoints'
+/// is refused now (it would be refused at every request).
+async fn agent_tokens(config: &Config, shared: &Shared) -> Result<Arc<TokenCache>, CmdError> {
+    let tokens = tokens(&config.auth, &shared.http).await?;
+    count_fetches(&tokens, shared);
+    if config.auth.method == crate::auth::AuthMethod::Static {
+        if let Ok(token) = tokens.token().await {
+            for out in config.plan.outputs.values() {
+                if let Some(endpoint) = &out.endpoint {
+                    check_token_audience(&token, endpoint)
+                        .map_err(|m| CmdError::new(ExitCode::NoToken, m))?;
+                }
+            }
+        }
+    }
+    Ok(tokens)
 }
 
-/// Reads the config file again; `None` (logged) keeps the running one.
-async fn reload(current: &Plan, shared: &Shared) -> Option<(Plan, Arc<TokenCache>)> {
-    let Some(path) = &current.file else {
+/// Reads the config file again, with the same flags over it; `None` (logged) keeps the
+/// running one.
+async fn reload(
+    args: &RunArgs,
+    file: Option<&std::path::Path>,
+    current: &Config,
+    shared: &Shared,
+) -> Option<(Config, Arc<TokenCache>)> {
+    if file.is_none() && config_from_flags(args) {
         tracing::warn!("SIGHUP: running from flags, there is no config file to reload");
         return None;
-    };
-    let config = match config::load(path) {
+    }
+    let config = match super::flags::run_config(args) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: the config file is invalid");
             return None;
         }
     };
-    if config.agent != current.config.agent {
+    if config.agent() != current.agent() {
         tracing::warn!("SIGHUP: [agent] changes (state_dir, http_listen, shutdown_timeout) take effect after a restart");
     }
-    let auth = auth_from_config(&config);
-    if let Err(m) = check_clouds(&auth, &config) {
-        tracing::error!("SIGHUP: {m}");
-        return None;
-    }
-    let tokens = match tokens(&auth, &shared.http).await {
-        Ok(t) => t,
+    match agent_tokens(&config, shared).await {
+        Ok(t) => Some((config, t)),
         Err(e) => {
             tracing::error!(error = %e, "SIGHUP: the new [auth] does not work");
-            return None;
-        }
-    };
-    Some((
-        Plan {
-            config,
-            auth,
-            file: Some(path.clone()),
-        },
-        tokens,
-    ))
-}
-
-/// The configuration from a file, or from flags when `--path`/`--stdin` are given.
-fn plan(args: &RunArgs) -> Result<Plan, CmdError> {
-    let flag_mode = !args.paths.is_empty() || args.stdin;
-    if !flag_mode {
-        let path = args
-            .out
-            .config
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-        let mut config = config::load(&path).map_err(|e| {
-            CmdError::usage(format!(
-                "{e}\n(give --config FILE, or run from flags: --endpoint URL --dcr ID --stream NAME --path GLOB)"
-            ))
-        })?;
-        apply_agent_flags(args, &mut config.agent)?;
-        if config.inputs.is_empty() {
-            return Err(CmdError::usage(format!(
-                "{} has no [inputs.NAME]: nothing to read",
-                path.display()
-            )));
-        }
-        let auth = auth_from_config(&config);
-        check_clouds(&auth, &config)
-            .map_err(|m| CmdError::usage(format!("{}: {m}", path.display())))?;
-        return Ok(Plan {
-            config,
-            auth,
-            file: Some(path),
-        });
-    }
-    let mut out_args = args.out.clone();
-    out_args.config = None;
-    let s = OutputSettings::resolve(&out_args, true)?;
-    let endpoint = s
-        .endpoint
-        .as_ref()
-        .map(|u| u.to_string())
-        .unwrap_or_default();
-    let mut output = OutputConfig::new(endpoint.as_str(), s.dcr.as_str(), s.stream.as_str());
-    output.concurrency = s.concurrency;
-    output.max_request_bytes = s.max_request_bytes;
-    output.permission_grace = s.permission_grace;
-    output.retry_timeout = s.retry_timeout;
-    output.request_timeout = s.request_timeout;
-    output.batch_timeout = s.batch_timeout;
-    output.compression_level = s.compression_level;
-    output.max_requests_per_minute = s.max_requests_per_minute;
-    output.max_bytes_per_minute = s.max_bytes_per_minute;
-    check_parse_flags(args, output.max_request_bytes)?;
-    let mut inputs = BTreeMap::new();
-    if !args.paths.is_empty() {
-        for p in &args.paths {
-            if !Path::new(p).is_absolute() {
-                return Err(CmdError::usage(format!(
-                    "--path {p:?}: give an absolute path or glob (files are found from / on every rescan)"
-                )));
-            }
-        }
-        inputs.insert("files".to_string(), flag_input(args, InputKind::File));
-    }
-    if args.stdin {
-        inputs.insert("stdin".to_string(), flag_input(args, InputKind::Stdin));
-    }
-    let mut agent = AgentConfig {
-        state_dir: PathBuf::from(DEFAULT_STATE_DIR),
-        ..AgentConfig::default()
-    };
-    apply_agent_flags(args, &mut agent)?;
-    let config = Config {
-        agent,
-        outputs: BTreeMap::from([("default".to_string(), output)]),
-        inputs,
-        ..Config::default()
-    };
-    Ok(Plan {
-        config,
-        auth: s.auth,
-        file: None,
-    })
-}
-
-fn flag_input(args: &RunArgs, kind: InputKind) -> InputConfig {
-    let file = kind == InputKind::File;
-    InputConfig {
-        kind,
-        paths: if file { args.paths.clone() } else { Vec::new() },
-        exclude: if file {
-            args.exclude.clone()
-        } else {
-            Vec::new()
-        },
-        format: args.format,
-        pattern: args.parse.pattern.clone(),
-        on_mismatch: args.parse.on_mismatch.unwrap_or_default(),
-        multiline: args.parse.multiline(),
-        start_at: args.start_at,
-        output: "default".to_string(),
-        time_field: None,
-        time_format: None,
-        timezone: None,
-        fields: BTreeMap::new(),
-        rename: BTreeMap::new(),
-        drop: Vec::new(),
-    }
-}
-
-/// `--pattern`, `--on-mismatch`, `--multiline-*` fit `--format`, and compile.
-fn check_parse_flags(args: &RunArgs, cap: usize) -> Result<(), CmdError> {
-    use clap::ValueEnum;
-    let format = args.format.to_possible_value();
-    let name = format.as_ref().map_or("text", |v| v.get_name());
-    args.parse.check(name).map_err(CmdError::usage)?;
-    if let Some(m) = args.parse.multiline() {
-        if m.max_bytes > cap {
-            return Err(CmdError::usage(format!(
-                "--multiline-max-bytes {} is more than the request cap {cap}",
-                m.max_bytes
-            )));
+            None
         }
     }
-    crate::config::text_rules(&flag_input(args, InputKind::Stdin))
-        .map(|_| ())
-        .map_err(|e| {
-            let flag = match e {
-                crate::input::parse::ParseSetupError::Pattern(_) => "--pattern",
-                _ => "--multiline-start",
-            };
-            CmdError::usage(format!("{flag}: {e}"))
-        })
-}
-
-fn apply_agent_flags(args: &RunArgs, agent: &mut AgentConfig) -> Result<(), CmdError> {
-    if let Some(dir) = &args.state_dir {
-        agent.state_dir = dir.clone();
-    }
-    if let Some(listen) = &args.http_listen {
-        agent.http_listen = config::parse_listen(listen)
-            .map_err(|e| CmdError::usage(format!("--http-listen: {e}")))?;
-    }
-    if let Some(t) = args.shutdown_timeout {
-        agent.shutdown_timeout = t;
-    }
-    Ok(())
 }
 
 /// True while the pipeline's loops have beaten within three watchdog intervals.

@@ -2,23 +2,22 @@
 
 use crate::input::multiline::MultilineRules;
 use crate::input::parse::{ParseSetupError, Parser, RegexParser, SyslogParser, TextRules};
-use crate::input::InputFormat;
+use crate::input::Format;
 
 use super::{InputConfig, OutputConfig};
 
-/// The rules of a configured input; `None` for `text` and `json` without multiline, which
-/// keep their direct path.
+/// The rules of a configured input; `None` for formats without a parser and without
+/// multiline, which keep their direct path. Multiline joins text lines: `auto` means text then.
 pub fn text_rules(input: &InputConfig) -> Result<Option<TextRules>, ParseSetupError> {
     let parser = match input.format {
-        InputFormat::Json => return Ok(None),
-        InputFormat::Text if input.multiline.is_none() => return Ok(None),
-        InputFormat::Text => Parser::Text,
-        InputFormat::Regex => {
+        Format::Regex => {
             let pattern = input.pattern.as_deref().unwrap_or_default();
             Parser::Regex(RegexParser::new(pattern).map_err(ParseSetupError::Pattern)?)
         }
-        InputFormat::Logfmt => Parser::Logfmt,
-        InputFormat::Syslog => Parser::Syslog(SyslogParser::default()),
+        Format::Logfmt => Parser::Logfmt,
+        Format::Syslog => Parser::Syslog(SyslogParser::default()),
+        Format::Text | Format::Auto if input.multiline.is_some() => Parser::Text,
+        _ => return Ok(None),
     };
     let multiline = match &input.multiline {
         Some(m) => Some(
@@ -71,15 +70,15 @@ mod tests {
         let mut input: InputConfig =
             toml::from_str("type = \"stdin\"\nformat = \"text\"").expect("input");
         assert!(text_rules(&input).expect("ok").is_none(), "plain text");
-        input.format = InputFormat::Json;
+        input.format = Format::Json;
         assert!(text_rules(&input).expect("ok").is_none(), "json");
-        input.format = InputFormat::Regex;
+        input.format = Format::Regex;
         input.pattern = Some("(x)".into());
         assert!(matches!(
             text_rules(&input),
             Err(e @ ParseSetupError::Pattern(_)) if e.key() == ["pattern"]
         ));
-        input.format = InputFormat::Text;
+        input.format = Format::Text;
         input.pattern = None;
         input.multiline = Some(MultilineConfig::new(Some("(".into()), None));
         assert!(matches!(

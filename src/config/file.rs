@@ -14,14 +14,14 @@ use crate::secret::Secret;
 #[allow(unused_imports)]
 use super::*;
 use crate::input::file::StartAt;
-use crate::input::InputFormat;
+use crate::input::Format;
 use crate::transform::columns::ColumnType;
 
-/// The whole configuration file, validated: every output's endpoint, DCR id and stream are well
-/// formed and every input names an existing output.
+/// The configuration as written (with flags laid over it): each table is read on its own (see
+/// `read.rs`), then checked and compiled into a [`super::Config`].
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub struct FileConfig {
     #[serde(default)]
     pub agent: AgentConfig,
     #[serde(default)]
@@ -244,8 +244,9 @@ pub struct InputConfig {
     /// Globs of files to skip even though `paths` matches them.
     #[serde(default, deserialize_with = "de_strings")]
     pub exclude: Vec<String>,
-    #[serde(default, deserialize_with = "de_enum")]
-    pub format: InputFormat,
+    /// How records are framed and parsed; `text` unless written.
+    #[serde(default = "default_format", deserialize_with = "de_enum")]
+    pub format: Format,
     /// The regular expression for `format = "regex"`; its named groups become columns.
     #[serde(default, deserialize_with = "de_opt_string")]
     pub pattern: Option<String>,
@@ -288,6 +289,13 @@ pub struct InputConfig {
 pub enum InputKind {
     File,
     Stdin,
+    /// Files read once, start to end (`send`); not a type a file can ask for.
+    #[serde(skip)]
+    Once,
+}
+
+fn default_format() -> Format {
+    Format::Text
 }
 
 /// `[inputs.NAME.multiline]`: which lines start an event, and its bounds.

@@ -7,24 +7,28 @@
 //! /etc/dcrship/agent.toml line 12, key outputs.app.concurrency: expected an integer from 1 to 64, found "x"
 //! ```
 //!
-//! How that works: the text is parsed once into toml's span-carrying tree ([`DeTable`]) and
-//! [`Config`] is deserialized from it with `deny_unknown_fields`. Every value that needs more than
-//! a type check (durations, sizes, ranges, `${VAR}` expansion) has its own deserializer, so its
-//! errors carry the value's span as well. A span becomes a line number, and the tree tells which
-//! key the span belongs to (`SourceMap`). Checks that involve more than one value run after
-//! deserialization and look their key's line up in the same tree.
+//! How that works: the text is parsed once into toml's span-carrying tree ([`DeTable`]), and each
+//! table is deserialized on its own (`read.rs`), so one mistake does not hide the next. Every
+//! value that needs more than a type check (durations, sizes, ranges, `${VAR}` expansion) has its
+//! own deserializer, so its errors carry the value's span as well. A span becomes a line number,
+//! and the tree tells which key the span belongs to (`SourceMap`). Flags are laid over the file
+//! (`overlay.rs`); then every value is checked and compiled into the stages' settings
+//! (`compile.rs`): a [`Config`] holds what `run`, `send` and `check` use, and every error found
+//! is reported at once, in line order, each with its line and key or the flag that set it.
 //!
 //! `${VAR}` and `${VAR:-default}` are expanded in string values; `$$` is a literal `$` (so `$${`
 //! is a literal `${`). The environment is read through the lookup given to [`parse_str`], so
 //! tests never touch the process environment.
 
 mod build;
+mod compile;
 mod env;
 mod file;
+mod overlay;
+mod read;
 mod spans;
 #[cfg(test)]
 mod tests;
-mod validate;
 mod value;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -32,16 +36,15 @@ use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use toml::de::DeTable;
 
 pub use build::{shaping_for, text_rules};
+pub use compile::{auth_config, validate_dcr_id, validate_stream};
 use env::*;
 pub use env::{expand_env, ExpandError};
 pub use file::*;
+pub use overlay::{Attribution, FlagInput, OutputFlags, Overlay};
 use spans::*;
-use validate::*;
-pub use validate::{validate_dcr_id, validate_stream};
 use value::*;
 pub use value::{parse_byte_size, parse_listen, SizeError};
 
@@ -86,7 +89,8 @@ pub use crate::spool::{
     DEFAULT_MAX_BYTES as DEFAULT_SPOOL_MAX_BYTES, MIN_MAX_BYTES as MIN_SPOOL_MAX_BYTES,
 };
 
-/// Loading the configuration failed. Displays as one line naming the file, line and key.
+/// One thing wrong with the configuration. Displays as one line naming the file, line and key
+/// (or the flag).
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read (missing, permissions, not UTF-8).
@@ -106,9 +110,12 @@ pub enum ConfigError {
         key: Option<String>,
         message: String,
     },
-    /// [`Config::output`] could not pick an output.
+    /// A value a flag (or its environment variable) set.
+    #[error("{flag}: {message}")]
+    Flag { flag: String, message: String },
+    /// A mistake in how the command was called (flags missing together).
     #[error("{0}")]
-    Output(String),
+    Usage(String),
 }
 
 impl ConfigError {
@@ -129,6 +136,62 @@ impl ConfigError {
     }
 }
 
+/// Every mistake found, in line order (flags first), like a compiler's list. Displays one per
+/// line.
+#[derive(Debug)]
+pub struct ConfigErrors(Vec<ConfigError>);
+
+impl ConfigErrors {
+    pub(crate) fn new(mut errors: Vec<ConfigError>) -> Self {
+        errors.sort_by_key(|e| e.line().unwrap_or(0));
+        ConfigErrors(errors)
+    }
+
+    fn one(e: ConfigError) -> Self {
+        ConfigErrors(vec![e])
+    }
+
+    /// The errors, in line order.
+    pub fn all(&self) -> &[ConfigError] {
+        &self.0
+    }
+
+    /// The first error (the one with the lowest line).
+    pub fn first(&self) -> Option<&ConfigError> {
+        self.0.first()
+    }
+
+    /// [`ConfigError::line`] of the first error.
+    pub fn line(&self) -> Option<usize> {
+        self.first().and_then(ConfigError::line)
+    }
+
+    /// [`ConfigError::key`] of the first error.
+    pub fn key(&self) -> Option<&str> {
+        self.first().and_then(ConfigError::key)
+    }
+}
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl From<ConfigError> for ConfigErrors {
+    fn from(e: ConfigError) -> Self {
+        ConfigErrors::one(e)
+    }
+}
+
 /// ` line 12, key a.b` — the part of a message between the file name and the colon.
 fn place(line: &Option<usize>, key: &Option<String>) -> String {
     match (line, key) {
@@ -139,23 +202,61 @@ fn place(line: &Option<usize>, key: &Option<String>) -> String {
     }
 }
 
-/// Reads and validates the configuration file, expanding `${VAR}` from the process environment.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+/// The configuration, checked and compiled: what `run`, `send` and `check` use.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// What the file (with the flags over it) says, for reports (`check`) and reload diffs.
+    pub settings: FileConfig,
+    /// The identity that gets tokens.
+    pub auth: crate::auth::AuthConfig,
+    /// The pipeline's outputs and inputs, ready to start.
+    pub plan: crate::pipeline::plan::Plan,
+}
+
+impl Config {
+    /// `[agent]`.
+    pub fn agent(&self) -> &AgentConfig {
+        &self.settings.agent
+    }
+}
+
+/// Reads, overlays and compiles the configuration file, expanding `${VAR}` from the process
+/// environment.
+pub fn load(path: &Path, overlay: &Overlay) -> Result<Config, ConfigErrors> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     let env = |name: &str| std::env::var(name).ok();
-    parse_str(&text, &path.display().to_string(), &env)
+    let origin = path.display().to_string();
+    parse_with(&text, &origin, path.parent(), &env, overlay)
 }
 
-/// Parses and validates configuration text. `origin` names the text in messages (the file
+/// The configuration of flags alone (no file).
+pub fn from_flags(overlay: &Overlay) -> Result<Config, ConfigErrors> {
+    parse_with("", "flags", None, &|_| None, overlay)
+}
+
+/// Parses and compiles configuration text. `origin` names the text in messages (the file
 /// name); `env` answers `${VAR}` lookups, so callers and tests choose the environment.
 pub fn parse_str(
     text: &str,
     origin: &str,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
+) -> Result<Config, ConfigErrors> {
+    let base = Path::new(origin).parent();
+    parse_with(text, origin, base, env, &Overlay::default())
+}
+
+/// [`parse_str`] with flags over the file; relative paths in the file are taken from
+/// `base_dir`.
+pub fn parse_with(
+    text: &str,
+    origin: &str,
+    base_dir: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    overlay: &Overlay,
+) -> Result<Config, ConfigErrors> {
     // Editors on Windows like to start files with a byte-order mark; TOML does not allow one.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let root = DeTable::parse(text).map_err(|e| syntax_error(origin, text, &e))?;
@@ -163,29 +264,33 @@ pub fn parse_str(
         text,
         root: root.get_ref().clone(),
     };
-    let config = {
+    let read::Read {
+        mut file,
+        mut errors,
+        damaged,
+    } = {
         let _scope = EnvScope::enter(snapshot_env(text, env));
-        Config::deserialize(toml::de::Deserializer::from(root))
-            .map_err(|e| map.error(origin, &e))?
+        read::read(root.get_ref(), &map, origin)
     };
-    Checker { origin, map: &map }.validate(config)
+    let flags = match overlay.apply(&mut file) {
+        Ok(flags) => flags,
+        Err(e) => {
+            errors.extend(e);
+            return Err(ConfigErrors::new(errors));
+        }
+    };
+    let checker = compile::Checker {
+        origin,
+        map: &map,
+        flags: &flags,
+        base_dir,
+        damaged: &damaged,
+        errors: std::cell::RefCell::new(errors),
+    };
+    checker.compile(file)
 }
 
-impl Config {
-    /// See [`load`].
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        load(path)
-    }
-
-    /// See [`parse_str`].
-    pub fn parse_str(
-        text: &str,
-        origin: &str,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Config, ConfigError> {
-        parse_str(text, origin, env)
-    }
-
+impl FileConfig {
     /// The output called `name`, or the only output when no name is given (`send --config`
     /// without `--output`). The error lists the outputs there are.
     pub fn output(&self, name: Option<&str>) -> Result<(&str, &OutputConfig), ConfigError> {
@@ -195,7 +300,7 @@ impl Config {
                 .get_key_value(name)
                 .map(|(k, v)| (k.as_str(), v))
                 .ok_or_else(|| {
-                    ConfigError::Output(format!(
+                    ConfigError::Usage(format!(
                         "no output named {name:?} in the configuration{}",
                         name_choices(name, self.outputs.keys())
                     ))
@@ -204,10 +309,10 @@ impl Config {
         let mut all = self.outputs.iter();
         match (all.next(), all.next()) {
             (Some((k, v)), None) => Ok((k.as_str(), v)),
-            (None, _) => Err(ConfigError::Output(
+            (None, _) => Err(ConfigError::Usage(
                 "the configuration has no [outputs.NAME] table".to_string(),
             )),
-            _ => Err(ConfigError::Output(format!(
+            _ => Err(ConfigError::Usage(format!(
                 "the configuration has several outputs ({}); choose one with --output NAME",
                 join_names(self.outputs.keys())
             ))),

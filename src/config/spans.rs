@@ -33,6 +33,11 @@ impl SourceMap<'_> {
         }
     }
 
+    /// 1-based line of byte offset `pos`.
+    pub(super) fn line_at(&self, pos: usize) -> usize {
+        line_at(self.text, pos)
+    }
+
     /// The key an error at byte `pos` is about: the deepest key whose name covers `pos` (an
     /// unknown key), else the deepest whose value does (a bad value, or a table missing a key).
     fn key_path_at(&self, pos: usize) -> Vec<String> {

@@ -1,7 +1,7 @@
 use super::*;
 use crate::auth::{AuthMethod, Cloud};
 use crate::input::file::StartAt;
-use crate::input::InputFormat;
+use crate::input::Format;
 use crate::secret::Secret;
 use crate::transform::columns::ColumnType;
 
@@ -15,8 +15,8 @@ fn no_env(_: &str) -> Option<String> {
     None
 }
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
-    parse_str(text, "agent.toml", &no_env)
+fn parse(text: &str) -> Result<FileConfig, ConfigErrors> {
+    parse_str(text, "agent.toml", &no_env).map(|c| c.settings)
 }
 
 fn app(extra: &str) -> String {
@@ -26,7 +26,8 @@ fn app(extra: &str) -> String {
 #[test]
 fn the_example_file_is_valid_as_written() {
     let config = parse_str(include_str!("../../agent.toml.example"), "example", &no_env)
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+        .settings;
     let (name, output) = config.output(None).unwrap();
     assert_eq!(name, "app");
     assert_eq!(output.dcr, "dcr-00000000000000000000000000000000");
@@ -130,7 +131,9 @@ fn shaping_keys_are_read_and_checked() {
          On = true\n\
          Host = \"${HOSTNAME}\"\n");
     let origin = dir.path().join("agent.toml").display().to_string();
-    let config = parse_str(&text, &origin, &no_env).unwrap_or_else(|e| panic!("{e}"));
+    let config = parse_str(&text, &origin, &no_env)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .settings;
     let out = &config.outputs["app"];
     assert_eq!(out.max_time_span, Some(Duration::from_secs(1800)));
     assert_eq!(
@@ -234,10 +237,10 @@ fn shaping_mistakes_name_line_and_key() {
 
 #[test]
 fn an_empty_file_is_all_defaults() {
-    assert_eq!(parse("").unwrap(), Config::default());
+    assert_eq!(parse("").unwrap(), FileConfig::default());
     assert_eq!(
         parse("\u{feff}# only a comment\n").unwrap(),
-        Config::default()
+        FileConfig::default()
     );
 }
 
@@ -315,7 +318,8 @@ fn every_key_is_read() {
          output = \"app\"\n\
          [spool]\n\
          max_bytes = 5000000\n",
-        APP
+        // The audience is usgov's, so the endpoint is in that cloud too (checked at load).
+        APP.replace("ingest.monitor.azure.com", "ingest.monitor.azure.us")
     );
     let config = parse(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.agent.state_dir, Path::new("/srv/dcrship"));
@@ -347,7 +351,7 @@ fn every_key_is_read() {
     let stdin = &config.inputs["stdin"];
     assert_eq!(
         (stdin.kind, stdin.format),
-        (InputKind::Stdin, InputFormat::Regex)
+        (InputKind::Stdin, Format::Regex)
     );
     assert_eq!(stdin.output, "app", "the only output is filled in");
     let files = &config.inputs["files"];
@@ -355,7 +359,7 @@ fn every_key_is_read() {
     assert_eq!(files.exclude, ["*.gz"]);
     assert_eq!(
         (files.format, files.start_at),
-        (InputFormat::Json, StartAt::Beginning)
+        (Format::Json, StartAt::Beginning)
     );
     assert_eq!(config.spool.max_bytes, 5_000_000);
     assert!(!format!("{config:?}").contains("s3cr3t"));
@@ -769,7 +773,9 @@ fn config_values_are_expanded_from_the_given_environment() {
         "NOT_A_VAR" => Some("expanded-by-mistake".to_string()),
         _ => None,
     };
-    let config = parse_str(text, "agent.toml", &env).unwrap_or_else(|e| panic!("{e}"));
+    let config = parse_str(text, "agent.toml", &env)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .settings;
     assert_eq!(config.auth.method, AuthMethod::ManagedIdentity);
     assert_eq!(config.auth.client_secret, Some(Secret::new("hunter2")));
     assert_eq!(config.auth.tenant_id, None);
@@ -808,7 +814,7 @@ fn output_picks_by_name_or_the_only_one() {
     let err = two.output(None).unwrap_err().to_string();
     assert!(err.contains("several outputs (app, audit)"), "{err}");
 
-    let err = Config::default().output(None).unwrap_err().to_string();
+    let err = FileConfig::default().output(None).unwrap_err().to_string();
     assert!(err.contains("no [outputs.NAME]"), "{err}");
 }
 
@@ -879,10 +885,14 @@ fn load_reads_the_file_and_names_it_when_it_cannot() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.toml");
     std::fs::write(&path, app("concurrency = 2")).unwrap();
-    assert_eq!(load(&path).unwrap().outputs["app"].concurrency, 2);
+    let none = Overlay::default();
+    assert_eq!(
+        load(&path, &none).unwrap().settings.outputs["app"].concurrency,
+        2
+    );
 
     std::fs::write(&path, app("concurrency = 100")).unwrap();
-    let err = Config::load(&path).unwrap_err().to_string();
+    let err = load(&path, &none).unwrap_err().to_string();
     assert!(
         err.starts_with(&format!(
             "{} line 5, key outputs.app.concurrency",
@@ -892,8 +902,8 @@ fn load_reads_the_file_and_names_it_when_it_cannot() {
     );
 
     let missing = dir.path().join("nope.toml");
-    let err = load(&missing).unwrap_err();
-    assert!(matches!(err, ConfigError::Read { .. }));
+    let err = load(&missing, &none).unwrap_err();
+    assert!(matches!(err.first(), Some(ConfigError::Read { .. })));
     assert!(
         err.to_string().contains(&missing.display().to_string()),
         "{err}"
@@ -964,7 +974,7 @@ fn parser_and_multiline_settings() {
         (m.timeout, m.max_lines, m.max_bytes),
         (Duration::from_millis(250), 20, 65536)
     );
-    assert_eq!(b.inputs["b"].format, InputFormat::Syslog);
+    assert_eq!(b.inputs["b"].format, Format::Syslog);
 
     // (line, key, words, input table) — APP is four lines, the input's format is on line 7
     let cases = [
@@ -1082,9 +1092,9 @@ fn the_example_recipes_are_valid() {
     let config = parse(&format!("{APP}{toml}")).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     let names: Vec<&str> = config.inputs.keys().map(String::as_str).collect();
     assert_eq!(names, ["access", "java", "jsonapp", "syslog"]);
-    assert_eq!(config.inputs["access"].format, InputFormat::Regex);
+    assert_eq!(config.inputs["access"].format, Format::Regex);
     assert!(config.inputs["java"].multiline.is_some());
-    assert_eq!(config.inputs["syslog"].format, InputFormat::Syslog);
+    assert_eq!(config.inputs["syslog"].format, Format::Syslog);
     // and the access-log pattern is the one the e2e tests use on nginx lines
     let pattern = config.inputs["access"].pattern.clone().expect("pattern");
     let p = crate::input::parse::RegexParser::new(&pattern).expect("compiles");

@@ -300,6 +300,23 @@ fn json_record(r: JsonRecord<'_>, max: usize, emit: &mut dyn FnMut(Record<'_>)) 
     });
 }
 
+/// CSV records of a file read line by line (a tailed file): the header is its first line, a
+/// quoted field may carry a record over several lines.
+#[derive(Debug, Default)]
+pub struct CsvLines(CsvState);
+
+impl CsvLines {
+    /// The records of the next line, at most `max` bytes each.
+    pub fn line(&mut self, l: Line<'_>, max: usize, emit: &mut dyn FnMut(Record<'_>)) {
+        csv_line(l, &mut self.0, max, emit);
+    }
+
+    /// True once the header line was read.
+    pub fn has_header(&self) -> bool {
+        self.0.header.is_some()
+    }
+}
+
 fn csv_line(l: Line<'_>, st: &mut CsvState, max: usize, emit: &mut dyn FnMut(Record<'_>)) {
     let text = utf8_lossy(l.bytes);
     let (record, number) = if st.pending.is_empty() {

@@ -164,6 +164,20 @@ impl TailerConfig {
         }
     }
 
+    /// Compiles the globs, so that a bad one is a configuration error naming its key
+    /// (`paths` or `exclude`) before anything starts.
+    pub fn check_globs(&self) -> Result<(), (&'static str, TailError)> {
+        Globs::new(&self.paths, &self.exclude)
+            .map(|_| ())
+            .map_err(|e| {
+                let key = match &e {
+                    TailError::Glob { pattern, .. } if self.exclude.contains(pattern) => "exclude",
+                    _ => "paths",
+                };
+                (key, e)
+            })
+    }
+
     fn validate(&self) -> Result<(), TailError> {
         let setting = |name, reason| Err(TailError::Setting { name, reason });
         if self.paths.is_empty() {

@@ -1,22 +1,28 @@
-//! Input tasks: read records, build rows, hand them to their output in bounded chunks.
+//! Input tasks: read records, build rows, hand them to their output in bounded chunks. Each
+//! stops when its source ends or the pipeline's [`Stop`] says to stop reading.
+//!
+//! - [`stdin`]: standard input to its end.
+//! - [`once`]: files (and `-`, stdin) read start to end, in order (`send`).
+//! - [`files`]: files tailed, their offsets handed on for checkpoints (`run`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::sources::Sources;
+use super::stop::Stop;
 use super::Rows;
 use crate::deadletter::DeadLetter;
-use crate::input::decode::line_record;
+use crate::input::decode::{line_record, CsvLines};
 use crate::input::file::{FileKey, FileLines, FileTailer};
 use crate::input::lines::Line;
 use crate::input::parse::{LineEvents, ParseCounts, TextRules};
-use crate::input::InputFormat;
-use crate::input::{Decoder, Format};
+use crate::input::{format, Decoder, Format};
 use crate::metrics::Counter;
 use crate::pipeline::sink::{RowSink, SinkCounts};
 use crate::rows::RowBuf;
@@ -26,11 +32,14 @@ use crate::transform::RowEncoder;
 
 /// Hand rows on once this many bytes are buffered (or the chunk read is done).
 const HANDOFF_BYTES: usize = 256 * 1024;
+/// Bytes read from a stream at a time.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// What every input task needs.
 pub struct InputCtx {
     pub name: String,
-    pub format: InputFormat,
+    /// How records are framed; `Auto` decides per file.
+    pub format: Format,
     pub encoder: RowEncoder,
     pub sources: Sources,
     pub deadletter: Arc<DeadLetter>,
@@ -40,7 +49,8 @@ pub struct InputCtx {
     pub out: mpsc::Sender<Rows>,
     /// The output's request cap: a JSON record longer than this can never be sent.
     pub max_record: usize,
-    pub checkpointer: Arc<super::Checkpointer>,
+    /// File offsets; `None` when nothing keeps them.
+    pub checkpointer: Option<Arc<super::Checkpointer>>,
     /// `dcrship_row_issues_total{input,issue}`.
     pub issues: crate::transform::IssueCounters,
     /// Parser and multiline rules; `None` for plain `text` and `json`, which skip them.
@@ -49,6 +59,7 @@ pub struct InputCtx {
     pub parse_failures: Counter,
     /// `dcrship_multiline_cut_total{input}`.
     pub multiline_cut: Counter,
+    pub stop: Arc<Stop>,
 }
 
 impl InputCtx {
@@ -66,13 +77,21 @@ impl InputCtx {
     fn count_parsed(&self, c: ParseCounts) {
         self.parse_failures.add(c.mismatched);
         self.multiline_cut.add(c.cut);
+        self.issues.add_truncated(c.truncated);
     }
 
-    fn decoder(&self) -> Decoder {
-        match &self.rules {
-            Some(rules) => Decoder::with_rules(rules.clone(), self.max_record),
-            None => Decoder::new(decoder_format(self.format), self.max_record),
+    /// The decoder of one stream; `path` decides `auto` by its extension when it has one.
+    fn decoder(&self, path: Option<&Path>) -> Decoder {
+        if let Some(rules) = &self.rules {
+            return Decoder::with_rules(rules.clone(), self.max_record);
         }
+        let format = match (self.format, path) {
+            (Format::Auto, Some(p)) => format::from_extension(p).unwrap_or(Format::Auto),
+            // Parsers without rules read lines as text (their rules are always set).
+            (Format::Regex | Format::Logfmt | Format::Syslog, _) => Format::Text,
+            (f, _) => f,
+        };
+        Decoder::new(format, self.max_record)
     }
 }
 
@@ -84,43 +103,86 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-fn decoder_format(f: InputFormat) -> Format {
-    match f {
-        InputFormat::Json => Format::Ndjson,
-        _ => Format::Text,
+/// Reads stdin to its end (or until stopped).
+pub async fn stdin(ctx: InputCtx) {
+    let source = ctx.sources.stream("<stdin>");
+    let decoder = ctx.decoder(None);
+    if let Err(e) = read_stream(&ctx, tokio::io::stdin(), "<stdin>", source, None, decoder).await {
+        tracing::error!(input = %ctx.name, error = %e, "reading stdin failed");
+        ctx.stop.input_failed(e);
     }
 }
 
-/// Reads stdin to its end (or until stopped).
-pub async fn stdin(ctx: InputCtx, mut stop: watch::Receiver<bool>) {
-    let source = ctx.sources.stream("<stdin>");
-    let mut reader = tokio::io::stdin();
-    let mut decoder = ctx.decoder();
-    let mut buf = vec![0u8; 64 * 1024];
+/// Reads each file (`-` is stdin) from its start to its end, in order, then ends. A file that
+/// cannot be read is reported and the next one read.
+pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
+    for path in paths {
+        if ctx.stop.inputs.is_cancelled() {
+            return;
+        }
+        let read = if path.as_os_str() == "-" {
+            if std::io::stdin().is_terminal() {
+                crate::console::err("dcrship: reading rows from the terminal; end with Ctrl-D");
+            }
+            let source = ctx.sources.stream("<stdin>");
+            let decoder = ctx.decoder(None);
+            read_stream(&ctx, tokio::io::stdin(), "<stdin>", source, None, decoder).await
+        } else {
+            let name = path.display().to_string();
+            match tokio::fs::File::open(&path).await {
+                Ok(file) => {
+                    let source = ctx.sources.stream(&name);
+                    let path_json = json_string(&absolute(&path));
+                    let decoder = ctx.decoder(Some(&path));
+                    read_stream(&ctx, file, &name, source, Some(&path_json), decoder).await
+                }
+                Err(e) => Err(format!("cannot read {name}: {}", io_reason(&e))),
+            }
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                tracing::error!(input = %ctx.name, "{e}");
+                ctx.stop.input_failed(e);
+            }
+        }
+    }
+}
+
+/// Reads one stream to its end through `decoder`, handing rows on as they are built. Ok(false):
+/// stopped, or the output is gone.
+async fn read_stream(
+    ctx: &InputCtx,
+    mut reader: impl AsyncRead + Unpin,
+    name: &str,
+    source: u32,
+    file_path_json: Option<&str>,
+    mut decoder: Decoder,
+) -> Result<bool, String> {
+    let mut buf = vec![0u8; READ_CHUNK];
     let mut rows = RowBuf::with_capacity(HANDOFF_BYTES * 2);
     // When a pending multiline event has waited its timeout for another line.
     let mut pending_until: Option<Instant> = None;
+    let mut time_read = String::new();
     loop {
-        // `None`: emit the pending multiline event; `Some(0)`: the end (or stop).
+        // `None`: emit the pending multiline event.
         let n = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => Some(0),
+            _ = ctx.stop.inputs.cancelled() => return Ok(false),
             _ = sleep_until(pending_until) => None,
-            r = reader.read(&mut buf) => Some(match r {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(input = %ctx.name, error = %e, "reading stdin failed");
-                    0
-                }
-            }),
+            r = reader.read(&mut buf) => Some(r.map_err(|e| format!("reading {name} failed: {e}"))?),
         };
-        let time_read = rfc3339_utc(jiff::Timestamp::now());
+        if n != Some(0) || time_read.is_empty() {
+            time_read.clear();
+            crate::transform::time::format_rfc3339_utc(jiff::Timestamp::now(), &mut time_read);
+        }
         let mut sink = RowSink {
             encoder: &ctx.encoder,
             deadletter: &ctx.deadletter,
-            name: "<stdin>",
+            name,
             source,
-            file_path_json: None,
+            file_path_json,
             time_read: &time_read,
             out: &mut rows,
             counts: SinkCounts::default(),
@@ -132,10 +194,110 @@ pub async fn stdin(ctx: InputCtx, mut stop: watch::Receiver<bool>) {
         let counts = sink.counts;
         ctx.count_parsed(decoder.take_parse_counts());
         pending_until = decoder.pending_timeout().map(|t| Instant::now() + t);
-        if !ctx.hand_off(&mut rows, counts).await || n == Some(0) {
-            return;
+        if !ctx.hand_off(&mut rows, counts).await {
+            return Ok(false);
+        }
+        if n == Some(0) {
+            return Ok(true);
         }
     }
+}
+
+/// The `FilePath` column: the absolute path, so rows from two hosts' relative paths differ.
+fn absolute(p: &Path) -> String {
+    std::path::absolute(p)
+        .unwrap_or_else(|_| p.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// A short reason for a file that cannot be read.
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// Files whose line format is remembered at once; past this the map starts over.
+const MAX_FILE_FORMATS: usize = 65_536;
+
+/// How the lines of one tailed file become records.
+#[derive(Debug)]
+enum FileFormat {
+    Text,
+    /// One JSON object per line.
+    Ndjson,
+    /// CSV with the file's first line as its header; lines up to `header_end` are the header.
+    Csv {
+        lines: CsvLines,
+        header_end: u64,
+    },
+}
+
+impl FileFormat {
+    /// `auto` is decided by the file's extension, else by its first bytes (`{`: JSON lines);
+    /// a CSV file's header is read from its start, wherever reading resumes.
+    fn of(format: Format, path: &Path, max_line: usize) -> FileFormat {
+        let format = match format {
+            // Sniffed, only `{` means JSON lines: many text logs start with `[` (a timestamp).
+            Format::Auto => format::from_extension(path).unwrap_or_else(|| {
+                match format::sniff(&read_head(path, 1024).unwrap_or_default()) {
+                    Format::Ndjson => Format::Ndjson,
+                    _ => Format::Text,
+                }
+            }),
+            f => f,
+        };
+        match format {
+            Format::Ndjson | Format::Json => FileFormat::Ndjson,
+            Format::Csv => {
+                let mut lines = CsvLines::default();
+                let mut header_end = 0;
+                match read_head(path, max_line) {
+                    Ok(head) => {
+                        if let Some(end) = memchr::memchr(b'\n', &head) {
+                            header_end = end as u64 + 1;
+                            let bytes = head[..end].strip_suffix(b"\r").unwrap_or(&head[..end]);
+                            let header = Line {
+                                bytes,
+                                number: 1,
+                                truncated: false,
+                                end_offset: header_end,
+                            };
+                            lines.line(header, max_line, &mut |_| {});
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot read the CSV header; the first line read is taken as the header")
+                    }
+                }
+                FileFormat::Csv { lines, header_end }
+            }
+            _ => FileFormat::Text,
+        }
+    }
+
+    fn line(&mut self, l: Line<'_>, max: usize, emit: &mut dyn FnMut(crate::input::Record<'_>)) {
+        match self {
+            FileFormat::Text => line_record(Format::Text, l, max, emit),
+            FileFormat::Ndjson => line_record(Format::Ndjson, l, max, emit),
+            // The header was read from the file already.
+            FileFormat::Csv { header_end, .. } if l.end_offset <= *header_end => {}
+            FileFormat::Csv { lines, .. } => lines.line(l, max, emit),
+        }
+    }
+}
+
+/// Up to `max` bytes from the start of the file.
+fn read_head(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)?
+        .take(max as u64)
+        .read_to_end(&mut head)?;
+    Ok(head)
 }
 
 /// A file whose multiline event waits for its next line.
@@ -170,8 +332,15 @@ impl PendingFile {
 }
 
 /// Tails the files of one input.
-pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool>) {
+pub async fn files(ctx: InputCtx, tailer: FileTailer) {
     let (tx, mut rx) = mpsc::channel::<FileLines>(4);
+    // The tailer stops on a watch signal; the pipeline's stop raises it.
+    let (stop_tx, stop) = watch::channel(false);
+    let token = ctx.stop.inputs.clone();
+    tokio::spawn(async move {
+        token.cancelled().await;
+        stop_tx.send_replace(true);
+    });
     let name = ctx.name.clone();
     let tail = tokio::spawn(async move {
         if let Err(e) = tailer.run(tx, stop).await {
@@ -182,6 +351,8 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
     // Files with a multiline event pending. An event's checkpoint offset is the end of its last
     // line, so until it is emitted the checkpoint stays before its first line.
     let mut pending: HashMap<FileKey, PendingFile> = HashMap::new();
+    // How each file's lines are read (`auto` and `csv` depend on the file).
+    let mut formats: HashMap<FileKey, FileFormat> = HashMap::new();
     loop {
         let next = pending.values().map(|p| p.until).min();
         let batch = tokio::select! {
@@ -209,7 +380,9 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
         let Some(batch) = batch else { break };
         if let Some(start) = batch.started_at {
             // Nothing before `start` will ever be sent: safe to checkpoint now.
-            ctx.checkpointer.advance(batch.file, &batch.path, start);
+            if let Some(c) = &ctx.checkpointer {
+                c.advance(batch.file, &batch.path, start);
+            }
         }
         let source = ctx.sources.file(batch.file, &batch.path);
         let path_json = json_string(&batch.path.display().to_string());
@@ -233,12 +406,16 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
         });
         match &ctx.rules {
             None => {
-                let format = decoder_format(ctx.format);
+                if formats.len() > MAX_FILE_FORMATS {
+                    // Files rotated away long ago; the live ones are looked at again.
+                    formats.clear();
+                }
+                let lines_of = formats
+                    .entry(batch.file)
+                    .or_insert_with(|| FileFormat::of(ctx.format, &batch.path, ctx.max_record));
                 for l in lines {
                     let offset = l.end_offset;
-                    line_record(format, l, ctx.max_record, &mut |rec| {
-                        sink.record(rec, offset)
-                    });
+                    lines_of.line(l, ctx.max_record, &mut |rec| sink.record(rec, offset));
                 }
             }
             Some(rules) => {

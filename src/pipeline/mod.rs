@@ -1,55 +1,64 @@
-//! The agent's data path: inputs → rows → per-output batcher → sealers → disk spool →
-//! deliverers, and checkpoints.
+//! The one data path of `run` and `send`: inputs → rows → per-output batcher → sealers →
+//! queue (disk spool, or memory) → deliverers, and checkpoints.
 //!
 //! ```text
 //!  file tailer ─FileLines─▶ input task ─Rows─▶ output batcher ─RawBatch─▶ N sealers (gzip)
-//!  stdin ──────chunks────▶ input task ─┘        (batch_timeout)                │ append
-//!                                                                              ▼
+//!  stdin, files once ─────▶ input task ─┘        (batch_timeout)               │ append
+//!                                                                             ▼
 //!  checkpoints ◀── ack tracker (safe prefix per file) ◀── fsynced ── spool (state_dir/spool/<output>)
-//!                                                                              │ next / ack
-//!                                                                              ▼
-//!                                                                   N deliverers (policy) ─▶ DCE
+//!                                                                             │ next / ack
+//!                                                                             ▼
+//!                                                                  N deliverers (policy) ─▶ DCE
 //! ```
 //! Every hand-off is bounded: a full channel, or a full spool (`when_full = "block"`), stops the
 //! file readers (the files are the buffer) and blocks stdin, and memory stays flat; during an
 //! outage the spool grows on disk, not in memory. A file offset is saved only once every row
-//! before it is fsynced in the spool (invariant 2). [`Pipeline::shutdown`] stops the inputs,
-//! spools what was read, delivers within a timeout and saves the checkpoints; what is not
+//! before it is fsynced in the spool (invariant 2).
+//!
+//! [`Mode`] says how the same path is used: the agent spools every output under its state
+//! directory, keeps file checkpoints and retries forever; a one-shot upload (`send`) delivers
+//! from memory (or through the spool of `--spool DIR`) and stops at the first failure no later
+//! request can cure, which [`Stop`] carries to every task. [`Pipeline::shutdown`] stops the
+//! inputs, seals what was read, delivers within a timeout and saves the checkpoints; what is not
 //! delivered stays in the spool for the next start. SIGHUP reload is a shutdown followed by a
 //! start from the new configuration, so nothing is lost.
 
 pub mod acks;
 pub mod inputs;
 pub mod output;
+pub mod plan;
 pub mod sink;
 pub mod sources;
+pub mod stop;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::auth::TokenCache;
-use crate::config::{Config, InputKind};
 use crate::deadletter::DeadLetter;
 use crate::health::Health;
-use crate::http::{parse_secure_url, HttpClients};
+use crate::http::HttpClients;
 use crate::ingest::sender::{Policy, Sender, Target};
 use crate::ingest::HttpTransport;
 use crate::input::checkpoint::{CheckpointError, CheckpointStore, Checkpoints};
-use crate::input::file::{FileTailer, TailerConfig};
+use crate::input::file::FileTailer;
 use crate::input::fingerprint::FileKey;
 use crate::metrics::Metrics;
 use crate::rows::RowBuf;
 use crate::transform::RowEncoder;
 
 use inputs::InputCtx;
-use output::{OutputRuntime, OutputSpec, RunReport};
+use output::{OutputParts, OutputReport, OutputRuntime, OutputSpec, Queue};
+use plan::{OutputPlan, Plan, Source};
 use sources::Sources;
+pub use stop::Stop;
 
 /// Rows on their way from an input to its output.
 #[derive(Debug)]
@@ -66,11 +75,29 @@ pub enum PipelineError {
     Input { input: String, reason: String },
 }
 
+/// How the pipeline delivers.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// `run`: every output spools under `state_dir/spool/<output>` and retries forever; spools
+    /// of outputs renamed away are delivered by their heirs.
+    Agent { state_dir: PathBuf },
+    /// `send`: straight from memory, or through the spool of `--spool DIR`; the first failure
+    /// no later request can cure stops the run. A dry run seals and counts, and sends nothing.
+    Once {
+        spool: Option<PathBuf>,
+        dry_run: bool,
+    },
+}
+
 /// File checkpoints in memory, saved to the state directory when they changed.
 pub struct Checkpointer {
     store: CheckpointStore,
     state: Mutex<Checkpoints>,
     dirty: AtomicBool,
+    /// Held while a save runs: the last save at shutdown waits for one the periodic saver has
+    /// begun (else it would see nothing dirty, return, and the process could exit before that
+    /// write ended — a restart would then re-read every row since the save before).
+    saving: Mutex<()>,
 }
 
 impl Checkpointer {
@@ -81,6 +108,7 @@ impl Checkpointer {
             store,
             state: Mutex::new(state),
             dirty: AtomicBool::new(false),
+            saving: Mutex::new(()),
         }))
     }
 
@@ -111,6 +139,7 @@ impl Checkpointer {
 
     /// Writes the checkpoints if they changed; a failure is logged and retried next time.
     pub fn save(&self) {
+        let _saving = self.saving.lock().unwrap_or_else(|p| p.into_inner());
         if !self.dirty.swap(false, Relaxed) {
             return;
         }
@@ -128,7 +157,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
     pub deadletter: Arc<DeadLetter>,
-    pub checkpointer: Arc<Checkpointer>,
+    /// File offsets; `None` when nothing keeps them (`send`).
+    pub checkpointer: Option<Arc<Checkpointer>>,
     pub heartbeat: Arc<AtomicU64>,
     /// Rows delivered or refused since start, over every output and reload.
     pub rows_done: Arc<AtomicU64>,
@@ -139,28 +169,39 @@ pub struct Shared {
 
 /// A running pipeline.
 pub struct Pipeline {
-    stop: watch::Sender<bool>,
-    inputs: Vec<JoinHandle<()>>,
+    stop: Arc<Stop>,
+    inputs: TaskTracker,
     outputs: Vec<OutputRuntime>,
-    saver: JoinHandle<()>,
-    checkpointer: Arc<Checkpointer>,
+    saver: Option<JoinHandle<()>>,
+    checkpointer: Option<Arc<Checkpointer>>,
+}
+
+/// How a one-shot run ended.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The failure that stopped it, if one did.
+    pub fatal: Option<crate::ingest::sender::Fatal>,
+    /// An input that could not be read to its end.
+    pub input_error: Option<String>,
+    /// Rows left in the spool (`send --spool`) for a later run.
+    pub waiting: u64,
 }
 
 impl Pipeline {
-    /// Opens every output's spool and starts the output, then every input.
+    /// Opens every output's queue and starts the output, then every input. `tokens` is `None`
+    /// only in a dry run.
     pub async fn start(
-        cfg: &Config,
+        plan: &Plan,
+        mode: &Mode,
         shared: &Shared,
-        tokens: &Arc<TokenCache>,
+        tokens: Option<&Arc<TokenCache>>,
     ) -> Result<Pipeline, PipelineError> {
         let mut outputs = Vec::new();
-        let started = Self::start_inner(cfg, shared, tokens, &mut outputs).await;
+        let started = Self::start_inner(plan, mode, shared, tokens, &mut outputs).await;
         if started.is_err() {
             // No second spool thread on the same directory when the caller starts again.
             for o in &outputs {
-                for a in o.abort_handles() {
-                    a.abort();
-                }
+                o.abort();
                 for s in o.spools() {
                     s.close().await;
                 }
@@ -170,29 +211,27 @@ impl Pipeline {
     }
 
     async fn start_inner(
-        cfg: &Config,
+        plan: &Plan,
+        mode: &Mode,
         shared: &Shared,
-        tokens: &Arc<TokenCache>,
+        tokens: Option<&Arc<TokenCache>>,
         outputs: &mut Vec<OutputRuntime>,
     ) -> Result<Pipeline, PipelineError> {
         let sources = Sources::default();
+        let stop = Arc::new(Stop::default());
         let mut by_name = std::collections::HashMap::new();
         // Outputs to one DCR share its rate limits and Retry-After pauses.
         let gates = crate::ingest::limits::DcrGates::for_outputs(
-            cfg.outputs
+            plan.outputs
                 .iter()
-                .map(|(n, o)| (n.as_str(), o.dcr.as_str(), o.limits())),
+                .map(|(n, o)| (n.as_str(), o.dcr.as_str(), o.limits)),
         );
-        for (name, out) in &cfg.outputs {
+        for (name, out) in &plan.outputs {
             let bad = |reason: String| PipelineError::Output {
                 output: name.clone(),
                 reason,
             };
-            let endpoint =
-                parse_secure_url("endpoint", &out.endpoint).map_err(|e| bad(e.to_string()))?;
-            let transport =
-                HttpTransport::new(shared.http.remote.clone(), &endpoint, &out.dcr, &out.stream);
-            let report = Arc::new(RunReport {
+            let report = Arc::new(OutputReport {
                 output: name.clone(),
                 metrics: shared.metrics.clone(),
                 health: shared.health.clone(),
@@ -201,30 +240,38 @@ impl Pipeline {
                 done: shared.rows_done.clone(),
             });
             shared.health.add_output(name);
-            let policy = Policy {
-                permission_grace: out.permission_grace,
-                retry_timeout: None,
-                max_request_bytes: out.max_request_bytes,
-                request_timeout: out.request_timeout,
-                retry_forever: true,
-                ..Policy::default()
+            let sender = match (tokens, &out.endpoint) {
+                (Some(tokens), Some(endpoint)) => Some(Arc::new(
+                    sender(shared, tokens, out, endpoint, mode, report.clone())
+                        .with_gate(gates.get(&out.dcr)),
+                )),
+                _ => None,
             };
-            let target = Target::new(
-                out.dcr.clone(),
-                out.stream.clone(),
-                endpoint.host_str().unwrap_or_default(),
-            );
-            let sender = Arc::new(
-                Sender::new(
-                    Arc::new(transport),
-                    tokens.clone(),
-                    policy,
-                    target,
-                    report.clone(),
-                )
-                .with_gate(gates.get(&out.dcr)),
-            );
-            let spool = open_spool(cfg, name, &shared.metrics).await.map_err(bad)?;
+            let queue = match mode {
+                Mode::Agent { state_dir } => Queue::Spool(
+                    open_spool(
+                        &spool_dir(state_dir, name),
+                        plan,
+                        out,
+                        &shared.metrics,
+                        name,
+                    )
+                    .await
+                    .map_err(bad)?,
+                ),
+                Mode::Once { dry_run: true, .. } => Queue::DryRun,
+                Mode::Once {
+                    spool: Some(dir), ..
+                } => Queue::Spool(
+                    open_spool(dir, plan, out, &shared.metrics, name)
+                        .await
+                        .map_err(bad)?,
+                ),
+                Mode::Once { spool: None, .. } => Queue::Direct,
+            };
+            if sender.is_none() && !matches!(queue, Queue::DryRun) {
+                return Err(bad("no endpoint to deliver to".into()));
+            }
             let rt = OutputRuntime::start(
                 OutputSpec {
                     name: name.clone(),
@@ -234,23 +281,36 @@ impl Pipeline {
                     compression_level: out.compression_level,
                     max_time_span: out.max_time_span,
                 },
-                sender,
-                report.clone(),
-                sources.clone(),
-                shared.checkpointer.clone(),
-                shared.heartbeat.clone(),
-                shared.started,
-                spool,
+                OutputParts {
+                    queue,
+                    sender,
+                    report,
+                    sources: sources.clone(),
+                    checkpointer: shared.checkpointer.clone(),
+                    heartbeat: shared.heartbeat.clone(),
+                    started: shared.started,
+                    stop: stop.clone(),
+                },
             );
             by_name.insert(name.clone(), rt.rows.clone());
-            tracing::info!(output = %name, url = %endpoint, stream = %out.stream, "output ready");
+            match &out.endpoint {
+                Some(url) => {
+                    tracing::info!(output = %name, url = %url, stream = %out.stream, "output ready")
+                }
+                None => tracing::info!(output = %name, "output ready (dry run)"),
+            }
             outputs.push(rt);
         }
-        adopt_orphan_spools(cfg, shared, outputs).await;
-        let (stop, stop_rx) = watch::channel(false);
-        let snapshot = shared.checkpointer.snapshot();
-        let mut inputs = Vec::new();
-        for (name, input) in &cfg.inputs {
+        if let Mode::Agent { state_dir } = mode {
+            adopt_orphan_spools(state_dir, plan, shared, outputs).await;
+        }
+        let snapshot = shared
+            .checkpointer
+            .as_ref()
+            .map(|c| c.snapshot())
+            .unwrap_or_default();
+        let inputs = TaskTracker::new();
+        for (name, input) in &plan.inputs {
             let bad = |reason: String| PipelineError::Input {
                 input: name.clone(),
                 reason,
@@ -259,24 +319,17 @@ impl Pipeline {
                 .get(&input.output)
                 .cloned()
                 .ok_or_else(|| bad(format!("no output named {:?}", input.output)))?;
-            let rules = crate::config::text_rules(input)
-                .map_err(|e| bad(e.to_string()))?
-                .map(Arc::new);
-            let max_record = cfg
+            let max_record = plan
                 .outputs
                 .get(&input.output)
-                .map_or(crate::config::DEFAULT_MAX_REQUEST_BYTES, |o| {
+                .map_or(crate::azure::DEFAULT_MAX_REQUEST_BYTES, |o| {
                     o.max_request_bytes
                 });
             let ctx = InputCtx {
                 max_record,
                 name: name.clone(),
                 format: input.format,
-                encoder: RowEncoder::with_shaping(
-                    &shared.computer,
-                    crate::config::shaping_for(name, input, cfg.outputs.get(&input.output))
-                        .map_err(bad)?,
-                ),
+                encoder: RowEncoder::with_shaping(&shared.computer, input.shaping.clone()),
                 issues: crate::transform::IssueCounters::new(&shared.metrics, name),
                 sources: sources.clone(),
                 deadletter: shared.deadletter.clone(),
@@ -284,38 +337,32 @@ impl Pipeline {
                 dropped: shared.metrics.records_dropped(&input.output, "invalid"),
                 out,
                 checkpointer: shared.checkpointer.clone(),
-                rules,
+                rules: input.rules.clone(),
                 parse_failures: shared.metrics.parse_failures(name),
                 multiline_cut: shared.metrics.multiline_cut(name),
+                stop: stop.clone(),
             };
-            let handle = match input.kind {
-                InputKind::Stdin => tokio::spawn(inputs::stdin(ctx, stop_rx.clone())),
-                InputKind::File => {
-                    let mut tail = TailerConfig::new(
-                        input.paths.clone(),
-                        input.exclude.clone(),
-                        input.start_at,
-                    );
-                    if input.format == crate::input::InputFormat::Json {
-                        // A JSON row may be as long as a request; a text row is cut at the
-                        // field limit anyway, which is the tailer's default.
-                        if let Some(out) = cfg.outputs.get(&input.output) {
-                            tail.max_line_bytes = out.max_request_bytes;
-                        }
-                    }
-                    let tailer =
-                        FileTailer::new(tail, &snapshot).map_err(|e| bad(e.to_string()))?;
-                    tokio::spawn(inputs::files(ctx, tailer, stop_rx.clone()))
+            match &input.source {
+                Source::Stdin => {
+                    inputs.spawn(inputs::stdin(ctx));
                 }
-            };
+                Source::Once(paths) => {
+                    inputs.spawn(inputs::once(ctx, paths.clone()));
+                }
+                Source::Files(tail) => {
+                    let tailer =
+                        FileTailer::new(tail.clone(), &snapshot).map_err(|e| bad(e.to_string()))?;
+                    inputs.spawn(inputs::files(ctx, tailer));
+                }
+            }
             tracing::info!(input = %name, output = %input.output, "input started");
-            inputs.push(handle);
         }
+        inputs.close();
         drop(by_name);
-        let saver = tokio::spawn(save_loop(
-            shared.checkpointer.clone(),
-            cfg.spool.fsync_interval,
-        ));
+        let saver = shared
+            .checkpointer
+            .clone()
+            .map(|c| tokio::spawn(save_loop(c, plan.spool.fsync_interval)));
         Ok(Pipeline {
             stop,
             inputs,
@@ -325,12 +372,10 @@ impl Pipeline {
         })
     }
 
-    /// Resolves when every input has ended by itself (stdin reached its end).
+    /// Resolves when every input has ended by itself (stdin or the files reached their end),
+    /// or a one-shot run failed.
     pub async fn inputs_ended(&mut self) {
-        for h in &mut self.inputs {
-            let _ = h.await;
-        }
-        self.inputs.clear();
+        self.inputs.wait().await;
     }
 
     /// Delivers everything already read, with no time limit, until `stop` fires; then allows
@@ -340,30 +385,37 @@ impl Pipeline {
         stop: tokio::sync::oneshot::Receiver<()>,
         timeout: Duration,
     ) -> bool {
-        self.finish(Some(stop), timeout).await
+        self.finish(Some(stop), Some(timeout)).await.0
     }
 
     /// Stops reading, delivers what was read within `timeout`, saves the checkpoints. Returns
     /// false when the timeout cut delivery short (those rows are read again after a restart,
     /// except stdin's, which are lost with the process and counted in the log).
     pub async fn shutdown(self, timeout: Duration) -> bool {
-        self.finish(None, timeout).await
+        self.finish(None, Some(timeout)).await.0
     }
 
+    /// A one-shot run's end: once the inputs have ended (or a failure stopped them), delivers
+    /// what was read — however long the policy's retries take — and says how it went.
+    pub async fn finish_once(mut self) -> Outcome {
+        self.inputs_ended().await;
+        let stop = self.stop.clone();
+        let (_, waiting) = self.finish(None, None).await;
+        Outcome {
+            fatal: stop.fatal().cloned(),
+            input_error: stop.input_error().map(str::to_string),
+            waiting,
+        }
+    }
+
+    /// Returns whether everything read was delivered, and the rows left in spools.
     async fn finish(
         self,
         unlimited_until: Option<tokio::sync::oneshot::Receiver<()>>,
-        timeout: Duration,
-    ) -> bool {
-        let _ = self.stop.send(true);
-        for h in self.inputs {
-            let _ = h.await;
-        }
-        let aborters: Vec<_> = self
-            .outputs
-            .iter()
-            .flat_map(OutputRuntime::abort_handles)
-            .collect();
+        timeout: Option<Duration>,
+    ) -> (bool, u64) {
+        self.stop.inputs.cancel();
+        self.inputs.wait().await;
         let spools: Vec<_> = self
             .outputs
             .iter()
@@ -373,35 +425,86 @@ impl Pipeline {
         let drained = match unlimited_until {
             Some(stop) => tokio::select! {
                 _ = &mut drains => true,
-                _ = stop => tokio::time::timeout(timeout, &mut drains).await.is_ok(),
+                _ = stop => within(&mut drains, timeout).await,
             },
-            None => tokio::time::timeout(timeout, &mut drains).await.is_ok(),
+            None => within(&mut drains, timeout).await,
         };
         if !drained {
-            for a in aborters {
-                a.abort();
-            }
+            // Records in flight stay unacknowledged in the spool and go out after a restart.
+            self.stop.abort.cancel();
+            drains.await;
             tracing::warn!("stopped with rows not yet delivered: what is in the spool goes out after the next start; file rows not yet spooled are read again, stdin rows not yet spooled are lost");
         }
+        let mut waiting = 0;
         // The last fsync moves the checkpoints of the last spooled rows: before the save.
         for s in spools {
+            waiting += s.pending().await.1;
             s.close().await;
         }
-        self.saver.abort();
-        self.checkpointer.save();
-        drained
+        if let Some(saver) = self.saver {
+            saver.abort();
+        }
+        if let Some(c) = &self.checkpointer {
+            c.save();
+        }
+        (drained, waiting)
+    }
+}
+
+/// The sender of one output: its endpoint, policy and target; the agent retries forever.
+fn sender(
+    shared: &Shared,
+    tokens: &Arc<TokenCache>,
+    out: &OutputPlan,
+    endpoint: &reqwest::Url,
+    mode: &Mode,
+    report: Arc<OutputReport>,
+) -> Sender {
+    let agent = matches!(mode, Mode::Agent { .. });
+    let transport = HttpTransport::new(shared.http.remote.clone(), endpoint, &out.dcr, &out.stream);
+    let policy = Policy {
+        permission_grace: out.permission_grace,
+        retry_timeout: (!agent).then_some(out.retry_timeout),
+        max_request_bytes: out.max_request_bytes,
+        request_timeout: out.request_timeout,
+        retry_forever: agent,
+        limits: out.limits,
+        ..Policy::default()
+    };
+    let target = Target::new(
+        out.dcr.clone(),
+        out.stream.clone(),
+        endpoint.host_str().unwrap_or_default(),
+    );
+    Sender::new(Arc::new(transport), tokens.clone(), policy, target, report)
+}
+
+/// Waits for `drains`, at most `timeout` (`None`: as long as it takes); true if it finished.
+async fn within(
+    drains: &mut std::pin::Pin<Box<impl std::future::Future<Output = ()>>>,
+    timeout: Option<Duration>,
+) -> bool {
+    match timeout {
+        Some(t) => tokio::time::timeout(t, drains.as_mut()).await.is_ok(),
+        None => {
+            drains.as_mut().await;
+            true
+        }
     }
 }
 
 /// Drains every output concurrently.
 async fn drain_all(outputs: Vec<OutputRuntime>) {
-    let drains: Vec<_> = outputs
-        .into_iter()
-        .map(|o| tokio::spawn(o.drain()))
-        .collect();
-    for h in drains {
-        let _ = h.await;
+    let drains = TaskTracker::new();
+    for o in outputs {
+        drains.spawn(o.drain());
     }
+    drains.close();
+    drains.wait().await;
+}
+
+fn spool_dir(state_dir: &Path, output: &str) -> PathBuf {
+    state_dir.join("spool").join(output)
 }
 
 /// What a spool directory was filled for, so a renamed output's rows still reach their table.
@@ -415,14 +518,19 @@ const DESTINATION: &str = "destination.json";
 
 /// Spool directories of outputs no longer configured: delivered by an output to the same DCR
 /// and stream (a rename), else kept and logged until such an output exists again.
-async fn adopt_orphan_spools(cfg: &Config, shared: &Shared, outputs: &mut [OutputRuntime]) {
-    let root = cfg.agent.state_dir.join("spool");
+async fn adopt_orphan_spools(
+    state_dir: &Path,
+    plan: &Plan,
+    shared: &Shared,
+    outputs: &mut [OutputRuntime],
+) {
+    let root = state_dir.join("spool");
     let Ok(entries) = std::fs::read_dir(&root) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if cfg.outputs.contains_key(&name) {
+        if plan.outputs.contains_key(&name) {
             continue;
         }
         let Some(dest) = std::fs::read(entry.path().join(DESTINATION))
@@ -431,18 +539,17 @@ async fn adopt_orphan_spools(cfg: &Config, shared: &Shared, outputs: &mut [Outpu
         else {
             continue;
         };
-        let heir = cfg
+        let heir = plan
             .outputs
             .iter()
-            .find(|(_, o)| o.dcr == dest.dcr && o.stream == dest.stream)
-            .map(|(n, _)| n.clone());
-        let Some(heir) = heir else {
+            .find(|(_, o)| o.dcr == dest.dcr && o.stream == dest.stream);
+        let Some((heir, out)) = heir else {
             tracing::warn!(dir = %entry.path().display(), dcr = %dest.dcr, stream = %dest.stream, "a spool of an output no longer configured; its rows are delivered once an output to that DCR and stream exists");
             continue;
         };
-        match open_spool(cfg, &name, &shared.metrics).await {
+        match open_spool(&entry.path(), plan, out, &shared.metrics, &name).await {
             Ok(spool) => {
-                if let Some(rt) = outputs.iter_mut().find(|o| o.name == heir) {
+                if let Some(rt) = outputs.iter_mut().find(|o| &o.name == heir) {
                     tracing::info!(from = %name, to = %heir, "delivering the spool of a renamed output");
                     rt.adopt(spool);
                 } else {
@@ -456,36 +563,32 @@ async fn adopt_orphan_spools(cfg: &Config, shared: &Shared, outputs: &mut [Outpu
     }
 }
 
-/// Opens `state_dir/spool/<output>` (recovery reads it once: on the blocking pool).
+/// Opens the spool in `dir` for `output` (recovery reads it once: on the blocking pool), and
+/// notes there which DCR and stream it is filled for. `metrics_name` labels its gauges.
 async fn open_spool(
-    cfg: &Config,
-    output: &str,
+    dir: &Path,
+    plan: &Plan,
+    out: &OutputPlan,
     metrics: &Metrics,
+    metrics_name: &str,
 ) -> Result<Arc<crate::spool::Spool>, String> {
-    let dir = cfg.agent.state_dir.join("spool").join(output);
-    let dest = cfg.outputs.get(output).map(|o| Destination {
-        dcr: o.dcr.clone(),
-        stream: o.stream.clone(),
-    });
-    let opts = crate::spool::Options {
-        max_bytes: cfg.spool.max_bytes,
-        fsync_interval: cfg.spool.fsync_interval,
-        when_full: cfg.spool.when_full,
-        ..crate::spool::Options::default()
+    let dir = dir.to_path_buf();
+    let dest = Destination {
+        dcr: out.dcr.clone(),
+        stream: out.stream.clone(),
     };
+    let opts = plan.spool.clone();
     let m = crate::spool::SpoolMetrics {
-        bytes: metrics.spool_bytes(output),
-        oldest: metrics.oldest_unsent_seconds(output),
-        dropped: metrics.records_dropped(output, "spool_full"),
-        corrupt: metrics.records_dropped(output, "spool_corrupt"),
+        bytes: metrics.spool_bytes(metrics_name),
+        oldest: metrics.oldest_unsent_seconds(metrics_name),
+        dropped: metrics.records_dropped(metrics_name, "spool_full"),
+        corrupt: metrics.records_dropped(metrics_name, "spool_corrupt"),
     };
     tokio::task::spawn_blocking(move || {
         let spool = crate::spool::Spool::open(&dir, opts, m)?;
-        if let Some(dest) = dest {
-            // Best effort: without it, a later rename leaves these rows waiting (logged).
-            if let Ok(text) = serde_json::to_vec(&dest) {
-                let _ = crate::private_fs::write(&dir.join(DESTINATION), &text);
-            }
+        // Best effort: without it, a later rename leaves these rows waiting (logged).
+        if let Ok(text) = serde_json::to_vec(&dest) {
+            let _ = crate::private_fs::write(&dir.join(DESTINATION), &text);
         }
         Ok::<_, crate::spool::SpoolError>(spool)
     })

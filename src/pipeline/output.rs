@@ -1,7 +1,5 @@
 //! One output at run time: a batcher task packing the rows of its inputs; sealing tasks that
-//! gzip each batch and append it to the output's disk spool (once fsynced, the ack tracker lets
-//! the file checkpoints move past its rows); and delivery tasks that take the spool's records in
-//! order, deliver them under the policy and acknowledge them in the spool.
+//! gzip each batch and hand it on; and delivery, which depends on the output's [`Queue`]:
 //!
 //! ```text
 //!  rows ─▶ batcher ─(Seq, RawBatch)─▶ N sealers ─append─▶ spool ─next─▶ N deliverers ─▶ DCE
@@ -9,24 +7,33 @@
 //!                                        ▼
 //!                           ack tracker → checkpoints
 //! ```
+//!
+//! - [`Queue::Spool`] (the agent, and `send --spool`): sealers append to the disk spool; once
+//!   fsynced, the ack tracker lets the file checkpoints move past its rows; deliverers take the
+//!   spool's records in order, deliver them under the policy and acknowledge them there.
+//! - [`Queue::Direct`] (`send`): each sealer delivers what it sealed, straight from memory.
+//! - [`Queue::DryRun`] (`send --dry-run`): each sealed body is counted as if accepted.
+//!
+//! A failure the policy calls fatal (only in a one-shot run) stops everything through [`Stop`].
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Mutex as AsyncMutex};
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use super::acks::{AckTracker, Seq};
 use super::sources::Sources;
+use super::stop::Stop;
 use super::{Checkpointer, Rows};
-use crate::batch::{Batcher, Gzip, Pushed, RawBatch};
+use crate::batch::{Batcher, Gzip, Pushed, RawBatch, SealedBatch};
 use crate::deadletter::DeadLetter;
 use crate::health::{Health, OutputState};
 use crate::ingest::sender::{DeliveryReport, RetryReason, Sender};
 use crate::ingest::Sealer;
-use crate::metrics::{Encoding, Metrics};
+use crate::metrics::{Encoding, Family, Metrics};
 use crate::rows::Origin;
 use crate::spool::{unseal, Body, Spool};
 
@@ -41,38 +48,66 @@ pub struct OutputSpec {
     pub max_time_span: Option<Duration>,
 }
 
+/// Where sealed bodies go on their way to the service.
+#[derive(Clone)]
+pub enum Queue {
+    /// A durable FIFO on disk; delivered from there, acknowledged there.
+    Spool(Arc<Spool>),
+    /// Delivered by the sealer that sealed it, from memory.
+    Direct,
+    /// Counted as accepted, sent nowhere.
+    DryRun,
+}
+
 /// The running output.
 pub struct OutputRuntime {
     pub name: String,
     pub rows: mpsc::Sender<Rows>,
-    batcher: JoinHandle<()>,
-    sealers: Vec<JoinHandle<()>>,
-    deliverers: Vec<JoinHandle<()>>,
-    spool: Arc<Spool>,
+    /// Batcher and sealers: done once every row handed in is sealed (and spooled or delivered).
+    packing: TaskTracker,
+    /// Deliverers of the spool, and of adopted spools.
+    delivery: TaskTracker,
+    spool: Option<Arc<Spool>>,
     /// Spools left by outputs since renamed away, delivered here (same DCR and stream).
-    adopted: Vec<(Arc<Spool>, JoinHandle<()>)>,
-    sender: Arc<Sender>,
-    report: Arc<RunReport>,
+    adopted: Vec<Arc<Spool>>,
+    sender: Option<Arc<Sender>>,
+    report: Arc<OutputReport>,
+    stop: Arc<Stop>,
     replayed: Origin,
     level: u32,
 }
 
+/// What an output needs from the pipeline around it.
+pub struct OutputParts {
+    pub queue: Queue,
+    /// `None` in a dry run.
+    pub sender: Option<Arc<Sender>>,
+    pub report: Arc<OutputReport>,
+    pub sources: Sources,
+    /// `None` when no input keeps checkpoints (`send`).
+    pub checkpointer: Option<Arc<Checkpointer>>,
+    pub heartbeat: Arc<AtomicU64>,
+    pub started: Instant,
+    pub stop: Arc<Stop>,
+}
+
 impl OutputRuntime {
-    #[allow(clippy::too_many_arguments)]
-    pub fn start(
-        spec: OutputSpec,
-        sender: Arc<Sender>,
-        report: Arc<RunReport>,
-        sources: Sources,
-        checkpointer: Arc<Checkpointer>,
-        heartbeat: Arc<AtomicU64>,
-        started: Instant,
-        spool: Arc<Spool>,
-    ) -> Self {
+    pub fn start(spec: OutputSpec, parts: OutputParts) -> Self {
+        let OutputParts {
+            queue,
+            sender,
+            report,
+            sources,
+            checkpointer,
+            heartbeat,
+            started,
+            stop,
+        } = parts;
         let (rows_tx, rows_rx) = mpsc::channel::<Rows>(8);
         let (work_tx, work_rx) = mpsc::channel::<(Seq, RawBatch)>(spec.concurrency);
         let acks = Arc::new(Mutex::new(AckTracker::default()));
-        let batcher = tokio::spawn(batch_loop(
+        let packing = TaskTracker::new();
+        packing.spawn(batch_loop(
             rows_rx,
             work_tx,
             Batcher::new(spec.max_request_bytes).with_max_time_span(spec.max_time_span),
@@ -88,44 +123,54 @@ impl OutputRuntime {
             sources: sources.clone(),
             checkpointer,
         });
-        let sealers = (0..spec.concurrency)
-            .map(|_| {
-                tokio::spawn(seal_loop(
-                    work_rx.clone(),
-                    spool.clone(),
-                    report.clone(),
-                    safe.clone(),
-                    Sealer::new(spec.max_request_bytes, spec.compression_level),
-                ))
-            })
-            .collect();
+        let first_row = Arc::new(AtomicBool::new(false));
+        for _ in 0..spec.concurrency {
+            packing.spawn(seal_loop(
+                work_rx.clone(),
+                queue.clone(),
+                sender.clone(),
+                report.clone(),
+                safe.clone(),
+                Sealer::new(spec.max_request_bytes, spec.compression_level),
+                stop.clone(),
+                first_row.clone(),
+            ));
+        }
+        packing.close();
         // Rows read back from the spool have lost their line numbers; dead-letters name this.
         let replayed = Origin {
             source: sources.stream(&format!("<spool of output {}>", spec.name)),
             line: 0,
             offset: 0,
         };
-        let deliverers = (0..spec.concurrency)
-            .map(|_| {
-                tokio::spawn(deliver_loop(
-                    spool.clone(),
-                    sender.clone(),
-                    report.clone(),
-                    replayed,
-                    spec.compression_level,
-                ))
-            })
-            .collect();
+        let delivery = TaskTracker::new();
+        let spool = match (&queue, &sender) {
+            (Queue::Spool(spool), Some(sender)) => {
+                for _ in 0..spec.concurrency {
+                    delivery.spawn(deliver_loop(
+                        spool.clone(),
+                        sender.clone(),
+                        report.clone(),
+                        stop.clone(),
+                        replayed,
+                        spec.compression_level,
+                    ));
+                }
+                Some(spool.clone())
+            }
+            (Queue::Spool(spool), None) => Some(spool.clone()),
+            _ => None,
+        };
         OutputRuntime {
             name: spec.name,
             rows: rows_tx,
-            batcher,
-            sealers,
-            deliverers,
+            packing,
+            delivery,
             spool,
             adopted: Vec::new(),
             sender,
             report,
+            stop,
             replayed,
             level: spec.compression_level,
         }
@@ -134,49 +179,44 @@ impl OutputRuntime {
     /// Delivers what another output's spool holds (an output renamed by the configuration, to
     /// the same DCR and stream), then deletes that spool.
     pub fn adopt(&mut self, spool: Arc<Spool>) {
+        let Some(sender) = self.sender.clone() else {
+            return;
+        };
         spool.close_input();
-        let task = tokio::spawn(deliver_and_remove(
+        self.delivery.spawn(deliver_and_remove(
             spool.clone(),
-            self.sender.clone(),
+            sender,
             self.report.clone(),
+            self.stop.clone(),
             self.replayed,
             self.level,
         ));
-        self.adopted.push((spool, task));
+        self.adopted.push(spool);
     }
 
-    /// Spools every row handed in, then waits until the spool is delivered. The inputs must
-    /// have stopped (their senders dropped) first.
+    /// Seals every row handed in, then waits until it is delivered (or, when the stop aborts,
+    /// until the tasks have stopped). The inputs must have stopped (their senders dropped) first.
     pub async fn drain(self) {
         drop(self.rows);
-        let _ = self.batcher.await;
-        for s in self.sealers {
-            let _ = s.await;
+        self.packing.wait().await;
+        if let Some(spool) = &self.spool {
+            spool.close_input();
         }
-        self.spool.close_input();
-        for w in self.deliverers {
-            let _ = w.await;
-        }
-        for (_, w) in self.adopted {
-            let _ = w.await;
-        }
+        self.delivery.close();
+        self.delivery.wait().await;
     }
 
-    /// The output's spools (its own and adopted ones), to close once the tasks are done or
-    /// aborted.
+    /// Stops its tasks at once (a start that failed half-way).
+    pub fn abort(&self) {
+        self.stop.abort.cancel();
+    }
+
+    /// The output's spools (its own and adopted ones), to close once the tasks are done.
     pub fn spools(&self) -> Vec<Arc<Spool>> {
-        std::iter::once(self.spool.clone())
-            .chain(self.adopted.iter().map(|(s, _)| s.clone()))
-            .collect()
-    }
-
-    /// Handles that stop the tasks at once; records in flight stay unacknowledged in the spool
-    /// and are delivered after the next start.
-    pub fn abort_handles(&self) -> Vec<tokio::task::AbortHandle> {
-        std::iter::once(self.batcher.abort_handle())
-            .chain(self.sealers.iter().map(JoinHandle::abort_handle))
-            .chain(self.deliverers.iter().map(JoinHandle::abort_handle))
-            .chain(self.adopted.iter().map(|(_, t)| t.abort_handle()))
+        self.spool
+            .iter()
+            .chain(self.adopted.iter())
+            .cloned()
             .collect()
     }
 }
@@ -193,7 +233,7 @@ async fn batch_loop(
     mut batcher: Batcher,
     batch_timeout: Duration,
     acks: Arc<Mutex<AckTracker>>,
-    report: Arc<RunReport>,
+    report: Arc<OutputReport>,
     heartbeat: Arc<AtomicU64>,
     started: Instant,
 ) {
@@ -278,7 +318,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 struct SafeRows {
     acks: Arc<Mutex<AckTracker>>,
     sources: Sources,
-    checkpointer: Arc<Checkpointer>,
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl SafeRows {
@@ -288,27 +328,37 @@ impl SafeRows {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .finished(seq);
+        let Some(checkpointer) = &self.checkpointer else {
+            return;
+        };
         for (source, offset) in moved {
             if let Some(src) = self.sources.get(source) {
                 if let Some((key, path)) = src.file {
-                    self.checkpointer.advance(key, &path, offset);
+                    checkpointer.advance(key, &path, offset);
                 }
             }
         }
     }
 }
 
-/// Seals batches (gzip, on the blocking pool) and appends them to the spool. A batch sealed
+/// Seals batches (gzip, on the blocking pool) and hands each body to the queue. A batch sealed
 /// into several bodies is safe once all of them are.
+#[allow(clippy::too_many_arguments)]
 async fn seal_loop(
     rx: Arc<AsyncMutex<mpsc::Receiver<(Seq, RawBatch)>>>,
-    spool: Arc<Spool>,
-    report: Arc<RunReport>,
+    queue: Queue,
+    sender: Option<Arc<Sender>>,
+    report: Arc<OutputReport>,
     safe: Arc<SafeRows>,
     mut sealer: Sealer,
+    stop: Arc<Stop>,
+    first_row: Arc<AtomicBool>,
 ) {
     loop {
-        let next = rx.lock().await.recv().await;
+        let next = tokio::select! {
+            next = async { rx.lock().await.recv().await } => next,
+            _ = stop.abort.cancelled() => return,
+        };
         let Some((seq, raw)) = next else { return };
         let sealed = match sealer.seal(raw, &*report).await {
             Ok(sealed) => sealed,
@@ -321,17 +371,51 @@ async fn seal_loop(
             safe.finished(seq);
             continue;
         }
-        let left = Arc::new(AtomicUsize::new(sealed.len()));
-        for body in sealed {
-            let (left, safe) = (left.clone(), safe.clone());
-            let on_safe = Box::new(move || {
-                if left.fetch_sub(1, Relaxed) == 1 {
-                    safe.finished(seq);
+        match (&queue, &sender) {
+            (Queue::Spool(spool), _) => {
+                let left = Arc::new(AtomicUsize::new(sealed.len()));
+                for body in sealed {
+                    let (left, safe) = (left.clone(), safe.clone());
+                    let on_safe = Box::new(move || {
+                        if left.fetch_sub(1, Relaxed) == 1 {
+                            safe.finished(seq);
+                        }
+                    });
+                    if !spool.append(body, on_safe).await {
+                        return; // the spool closed: shutting down
+                    }
                 }
-            });
-            if !spool.append(body, on_safe).await {
-                return; // the spool closed: shutting down
             }
+            (Queue::Direct, Some(sender)) => {
+                for body in sealed {
+                    tokio::select! {
+                        r = sender.deliver(body, sealer.gzip()) => {
+                            if let Err(f) = r {
+                                stop.fail(f);
+                                return;
+                            }
+                        }
+                        _ = stop.abort.cancelled() => return,
+                    }
+                }
+                safe.finished(seq);
+            }
+            _ => {
+                for body in sealed {
+                    show_first_row(&body, &first_row);
+                    report.accepted(&body.raw, body.gzip.len());
+                }
+                safe.finished(seq);
+            }
+        }
+    }
+}
+
+/// A dry run logs its first row, so the user sees what a row looks like.
+fn show_first_row(body: &SealedBatch, shown: &AtomicBool) {
+    if let Some((row, _)) = body.raw.rows().next() {
+        if !shown.swap(true, Relaxed) {
+            tracing::info!(row = %String::from_utf8_lossy(row), "first row (dry run)");
         }
     }
 }
@@ -340,11 +424,12 @@ async fn seal_loop(
 async fn deliver_and_remove(
     spool: Arc<Spool>,
     sender: Arc<Sender>,
-    report: Arc<RunReport>,
+    report: Arc<OutputReport>,
+    stop: Arc<Stop>,
     replayed: Origin,
     level: u32,
 ) {
-    deliver_loop(spool.clone(), sender, report.clone(), replayed, level).await;
+    deliver_loop(spool.clone(), sender, report.clone(), stop, replayed, level).await;
     let (records, _) = spool.pending().await;
     spool.close().await;
     if records == 0 {
@@ -361,16 +446,23 @@ async fn deliver_and_remove(
     }
 }
 
-/// Takes records from the spool in order, delivers each, and acknowledges it there.
+/// Takes records from the spool in order, delivers each, and acknowledges it there. Stops when
+/// the spool is closed and empty, or at once when the stop aborts.
 async fn deliver_loop(
     spool: Arc<Spool>,
     sender: Arc<Sender>,
-    report: Arc<RunReport>,
+    report: Arc<OutputReport>,
+    stop: Arc<Stop>,
     replayed: Origin,
     level: u32,
 ) {
     let mut gz = Gzip::new(level);
-    while let Some(rec) = spool.next().await {
+    loop {
+        let rec = tokio::select! {
+            rec = spool.next() => rec,
+            _ = stop.abort.cancelled() => return,
+        };
+        let Some(rec) = rec else { return };
         let batch = match rec.body {
             Body::Sealed(b) => b,
             Body::Gzip(g) => match tokio::task::spawn_blocking(move || unseal(g, replayed)).await {
@@ -392,21 +484,24 @@ async fn deliver_loop(
         };
         tokio::select! {
             r = sender.deliver(batch, &mut gz) => {
-                // In run mode nothing is fatal: deliver() returns when every row is done.
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "delivery stopped; the request stays in the spool for the next start");
-                    continue;
+                // The agent's policy has nothing fatal: deliver() returns when every row is
+                // done. A one-shot run stops at the first fatal failure; the request stays in
+                // the spool for the next run.
+                if let Err(f) = r {
+                    stop.fail(f);
+                    return;
                 }
             }
             // Dropped from a full spool (when_full = "drop_oldest"): counted there.
             _ = spool.dropped(rec.seq) => continue,
+            _ = stop.abort.cancelled() => return,
         }
         spool.ack(rec.seq);
     }
 }
 
 /// Reports deliveries into metrics, health and the dead-letter.
-pub struct RunReport {
+pub struct OutputReport {
     pub output: String,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
@@ -416,7 +511,7 @@ pub struct RunReport {
     pub done: Arc<AtomicU64>,
 }
 
-impl RunReport {
+impl OutputReport {
     fn name_of(&self, source: u32) -> Arc<str> {
         self.sources
             .get(source)
@@ -433,7 +528,7 @@ impl RunReport {
     }
 }
 
-impl DeliveryReport for RunReport {
+impl DeliveryReport for OutputReport {
     fn accepted(&self, batch: &RawBatch, gzip_bytes: usize) {
         self.metrics
             .records_sent(&self.output)
@@ -478,6 +573,20 @@ impl DeliveryReport for RunReport {
 
     fn backlog(&self) -> Option<String> {
         let bytes = self.metrics.spool_bytes(&self.output).get();
-        (bytes > 0.0).then(|| format!("{} waiting in the spool", crate::stats::bytes(bytes as u64)))
+        if bytes > 0.0 {
+            return Some(format!(
+                "{} waiting in the spool",
+                crate::stats::bytes(bytes as u64)
+            ));
+        }
+        // Without a spool: rows read and not yet delivered or refused.
+        let read = self.metrics.sum(Family::RecordsReceived, &[]);
+        let done = self
+            .metrics
+            .sum(Family::RecordsSent, &[("output", &self.output)])
+            + self
+                .metrics
+                .sum(Family::RecordsDropped, &[("output", &self.output)]);
+        (read > done).then(|| format!("{} rows read and not yet delivered", read - done))
     }
 }

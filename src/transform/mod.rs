@@ -41,6 +41,13 @@ impl IssueCounters {
         }
     }
 
+    /// Values a parser cut at the line cap (a text row counts its own in [`RowNotes`]).
+    pub fn add_truncated(&self, n: u64) {
+        if n > 0 {
+            self.truncated.add(n);
+        }
+    }
+
     pub fn add(&self, n: &RowNotes) {
         for (c, v) in [
             (&self.truncated, n.truncated_fields),

@@ -1,0 +1,225 @@
+//! Command-line flags as an [`Overlay`] on the configuration: one route for `send` and `run`
+//! (file and/or flags → overlay → checked, compiled [`Config`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::cli::{OutputArgs, ParseArgs, RunArgs, SendArgs, ShapeArgs};
+use crate::config::{
+    self, Config, ConfigErrors, FlagInput, InputConfig, InputKind, OutputFlags, Overlay,
+};
+use crate::input::file::StartAt;
+use crate::input::Format;
+
+use super::CmdError;
+
+/// The output made from flags alone, in `run` (its spool is `state_dir/spool/default`).
+pub const RUN_OUTPUT: &str = "default";
+/// The output made from flags alone, in `send`.
+pub const SEND_OUTPUT: &str = "send";
+/// The input of `send`'s files.
+pub const SEND_INPUT: &str = "send";
+
+/// `send`'s configuration: the output of `-c FILE` (the only one, or `--output NAME`) with the
+/// flags over it, and one input reading the files (or stdin) once.
+pub fn send_config(args: &SendArgs) -> Result<Config, CmdError> {
+    let mut overlay = output_overlay(&args.out, SEND_OUTPUT);
+    overlay.out.schema = args.shape.schema.clone();
+    overlay.out.max_time_span = args.shape.max_time_span;
+    overlay.flag_inputs_only = true;
+    overlay.target_optional = args.dry_run;
+    overlay.missing_target_hint = " (or use --dry-run to try without Azure)";
+    let paths: Vec<String> = if args.files.is_empty() {
+        vec!["-".to_string()]
+    } else {
+        args.files.iter().map(|p| p.display().to_string()).collect()
+    };
+    overlay.inputs.push(flag_input(
+        SEND_INPUT,
+        InputKind::Once,
+        paths,
+        Vec::new(),
+        args.format,
+        StartAt::Beginning,
+        args.time_field.clone(),
+        &args.parse,
+        &args.shape,
+    ));
+    load(args.out.config.as_ref(), &overlay)
+}
+
+/// `run`'s configuration: the file (`--config`, else the default path) with the flags over it;
+/// `--path` / `--stdin` add inputs. With `--path` / `--stdin` and no `--config`, flags alone.
+pub fn run_config(args: &RunArgs) -> Result<Config, CmdError> {
+    let mut overlay = output_overlay(&args.out, RUN_OUTPUT);
+    overlay.out.schema = args.shape.schema.clone();
+    overlay.out.max_time_span = args.shape.max_time_span;
+    overlay.state_dir = args.state_dir.clone();
+    overlay.http_listen = args.http_listen.clone();
+    overlay.shutdown_timeout = args.shutdown_timeout;
+    overlay.missing_target_hint = "";
+    if !args.paths.is_empty() {
+        overlay.inputs.push(flag_input(
+            "files",
+            InputKind::File,
+            args.paths.clone(),
+            args.exclude.clone(),
+            args.format,
+            args.start_at,
+            args.time_field.clone(),
+            &args.parse,
+            &args.shape,
+        ));
+    }
+    if args.stdin {
+        overlay.inputs.push(flag_input(
+            "stdin",
+            InputKind::Stdin,
+            Vec::new(),
+            Vec::new(),
+            args.format,
+            args.start_at,
+            args.time_field.clone(),
+            &args.parse,
+            &args.shape,
+        ));
+    }
+    let flags_only = args.out.config.is_none() && (!args.paths.is_empty() || args.stdin);
+    if flags_only {
+        return config::from_flags(&overlay).map_err(usage);
+    }
+    let path = args
+        .out
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_PATH));
+    let cfg = config::load(&path, &overlay).map_err(|e| {
+        let hint = match e.first() {
+            Some(config::ConfigError::Read { .. }) => {
+                "\n(give --config FILE, or run from flags: --endpoint URL --dcr ID --stream NAME \
+                 --path GLOB or --stdin)"
+            }
+            _ => "",
+        };
+        CmdError::usage(format!("{e}{hint}"))
+    })?;
+    if cfg.plan.inputs.is_empty() {
+        return Err(CmdError::usage(format!(
+            "{} has no [inputs.NAME]: nothing to read (add one, or give --path GLOB or --stdin)",
+            path.display()
+        )));
+    }
+    Ok(cfg)
+}
+
+fn load(file: Option<&PathBuf>, overlay: &Overlay) -> Result<Config, CmdError> {
+    match file {
+        Some(path) => config::load(path, overlay),
+        None => config::from_flags(overlay),
+    }
+    .map_err(usage)
+}
+
+fn usage(e: ConfigErrors) -> CmdError {
+    CmdError::usage(e.to_string())
+}
+
+/// The output and auth flags shared by `send` and `run`.
+fn output_overlay(o: &OutputArgs, new_output: &'static str) -> Overlay {
+    Overlay {
+        auth: o.auth,
+        client_id: o.client_id.clone(),
+        tenant_id: o.tenant_id.clone(),
+        cloud: o.cloud,
+        output: o.output.clone(),
+        new_output,
+        out: OutputFlags {
+            endpoint: o.endpoint.clone(),
+            dcr: o.dcr.clone(),
+            stream: o.stream.clone(),
+            concurrency: o.concurrency.map(|n| n as usize),
+            max_request_bytes: o.max_request_bytes.map(|n| n as usize),
+            batch_timeout: o.batch_timeout,
+            permission_grace: o.permission_grace,
+            retry_timeout: o.retry_timeout,
+            request_timeout: o.request_timeout,
+            compression_level: o.compression_level,
+            max_requests_per_minute: o.max_requests_per_minute,
+            max_bytes_per_minute: o.max_bytes_per_minute,
+            schema: None,
+            max_time_span: None,
+        },
+        ..Overlay::default()
+    }
+}
+
+/// An input from the parse and shaping flags, with the flag behind each key.
+#[allow(clippy::too_many_arguments)]
+fn flag_input(
+    name: &str,
+    kind: InputKind,
+    paths: Vec<String>,
+    exclude: Vec<String>,
+    format: Format,
+    start_at: StartAt,
+    time_field: Option<String>,
+    parse: &ParseArgs,
+    shape: &ShapeArgs,
+) -> FlagInput {
+    let input = InputConfig {
+        kind,
+        paths,
+        exclude,
+        format,
+        pattern: parse.pattern.clone(),
+        on_mismatch: parse.on_mismatch.unwrap_or_default(),
+        multiline: parse.multiline(),
+        start_at,
+        output: String::new(),
+        time_field,
+        time_format: shape.time_format.clone(),
+        timezone: shape.timezone.clone(),
+        fields: shape
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect::<BTreeMap<_, _>>(),
+        rename: shape.rename.iter().cloned().collect(),
+        drop: shape.drop.clone(),
+    };
+    let multiline_flag = if parse.multiline_start.is_some() {
+        "--multiline-start"
+    } else {
+        "--multiline-preset"
+    };
+    FlagInput {
+        name: name.to_string(),
+        input,
+        flags: vec![
+            (
+                "type",
+                match kind {
+                    InputKind::Stdin => "--stdin",
+                    InputKind::File => "--path",
+                    InputKind::Once => "FILE",
+                },
+            ),
+            ("paths", "--path"),
+            ("exclude", "--exclude"),
+            ("format", "--format"),
+            ("pattern", "--pattern"),
+            ("on_mismatch", "--on-mismatch"),
+            ("multiline", multiline_flag),
+            ("multiline.start", "--multiline-start"),
+            ("multiline.timeout", "--multiline-timeout"),
+            ("multiline.max_lines", "--multiline-max-lines"),
+            ("multiline.max_bytes", "--multiline-max-bytes"),
+            ("time_field", "--time-field"),
+            ("time_format", "--time-format"),
+            ("timezone", "--timezone"),
+            ("fields", "--field"),
+            ("rename", "--rename"),
+            ("drop", "--drop"),
+        ],
+    }
+}
