@@ -32,6 +32,9 @@ use dcrship::transform::row::{RowEncoder, RowNotes, Shaping};
 use dcrship::transform::time::TimeParser;
 use serde_json::{Map, Value};
 
+mod common;
+use common::recipe_pattern;
+
 /// The samples' folder, or `None` (with a note) when it is not there.
 fn realdata(test: &str) -> Option<PathBuf> {
     let dir = match std::env::var_os("DCRSHIP_REALDATA") {
@@ -254,23 +257,6 @@ fn syslog_agrees_with_loghub() {
     }
 }
 
-/// The `pattern = '…'` of the `[inputs.access]` recipe in a document (README.md or
-/// agent.toml.example, where it is commented out).
-fn recipe_pattern(doc: &str) -> String {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(doc))
-        .unwrap_or_else(|e| panic!("{doc}: {e}"));
-    let block = text
-        .split("[inputs.access]")
-        .nth(1)
-        .unwrap_or_else(|| panic!("{doc} has no [inputs.access] recipe"));
-    let line = block
-        .lines()
-        .map(|l| l.trim_start_matches("# "))
-        .find(|l| l.starts_with("pattern = '"))
-        .unwrap_or_else(|| panic!("{doc}: no pattern in the access recipe"));
-    line["pattern = '".len()..line.len() - 1].to_string()
-}
-
 /// Figures of the access recipe on some lines.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Access {
@@ -344,4 +330,123 @@ fn the_access_log_recipe_on_real_apache_lines() {
     let lines = lines(&dir.join("access/apache_logs.gz"));
     let f = access_figures(&readme, &lines);
     println!("access recipe on apache_logs: {f:?}");
+    assert_eq!(
+        f,
+        Access {
+            lines: 10_000,
+            matched: 10_000,
+            complete: 10_000,
+            uncoercible: 0,
+            time_unparsable: 0
+        }
+    );
+}
+
+/// The access recipe on each shape of line (inline, so it runs without the samples): the
+/// columns it makes (and those it leaves out), and that `--schema` then counts nothing.
+#[test]
+fn the_access_log_recipe_reads_every_shape() {
+    let p = recipe_pattern("README.md");
+    let head = r#"203.0.113.9 - - [23/Nov/2025:10:00:01 +0000] "#;
+    // (the line after the time, columns wanted, columns that must be absent)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let request = ["Method", "Path", "Protocol"];
+    let cases: &[Case<'_>] = &[
+        // combined, and a `-` byte count (a 304)
+        (
+            r#""GET /a?b=1 HTTP/1.1" 304 - "https://example.com/" "curl/8.5""#,
+            &[
+                ("Method", "GET"),
+                ("Path", "/a?b=1"),
+                ("Protocol", "HTTP/1.1"),
+                ("Status", "304"),
+                ("Bytes", "-"),
+                ("Referer", "https://example.com/"),
+                ("UserAgent", "curl/8.5"),
+            ],
+            &["Request"],
+        ),
+        // Apache's "-" when no request line came (a 408), nginx's ""
+        (
+            r#""-" 408 - "-" "-""#,
+            &[
+                ("Request", "-"),
+                ("Status", "408"),
+                ("Referer", "-"),
+                ("UserAgent", "-"),
+            ],
+            &request,
+        ),
+        (
+            r#""" 400 0 "-" "-""#,
+            &[("Request", ""), ("Bytes", "0")],
+            &request,
+        ),
+        // a TLS handshake on the HTTP port, as nginx and Apache escape it
+        (
+            r#""\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03" 400 166 "-" "-""#,
+            &[("Request", r"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03")],
+            &request,
+        ),
+        // an escaped quote in the request and in the agent (Apache writes \")
+        (
+            r#""GET /q=\"x\" HTTP/1.1" 200 5 "-" "Mozilla \"quoted\" x""#,
+            &[
+                ("Request", r#"GET /q=\"x\" HTTP/1.1"#),
+                ("UserAgent", r#"Mozilla \"quoted\" x"#),
+            ],
+            &request,
+        ),
+        // Apache's unquoted - - referer and agent, and the common format without them
+        (
+            r#""GET / HTTP/1.0" 200 512 - -"#,
+            &[("Path", "/"), ("Bytes", "512")],
+            &["Referer", "UserAgent", "Request"],
+        ),
+        (
+            r#""GET /apache_pb.gif HTTP/1.0" 200 2326"#,
+            &[("Path", "/apache_pb.gif"), ("Protocol", "HTTP/1.0")],
+            &["Referer", "UserAgent", "Request"],
+        ),
+        // HTTP/0.9 has no protocol; an agent cut before its closing quote is kept
+        (
+            r#""GET /" 200 12 "-" "-""#,
+            &[("Method", "GET"), ("Path", "/")],
+            &["Protocol", "Request"],
+        ),
+        (
+            r#""GET /x HTTP/1.1" 200 235 "-" "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html"#,
+            &[(
+                "UserAgent",
+                "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html",
+            )],
+            &["Request"],
+        ),
+    ];
+    let parser = Parser::Regex(RegexParser::new(&p).expect("the recipe compiles"));
+    for (rest, want, absent) in cases {
+        let line = format!("{head}{rest}");
+        let rows = parse_all(parser.clone(), std::slice::from_ref(&line));
+        let row = rows[0]
+            .as_ref()
+            .unwrap_or_else(|| panic!("{line} does not match"));
+        assert_eq!(row["ClientIP"], "203.0.113.9", "{line}");
+        assert_eq!(row["RequestTime"], "23/Nov/2025:10:00:01 +0000", "{line}");
+        for (k, v) in *want {
+            assert_eq!(
+                row.get(*k).and_then(Value::as_str),
+                Some(*v),
+                "{k} of {line}"
+            );
+        }
+        for k in *absent {
+            assert!(row.get(*k).is_none(), "{k} is in {line}: {row:?}");
+        }
+        let f = access_figures(&p, std::slice::from_ref(&line));
+        assert_eq!(
+            (f.matched, f.uncoercible, f.time_unparsable),
+            (1, 0, 0),
+            "{line}"
+        );
+    }
 }
