@@ -283,6 +283,37 @@ fn messages(rows: &[Value]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `--multiline-preset go` through the binary: two panics back to back are two RawData rows,
+/// each with its whole goroutine dump (blank lines inside kept), and the log lines around them
+/// rows of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_splits_go_panics_back_to_back() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = [
+        "2024/01/01 10:00:00 serving",
+        "panic: first\n\ngoroutine 1 [running]:\nmain.main()\n\t/app/main.go:8 +0x1d\nexit status 2",
+        "panic: second\n[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x7fd34f]\n\ngoroutine 5 [running]:\nmain.f()\n\t/app/f.go:3 +0x1f\ncreated by main.main in goroutine 1\n\t/app/main.go:9 +0x25",
+        "2024/01/01 10:00:01 restarted",
+    ];
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    let file = write_file(dir.path(), "app.log", &text);
+    let mut c = send_cmd(&fake);
+    c.args(["--multiline-preset", "go"]).arg(&file);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let raw: Vec<Value> = all_rows(&fake)
+        .iter()
+        .map(|r| r["RawData"].clone())
+        .collect();
+    assert_eq!(raw, events.map(|e| json!(e)).to_vec());
+    let s = summary(&out);
+    assert_eq!(
+        (s["rows_read"].as_u64(), s["rows_sent"].as_u64()),
+        (Some(4), Some(4))
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_joins_java_stack_traces_and_flushes_the_last_at_eof() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
