@@ -196,9 +196,8 @@ fn syslog_agreement(dir: &Path, set: SyslogSet) -> Agreement {
             want.get(*c)
                 .is_some_and(|v| v.len() == 3 && v.chars().all(char::is_alphabetic))
         });
-        let day_col = if month_col == Some("Date") {
-            "Day"
-        } else if want.contains_key("Day") {
+        // the day is in `Day` where the month is in `Date` (OpenSSH, Thunderbird), else in `Date`
+        let day_col = if want.contains_key("Day") {
             "Day"
         } else {
             "Date"

@@ -202,9 +202,9 @@ fn tag(s: &str) -> Option<Tag<'_>> {
         None if after.starts_with('[') => return None, // `x[` that is no pid: not a tag
         None => (None, after),
     };
-    if !name.bytes().any(|c| c.is_ascii_alphanumeric())
-        && !(name.is_empty() && after.starts_with(':'))
-    {
+    // A name has a letter or digit (`-` or `[42]` are no names); an empty one only before `:`.
+    let named = name.bytes().any(|c| c.is_ascii_alphanumeric());
+    if !(named || name.is_empty() && after.starts_with(':')) {
         return None;
     }
     // `name: msg`, `name:msg`, and the kernel's `scsi0 : msg`
