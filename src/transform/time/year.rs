@@ -21,10 +21,6 @@ use jiff::{SignedDuration, Timestamp};
 
 /// How far ahead of now a yearless time may be placed.
 const GRACE: SignedDuration = SignedDuration::from_hours(24);
-/// No zone's offset changes by more than this between two instants a few days apart, so a civil
-/// time more than this after now's civil time is more than [`GRACE`] ahead: a cheap check before
-/// the zone lookup.
-const CIVIL_MARGIN: SignedDuration = SignedDuration::from_hours(72);
 /// Years looked back for a date that exists: 8 covers Feb 29 across a century that is not leap
 /// (2096 → 2104).
 const YEARS_BACK: i16 = 8;
@@ -40,15 +36,14 @@ pub fn place_in_year(
 ) -> Option<Timestamp> {
     let latest = now.checked_add(GRACE).ok()?;
     let now_civil = tz.to_datetime(now);
-    let civil_bound = now_civil.checked_add(CIVIL_MARGIN).ok()?;
     let year = now_civil.year();
-    (year.saturating_sub(YEARS_BACK)..=year.saturating_add(1))
+    // Next year's is within a day of now only for a January time read in December: anything
+    // else skips it without asking the zone (this runs per syslog line).
+    let next = i16::from(month == 1 && now_civil.month() == 12);
+    (year.saturating_sub(YEARS_BACK)..=year.saturating_add(next))
         .rev()
         .find_map(|y| {
             let dt: DateTime = Date::new(y, month, day).ok()?.to_datetime(time);
-            if dt > civil_bound {
-                return None; // far ahead: no need to ask the zone
-            }
             let ts = tz.to_ambiguous_timestamp(dt).compatible().ok()?;
             (ts <= latest).then_some(ts)
         })
