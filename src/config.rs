@@ -2694,7 +2694,7 @@ mod tests {
                 9,
                 "inputs.a.multiline.preset",
                 "java",
-                "format = \"text\"\n[inputs.a.multiline]\npreset = \"ruby\"",
+                "format = \"text\"\n[inputs.a.multiline]\npreset = \"cobol\"",
             ),
             (
                 9,
