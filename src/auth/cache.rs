@@ -9,6 +9,13 @@
 //! no request is sent with a token that may expire on the way (a token just fetched is handed out
 //! whatever its lifetime: it is the best there is).
 //!
+//! Every fetch has a deadline ([`TokenCache::with_fetch_timeout`], `send`'s `--retry-timeout`):
+//! the source's retries and each attempt end by then, so a hanging identity endpoint costs that
+//! long and no more. A token that arrives already expired, or about to (a skewed clock, a broken
+//! endpoint), is logged at WARN once and kept for at least [`EXPIRED_FLOOR`] before the next
+//! fetch, doubling while such tokens keep coming (to a minute), so the endpoint is not asked once
+//! per request; a 401 for it still drops it at once.
+//!
 //! A long-running agent also starts [`TokenCache::spawn_refresher`]: a background task that
 //! renews the token at its refresh point (and retries with backoff when that fails), fetching
 //! without holding the cache's lock, so senders keep getting the current token and never wait
@@ -33,6 +40,9 @@ pub const RETRY_DELAY: Duration = Duration::from_secs(30);
 pub const BACKGROUND_RETRY_FIRST: Duration = Duration::from_secs(5);
 /// The background refresher's longest retry delay.
 pub const BACKGROUND_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How long a token that arrived (nearly) expired is kept at least before the next fetch; it
+/// doubles with each such token in a row, up to [`BACKGROUND_RETRY_MAX`].
+pub const EXPIRED_FLOOR: Duration = Duration::from_secs(5);
 
 /// Caches one source's token. Shared as `Arc<TokenCache>` by every sender.
 pub struct TokenCache {
@@ -49,6 +59,8 @@ pub struct TokenCache {
     /// Background refreshers running: while there is one, senders leave refreshing to it as
     /// long as a token lasts.
     background: AtomicUsize,
+    /// The longest one fetch may take, retries included.
+    fetch_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -58,6 +70,9 @@ struct State {
     next_attempt: Option<Instant>,
     /// Whether a token was ever fetched, to log the first one at info.
     fetched_once: bool,
+    /// (Nearly) expired tokens received in a row: warned about at the first, and each kept
+    /// longer than the last.
+    expired_streak: u32,
 }
 
 struct Cached {
@@ -80,12 +95,13 @@ fn token_hash(token: &Secret) -> u64 {
 impl Cached {
     /// Times are taken on tokio's clock (so tests can pause it); the lifetime is Entra's
     /// expiry minus the wall clock now, taken at the moment the token arrives.
-    fn new(token: AccessToken) -> Self {
+    /// `expired_streak` counts the (nearly) expired tokens received just before this one.
+    fn new(token: AccessToken, expired_streak: u32) -> Self {
         let now = Instant::now();
         let lifetime = lifetime(&token);
         Cached {
             token: token.token,
-            refresh_at: now + refresh_after(lifetime),
+            refresh_at: now + refresh_after(lifetime).max(floor(lifetime, expired_streak)),
             expires_at: now + lifetime,
         }
     }
@@ -99,6 +115,24 @@ impl Cached {
     }
 }
 
+/// Whether a token of this lifetime is (nearly) expired on arrival: too short-lived to be handed
+/// out from the cache.
+fn arrives_expired(lifetime: Duration) -> bool {
+    lifetime <= MIN_REMAINING
+}
+
+/// The least time before a token of this lifetime is fetched again: for one (nearly) expired on
+/// arrival, [`EXPIRED_FLOOR`] doubled for each such token before it in a row; none otherwise.
+fn floor(lifetime: Duration, expired_streak: u32) -> Duration {
+    if arrives_expired(lifetime) {
+        EXPIRED_FLOOR
+            .saturating_mul(1 << expired_streak.min(16))
+            .min(BACKGROUND_RETRY_MAX)
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// How long a token has left, from now; zero when already expired.
 fn lifetime(token: &AccessToken) -> Duration {
     let left = token.expires_at.duration_since(jiff::Timestamp::now());
@@ -108,21 +142,54 @@ fn lifetime(token: &AccessToken) -> Duration {
 impl TokenCache {
     /// A cache that fetches on first use.
     pub fn new(source: Box<dyn TokenSource>) -> Arc<TokenCache> {
-        Arc::new(TokenCache::with_state(source, State::default(), None))
+        Self::with_fetch_timeout(source, super::DEFAULT_FETCH_TIMEOUT)
+    }
+
+    /// A cache that fetches on first use, each fetch given at most `fetch_timeout`.
+    pub fn with_fetch_timeout(
+        source: Box<dyn TokenSource>,
+        fetch_timeout: Duration,
+    ) -> Arc<TokenCache> {
+        Arc::new(TokenCache::with_state(
+            source,
+            State::default(),
+            None,
+            fetch_timeout,
+        ))
     }
 
     /// A cache holding a token already fetched from `source` (by `auto`'s probe).
-    pub fn primed(source: Box<dyn TokenSource>, token: AccessToken) -> Arc<TokenCache> {
+    pub fn primed(
+        source: Box<dyn TokenSource>,
+        token: AccessToken,
+        fetch_timeout: Duration,
+    ) -> Arc<TokenCache> {
         let principal = jwt::object_id(token.token.expose());
+        let expired = arrives_expired(lifetime(&token));
+        let cached = Cached::new(token, 0);
+        if expired {
+            warn_expired(source.name(), &cached);
+        }
         let state = State {
-            current: Some(Cached::new(token)),
+            current: Some(cached),
             next_attempt: None,
             fetched_once: true,
+            expired_streak: u32::from(expired),
         };
-        Arc::new(TokenCache::with_state(source, state, principal))
+        Arc::new(TokenCache::with_state(
+            source,
+            state,
+            principal,
+            fetch_timeout,
+        ))
     }
 
-    fn with_state(source: Box<dyn TokenSource>, state: State, principal: Option<String>) -> Self {
+    fn with_state(
+        source: Box<dyn TokenSource>,
+        state: State,
+        principal: Option<String>,
+        fetch_timeout: Duration,
+    ) -> Self {
         TokenCache {
             source,
             state: Mutex::new(state),
@@ -131,6 +198,7 @@ impl TokenCache {
             observer: std::sync::OnceLock::new(),
             principal: StdMutex::new(principal),
             background: AtomicUsize::new(0),
+            fetch_timeout,
         }
     }
 
@@ -190,27 +258,26 @@ impl TokenCache {
         }
     }
 
-    /// One fetch from the source, given up at `deadline` when there is one.
+    /// One fetch from the source, given up at `deadline` (that of a fallback token, when there
+    /// is one) or when the fetch timeout ends, whichever comes first.
     async fn fetch_by(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
-        let result = self.fetch_by_inner(deadline).await;
+        let limit = Instant::now() + self.fetch_timeout;
+        let deadline = deadline.map_or(limit, |d| d.min(limit));
+        let result = tokio::time::timeout_at(deadline, self.source.fetch_by(Some(deadline)))
+            .await
+            .unwrap_or_else(|_| {
+                Err(AuthError::Failed {
+                    source_name: self.source.name(),
+                    reason: format!(
+                        "no token within the time allowed ({}s)",
+                        self.fetch_timeout.as_secs()
+                    ),
+                })
+            });
         if let Some(observe) = self.observer.get() {
             observe(self.source.name(), result.is_ok());
         }
         result
-    }
-
-    async fn fetch_by_inner(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
-        match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, self.source.fetch())
-                .await
-                .unwrap_or_else(|_| {
-                    Err(AuthError::Failed {
-                        source_name: self.source.name(),
-                        reason: "token refresh timed out".into(),
-                    })
-                }),
-            None => self.source.fetch().await,
-        }
     }
 
     /// Makes `token` the current one; returns its value.
@@ -226,8 +293,12 @@ impl TokenCache {
             self.invalidated.store(false, Ordering::SeqCst);
         }
         let principal = jwt::object_id(token.token.expose());
-        let cached = Cached::new(token);
+        let expired = arrives_expired(lifetime(&token));
+        let cached = Cached::new(token, state.expired_streak);
         let expires_in = cached.remaining(Instant::now()).as_secs();
+        if expired && state.expired_streak == 0 {
+            warn_expired(self.source.name(), &cached);
+        }
         if state.fetched_once {
             tracing::debug!(source = self.source.name(), expires_in, "token refreshed");
         } else {
@@ -244,6 +315,12 @@ impl TokenCache {
             current: Some(cached),
             next_attempt: None,
             fetched_once: true,
+            // A good token ends the streak: the next bad one is warned about again.
+            expired_streak: if expired {
+                state.expired_streak.saturating_add(1)
+            } else {
+                0
+            },
         };
         value
     }
@@ -365,6 +442,19 @@ impl TokenCache {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = principal;
     }
+}
+
+/// Once per run of bad tokens: the endpoint handed out a token with (almost) no life left.
+fn warn_expired(source: &'static str, cached: &Cached) {
+    let now = Instant::now();
+    tracing::warn!(
+        source,
+        expires_in = cached.remaining(now).as_secs(),
+        next_fetch_in = cached.refresh_at.saturating_duration_since(now).as_secs(),
+        "the identity endpoint handed out a token that is expired or about to expire (is this \
+         machine's clock right?); using it, and asking again after a pause that grows while \
+         such tokens keep coming"
+    );
 }
 
 /// A slow refresh must not outlast the token we could fall back to: it gets half of the time
@@ -501,7 +591,8 @@ mod tests {
         let source = Scripted::new(vec![Ok(token_for("a", 3600)), Ok(token_for("b", 3600))])
             .with_delay(Duration::from_secs(3600));
         let calls = source.calls();
-        let cache = TokenCache::new(Box::new(source));
+        // Fetches may take that long here; the point is the fallback deadline.
+        let cache = TokenCache::with_fetch_timeout(Box::new(source), Duration::from_secs(7200));
         cache.token().await.unwrap();
         tokio::time::advance(Duration::from_secs(3400)).await;
         let started = Instant::now();
@@ -570,7 +661,11 @@ mod tests {
     async fn primed_cache_needs_no_fetch() {
         let source = Scripted::new(vec![Err(failure())]);
         let calls = source.calls();
-        let cache = TokenCache::primed(Box::new(source), oid_token("p", 3600));
+        let cache = TokenCache::primed(
+            Box::new(source),
+            oid_token("p", 3600),
+            crate::auth::DEFAULT_FETCH_TIMEOUT,
+        );
         assert_eq!(cache.principal_id().as_deref(), Some("p"));
         cache.token().await.unwrap();
         assert_eq!(calls.get(), 0);
@@ -587,7 +682,11 @@ mod tests {
         let source = Scripted::new(vec![Ok(token_for("b", 3600)), Ok(token_for("c", 3600))])
             .with_delay(Duration::from_secs(10));
         let calls = source.calls();
-        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let cache = TokenCache::primed(
+            Box::new(source),
+            token_for("a", 3600),
+            crate::auth::DEFAULT_FETCH_TIMEOUT,
+        );
         let refresher = cache.spawn_refresher();
 
         pass(3300 - 1).await;
@@ -618,7 +717,11 @@ mod tests {
             Ok(token_for("b", 3600)),
         ]);
         let calls = source.calls();
-        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let cache = TokenCache::primed(
+            Box::new(source),
+            token_for("a", 3600),
+            crate::auth::DEFAULT_FETCH_TIMEOUT,
+        );
         let _refresher = cache.spawn_refresher();
 
         pass(3301).await;
@@ -661,7 +764,11 @@ mod tests {
     async fn after_the_refresher_stops_senders_refresh_again() {
         let source = Scripted::new(vec![Ok(token_for("b", 3600))]);
         let calls = source.calls();
-        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let cache = TokenCache::primed(
+            Box::new(source),
+            token_for("a", 3600),
+            crate::auth::DEFAULT_FETCH_TIMEOUT,
+        );
         let refresher = cache.spawn_refresher();
         pass(1).await;
         refresher.abort();
@@ -694,7 +801,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_invalidated_token_is_replaced_while_a_refresher_runs() {
         let source = Scripted::new(vec![Ok(token_for("b", 3600))]);
-        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let cache = TokenCache::primed(
+            Box::new(source),
+            token_for("a", 3600),
+            crate::auth::DEFAULT_FETCH_TIMEOUT,
+        );
         let _refresher = cache.spawn_refresher();
         pass(1).await;
         cache.invalidate();

@@ -2,12 +2,23 @@
 //!
 //! One GET to `169.254.169.254` with `Metadata: true`, never through a proxy (IMDS refuses
 //! proxied requests). IMDS is briefly unavailable while the host updates (404, 410) and throttles
-//! (429), so those are retried per Microsoft's guidance; other 4xx mean a wrong request and are not.
+//! (429), so those are retried per Microsoft's guidance: 404, 429 and 5xx on the IMDS schedule
+//! (about 1 s doubling, six tries), 410 for at least [`UPDATE_WINDOW`] (75 s, as azure-identity
+//! does: a host update lasts up to 70 s); other 4xx mean a wrong request and are not retried.
+//!
+//! `auto` first asks whether this is Azure's IMDS at all, as MSAL and azure-identity do: a GET
+//! without `Metadata: true`, which Azure's IMDS answers at once with 400. Anything else (another
+//! cloud's metadata service answering 404, a proxy's page, silence) means this is not an Azure
+//! VM, and `auto` moves on within [`PING_TIMEOUT`] instead of retrying for a minute.
 
 use std::fmt;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use tokio::time::Instant;
 
 use super::env::Env;
-use super::local_endpoint::{self, LocalEndpoint, Refusal, Reply, Wording};
+use super::local_endpoint::{self, LocalEndpoint, Ping, Refusal, Reply, Wording};
 use super::retry::{Outcome, RetrySchedule};
 use super::{AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
 use crate::http::HttpClients;
@@ -15,6 +26,10 @@ use crate::http::HttpClients;
 const NAME: &str = "managed-identity";
 const DEFAULT_BASE: &str = "http://169.254.169.254";
 const API_VERSION: &str = "2018-02-01";
+/// How long a 410 ("IMDS is updating") is retried, from the first one.
+pub(crate) const UPDATE_WINDOW: Duration = Duration::from_secs(75);
+/// How long `auto`'s header-less request to IMDS may take: Azure's answers in milliseconds.
+pub(crate) const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
 const WORDING: Wording = Wording {
     unreachable: |base, cause| format!("IMDS not reachable at {base} (not an Azure VM?): {cause}"),
@@ -130,11 +145,34 @@ impl ImdsSource {
         self
     }
 
-    /// The token request, retried; with `probe`, a connection failure on the first try ends it.
-    async fn request(&self, probe: bool) -> Result<AccessToken, AuthError> {
+    /// The token request, retried within `deadline`.
+    async fn request(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
         self.endpoint
-            .retried(probe, |fail_fast| self.attempt(fail_fast))
+            .retried(false, deadline, |fail_fast| self.attempt(fail_fast))
             .await
+    }
+
+    /// `auto`'s question first (is this Azure's IMDS?), then the token request.
+    async fn probe(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
+        let timeout = deadline.map_or(PING_TIMEOUT, |d| {
+            PING_TIMEOUT.min(d.saturating_duration_since(Instant::now()))
+        });
+        match self.endpoint.ping(&self.url, timeout).await {
+            Ping::Answered(StatusCode::BAD_REQUEST) => self.request(deadline).await,
+            Ping::Answered(status) => Err(AuthError::Unavailable {
+                source_name: NAME,
+                reason: format!(
+                    "the metadata service at {} is not Azure's IMDS (not an Azure VM?): asked \
+                     without the Metadata header, it answered HTTP {status} where Azure's \
+                     answers 400",
+                    self.endpoint.endpoint()
+                ),
+            }),
+            Ping::NoAnswer(cause) => Err(AuthError::Unavailable {
+                source_name: NAME,
+                reason: (WORDING.unreachable)(self.endpoint.endpoint(), &cause),
+            }),
+        }
     }
 
     async fn attempt(&self, fail_fast: bool) -> Outcome<AccessToken> {
@@ -162,12 +200,12 @@ impl ImdsSource {
                     self.identity_text()
                 )))
             }
-            404 | 410 | 429 | 500..=599 => Outcome::Retry {
-                error: self
-                    .endpoint
+            404 | 410 | 429 | 500..=599 => transient(
+                status,
+                self.endpoint
                     .failed(format!("IMDS answered HTTP {status}: {summary}")),
                 after,
-            },
+            ),
             _ => Outcome::Fail(self.endpoint.failed(format!(
                 "IMDS refused the request (HTTP {status}, asked for {}): {summary}",
                 self.identity_text()
@@ -180,17 +218,39 @@ impl ImdsSource {
     }
 }
 
+/// A retry outcome for an IMDS-like endpoint (IMDS, the Arc agent): a 410 is retried for the
+/// whole [`UPDATE_WINDOW`], the rest on the schedule.
+pub(crate) fn transient(
+    status: StatusCode,
+    error: AuthError,
+    after: Option<Duration>,
+) -> Outcome<AccessToken> {
+    if status == StatusCode::GONE {
+        Outcome::RetryFor {
+            error,
+            after,
+            window: UPDATE_WINDOW,
+        }
+    } else {
+        Outcome::Retry { error, after }
+    }
+}
+
 impl TokenSource for ImdsSource {
     fn name(&self) -> &'static str {
         NAME
     }
 
     fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        Box::pin(self.request(false))
+        Box::pin(self.request(None))
     }
 
-    fn probe(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        Box::pin(self.request(true))
+    fn fetch_by(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(self.request(deadline))
+    }
+
+    fn probe(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(ImdsSource::probe(self, deadline))
     }
 }
 
@@ -361,7 +421,7 @@ mod tests {
         // A long schedule: the probe must not use it.
         .with_retry(RetrySchedule::IMDS);
         let started = std::time::Instant::now();
-        let err = src.probe().await.unwrap_err();
+        let err = src.probe(None).await.unwrap_err();
         assert!(
             started.elapsed() < Duration::from_secs(1),
             "{:?}",

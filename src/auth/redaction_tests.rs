@@ -145,7 +145,7 @@ async fn no_secret_in_debug_display_errors_or_logs() {
         source_name: "scripted",
         reason: "down".into(),
     })]);
-    let cache = TokenCache::primed(Box::new(failing), token);
+    let cache = TokenCache::primed(Box::new(failing), token, crate::auth::DEFAULT_FETCH_TIMEOUT);
     cache.invalidate();
     check("cache error", &cache.token().await.unwrap_err());
     check_debug("TokenCache", &cache);
@@ -309,7 +309,7 @@ async fn no_identity_header_arc_key_federated_token_or_private_key_leaks() {
     let AuthError::NoSource(reasons) = &err else {
         panic!("{err:?}");
     };
-    assert_eq!(reasons.len(), 6, "{err}");
+    assert_eq!(reasons.len(), 8, "{err}");
     check("NoSource", &err);
 
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

@@ -69,6 +69,20 @@ pub(crate) async fn fake_entra(tenant: &str, script: Vec<(u16, String)>) -> (Str
     (serve(app).await, recorded)
 }
 
+/// What Azure's IMDS answers: 400 `bad_request_102` to a request without `Metadata: true` (the
+/// question `auto` asks first), else `body` with 200.
+pub(crate) fn imds_answer(headers: &HeaderMap, body: &str) -> (StatusCode, String) {
+    if headers.get("metadata").is_some_and(|v| v == "true") {
+        (StatusCode::OK, body.to_string())
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_request","error_description":"Required metadata header not specified"}"#
+                .to_string(),
+        )
+    }
+}
+
 /// One request a fake endpoint received: its headers and its query or form fields.
 pub(crate) type Request = (HeaderMap, HashMap<String, String>);
 
