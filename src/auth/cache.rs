@@ -814,6 +814,52 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_expired_token_is_not_fetched_once_per_request() {
+        // An endpoint whose tokens are all expired on arrival (a clock hours off).
+        let source = Scripted::new((0..100).map(|_| Ok(token_for("x", 0))).collect());
+        let calls = source.calls();
+        let cache = TokenCache::new(Box::new(source));
+        // 1000 requests over 30 s: one every 30 ms.
+        for _ in 0..1000 {
+            assert_eq!(cache.token().await.unwrap().expose(), "x");
+            tokio::time::advance(Duration::from_millis(30)).await;
+        }
+        // Kept 5 s, then 10, then 20: three fetches, not a thousand.
+        assert_eq!(calls.get(), 3);
+        // A 401 still drops it at once.
+        cache.invalidate();
+        cache.token().await.unwrap();
+        assert_eq!(calls.get(), 4);
+    }
+
+    #[test]
+    fn the_expired_floor_doubles_to_a_minute_and_spares_good_tokens() {
+        let s = Duration::from_secs;
+        let floors: Vec<u64> = (0..6).map(|n| floor(Duration::ZERO, n).as_secs()).collect();
+        assert_eq!(floors, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(floor(s(30), 0), s(5), "30 s left is 'about to expire'");
+        assert_eq!(floor(s(31), 3), Duration::ZERO);
+        assert_eq!(floor(s(3600), 0), Duration::ZERO);
+        assert_eq!(floor(Duration::ZERO, u32::MAX), BACKGROUND_RETRY_MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_is_given_up_at_the_fetch_timeout() {
+        // A source that never answers (a hanging endpoint).
+        let source =
+            Scripted::new(vec![Ok(token_for("a", 3600))]).with_delay(Duration::from_secs(100_000));
+        let cache = TokenCache::with_fetch_timeout(Box::new(source), Duration::from_secs(30));
+        let started = Instant::now();
+        let err = cache.token().await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        assert!(
+            err.to_string()
+                .contains("no token within the time allowed (30s)"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn refresher_does_not_spin_on_tokens_that_are_due_at_once() {
         // An endpoint whose tokens are already expired on arrival (a skewed clock).
         let source = Scripted::new((0..100).map(|_| Ok(token_for("x", 0))).collect());

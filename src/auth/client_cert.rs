@@ -667,6 +667,102 @@ qy7hd5ftZdyOgB0rn1sSCoGXwfKE8t1SR0o9BNpv2cguXJyu95XLDPQe\n\
         assert!(err.to_string().contains("does not exist"), "{err}");
     }
 
+    const PASSWORD: &str = "dcrship-test";
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pkcs12_files_modern_legacy_and_without_password() {
+        // (fixture, password): made from the PEM fixtures by `openssl pkcs12 -export` (OpenSSL
+        // 3 defaults: AES-256-CBC, PBKDF2-HMAC-SHA256, SHA-256 MAC), `-legacy` (3DES key,
+        // RC2-40 certificates, SHA-1 MAC) and `-passout pass:`.
+        let password = Secret::new(PASSWORD);
+        let empty = Secret::new("");
+        for (name, password) in [
+            ("test-client-aes.pfx", Some(&password)),
+            ("test-client-legacy.pfx", Some(&password)),
+            ("test-client-nopass.pfx", None),
+            ("test-client-nopass.pfx", Some(&empty)),
+        ] {
+            let creds = Credentials::from_file(&fixture(name), password)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(creds.thumbprint, X5T_S256, "{name}");
+            let jwt = creds
+                .assertion("app-id", "https://login.example/t", 1)
+                .unwrap();
+            verify(&jwt);
+        }
+    }
+
+    #[test]
+    fn a_wrong_or_missing_password_is_said_and_never_echoed() {
+        let wrong = Secret::new("not-the-password-xyz");
+        for name in ["test-client-aes.pfx", "test-client-legacy.pfx"] {
+            for password in [Some(&wrong), None] {
+                let err = Credentials::from_file(&fixture(name), password).unwrap_err();
+                assert!(err.contains("password is wrong"), "{name}: {err}");
+                assert!(err.contains(PASSWORD_VAR), "{name}: {err}");
+                assert!(!err.contains("not-the-password"), "{err}");
+            }
+        }
+        // A damaged PFX (cut short) is not called a password problem.
+        let mut cut = fixture("test-client-aes.pfx");
+        cut.truncate(cut.len() / 2);
+        let err = Credentials::from_file(&cut, Some(&Secret::new(PASSWORD))).unwrap_err();
+        assert!(!err.contains("password"), "{err}");
+    }
+
+    #[test]
+    fn an_encrypted_pkcs8_key_is_decrypted_with_the_password() {
+        let key = String::from_utf8(fixture("test-client-key-encrypted.pem")).unwrap();
+        let pem = [CERT_PEM, &key].concat();
+        let creds = Credentials::from_file(pem.as_bytes(), Some(&Secret::new(PASSWORD))).unwrap();
+        assert_eq!(creds.thumbprint, X5T_S256);
+        let err = Credentials::from_file(pem.as_bytes(), None).unwrap_err();
+        assert!(
+            err.contains("encrypted") && err.contains(PASSWORD_VAR),
+            "{err}"
+        );
+        let err =
+            Credentials::from_file(pem.as_bytes(), Some(&Secret::new("nope-nope"))).unwrap_err();
+        assert!(err.contains("wrong password"), "{err}");
+        assert!(!err.contains("nope-nope"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_pfx_from_the_environment_signs_the_assertion() {
+        let (base, rec) = fake_entra(TENANT, vec![(200, OK_BODY.into())]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cert.pfx");
+        std::fs::write(&path, fixture("test-client-aes.pfx")).unwrap();
+        let env = Env::from_pairs([
+            ("AZURE_TENANT_ID", TENANT),
+            ("AZURE_CLIENT_ID", "env-app"),
+            (PATH_VAR, path.to_str().unwrap()),
+            (PASSWORD_VAR, PASSWORD),
+            ("AZURE_AUTHORITY_HOST", base.as_str()),
+        ]);
+        let src = ClientCertificateSource::new(&AuthConfig::default(), &http(), &env).unwrap();
+        assert!(!format!("{src:?}").contains(PASSWORD));
+        src.fetch().await.unwrap();
+        let (_, form) = rec.only();
+        assert_eq!(verify(&form["client_assertion"]).1["iss"], "env-app");
+        // The configuration's password wins over the environment's.
+        let cfg = AuthConfig {
+            certificate_password: Some(Secret::new("wrong-one")),
+            ..Default::default()
+        };
+        let err = ClientCertificateSource::new(&cfg, &http(), &env).unwrap_err();
+        assert!(matches!(err, AuthError::Config(_)), "{err:?}");
+    }
+
     #[test]
     fn missing_values_are_listed() {
         let err = ClientCertificateSource::new(

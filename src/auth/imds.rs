@@ -257,12 +257,15 @@ impl TokenSource for ImdsSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::test_support::{fast_retry, pairs, serve, unused_port, Recorded};
+    use crate::auth::test_support::{
+        fast_retry, pairs, read_head, serve, serve_raw, unused_port, Recorded,
+    };
     use axum::http::{HeaderMap, StatusCode as AxumStatus};
     use axum::routing::get;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
     use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
 
     fn http() -> HttpClients {
         HttpClients::new(Duration::from_secs(5)).unwrap()
@@ -443,6 +446,174 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("IMDS not reachable"), "{text}");
         assert!(text.contains("gave up after"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_410_is_retried_past_the_schedule_while_the_update_window_lasts() {
+        // Ten 410s: more than the schedule's retries (3 here), well inside the 75 s window.
+        let mut script = vec![(410, r#"{"error":"IMDS is updating"}"#); 10];
+        script.push((200, OK_BODY));
+        let (base, rec) = fake_imds(script).await;
+        let token = source(&base, &AuthConfig::default()).fetch().await.unwrap();
+        assert_eq!(token.token.expose(), "tok-imds");
+        assert_eq!(rec.count(), 11);
+        // Other retryable answers keep to the schedule.
+        let (base, rec) = fake_imds(vec![
+            (404, ""),
+            (404, ""),
+            (404, ""),
+            (404, ""),
+            (200, OK_BODY),
+        ])
+        .await;
+        assert!(source(&base, &AuthConfig::default()).fetch().await.is_err());
+        assert_eq!(rec.count(), fast_retry().retries + 1);
+    }
+
+    /// A metadata service that is not Azure's: 404 to everything, as AWS's, GCP's and
+    /// OpenStack's answer an Azure path.
+    async fn foreign_metadata_service(status: u16) -> (String, Recorded) {
+        let recorded = Recorded::default();
+        let rec = recorded.clone();
+        let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+            rec.push(headers, Default::default());
+            async move {
+                (
+                    AxumStatus::from_u16(status).unwrap(),
+                    "<html>Not Found</html>",
+                )
+            }
+        });
+        (serve(app).await, recorded)
+    }
+
+    #[tokio::test]
+    async fn the_probe_tells_a_foreign_metadata_service_at_once() {
+        for status in [404, 200, 403, 500] {
+            let (base, rec) = foreign_metadata_service(status).await;
+            let src = ImdsSource::new(
+                &AuthConfig::default(),
+                &http(),
+                &Env::from_pairs([("AZURE_POD_IDENTITY_AUTHORITY_HOST", base.as_str())]),
+            )
+            .unwrap()
+            // The real schedule: the probe must not get to use it.
+            .with_retry(RetrySchedule::IMDS);
+            let err = src.probe(None).await.unwrap_err();
+            assert!(matches!(err, AuthError::Unavailable { .. }), "{err:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains("not Azure's IMDS") && text.contains(&format!("HTTP {status}")),
+                "{text}"
+            );
+            // One question, without the Metadata header, and no token request at all.
+            let asked = rec.all();
+            assert_eq!(asked.len(), 1, "{status}");
+            assert!(asked[0].0.get("metadata").is_none());
+        }
+    }
+
+    #[tokio::test]
+    async fn the_probe_then_asks_azures_imds_for_the_token() {
+        let recorded = Recorded::default();
+        let rec = recorded.clone();
+        let app = axum::Router::new().route(
+            "/metadata/identity/oauth2/token",
+            get(move |headers: HeaderMap| {
+                let answer = crate::auth::test_support::imds_answer(&headers, OK_BODY);
+                rec.push(headers, Default::default());
+                async move { answer }
+            }),
+        );
+        let base = serve(app).await;
+        let token = source(&base, &AuthConfig::default())
+            .probe(None)
+            .await
+            .unwrap();
+        assert_eq!(token.token.expose(), "tok-imds");
+        let asked = recorded.all();
+        assert_eq!(asked.len(), 2);
+        assert!(asked[0].0.get("metadata").is_none());
+        assert_eq!(asked[1].0.get("metadata").unwrap(), "true");
+    }
+
+    /// An IMDS that accepts the connection and then says nothing.
+    async fn silent_imds() -> String {
+        serve_raw(|mut socket| async move {
+            read_head(&mut socket).await;
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            drop(socket);
+        })
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_silent_imds_costs_the_probe_a_second_and_a_fetch_its_deadline() {
+        let base = silent_imds().await;
+        let src = source(&base, &AuthConfig::default());
+        let err = src.probe(None).await.unwrap_err();
+        assert!(matches!(err, AuthError::Unavailable { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("no answer within 1000 ms"),
+            "{err}"
+        );
+
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+        let err = src.fetch_by(Some(deadline)).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("no answer within the time allowed for a token"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_huge_answer_is_refused_after_64_kib() {
+        // With a Content-Length of 100 MB, and without one (chunked, never ending).
+        for declared in [true, false] {
+            let written = Arc::new(AtomicUsize::new(0));
+            let w = written.clone();
+            let base = serve_raw(move |mut socket| {
+                let w = w.clone();
+                async move {
+                    read_head(&mut socket).await;
+                    let head = if declared {
+                        "HTTP/1.1 200 OK\r\ncontent-length: 104857600\r\n\r\n"
+                    } else {
+                        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                    };
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = vec![b'a'; 64 * 1024];
+                    let framed = [
+                        format!("{:x}\r\n", chunk.len()).into_bytes(),
+                        chunk.clone(),
+                        b"\r\n".to_vec(),
+                    ]
+                    .concat();
+                    for _ in 0..1600 {
+                        let part = if declared { &chunk } else { &framed };
+                        if socket.write_all(part).await.is_err() {
+                            return;
+                        }
+                        w.fetch_add(part.len(), Ordering::SeqCst);
+                    }
+                }
+            })
+            .await;
+            let err = source(&base, &AuthConfig::default())
+                .fetch()
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("larger than 64 KiB"), "{err}");
+            // Not retried: the same endpoint would send the same.
+            assert!(!err.to_string().contains("gave up after"), "{err}");
+            // The client stopped reading long before 100 MB.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let sent = written.load(Ordering::SeqCst);
+            assert!(sent < 50 * 1024 * 1024, "{sent} bytes were sent");
+        }
     }
 
     #[test]

@@ -31,6 +31,37 @@ pub(crate) async fn serve(app: axum::Router) -> String {
     format!("http://{addr}")
 }
 
+/// A raw TCP server on 127.0.0.1 that hands every connection to `handle` (for answers no HTTP
+/// framework would send: endless bodies, silence). Returns its base URL.
+pub(crate) async fn serve_raw<F, Fut>(handle: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(handle(socket));
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Reads one request's head from `socket` (up to the blank line).
+pub(crate) async fn read_head(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match socket.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 /// A loopback port nobody listens on, for "connection refused".
 pub(crate) async fn unused_port() -> u16 {
     // Bound but not listening: connections are refused, and no other test's fake can be given
