@@ -12,9 +12,10 @@
 //! Every fetch has a deadline ([`TokenCache::with_fetch_timeout`], `send`'s `--retry-timeout`):
 //! the source's retries and each attempt end by then, so a hanging identity endpoint costs that
 //! long and no more. A token that arrives already expired, or about to (a skewed clock, a broken
-//! endpoint), is logged at WARN once and kept for at least [`EXPIRED_FLOOR`] before the next
-//! fetch, doubling while such tokens keep coming (to a minute), so the endpoint is not asked once
-//! per request; a 401 for it still drops it at once.
+//! endpoint), is logged at WARN once per run of such tokens; one with less than
+//! [`EXPIRED_FLOOR`] left is kept at least that long before the next fetch, doubling while such
+//! tokens keep coming (to a minute), so the endpoint is not asked once per request; a 401 for it
+//! still drops it at once.
 //!
 //! A long-running agent also starts [`TokenCache::spawn_refresher`]: a background task that
 //! renews the token at its refresh point (and retries with backoff when that fails), fetching
@@ -70,8 +71,8 @@ struct State {
     next_attempt: Option<Instant>,
     /// Whether a token was ever fetched, to log the first one at info.
     fetched_once: bool,
-    /// (Nearly) expired tokens received in a row: warned about at the first, and each kept
-    /// longer than the last.
+    /// Tokens with [`MIN_REMAINING`] or less on arrival received in a row: warned about at the
+    /// first; those already expired are each kept longer than the last.
     expired_streak: u32,
 }
 
@@ -121,12 +122,14 @@ fn arrives_expired(lifetime: Duration) -> bool {
     lifetime <= MIN_REMAINING
 }
 
-/// The least time before a token of this lifetime is fetched again: for one (nearly) expired on
-/// arrival, [`EXPIRED_FLOOR`] doubled for each such token before it in a row; none otherwise.
-fn floor(lifetime: Duration, expired_streak: u32) -> Duration {
-    if arrives_expired(lifetime) {
+/// The least time before a token of this lifetime is fetched again. A token with a lifetime of
+/// seconds is refreshed at its half-life as any other; one that arrives with less than
+/// [`EXPIRED_FLOOR`] left (already expired, most likely) is kept for that floor, doubled for
+/// each short-lived token before it in a row, so the endpoint is not asked once per request.
+fn floor(lifetime: Duration, short_streak: u32) -> Duration {
+    if lifetime < EXPIRED_FLOOR {
         EXPIRED_FLOOR
-            .saturating_mul(1 << expired_streak.min(16))
+            .saturating_mul(1 << short_streak.min(16))
             .min(BACKGROUND_RETRY_MAX)
     } else {
         Duration::ZERO
@@ -837,8 +840,10 @@ mod tests {
         let s = Duration::from_secs;
         let floors: Vec<u64> = (0..6).map(|n| floor(Duration::ZERO, n).as_secs()).collect();
         assert_eq!(floors, [5, 10, 20, 40, 60, 60]);
-        assert_eq!(floor(s(30), 0), s(5), "30 s left is 'about to expire'");
-        assert_eq!(floor(s(31), 3), Duration::ZERO);
+        assert_eq!(floor(s(4), 1), s(10));
+        // A short but live token is refreshed at its half-life, with no floor.
+        assert_eq!(floor(s(8), 3), Duration::ZERO);
+        assert_eq!(floor(s(30), 0), Duration::ZERO);
         assert_eq!(floor(s(3600), 0), Duration::ZERO);
         assert_eq!(floor(Duration::ZERO, u32::MAX), BACKGROUND_RETRY_MAX);
     }
