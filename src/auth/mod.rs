@@ -197,17 +197,30 @@ impl AuthConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMethod {
+    /// The first that works here: secret or certificate from AZURE_*, workload identity, GitHub
+    /// Actions, Azure Pipelines, App Service, Arc, IMDS, Azure CLI
     #[default]
     Auto,
+    /// The VM's managed identity (IMDS)
     ManagedIdentity,
+    /// Azure Arc-enabled server (the himds agent)
     Arc,
+    /// App Service, Functions, Container Apps, Automation (IDENTITY_ENDPOINT + IDENTITY_HEADER)
     AppService,
+    /// AKS workload identity (AZURE_FEDERATED_TOKEN_FILE)
     WorkloadIdentity,
+    /// App registration and secret (AZURE_CLIENT_SECRET)
     ClientSecret,
+    /// App registration and certificate: PEM or PKCS#12 (AZURE_CLIENT_CERTIFICATE_PATH,
+    /// AZURE_CLIENT_CERTIFICATE_PASSWORD)
     ClientCertificate,
+    /// GitHub Actions OIDC (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, AZURE_CLIENT_ID, AZURE_TENANT_ID)
     GithubActions,
+    /// Azure Pipelines OIDC (SYSTEM_OIDCREQUESTURI, SYSTEM_ACCESSTOKEN, a service connection)
     AzurePipelines,
+    /// The token of `az login`
     AzureCli,
+    /// A bearer token in DCRSHIP_ACCESS_TOKEN
     Static,
 }
 
