@@ -233,8 +233,14 @@ impl Credentials {
     /// file, never what is in it.
     fn from_file(file: &[u8], password: Option<&Secret>) -> Result<Self, String> {
         if pkcs12::looks_like(file) {
-            let contents = pkcs12::parse(file, password.map_or("", Secret::expose))
-                .map_err(|e| format!("{e}"))?;
+            let contents =
+                pkcs12::parse(file, password.map_or("", Secret::expose)).map_err(|e| match e {
+                    pkcs12::Pkcs12Error::WrongPassword if password.is_none() => format!(
+                        "the PKCS#12 file needs a password: set {PASSWORD_VAR} or [auth] \
+                         certificate_password"
+                    ),
+                    other => other.to_string(),
+                })?;
             let Some(key) = contents.key else {
                 return Err(
                     "the PKCS#12 file holds no private key (export it with the key)".into(),
@@ -705,9 +711,12 @@ qy7hd5ftZdyOgB0rn1sSCoGXwfKE8t1SR0o9BNpv2cguXJyu95XLDPQe\n\
     fn a_wrong_or_missing_password_is_said_and_never_echoed() {
         let wrong = Secret::new("not-the-password-xyz");
         for name in ["test-client-aes.pfx", "test-client-legacy.pfx"] {
-            for password in [Some(&wrong), None] {
+            for (password, said) in [
+                (Some(&wrong), "password is wrong"),
+                (None, "needs a password"),
+            ] {
                 let err = Credentials::from_file(&fixture(name), password).unwrap_err();
-                assert!(err.contains("password is wrong"), "{name}: {err}");
+                assert!(err.contains(said), "{name}: {err}");
                 assert!(err.contains(PASSWORD_VAR), "{name}: {err}");
                 assert!(!err.contains("not-the-password"), "{err}");
             }
