@@ -234,9 +234,12 @@ async fn build_sender(
         .ok_or_else(|| CmdError::usage("missing --endpoint"))?;
     let http = HttpClients::new(Duration::from_secs(60))
         .map_err(|e| CmdError::new(ExitCode::Internal, e.to_string()))?;
-    let tokens = auth::build(&settings.auth, &http)
-        .await
-        .map_err(auth_error)?;
+    // The whole token fetch, retries included, keeps to the retry timeout.
+    let auth = auth::AuthConfig {
+        fetch_timeout: Some(settings.retry_timeout),
+        ..settings.auth.clone()
+    };
+    let tokens = auth::build(&auth, &http).await.map_err(auth_error)?;
     // A one-shot upload wants the token problem now, not after reading the input.
     let token = tokens.token().await.map_err(auth_error)?;
     super::settings::check_token_audience(&token, &endpoint)

@@ -231,7 +231,10 @@ fn auth_config(args: &OutputArgs, cfg: Option<&Config>) -> AuthConfig {
         authority_host: a.and_then(|a| a.authority_host.clone()),
         audience: a.and_then(|a| a.audience.clone()),
         certificate_path: a.and_then(|a| a.certificate_path.clone()),
+        certificate_password: a.and_then(|a| a.certificate_password.clone()),
+        service_connection_id: a.and_then(|a| a.service_connection_id.clone()),
         arc_key_dir: a.map(|a| a.arc_key_dir.clone()),
+        fetch_timeout: None,
     }
 }
 
