@@ -333,7 +333,7 @@ async fn echoing_ci() -> String {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default()
                 .to_string();
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 let body = format!(r#"{{"message":"busy, {auth}"}}"#);
                 (axum::http::StatusCode::SERVICE_UNAVAILABLE, body)
             } else {
