@@ -374,6 +374,16 @@ mod parsers {
         let java_events = (LINES / 24 * 5) as u64;
 
         let regex = rules(Parser::Regex(RegexParser::new(COMBINED).expect("re")), None);
+        // the access recipe as README.md shows it (it also reads "-" requests, escaped quotes,
+        // unquoted referers): the same lines
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md");
+        let recipe = readme
+            .lines()
+            .skip_while(|l| *l != "[inputs.access]")
+            .find_map(|l| l.strip_prefix("pattern = '")?.strip_suffix('\''))
+            .expect("the access recipe's pattern");
+        let recipe = rules(Parser::Regex(RegexParser::new(recipe).expect("re")), None);
         let syslog = rules(Parser::Syslog(SyslogParser::default()), None);
         let logfmt_rules = rules(Parser::Logfmt, None);
         let java_rules = rules(
@@ -387,9 +397,10 @@ mod parsers {
 
         let mut g = c.benchmark_group("parse");
         g.throughput(Throughput::Elements(LINES as u64));
-        let cases: [Case<'_>; 6] = [
+        let cases: [Case<'_>; 7] = [
             ("regex_nginx_100k", &access, &regex, None),
             ("regex_nginx_to_rows_100k", &access, &regex, Some(&enc)),
+            ("regex_access_recipe_100k", &access, &recipe, None),
             ("logfmt_100k", &logfmt, &logfmt_rules, None),
             ("syslog_3164_100k", &bsd, &syslog, None),
             ("syslog_5424_100k", &ietf, &syslog, None),

@@ -518,6 +518,15 @@ mod tests {
             &["--format", "logfmt", "--on-mismatch", "dead-letter"],
             &["--format", "syslog", "--multiline-start", "^<"],
             &["--multiline-preset", "java", "--multiline-max-lines", "10"],
+            &["--multiline-preset", "nodejs"],
+            &[
+                "--format",
+                "regex",
+                "--pattern",
+                "(?P<A>x)",
+                "--multiline-preset",
+                "dotnet",
+            ],
             &[
                 "--format",
                 "text",

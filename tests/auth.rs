@@ -736,3 +736,206 @@ async fn auto_with_no_identity_names_every_source_of_the_contract() {
         assert!(err.contains(lacked), "{lacked} not mentioned:\n{err}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Azure as it really answers: IMDS updates, foreign metadata services, hostile answers
+// ---------------------------------------------------------------------------------------------
+
+/// An IMDS that answers 410 ("updating") to every token request for `window` from the first
+/// one, then a token, as during a host update (Microsoft: up to 70 s).
+async fn updating_imds(token: &str, window: Duration) -> Fake {
+    let first: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+    let t = token.to_string();
+    Fake::start(move |r| {
+        if is_imds_request(r) && r.method == "GET" {
+            let started = *first.lock().expect("first").get_or_insert(r.at);
+            if r.at.duration_since(started) < window {
+                Reply::json(410, json!({"error": "IMDS is updating"}))
+            } else {
+                identity_endpoint_token(&t)
+            }
+        } else if r.is_ingest() {
+            dce(r, &t)
+        } else {
+            Reply::Status(404)
+        }
+    })
+    .await
+}
+
+/// Issue 12.2: a 60 s IMDS update (410s) is ridden out: the token comes after it and every row
+/// arrives. (Before: retries ended after 44–52 s with exit 3.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_identity_rides_out_a_minute_of_imds_410s() {
+    let token = fake_jwt(OID);
+    let fake = updating_imds(&token, Duration::from_secs(60)).await;
+    let out = managed_identity(&fake, &[]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let imds = imds_requests(&fake);
+    let gone: Vec<&Req> = imds.iter().filter(|r| r.answered == Some(410)).collect();
+    let ok = imds.last().expect("IMDS was asked");
+    assert_eq!(ok.answered, Some(200));
+    assert!(ok.at.duration_since(gone[0].at) >= Duration::from_secs(60));
+    assert!(
+        gone.len() >= 6,
+        "more tries than the plain schedule: {}",
+        gone.len()
+    );
+    assert_all_rows_once(&fake, &out, ROWS);
+}
+
+/// Issue 12.4: a metadata service that is not Azure's (404 to everything, as AWS's, GCP's and
+/// OpenStack's answer an Azure path) is asked once, without the Metadata header, and `auto`
+/// moves on saying what it found. (Before: six 404s retried over ~47 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_passes_a_foreign_metadata_service_after_one_question() {
+    let fake = Fake::start(|_| Reply::Full {
+        status: 404,
+        headers: vec![("content-type".into(), "text/html".into())],
+        body: "<html><body>404 - Not Found</body></html>".into(),
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = send(&fake, &dir).await;
+    c.env("AZURE_POD_IDENTITY_AUTHORITY_HOST", fake.url());
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not Azure's IMDS") && err.contains("HTTP 404"),
+        "{err}"
+    );
+    let asked = fake.requests();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].header("metadata"), None);
+}
+
+/// Issue 11.7: an IMDS that accepts the request and never answers costs `send` its
+/// `--retry-timeout`, not minutes: exit 3 saying so. (Before: 227 s with --retry-timeout 30s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_imds_fails_within_the_retry_timeout() {
+    let fake = imds_fake("unused", |_| {
+        Some(Reply::Late(
+            Duration::from_secs(3600),
+            Box::new(Reply::Status(500)),
+        ))
+    })
+    .await;
+    let started = Instant::now();
+    let out = managed_identity(&fake, &["--retry-timeout", "8s"]).await;
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no answer within the time allowed"), "{err}");
+    // One attempt hung for the whole time: no retry was started past the deadline.
+    assert_eq!(imds_requests(&fake).len(), 1);
+    eprintln!("a hanging IMDS with --retry-timeout 8s failed after {took:?}");
+    assert!(fake.ingest_requests().is_empty());
+}
+
+/// Issue 11.7: a 100 MB token answer is refused after 64 KiB, not buffered (exit 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_imds_answer_is_refused_unread() {
+    let huge = format!(
+        r#"{{"access_token":"{}","expires_in":"3599"}}"#,
+        "a".repeat(100 << 20)
+    );
+    let fake = imds_fake("unused", move |_| {
+        Some(Reply::Full {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: huge.clone(),
+        })
+    })
+    .await;
+    let out = managed_identity(&fake, &[]).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("larger than 64 KiB"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(imds_requests(&fake).len(), 1, "not retried");
+}
+
+/// Issue 11.7: tokens that arrive already expired (a clock hours off) are logged at WARN once
+/// and not fetched for every request; the rows still go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_warned_about_once_and_not_fetched_per_request() {
+    let token = fake_jwt(OID);
+    let t = token.clone();
+    let fake = imds_fake(&token, move |_| {
+        let past = jiff::Timestamp::now().as_second() - 600;
+        Some(Reply::json(
+            200,
+            json!({"access_token": t, "expires_in": "0", "expires_on": past.to_string(),
+                   "resource": "https://monitor.azure.com", "token_type": "Bearer"}),
+        ))
+    })
+    .await;
+    let out = managed_identity(
+        &fake,
+        &["--max-request-bytes", "2048", "--concurrency", "1"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let requests = fake.ingest_requests().len();
+    assert!(requests >= 10, "{requests} requests");
+    let fetches = imds_requests(&fake).len();
+    assert!(
+        fetches <= 2,
+        "{fetches} token fetches for {requests} requests"
+    );
+    let err = stderr(&out);
+    let warnings = err
+        .lines()
+        .filter(|l| l.contains("expired or about to expire"))
+        .count();
+    assert_eq!(warnings, 1, "{err}");
+    assert_all_rows_once(&fake, &out, ROWS);
+}
+
+/// Issue 12.5: Entra's `Retry-After` is waited out in full (not cut to 8 s), and the upload
+/// then goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_entra_is_waited_out_as_long_as_it_asks() {
+    let token = fake_jwt(OID);
+    let t = token.clone();
+    let calls = counter();
+    let fake = Fake::start(move |r| {
+        if is_token_request(r) && r.method == "POST" {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Reply::Full {
+                    status: 429,
+                    headers: vec![("retry-after".into(), "12".into())],
+                    body: r#"{"error":"temporarily_unavailable","error_description":"AADSTS50196: throttled"}"#.into(),
+                }
+            } else {
+                entra_token(&t, 3599)
+            }
+        } else if r.is_ingest() {
+            dce(r, &t)
+        } else {
+            Reply::Status(404)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = send(&fake, &dir).await;
+    service_principal(&mut c, &fake);
+    c.args(["--auth", "client-secret"]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let posts: Vec<Req> = fake
+        .requests()
+        .into_iter()
+        .filter(is_token_request)
+        .collect();
+    assert_eq!(posts.len(), 2);
+    let waited = posts[1].at.duration_since(posts[0].at);
+    assert!(
+        waited >= Duration::from_secs(12),
+        "retried after {waited:?}"
+    );
+    assert_all_rows_once(&fake, &out, ROWS);
+}

@@ -882,3 +882,242 @@ async fn live_check_names_the_workload_identity_and_its_principal() {
 const CERT_PEM: &str = include_str!("fixtures/test-client-cert.pem");
 const KEY_PKCS8_PEM: &str = include_str!("fixtures/test-client-key.pem");
 const PUBLIC_KEY_DER_B64: &str = "MIIBCgKCAQEAuBGVWZziWs9uaHzVpmP5nhGoe0z7t/Dc+nsvwx1UYBMRlmiDd9FXS19MYC6zRavIqBUsUUFK9l7tzyui3FDcJfxeW+bao9oLU/ChIbuUNlfh7qow28dcOzPgq7zDhYFBavguUCVoPOv3HZTIfs4Qfgb7zDuwo+O7CRz6B4KoEkDjm6JCSE1s3mCJBS7FOnmm/7DscpQfGfFRqlHfq4A5bqs30ZHGlPGXL5Sq01dFXoW5PDJ4T4UzDnLOW4vmZtZBPlRhNYZj6F3Y6ucC6qg4T3cIANEOnl/DsSwN+8OuuFH/hd+mFNw/U9+3X5gy2p69zDfgleAFaOtAyO5x40YQvQIDAQAB";
+
+// ---------------------------------------------------------------------------------------------
+// CI pipelines: GitHub Actions and Azure Pipelines OIDC federation
+// ---------------------------------------------------------------------------------------------
+
+/// The job's token that asks the CI platform for an ID token: a secret.
+const JOB_TOKEN: &str = "ci-job-request-token-d0n7-l34k";
+/// The ID token the CI platform issues (a JWT; a credential).
+const CI_ID_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJyZXBvOm8vcjpyZWY6cmVmcy9oZWFkcy9tYWluIn0.Y2ktc2lnbmF0dXJlLWQwbjctbDQzaw";
+const GITHUB_PATH: &str = "/_apis/pipelines/idtoken";
+const ADO_PATH: &str = "/org/0f1e2d3c/_apis/distributedtask/hubs/build/plans/p1/jobs/j1/oidctoken";
+
+/// The CI platform's ID-token endpoint (GET for GitHub, POST for Azure DevOps, each answering
+/// only to the job token), Entra exchanging only that ID token, and the DCE.
+async fn ci_fake(token: &str) -> Fake {
+    let t = token.to_string();
+    Fake::start(move |r| {
+        let authorized = r.header("authorization") == Some(&format!("Bearer {JOB_TOKEN}"));
+        if r.path == GITHUB_PATH && r.method == "GET" {
+            if authorized {
+                Reply::json(200, json!({"count": 1, "value": CI_ID_TOKEN}))
+            } else {
+                Reply::Status(401)
+            }
+        } else if r.path == ADO_PATH && r.method == "POST" {
+            if authorized {
+                Reply::json(200, json!({"oidcToken": CI_ID_TOKEN}))
+            } else {
+                Reply::Status(401)
+            }
+        } else if is_entra(r) {
+            if r.form().get("client_assertion").map(String::as_str) == Some(CI_ID_TOKEN) {
+                entra_token(&t, 3599)
+            } else {
+                Reply::json(
+                    400,
+                    json!({"error": "invalid_client", "error_description": "AADSTS700213"}),
+                )
+            }
+        } else if r.is_ingest() {
+            dce(r, &t)
+        } else {
+            Reply::Status(404)
+        }
+    })
+    .await
+}
+
+/// 7a. GitHub Actions: with the job's two ID-token variables and the app's client and tenant id,
+///     `auto` picks `github-actions`, GETs the ID token for `api://AzureADTokenExchange` with the
+///     request token, exchanges it at Entra as the client assertion and sends with Entra's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn github_actions_exchanges_the_jobs_id_token_and_sends_with_it() {
+    let token = jwt(OID, 3600);
+    let fake = ci_fake(&token).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = send(dir.path(), Some(&fake));
+    c.env(
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        format!("{}{GITHUB_PATH}?api-version=2.0", fake.url()),
+    )
+    .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", JOB_TOKEN)
+    .env("AZURE_CLIENT_ID", APP)
+    .env("AZURE_TENANT_ID", TENANT)
+    .env("AZURE_AUTHORITY_HOST", format!("{}/", fake.url()))
+    .args(["--log-level", "trace,dcrship=trace"]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_chose(&out, "github-actions");
+    let asked: Vec<Req> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == GITHUB_PATH)
+        .collect();
+    assert_eq!(asked.len(), 1);
+    let q = asked[0].query_map();
+    assert_eq!(q["api-version"], "2.0");
+    assert_eq!(q["audience"], "api://AzureADTokenExchange");
+    let posts = entra_requests(&fake);
+    assert_eq!(posts.len(), 1, "one token serves the whole upload");
+    let form = posts[0].form();
+    assert_eq!(form["client_assertion"], CI_ID_TOKEN);
+    assert_eq!(form["client_assertion_type"], JWT_BEARER);
+    assert_eq!(form["client_id"], APP);
+    assert_eq!(form["scope"], SCOPE);
+    assert!(asked[0].n < posts[0].n);
+    assert_ingest_carried(&fake, &token, Some(posts[0].n));
+    assert_all_rows_once(&fake, &out, ROWS);
+    assert_no_leak(&out, &[JOB_TOKEN, CI_ID_TOKEN, &token]);
+}
+
+/// 7b. Azure Pipelines: in an AzureCLI@2 task (its `AZURESUBSCRIPTION_*` variables) with
+///     `SYSTEM_ACCESSTOKEN` mapped, `auto` picks `azure-pipelines`, POSTs to
+///     `SYSTEM_OIDCREQUESTURI?api-version=7.1&serviceConnectionId=…` with the access token,
+///     exchanges the `oidcToken` at Entra and sends with Entra's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_pipelines_exchanges_the_service_connections_id_token_and_sends_with_it() {
+    let token = jwt(OID, 3600);
+    let fake = ci_fake(&token).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = send(dir.path(), Some(&fake));
+    c.env("SYSTEM_OIDCREQUESTURI", format!("{}{ADO_PATH}", fake.url()))
+        .env("SYSTEM_ACCESSTOKEN", JOB_TOKEN)
+        .env("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID", "5a6b7c8d-conn")
+        .env("AZURESUBSCRIPTION_CLIENT_ID", APP)
+        .env("AZURESUBSCRIPTION_TENANT_ID", TENANT)
+        .env("AZURE_AUTHORITY_HOST", format!("{}/", fake.url()))
+        .args(["--log-level", "trace,dcrship=trace"]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_chose(&out, "azure-pipelines");
+    let asked: Vec<Req> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == ADO_PATH)
+        .collect();
+    assert_eq!(asked.len(), 1);
+    let q = asked[0].query_map();
+    assert_eq!(q["api-version"], "7.1");
+    assert_eq!(q["serviceConnectionId"], "5a6b7c8d-conn");
+    assert_eq!(asked[0].header("content-type"), Some("application/json"));
+    let posts = entra_requests(&fake);
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].form()["client_assertion"], CI_ID_TOKEN);
+    assert_eq!(posts[0].form()["client_id"], APP);
+    assert_ingest_carried(&fake, &token, Some(posts[0].n));
+    assert_all_rows_once(&fake, &out, ROWS);
+    assert_no_leak(&out, &[JOB_TOKEN, CI_ID_TOKEN, &token]);
+}
+
+/// 7c. A pipeline job without the service connection (`SYSTEM_OIDCREQUESTURI` alone, as in a
+///     plain script step) is not guessed at: `auto` says what the job lacks, and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_in_a_pipeline_without_a_service_connection_says_what_is_missing() {
+    let fake = ci_fake("unused").await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut c = send(dir.path(), Some(&fake));
+    c.env("SYSTEM_OIDCREQUESTURI", format!("{}{ADO_PATH}", fake.url()));
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("azure-pipelines: this is an Azure Pipelines job"),
+        "{err}"
+    );
+    assert!(
+        err.contains("SYSTEM_ACCESSTOKEN")
+            && err.contains("AZURESUBSCRIPTION_SERVICE_CONNECTION_ID"),
+        "{err}"
+    );
+    assert!(
+        fake.requests().is_empty(),
+        "nothing was asked: {:?}",
+        fake.requests()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// PKCS#12
+// ---------------------------------------------------------------------------------------------
+
+const PFX_PASSWORD: &str = "pfx-pa55word-d0n7-l34k";
+
+/// A `.pfx` of the test certificate and key with `PFX_PASSWORD`, written by the `openssl` CLI as
+/// its defaults have it (AES-256-CBC, PBKDF2, a SHA-256 MAC on OpenSSL 3). Without `openssl` on
+/// the machine, the committed fixture made the same way (password `dcrship-test`) is used.
+fn pfx(dir: &Path) -> (PathBuf, &'static str) {
+    let path = dir.join("sp.pfx");
+    let cert = write_file(dir, "cert.pem", CERT_PEM);
+    let key = write_file(dir, "key.pem", KEY_PKCS8_PEM);
+    let made = std::process::Command::new("openssl")
+        .args(["pkcs12", "-export", "-in"])
+        .arg(&cert)
+        .arg("-inkey")
+        .arg(&key)
+        .arg("-out")
+        .arg(&path)
+        .arg("-passout")
+        .arg(format!("pass:{PFX_PASSWORD}"))
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if made {
+        return (path, PFX_PASSWORD);
+    }
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-client-aes.pfx");
+    std::fs::copy(fixture, &path).expect("copy the fixture");
+    (path, "dcrship-test")
+}
+
+/// 4b. Client certificate as a PKCS#12 file in `AZURE_CLIENT_CERTIFICATE_PATH` with
+///     `AZURE_CLIENT_CERTIFICATE_PASSWORD`, as every Azure SDK takes it: `auto` picks
+///     `client-certificate`, the assertion carries the certificate's thumbprint, rows go with
+///     Entra's token, and neither the password nor the key shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pfx_certificate_with_its_password_signs_the_assertion() {
+    let token = jwt(OID, 3600);
+    let fake = entra_fake(&token).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (path, password) = pfx(dir.path());
+    let mut c = send(dir.path(), Some(&fake));
+    c.env("AZURE_CLIENT_CERTIFICATE_PATH", &path)
+        .env("AZURE_CLIENT_CERTIFICATE_PASSWORD", password)
+        .env("AZURE_CLIENT_ID", APP)
+        .env("AZURE_TENANT_ID", TENANT)
+        .env("AZURE_AUTHORITY_HOST", format!("{}/", fake.url()))
+        .args(["--log-level", "trace,dcrship=trace"]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_chose(&out, "client-certificate");
+    let posts = entra_requests(&fake);
+    assert_eq!(posts.len(), 1);
+    let header = jwt_part(&posts[0].form()["client_assertion"], 0);
+    let thumbprint = b64url().encode(ring::digest::digest(
+        &ring::digest::SHA256,
+        &cert_der(CERT_PEM),
+    ));
+    assert_eq!(header["x5t#S256"], thumbprint.as_str(), "{header}");
+    assert_ingest_carried(&fake, &token, Some(posts[0].n));
+    assert_all_rows_once(&fake, &out, ROWS);
+    assert_no_leak(&out, &[password, &token]);
+
+    // The wrong password: exit 2 (a configuration error), saying so, and nothing sent.
+    let fake = entra_fake(&token).await;
+    let mut c = send(dir.path(), Some(&fake));
+    c.env("AZURE_CLIENT_CERTIFICATE_PATH", &path)
+        .env("AZURE_CLIENT_CERTIFICATE_PASSWORD", "wrong-d0n7-l34k")
+        .env("AZURE_CLIENT_ID", APP)
+        .env("AZURE_TENANT_ID", TENANT);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("password is wrong"),
+        "{}",
+        stderr(&out)
+    );
+    assert_no_leak(&out, &["wrong-d0n7-l34k"]);
+    assert!(fake.requests().is_empty());
+}

@@ -15,8 +15,11 @@ use tokio::io::AsyncWriteExt;
 
 const TOKEN: &str = "parse-token-0123456789";
 
-/// nginx's (and Apache's) "combined" format, as in the README and agent.toml.example.
-const COMBINED: &str = r#"^(?P<ClientIP>\S+) \S+ (?P<RemoteUser>\S+) \[(?P<RequestTime>[^\]]+)\] "(?P<Method>[A-Z]+) (?P<Path>\S+) (?P<Protocol>[^"]*)" (?P<Status>\d{3}) (?P<Bytes>\d+|-) "(?P<Referer>[^"]*)" "(?P<UserAgent>[^"]*)""#;
+/// The access-log recipe, as README.md shows it (tests/realdata.rs checks agent.toml.example
+/// shows the same).
+fn combined() -> String {
+    recipe_pattern("README.md")
+}
 
 /// The logback recipe of agent.toml.example.
 const LOGBACK: &str = r"(?s)^(?P<Time>\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}) \[(?P<Thread>[^\]]*)\] (?P<Level>[A-Z]+) +(?P<Logger>\S+) - (?P<Message>.*)$";
@@ -48,7 +51,7 @@ async fn send_regex_makes_columns_and_unmatched_lines_arrive_as_raw_data() {
     text.push_str("this is not an access log line\n");
     let file = write_file(dir.path(), "access.log", &text);
     let mut c = send_cmd(&fake);
-    c.args(["--format", "regex", "--pattern", COMBINED])
+    c.args(["--format", "regex", "--pattern", &combined()])
         .arg(&file);
     let out = run(c).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -89,6 +92,81 @@ async fn send_regex_makes_columns_and_unmatched_lines_arrive_as_raw_data() {
     assert_eq!(s["rows_read"], 201);
     assert_eq!(s["rows_sent"], 201);
     assert_eq!(s["parse_failures"], 1);
+}
+
+/// The access recipe with typed columns, as the README shows it: a `-` byte count is null and
+/// not uncoercible, Apache's "-" request and a TLS handshake land in Request, and a time the
+/// format cannot read is warned about once (naming the value and the format) and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_access_recipe_with_a_schema_types_every_shape_and_warns_of_bad_times() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = concat!(
+        r#"203.0.113.1 - - [23/Nov/2025:10:00:01 +0000] "GET /a HTTP/1.1" 200 512 "-" "curl/8.5""#,
+        "\n",
+        r#"203.0.113.2 - - [23/Nov/2025:10:00:02 +0000] "GET /a HTTP/1.1" 304 - "-" "curl/8.5""#,
+        "\n",
+        r#"203.0.113.3 - - [23/Nov/2025:10:00:03 +0000] "-" 408 - - -"#,
+        "\n",
+        r#"203.0.113.4 - - [23/Nov/2025:10:00:04 +0000] "\x16\x03\x01\x00" 400 166 "-" "-""#,
+        "\n",
+        r#"203.0.113.5 - - [yesterday at noon] "GET /b HTTP/1.1" 200 7 "-" "-""#,
+        "\n",
+        r#"203.0.113.6 - - [someday] "GET /c HTTP/1.1" 200 7 "-" "-""#,
+        "\n",
+    );
+    let file = write_file(dir.path(), "access.log", text);
+    let mut streams = serde_json::Map::new();
+    streams.insert(
+        STREAM.into(),
+        json!({"columns": [
+            {"name": "TimeGenerated", "type": "datetime"},
+            {"name": "ClientIP", "type": "string"},
+            {"name": "Request", "type": "string"},
+            {"name": "Path", "type": "string"},
+            {"name": "Status", "type": "int"},
+            {"name": "Bytes", "type": "long"},
+        ]}),
+    );
+    let schema = json!({"properties": {"streamDeclarations": streams}});
+    let schema_file = write_file(dir.path(), "dcr.json", &schema.to_string());
+    let mut c = send_cmd(&fake);
+    c.args(["--format", "regex", "--pattern", &combined()])
+        .args(["--time-field", "RequestTime"])
+        .args(["--time-format", "%d/%b/%Y:%H:%M:%S %z", "--schema"])
+        .arg(&schema_file)
+        .arg(&file);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rows = all_rows(&fake);
+    assert_eq!(rows.len(), 6);
+    let by_ip = |ip: &str| {
+        rows.iter()
+            .find(|r| r["ClientIP"] == ip)
+            .unwrap_or_else(|| panic!("no row of {ip}"))
+    };
+    assert_eq!(by_ip("203.0.113.1")["Bytes"], 512);
+    assert_eq!(
+        by_ip("203.0.113.1")["TimeGenerated"],
+        "2025-11-23T10:00:01.000000Z"
+    );
+    assert_eq!(by_ip("203.0.113.2")["Bytes"], Value::Null);
+    assert_eq!(by_ip("203.0.113.2")["Status"], 304);
+    assert_eq!(by_ip("203.0.113.3")["Request"], "-");
+    assert_eq!(by_ip("203.0.113.3")["Status"], 408);
+    assert!(by_ip("203.0.113.3").get("Path").is_none());
+    assert_eq!(by_ip("203.0.113.4")["Request"], r"\x16\x03\x01\x00");
+    let s = summary(&out);
+    assert_eq!(s["rows_sent"], 6);
+    assert_eq!(s["values_uncoercible"], 0, "{s}");
+    assert_eq!(s["time_unparsable"], 2, "{s}");
+    let log = stderr(&out);
+    let warned = log.matches("which time_format").count();
+    assert_eq!(warned, 1, "one warning a minute: {log}");
+    assert!(
+        log.contains("yesterday at noon") && log.contains("%d/%b/%Y:%H:%M:%S %z"),
+        "the warning names the value and the format: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,6 +281,37 @@ fn messages(rows: &[Value]) -> Vec<(String, String)> {
             )
         })
         .collect()
+}
+
+/// `--multiline-preset go` through the binary: two panics back to back are two RawData rows,
+/// each with its whole goroutine dump (blank lines inside kept), and the log lines around them
+/// rows of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_splits_go_panics_back_to_back() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = [
+        "2024/01/01 10:00:00 serving",
+        "panic: first\n\ngoroutine 1 [running]:\nmain.main()\n\t/app/main.go:8 +0x1d\nexit status 2",
+        "panic: second\n[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x7fd34f]\n\ngoroutine 5 [running]:\nmain.f()\n\t/app/f.go:3 +0x1f\ncreated by main.main in goroutine 1\n\t/app/main.go:9 +0x25",
+        "2024/01/01 10:00:01 restarted",
+    ];
+    let text: String = events.iter().map(|e| format!("{e}\n")).collect();
+    let file = write_file(dir.path(), "app.log", &text);
+    let mut c = send_cmd(&fake);
+    c.args(["--multiline-preset", "go"]).arg(&file);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let raw: Vec<Value> = all_rows(&fake)
+        .iter()
+        .map(|r| r["RawData"].clone())
+        .collect();
+    assert_eq!(raw, events.map(|e| json!(e)).to_vec());
+    let s = summary(&out);
+    assert_eq!(
+        (s["rows_read"].as_u64(), s["rows_sent"].as_u64()),
+        (Some(4), Some(4))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -342,8 +451,9 @@ async fn binary_garbage_through_every_parser_is_accounted_for() {
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty() && *l != b"\r")
         .count() as u64;
+    let combined = combined();
     let cases: &[&[&str]] = &[
-        &["--format", "regex", "--pattern", COMBINED],
+        &["--format", "regex", "--pattern", &combined],
         &["--format", "regex", "--pattern", r"^(?P<Never>\z\A)x"],
         &["--format", "logfmt"],
         &["--format", "syslog"],

@@ -9,14 +9,14 @@
 
 use reqwest::header::{HeaderName, HeaderValue};
 
-use super::entra::redact;
 use super::env::Env;
 use super::imds::UserAssigned;
-use super::local_endpoint::{self, LocalEndpoint, Refusal, Reply, Wording};
+use super::local_endpoint::{self, LocalEndpoint, Refusal, Reply, SecretHeader, Wording};
 use super::retry::{Outcome, RetrySchedule};
 use super::{AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
 use crate::http::HttpClients;
 use crate::secret::Secret;
+use tokio::time::Instant;
 
 const NAME: &str = "app-service";
 const API_VERSION: &str = "2019-08-01";
@@ -100,15 +100,23 @@ impl AppServiceSource {
     }
 
     /// The token request, retried. With `probe`, a refused connection on the first try ends it.
-    async fn request(&self, probe: bool) -> Result<AccessToken, AuthError> {
+    async fn request(
+        &self,
+        probe: bool,
+        deadline: Option<Instant>,
+    ) -> Result<AccessToken, AuthError> {
         self.endpoint
-            .retried(probe, |fail_fast| self.attempt(fail_fast))
+            .retried(probe, deadline, |fail_fast| self.attempt(fail_fast))
             .await
     }
 
     async fn attempt(&self, fail_fast: bool) -> Outcome<AccessToken> {
         let header = match secret_header(&self.header) {
-            Ok(value) => (SECRET_HEADER, value),
+            Ok(value) => SecretHeader {
+                name: SECRET_HEADER,
+                value,
+                secret: self.header.expose(),
+            },
             Err(e) => return Outcome::Fail(e),
         };
         match self.endpoint.get(&self.url, Some(header), fail_fast).await {
@@ -119,10 +127,11 @@ impl AppServiceSource {
     }
 
     /// 404, 429 and 5xx are retried, a few times only: a wrong user-assigned id or audience also
-    /// shows as a 500 there. The header is redacted in case the endpoint echoes it.
+    /// shows as a 500 there. (The summary has the header redacted, in case the endpoint echoes
+    /// it.)
     fn judge(&self, refusal: Refusal) -> Outcome<AccessToken> {
         let status = refusal.status;
-        let summary = redact(refusal.summary, self.header.expose());
+        let summary = refusal.summary;
         match status.as_u16() {
             404 | 429 | 500..=599 => Outcome::Retry {
                 error: self.endpoint.failed(format!(
@@ -159,11 +168,15 @@ impl TokenSource for AppServiceSource {
     }
 
     fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        Box::pin(self.request(false))
+        Box::pin(self.request(false, None))
     }
 
-    fn probe(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        Box::pin(self.request(true))
+    fn fetch_by(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(self.request(false, deadline))
+    }
+
+    fn probe(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(self.request(true, deadline))
     }
 }
 
@@ -333,7 +346,7 @@ mod tests {
         )
         .unwrap();
         let started = std::time::Instant::now();
-        let err = src.probe().await.unwrap_err();
+        let err = src.probe(None).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(1));
         assert!(matches!(err, AuthError::Unavailable { .. }), "{err:?}");
         assert!(err.to_string().contains("not reachable"), "{err}");

@@ -15,14 +15,14 @@ use std::path::{Path, PathBuf};
 use reqwest::header::{HeaderValue, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 
-use super::entra::redact;
 use super::env::Env;
-use super::imds::UserAssigned;
-use super::local_endpoint::{self, LocalEndpoint, Refusal, Reply, Wording};
+use super::imds::{transient, UserAssigned};
+use super::local_endpoint::{self, LocalEndpoint, Refusal, Reply, SecretHeader, Wording};
 use super::retry::{Outcome, RetrySchedule};
 use super::{jwt, AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
 use crate::http::HttpClients;
 use crate::secret::Secret;
+use tokio::time::Instant;
 
 const NAME: &str = "arc";
 const API_VERSION: &str = "2020-06-01";
@@ -108,9 +108,13 @@ impl ArcSource {
 
     /// The exchange, retried; with `probe`, a refused connection on the first try ends it (a
     /// stopped agent should not cost `auto` a minute of retries).
-    async fn request(&self, probe: bool) -> Result<AccessToken, AuthError> {
+    async fn request(
+        &self,
+        probe: bool,
+        deadline: Option<Instant>,
+    ) -> Result<AccessToken, AuthError> {
         self.endpoint
-            .retried(probe, |fail_fast| self.attempt(fail_fast))
+            .retried(probe, deadline, |fail_fast| self.attempt(fail_fast))
             .await
     }
 
@@ -144,14 +148,22 @@ impl ArcSource {
             .map(|k| HeaderValue::from_str(&format!("Basic {}", k.expose())))
         {
             None => None,
-            Some(Ok(value)) => Some((AUTHORIZATION, value)),
+            Some(Ok(value)) => Some(value),
             Some(Err(_)) => {
                 return Step::Stop(Outcome::Fail(self.endpoint.failed(
                     "the Arc challenge file holds characters an HTTP header cannot carry".into(),
                 )))
             }
         };
-        match self.endpoint.get(&self.url, authorization, fail_fast).await {
+        let header = match (authorization, key) {
+            (Some(value), Some(key)) => Some(SecretHeader {
+                name: AUTHORIZATION,
+                value,
+                secret: key.expose(),
+            }),
+            _ => None,
+        };
+        match self.endpoint.get(&self.url, header, fail_fast).await {
             Reply::Token(token) => Step::Token(token),
             Reply::Refused(refusal) => self.judge(refusal, key),
             Reply::Stop(outcome) => Step::Stop(outcome),
@@ -165,7 +177,7 @@ impl ArcSource {
             status,
             headers,
             after,
-            mut summary,
+            summary,
         } = refusal;
         if status == StatusCode::UNAUTHORIZED && key.is_none() {
             let realm = headers
@@ -182,16 +194,13 @@ impl ArcSource {
         if status == StatusCode::UNAUTHORIZED {
             return Step::Challenge(String::new());
         }
-        if let Some(key) = key {
-            summary = redact(summary, key.expose());
-        }
         Step::Stop(match status.as_u16() {
-            404 | 410 | 429 | 500..=599 => Outcome::Retry {
-                error: self
-                    .endpoint
+            404 | 410 | 429 | 500..=599 => transient(
+                status,
+                self.endpoint
                     .failed(format!("the Arc agent answered HTTP {status}: {summary}")),
                 after,
-            },
+            ),
             _ => Outcome::Fail(self.endpoint.failed(format!(
                 "the Arc agent refused the request (HTTP {status}, asked for {}): {summary}",
                 self.identity_text()
@@ -355,11 +364,15 @@ impl TokenSource for ArcSource {
     }
 
     fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        Box::pin(self.request(false))
+        Box::pin(self.request(false, None))
     }
 
-    fn probe(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        Box::pin(self.request(true))
+    fn fetch_by(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(self.request(false, deadline))
+    }
+
+    fn probe(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(self.request(true, deadline))
     }
 }
 
@@ -588,7 +601,7 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = source(&base, dir.path(), AuthConfig::default());
         let started = std::time::Instant::now();
-        let err = src.probe().await.unwrap_err();
+        let err = src.probe(None).await.unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(1));
         assert!(matches!(err, AuthError::Unavailable { .. }), "{err:?}");
         assert!(err.to_string().contains("is azcmagent installed"), "{err}");

@@ -2,8 +2,12 @@
 //!
 //! Order (the contract's, close to the Azure SDKs' `DefaultAzureCredential`): a service
 //! principal from the configuration or the `AZURE_*` variables (client secret, else
-//! certificate), AKS workload identity, App Service, Azure Arc, the VM's managed identity through
-//! IMDS, and last the Azure CLI's signed-in user. Which ones apply is decided by [`plan`] from the
+//! certificate), AKS workload identity, GitHub Actions and Azure Pipelines OIDC federation, App
+//! Service, Azure Arc, the VM's managed identity through IMDS, and last the Azure CLI's
+//! signed-in user. A CI platform is tried only when its variables leave no doubt: GitHub's two
+//! ID-token variables (set only for a job with `id-token: write`) plus a client and tenant id;
+//! Azure Pipelines' OIDC URI and `SYSTEM_ACCESSTOKEN` plus a service connection, client and
+//! tenant id. They come before IMDS because CI runners are often Azure VMs themselves. Which ones apply is decided by [`plan`] from the
 //! variables alone (plus whether the Arc agent is installed), without a request; a source whose
 //! prerequisites are missing is skipped with the reason. One that is tried and fails is recorded
 //! too, so when nothing works the error lists every source with the reason it did not.
@@ -11,14 +15,18 @@
 use std::ffi::OsString;
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use super::arc::{self, HIMDS_PATH};
 use super::client_cert;
 use super::entra;
 use super::env::Env;
 use super::workload::TOKEN_FILE_VAR;
+use super::{azure_pipelines, github_actions};
 use super::{
-    AppServiceSource, ArcSource, AuthConfig, AuthError, AzureCliSource, ClientCertificateSource,
-    ClientSecretSource, ImdsSource, TokenCache, TokenSource, WorkloadIdentitySource,
+    AppServiceSource, ArcSource, AuthConfig, AuthError, AzureCliSource, AzurePipelinesSource,
+    ClientCertificateSource, ClientSecretSource, GithubActionsSource, ImdsSource, TokenCache,
+    TokenSource, WorkloadIdentitySource,
 };
 use crate::http::HttpClients;
 
@@ -28,6 +36,8 @@ pub(super) enum Candidate {
     ClientSecret,
     ClientCertificate,
     WorkloadIdentity,
+    GithubActions,
+    AzurePipelines,
     AppService,
     Arc,
     ManagedIdentity,
@@ -79,7 +89,7 @@ pub(super) fn plan(cfg: &AuthConfig, env: &Env, himds_installed: bool) -> Vec<St
             if unset.len() == 1 { "is" } else { "are" }
         )
     };
-    let mut steps = Vec::with_capacity(6);
+    let mut steps = Vec::with_capacity(8);
 
     let has_secret =
         cfg.client_secret.as_ref().is_some_and(|s| !s.is_empty()) || set("AZURE_CLIENT_SECRET");
@@ -111,6 +121,63 @@ pub(super) fn plan(cfg: &AuthConfig, env: &Env, himds_installed: bool) -> Vec<St
             "workload-identity",
             format!("{TOKEN_FILE_VAR} is not set (not an AKS pod with workload identity)"),
         )
+    });
+
+    let github = [github_actions::URL_VAR, github_actions::TOKEN_VAR];
+    let app_named = entra::client_id(cfg, env).is_some() && entra::tenant(cfg, env).is_some();
+    steps.push(if !github.iter().all(|v| set(v)) {
+        skip(
+            "github-actions",
+            format!(
+                "{} (not a GitHub Actions job with `permissions: id-token: write`)",
+                missing(&github)
+            ),
+        )
+    } else if app_named {
+        Step::Try(Candidate::GithubActions)
+    } else {
+        skip(
+            "github-actions",
+            "this is a GitHub Actions job with an ID token, but AZURE_CLIENT_ID and \
+             AZURE_TENANT_ID do not both name the app registration to exchange it for"
+                .into(),
+        )
+    });
+
+    steps.push(if !set(azure_pipelines::URI_VAR) {
+        skip(
+            "azure-pipelines",
+            format!(
+                "{} is not set (not an Azure Pipelines job)",
+                azure_pipelines::URI_VAR
+            ),
+        )
+    } else {
+        let (client, tenant) = azure_pipelines::app_ids(cfg, env);
+        let lacking: Vec<&str> = [
+            (!set(azure_pipelines::TOKEN_VAR))
+                .then_some("SYSTEM_ACCESSTOKEN (map $(System.AccessToken) into the step)"),
+            azure_pipelines::connection_id(cfg, env)
+                .is_none()
+                .then_some(azure_pipelines::CONNECTION_VAR),
+            client.is_none().then_some("a client id"),
+            tenant.is_none().then_some("a tenant id"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if lacking.is_empty() {
+            Step::Try(Candidate::AzurePipelines)
+        } else {
+            skip(
+                "azure-pipelines",
+                format!(
+                    "this is an Azure Pipelines job, but it lacks {} (run dcrship in an \
+                     AzureCLI@2 task with a workload identity federation service connection)",
+                    lacking.join(", ")
+                ),
+            )
+        }
     });
 
     let app_service = ["IDENTITY_ENDPOINT", "IDENTITY_HEADER"];
@@ -164,6 +231,8 @@ fn make(
         Candidate::ClientSecret => Box::new(ClientSecretSource::new(cfg, http, env)?),
         Candidate::ClientCertificate => Box::new(ClientCertificateSource::new(cfg, http, env)?),
         Candidate::WorkloadIdentity => Box::new(WorkloadIdentitySource::new(cfg, http, env)?),
+        Candidate::GithubActions => Box::new(GithubActionsSource::new(cfg, http, env)?),
+        Candidate::AzurePipelines => Box::new(AzurePipelinesSource::new(cfg, http, env)?),
         Candidate::AppService => Box::new(AppServiceSource::new(cfg, http, env)?),
         Candidate::Arc => Box::new(ArcSource::new(cfg, http, env)?),
         Candidate::ManagedIdentity => Box::new(ImdsSource::new(cfg, http, env)?),
@@ -198,6 +267,8 @@ pub(super) async fn resolve_on(
     host: &Host,
 ) -> Result<Arc<TokenCache>, AuthError> {
     let mut reasons = Vec::new();
+    // The whole search shares one fetch's time.
+    let deadline = Instant::now() + cfg.fetch_timeout();
     for step in plan(cfg, env, host.himds_installed) {
         let candidate = match step {
             Step::Try(candidate) => candidate,
@@ -223,9 +294,9 @@ pub(super) async fn resolve_on(
                 continue;
             }
         };
-        match source.probe().await {
+        match source.probe(Some(deadline)).await {
             Ok(token) => {
-                let cache = TokenCache::primed(source, token);
+                let cache = TokenCache::primed(source, token, cfg.fetch_timeout());
                 tracing::info!(
                     source = cache.source_name(),
                     principal = cache.principal_id().as_deref().unwrap_or("unknown"),
@@ -254,7 +325,7 @@ mod tests {
     use super::*;
     use crate::auth::client_cert::PATH_VAR as CERTIFICATE_VAR;
     use crate::auth::jwt::tests::make_jwt;
-    use crate::auth::test_support::{fake_entra, serve, unused_port};
+    use crate::auth::test_support::{fake_entra, imds_answer, serve, unused_port};
     use crate::auth::{build_with_env, AuthMethod};
     use crate::secret::Secret;
     use axum::routing::get;
@@ -289,7 +360,7 @@ mod tests {
         let body = token_body("vm-oid");
         let app = axum::Router::new().route(
             "/metadata/identity/oauth2/token",
-            get(move || async move { body }),
+            get(move |headers: axum::http::HeaderMap| async move { imds_answer(&headers, &body) }),
         );
         serve(app).await
     }
@@ -411,7 +482,7 @@ mod tests {
         ];
         for (vars, himds, expected) in table {
             let steps = plan(&cfg, &Env::from_pairs(vars.clone()), himds);
-            assert_eq!(steps.len(), 6, "{vars:?}");
+            assert_eq!(steps.len(), 8, "{vars:?}");
             assert_eq!(tried(&steps), expected, "{vars:?} himds={himds}");
         }
 
@@ -462,6 +533,9 @@ mod tests {
                  (AZURE_CLIENT_CERTIFICATE_PATH)",
                 "workload-identity: AZURE_FEDERATED_TOKEN_FILE is not set (not an AKS pod with \
                  workload identity)",
+                "github-actions: ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN \
+                 are not set (not a GitHub Actions job with `permissions: id-token: write`)",
+                "azure-pipelines: SYSTEM_OIDCREQUESTURI is not set (not an Azure Pipelines job)",
                 "app-service: IDENTITY_HEADER is not set (not App Service, Functions, Container \
                  Apps or Automation)",
                 "arc: IMDS_ENDPOINT is not set and /opt/azcmagent/bin/himds does not exist (not \
@@ -644,6 +718,8 @@ mod tests {
             [
                 "client-secret",
                 "workload-identity",
+                "github-actions",
+                "azure-pipelines",
                 "app-service",
                 "arc",
                 "managed-identity",

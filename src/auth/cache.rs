@@ -9,6 +9,14 @@
 //! no request is sent with a token that may expire on the way (a token just fetched is handed out
 //! whatever its lifetime: it is the best there is).
 //!
+//! Every fetch has a deadline ([`TokenCache::with_fetch_timeout`], `send`'s `--retry-timeout`):
+//! the source's retries and each attempt end by then, so a hanging identity endpoint costs that
+//! long and no more. A token that arrives already expired, or about to (a skewed clock, a broken
+//! endpoint), is logged at WARN once per run of such tokens; one with less than
+//! [`EXPIRED_FLOOR`] left is kept at least that long before the next fetch, doubling while such
+//! tokens keep coming (to a minute), so the endpoint is not asked once per request; a 401 for it
+//! still drops it at once.
+//!
 //! A long-running agent also starts [`TokenCache::spawn_refresher`]: a background task that
 //! renews the token at its refresh point (and retries with backoff when that fails), fetching
 //! without holding the cache's lock, so senders keep getting the current token and never wait
@@ -33,6 +41,9 @@ pub const RETRY_DELAY: Duration = Duration::from_secs(30);
 pub const BACKGROUND_RETRY_FIRST: Duration = Duration::from_secs(5);
 /// The background refresher's longest retry delay.
 pub const BACKGROUND_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How long a token that arrived (nearly) expired is kept at least before the next fetch; it
+/// doubles with each such token in a row, up to [`BACKGROUND_RETRY_MAX`].
+pub const EXPIRED_FLOOR: Duration = Duration::from_secs(5);
 
 /// Caches one source's token. Shared as `Arc<TokenCache>` by every sender.
 pub struct TokenCache {
@@ -49,6 +60,8 @@ pub struct TokenCache {
     /// Background refreshers running: while there is one, senders leave refreshing to it as
     /// long as a token lasts.
     background: AtomicUsize,
+    /// The longest one fetch may take, retries included.
+    fetch_timeout: Duration,
 }
 
 #[derive(Default)]
@@ -58,6 +71,9 @@ struct State {
     next_attempt: Option<Instant>,
     /// Whether a token was ever fetched, to log the first one at info.
     fetched_once: bool,
+    /// Tokens with [`MIN_REMAINING`] or less on arrival received in a row: warned about at the
+    /// first; those already expired are each kept longer than the last.
+    expired_streak: u32,
 }
 
 struct Cached {
@@ -80,12 +96,13 @@ fn token_hash(token: &Secret) -> u64 {
 impl Cached {
     /// Times are taken on tokio's clock (so tests can pause it); the lifetime is Entra's
     /// expiry minus the wall clock now, taken at the moment the token arrives.
-    fn new(token: AccessToken) -> Self {
+    /// `expired_streak` counts the (nearly) expired tokens received just before this one.
+    fn new(token: AccessToken, expired_streak: u32) -> Self {
         let now = Instant::now();
         let lifetime = lifetime(&token);
         Cached {
             token: token.token,
-            refresh_at: now + refresh_after(lifetime),
+            refresh_at: now + refresh_after(lifetime).max(floor(lifetime, expired_streak)),
             expires_at: now + lifetime,
         }
     }
@@ -99,6 +116,26 @@ impl Cached {
     }
 }
 
+/// Whether a token of this lifetime is (nearly) expired on arrival: too short-lived to be handed
+/// out from the cache.
+fn arrives_expired(lifetime: Duration) -> bool {
+    lifetime <= MIN_REMAINING
+}
+
+/// The least time before a token of this lifetime is fetched again. A token with a lifetime of
+/// seconds is refreshed at its half-life as any other; one that arrives with less than
+/// [`EXPIRED_FLOOR`] left (already expired, most likely) is kept for that floor, doubled for
+/// each short-lived token before it in a row, so the endpoint is not asked once per request.
+fn floor(lifetime: Duration, short_streak: u32) -> Duration {
+    if lifetime < EXPIRED_FLOOR {
+        EXPIRED_FLOOR
+            .saturating_mul(1 << short_streak.min(16))
+            .min(BACKGROUND_RETRY_MAX)
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// How long a token has left, from now; zero when already expired.
 fn lifetime(token: &AccessToken) -> Duration {
     let left = token.expires_at.duration_since(jiff::Timestamp::now());
@@ -108,21 +145,54 @@ fn lifetime(token: &AccessToken) -> Duration {
 impl TokenCache {
     /// A cache that fetches on first use.
     pub fn new(source: Box<dyn TokenSource>) -> Arc<TokenCache> {
-        Arc::new(TokenCache::with_state(source, State::default(), None))
+        Self::with_fetch_timeout(source, super::DEFAULT_FETCH_TIMEOUT)
+    }
+
+    /// A cache that fetches on first use, each fetch given at most `fetch_timeout`.
+    pub fn with_fetch_timeout(
+        source: Box<dyn TokenSource>,
+        fetch_timeout: Duration,
+    ) -> Arc<TokenCache> {
+        Arc::new(TokenCache::with_state(
+            source,
+            State::default(),
+            None,
+            fetch_timeout,
+        ))
     }
 
     /// A cache holding a token already fetched from `source` (by `auto`'s probe).
-    pub fn primed(source: Box<dyn TokenSource>, token: AccessToken) -> Arc<TokenCache> {
+    pub fn primed(
+        source: Box<dyn TokenSource>,
+        token: AccessToken,
+        fetch_timeout: Duration,
+    ) -> Arc<TokenCache> {
         let principal = jwt::object_id(token.token.expose());
+        let expired = arrives_expired(lifetime(&token));
+        let cached = Cached::new(token, 0);
+        if expired {
+            warn_expired(source.name(), &cached);
+        }
         let state = State {
-            current: Some(Cached::new(token)),
+            current: Some(cached),
             next_attempt: None,
             fetched_once: true,
+            expired_streak: u32::from(expired),
         };
-        Arc::new(TokenCache::with_state(source, state, principal))
+        Arc::new(TokenCache::with_state(
+            source,
+            state,
+            principal,
+            fetch_timeout,
+        ))
     }
 
-    fn with_state(source: Box<dyn TokenSource>, state: State, principal: Option<String>) -> Self {
+    fn with_state(
+        source: Box<dyn TokenSource>,
+        state: State,
+        principal: Option<String>,
+        fetch_timeout: Duration,
+    ) -> Self {
         TokenCache {
             source,
             state: Mutex::new(state),
@@ -131,6 +201,7 @@ impl TokenCache {
             observer: std::sync::OnceLock::new(),
             principal: StdMutex::new(principal),
             background: AtomicUsize::new(0),
+            fetch_timeout,
         }
     }
 
@@ -190,27 +261,26 @@ impl TokenCache {
         }
     }
 
-    /// One fetch from the source, given up at `deadline` when there is one.
+    /// One fetch from the source, given up at `deadline` (that of a fallback token, when there
+    /// is one) or when the fetch timeout ends, whichever comes first.
     async fn fetch_by(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
-        let result = self.fetch_by_inner(deadline).await;
+        let limit = Instant::now() + self.fetch_timeout;
+        let deadline = deadline.map_or(limit, |d| d.min(limit));
+        let result = tokio::time::timeout_at(deadline, self.source.fetch_by(Some(deadline)))
+            .await
+            .unwrap_or_else(|_| {
+                Err(AuthError::Failed {
+                    source_name: self.source.name(),
+                    reason: format!(
+                        "no token within the time allowed ({}s)",
+                        self.fetch_timeout.as_secs()
+                    ),
+                })
+            });
         if let Some(observe) = self.observer.get() {
             observe(self.source.name(), result.is_ok());
         }
         result
-    }
-
-    async fn fetch_by_inner(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
-        match deadline {
-            Some(deadline) => tokio::time::timeout_at(deadline, self.source.fetch())
-                .await
-                .unwrap_or_else(|_| {
-                    Err(AuthError::Failed {
-                        source_name: self.source.name(),
-                        reason: "token refresh timed out".into(),
-                    })
-                }),
-            None => self.source.fetch().await,
-        }
     }
 
     /// Makes `token` the current one; returns its value.
@@ -226,8 +296,12 @@ impl TokenCache {
             self.invalidated.store(false, Ordering::SeqCst);
         }
         let principal = jwt::object_id(token.token.expose());
-        let cached = Cached::new(token);
+        let expired = arrives_expired(lifetime(&token));
+        let cached = Cached::new(token, state.expired_streak);
         let expires_in = cached.remaining(Instant::now()).as_secs();
+        if expired && state.expired_streak == 0 {
+            warn_expired(self.source.name(), &cached);
+        }
         if state.fetched_once {
             tracing::debug!(source = self.source.name(), expires_in, "token refreshed");
         } else {
@@ -244,6 +318,12 @@ impl TokenCache {
             current: Some(cached),
             next_attempt: None,
             fetched_once: true,
+            // A good token ends the streak: the next bad one is warned about again.
+            expired_streak: if expired {
+                state.expired_streak.saturating_add(1)
+            } else {
+                0
+            },
         };
         value
     }
@@ -365,6 +445,19 @@ impl TokenCache {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = principal;
     }
+}
+
+/// Once per run of bad tokens: the endpoint handed out a token with (almost) no life left.
+fn warn_expired(source: &'static str, cached: &Cached) {
+    let now = Instant::now();
+    tracing::warn!(
+        source,
+        expires_in = cached.remaining(now).as_secs(),
+        next_fetch_in = cached.refresh_at.saturating_duration_since(now).as_secs(),
+        "the identity endpoint handed out a token that is expired or about to expire (is this \
+         machine's clock right?); using it, and asking again after a pause that grows while \
+         such tokens keep coming"
+    );
 }
 
 /// A slow refresh must not outlast the token we could fall back to: it gets half of the time
@@ -501,7 +594,8 @@ mod tests {
         let source = Scripted::new(vec![Ok(token_for("a", 3600)), Ok(token_for("b", 3600))])
             .with_delay(Duration::from_secs(3600));
         let calls = source.calls();
-        let cache = TokenCache::new(Box::new(source));
+        // Fetches may take that long here; the point is the fallback deadline.
+        let cache = TokenCache::with_fetch_timeout(Box::new(source), Duration::from_secs(7200));
         cache.token().await.unwrap();
         tokio::time::advance(Duration::from_secs(3400)).await;
         let started = Instant::now();
@@ -570,7 +664,11 @@ mod tests {
     async fn primed_cache_needs_no_fetch() {
         let source = Scripted::new(vec![Err(failure())]);
         let calls = source.calls();
-        let cache = TokenCache::primed(Box::new(source), oid_token("p", 3600));
+        let cache = TokenCache::primed(
+            Box::new(source),
+            oid_token("p", 3600),
+            crate::auth::DEFAULT_FETCH_TIMEOUT,
+        );
         assert_eq!(cache.principal_id().as_deref(), Some("p"));
         cache.token().await.unwrap();
         assert_eq!(calls.get(), 0);
@@ -587,7 +685,11 @@ mod tests {
         let source = Scripted::new(vec![Ok(token_for("b", 3600)), Ok(token_for("c", 3600))])
             .with_delay(Duration::from_secs(10));
         let calls = source.calls();
-        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let cache = TokenCache::primed(
+            Box::new(source),
+            token_for("a", 3600),
+            crate::auth::DEFAULT_FETCH_TIMEOUT,
+        );
         let refresher = cache.spawn_refresher();
 
         pass(3300 - 1).await;
@@ -618,7 +720,11 @@ mod tests {
             Ok(token_for("b", 3600)),
         ]);
         let calls = source.calls();
-        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let cache = TokenCache::primed(
+            Box::new(source),
+            token_for("a", 3600),
+            crate::auth::DEFAULT_FETCH_TIMEOUT,
+        );
         let _refresher = cache.spawn_refresher();
 
         pass(3301).await;
@@ -661,7 +767,11 @@ mod tests {
     async fn after_the_refresher_stops_senders_refresh_again() {
         let source = Scripted::new(vec![Ok(token_for("b", 3600))]);
         let calls = source.calls();
-        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let cache = TokenCache::primed(
+            Box::new(source),
+            token_for("a", 3600),
+            crate::auth::DEFAULT_FETCH_TIMEOUT,
+        );
         let refresher = cache.spawn_refresher();
         pass(1).await;
         refresher.abort();
@@ -694,12 +804,64 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_invalidated_token_is_replaced_while_a_refresher_runs() {
         let source = Scripted::new(vec![Ok(token_for("b", 3600))]);
-        let cache = TokenCache::primed(Box::new(source), token_for("a", 3600));
+        let cache = TokenCache::primed(
+            Box::new(source),
+            token_for("a", 3600),
+            crate::auth::DEFAULT_FETCH_TIMEOUT,
+        );
         let _refresher = cache.spawn_refresher();
         pass(1).await;
         cache.invalidate();
         // A sender asks first: it fetches (there is nothing valid to hand out).
         assert_eq!(cache.token().await.unwrap().expose(), "b");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_token_is_not_fetched_once_per_request() {
+        // An endpoint whose tokens are all expired on arrival (a clock hours off).
+        let source = Scripted::new((0..100).map(|_| Ok(token_for("x", 0))).collect());
+        let calls = source.calls();
+        let cache = TokenCache::new(Box::new(source));
+        // 1000 requests over 30 s: one every 30 ms.
+        for _ in 0..1000 {
+            assert_eq!(cache.token().await.unwrap().expose(), "x");
+            tokio::time::advance(Duration::from_millis(30)).await;
+        }
+        // Kept 5 s, then 10, then 20: three fetches, not a thousand.
+        assert_eq!(calls.get(), 3);
+        // A 401 still drops it at once.
+        cache.invalidate();
+        cache.token().await.unwrap();
+        assert_eq!(calls.get(), 4);
+    }
+
+    #[test]
+    fn the_expired_floor_doubles_to_a_minute_and_spares_good_tokens() {
+        let s = Duration::from_secs;
+        let floors: Vec<u64> = (0..6).map(|n| floor(Duration::ZERO, n).as_secs()).collect();
+        assert_eq!(floors, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(floor(s(4), 1), s(10));
+        // A short but live token is refreshed at its half-life, with no floor.
+        assert_eq!(floor(s(8), 3), Duration::ZERO);
+        assert_eq!(floor(s(30), 0), Duration::ZERO);
+        assert_eq!(floor(s(3600), 0), Duration::ZERO);
+        assert_eq!(floor(Duration::ZERO, u32::MAX), BACKGROUND_RETRY_MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fetch_is_given_up_at_the_fetch_timeout() {
+        // A source that never answers (a hanging endpoint).
+        let source =
+            Scripted::new(vec![Ok(token_for("a", 3600))]).with_delay(Duration::from_secs(100_000));
+        let cache = TokenCache::with_fetch_timeout(Box::new(source), Duration::from_secs(30));
+        let started = Instant::now();
+        let err = cache.token().await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        assert!(
+            err.to_string()
+                .contains("no token within the time allowed (30s)"),
+            "{err}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,16 +1,22 @@
 //! A service principal with a certificate: a signed JWT client assertion sent to Entra v2.
 //!
-//! The PEM file (`certificate_path` in `[auth]`, else `AZURE_CLIENT_CERTIFICATE_PATH`) holds the
-//! certificate and its unencrypted RSA private key, PKCS#8 (`BEGIN PRIVATE KEY`) or PKCS#1
-//! (`BEGIN RSA PRIVATE KEY`); with a chain, the certificate used is the one the key belongs to.
+//! The file (`certificate_path` in `[auth]`, else `AZURE_CLIENT_CERTIFICATE_PATH`), as every Azure
+//! SDK accepts it: either PEM, holding the certificate and its RSA private key — PKCS#8
+//! (`BEGIN PRIVATE KEY`), PKCS#1 (`BEGIN RSA PRIVATE KEY`) or password-encrypted PKCS#8
+//! (`BEGIN ENCRYPTED PRIVATE KEY`) — or PKCS#12 (`.pfx`, `.p12`; told by its content, not its
+//! name), modern (AES-256-CBC with PBKDF2, OpenSSL 3's default) or legacy (3DES and RC2 with
+//! SHA-1, OpenSSL 1's and Windows'). The password is `[auth] certificate_password`, else
+//! `AZURE_CLIENT_CERTIFICATE_PASSWORD`; a PKCS#12 file without one is tried with the empty
+//! password. With a chain, the certificate used is the one the key belongs to.
 //! The assertion is what the current Entra documentation and MSAL send: `PS256` (RSA-PSS with
 //! SHA-256) with the certificate's SHA-256 thumbprint in `x5t#S256`; `aud` is the token URL,
 //! `iss` = `sub` = the client id, a fresh `jti`, valid for 10 minutes. A new one is signed for
 //! every attempt. The file is read when the source is built (so a bad file is a configuration
 //! error at startup) and again for every token, so a renewed certificate is picked up.
 //!
-//! The private key lives only inside this module's short-lived [`Credentials`]; no message,
-//! log line or `Debug` output shows it.
+//! The private key lives only inside this module's short-lived [`Credentials`] (decrypted
+//! bytes are zeroed when dropped); no message, log line or `Debug` output shows it or the
+//! password.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,17 +29,22 @@ use rustls_pki_types::pem::{self, PemObject, SectionKind};
 
 use super::entra::{self, Credential, EntraApp};
 use super::env::Env;
+use super::pbe::Password;
+use super::pkcs12;
 use super::retry::RetrySchedule;
 use super::{AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
 use crate::http::HttpClients;
 use crate::secret::Secret;
+use tokio::time::Instant;
 
 const NAME: &str = "client-certificate";
 /// The variable the Azure SDKs' `EnvironmentCredential` reads the PEM path from.
 pub(crate) const PATH_VAR: &str = "AZURE_CLIENT_CERTIFICATE_PATH";
+/// The variable the Azure SDKs read the certificate's password from.
+pub(crate) const PASSWORD_VAR: &str = "AZURE_CLIENT_CERTIFICATE_PASSWORD";
 /// How long an assertion is valid (MSAL's choice; Entra accepts up to 10 minutes).
 const ASSERTION_LIFETIME_SECS: i64 = 600;
-/// A PEM with a certificate chain is a few kilobytes; refuse to slurp anything absurd.
+/// A PEM or PFX with a certificate chain is a few kilobytes; refuse to slurp anything absurd.
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
 
 /// Tokens for a service principal with a certificate. Holds the file's path and the
@@ -42,6 +53,7 @@ const MAX_PEM_BYTES: u64 = 1024 * 1024;
 pub struct ClientCertificateSource {
     app: EntraApp,
     path: PathBuf,
+    password: Option<Secret>,
     /// `x5t#S256` of the certificate last read (public; for messages).
     thumbprint: std::sync::Mutex<String>,
 }
@@ -71,13 +83,19 @@ impl ClientCertificateSource {
                 )),
             };
         let app = EntraApp::new(NAME, cfg, http, env, &tenant, client_id)?;
-        let pem = read_pem_blocking(&path).map_err(AuthError::Config)?;
-        let credentials = Credentials::from_pem(&pem).map_err(|reason| {
+        let password = cfg
+            .certificate_password
+            .clone()
+            .filter(|p| !p.is_empty())
+            .or_else(|| env.get(PASSWORD_VAR).map(Secret::new));
+        let file = read_file_blocking(&path).map_err(AuthError::Config)?;
+        let credentials = Credentials::from_file(&file, password.as_ref()).map_err(|reason| {
             AuthError::Config(format!("certificate file {}: {reason}", path.display()))
         })?;
         Ok(ClientCertificateSource {
             app,
             path,
+            password,
             thumbprint: std::sync::Mutex::new(credentials.thumbprint),
         })
     }
@@ -97,22 +115,23 @@ impl ClientCertificateSource {
             .clone()
     }
 
-    async fn request(&self) -> Result<AccessToken, AuthError> {
+    async fn request(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
         let failed = |reason: String| AuthError::Failed {
             source_name: NAME,
             reason,
         };
         let path = self.path.clone();
-        let pem = tokio::task::spawn_blocking(move || read_pem_blocking(&path))
+        let file = tokio::task::spawn_blocking(move || read_file_blocking(&path))
             .await
             .map_err(|e| failed(format!("reading the certificate file failed: {e}")))?
             .map_err(failed)?;
-        let credentials = Credentials::from_pem(&pem).map_err(|reason| {
-            failed(format!(
-                "certificate file {}: {reason}",
-                self.path.display()
-            ))
-        })?;
+        let credentials =
+            Credentials::from_file(&file, self.password.as_ref()).map_err(|reason| {
+                failed(format!(
+                    "certificate file {}: {reason}",
+                    self.path.display()
+                ))
+            })?;
         {
             let mut known = self
                 .thumbprint
@@ -131,7 +150,7 @@ impl ClientCertificateSource {
         let audience = self.app.token_url().as_str();
         let client_id = self.app.client_id();
         self.app
-            .request(|| {
+            .request(deadline, || {
                 let now = jiff::Timestamp::now().as_second();
                 credentials
                     .assertion(client_id, audience, now)
@@ -148,7 +167,11 @@ impl TokenSource for ClientCertificateSource {
     }
 
     fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        Box::pin(self.request())
+        Box::pin(self.request(None))
+    }
+
+    fn fetch_by(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(self.request(deadline))
     }
 }
 
@@ -161,7 +184,7 @@ pub(crate) fn certificate_path(cfg: &AuthConfig, env: &Env) -> Option<PathBuf> {
 }
 
 /// The file's bytes, or a message naming the file and the cause.
-fn read_pem_blocking(path: &Path) -> Result<Vec<u8>, String> {
+fn read_file_blocking(path: &Path) -> Result<Vec<u8>, String> {
     let cannot = |e: std::io::Error| match e.kind() {
         std::io::ErrorKind::NotFound => {
             format!("certificate file {} does not exist", path.display())
@@ -176,7 +199,7 @@ fn read_pem_blocking(path: &Path) -> Result<Vec<u8>, String> {
     let size = std::fs::metadata(path).map_err(cannot)?.len();
     if size > MAX_PEM_BYTES {
         return Err(format!(
-            "certificate file {} is {size} bytes: too large for a PEM certificate and key",
+            "certificate file {} is {size} bytes: too large for a certificate and its key",
             path.display()
         ));
     }
@@ -198,23 +221,43 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// A private key as found in a file, before ring parses it.
+enum Key {
+    Pkcs8(zeroize::Zeroizing<Vec<u8>>),
+    Pkcs1(zeroize::Zeroizing<Vec<u8>>),
+    Ec,
+}
+
 impl Credentials {
-    /// Finds the RSA key and the certificate it belongs to. Messages say what is wrong with the
+    /// Reads a PEM or PKCS#12 file (told apart by content). Messages say what is wrong with the
     /// file, never what is in it.
-    fn from_pem(pem: &[u8]) -> Result<Self, String> {
-        if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
-            return Err(
-                "the private key is encrypted, which is not supported; decrypt it with \
-                 openssl pkcs8 first (openssl pkcs8 -in key.pem -out plain-key.pem) and keep the \
-                 result readable only by the service user"
-                    .into(),
-            );
+    fn from_file(file: &[u8], password: Option<&Secret>) -> Result<Self, String> {
+        if pkcs12::looks_like(file) {
+            let contents =
+                pkcs12::parse(file, password.map_or("", Secret::expose)).map_err(|e| match e {
+                    pkcs12::Pkcs12Error::WrongPassword if password.is_none() => format!(
+                        "the PKCS#12 file needs a password: set {PASSWORD_VAR} or [auth] \
+                         certificate_password"
+                    ),
+                    other => other.to_string(),
+                })?;
+            let Some(key) = contents.key else {
+                return Err(
+                    "the PKCS#12 file holds no private key (export it with the key)".into(),
+                );
+            };
+            return Self::from_parts(Key::Pkcs8(key), &contents.certificates);
         }
+        Self::from_pem(file, password)
+    }
+
+    /// Finds the RSA key and the certificate it belongs to in PEM text.
+    fn from_pem(pem: &[u8], password: Option<&Secret>) -> Result<Self, String> {
         if contains(pem, b"Proc-Type: 4,ENCRYPTED") {
             return Err(
-                "the private key is encrypted, which is not supported; decrypt it with \
-                 openssl first (openssl rsa -in key.pem -out plain-key.pem) and keep the result \
-                 readable only by the service user"
+                "the private key is encrypted the old OpenSSL way (Proc-Type: 4,ENCRYPTED), \
+                 which is not supported; convert it to encrypted PKCS#8 (openssl pkcs8 -topk8 \
+                 -v2 aes-256-cbc -in key.pem -out key-pkcs8.pem) or to a PKCS#12 file"
                     .into(),
             );
         }
@@ -222,47 +265,69 @@ impl Credentials {
         let mut key = None;
         for section in <(SectionKind, Vec<u8>) as PemObject>::pem_slice_iter(pem) {
             let (kind, der) = section.map_err(pem_error)?;
+            let der = zeroize::Zeroizing::new(der);
             match kind {
-                SectionKind::Certificate => certificates.push(der),
-                SectionKind::PrivateKey
-                | SectionKind::RsaPrivateKey
-                | SectionKind::EcPrivateKey
-                    if key.is_none() =>
-                {
-                    key = Some((kind, der));
-                }
+                SectionKind::Certificate => certificates.push(der.to_vec()),
+                SectionKind::PrivateKey if key.is_none() => key = Some(Key::Pkcs8(der)),
+                SectionKind::RsaPrivateKey if key.is_none() => key = Some(Key::Pkcs1(der)),
+                SectionKind::EcPrivateKey if key.is_none() => key = Some(Key::Ec),
                 _ => {}
             }
         }
-        let Some((kind, der)) = key else {
+        if key.is_none() {
+            if let Some(encrypted) = encrypted_pem_key(pem)? {
+                let Some(password) = password else {
+                    return Err(format!(
+                        "the private key is encrypted (BEGIN ENCRYPTED PRIVATE KEY): set \
+                         {PASSWORD_VAR} or [auth] certificate_password"
+                    ));
+                };
+                let der =
+                    pkcs12::decrypt_private_key(&encrypted, &Password::new(password.expose()))
+                        .map_err(|e| match e {
+                            pkcs12::Pkcs12Error::WrongPassword => format!(
+                                "the private key does not decrypt with the password given \
+                             ({PASSWORD_VAR} or [auth] certificate_password): wrong password?"
+                            ),
+                            pkcs12::Pkcs12Error::Malformed(what) => {
+                                format!("the encrypted private key is damaged ({what})")
+                            }
+                            other => format!("the encrypted private key: {other}"),
+                        })?;
+                key = Some(Key::Pkcs8(der));
+            }
+        }
+        let Some(key) = key else {
             return Err(
-                "no private key found (expected a BEGIN PRIVATE KEY or BEGIN RSA \
-                        PRIVATE KEY section next to the certificate)"
+                "no private key found (expected a BEGIN PRIVATE KEY, BEGIN RSA PRIVATE KEY or \
+                 BEGIN ENCRYPTED PRIVATE KEY section next to the certificate)"
                     .into(),
             );
         };
-        let key = match kind {
-            SectionKind::PrivateKey => RsaKeyPair::from_pkcs8(&der).map_err(|e| {
+        Self::from_parts(key, &certificates)
+    }
+
+    /// The key, and the certificate among `certificates` that it belongs to.
+    fn from_parts(key: Key, certificates: &[Vec<u8>]) -> Result<Self, String> {
+        let key = match key {
+            Key::Pkcs8(der) => RsaKeyPair::from_pkcs8(&der).map_err(|e| {
                 format!(
                     "the private key is not a usable RSA key ({e}); Entra certificate \
                      credentials need RSA (2048 bits or more)"
                 )
             })?,
-            SectionKind::RsaPrivateKey => RsaKeyPair::from_der(&der)
+            Key::Pkcs1(der) => RsaKeyPair::from_der(&der)
                 .map_err(|e| format!("the RSA private key is not usable ({e})"))?,
-            _ => {
+            Key::Ec => {
                 return Err(
-                    "the private key is an EC key; Entra certificate credentials need \
-                            RSA"
-                    .into(),
+                    "the private key is an EC key; Entra certificate credentials need RSA".into(),
                 )
             }
         };
-        drop(der);
         if certificates.is_empty() {
             return Err(
-                "no certificate found (expected a BEGIN CERTIFICATE section next to \
-                        the key)"
+                "no certificate found (expected a BEGIN CERTIFICATE section, or a certificate \
+                 in the PKCS#12 file, next to the key)"
                     .into(),
             );
         }
@@ -319,6 +384,30 @@ impl Credentials {
             URL_SAFE_NO_PAD.encode(signature)
         ))
     }
+}
+
+/// The DER of the first `ENCRYPTED PRIVATE KEY` PEM section, if there is one.
+fn encrypted_pem_key(pem: &[u8]) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, String> {
+    const BEGIN: &[u8] = b"-----BEGIN ENCRYPTED PRIVATE KEY-----";
+    const END: &[u8] = b"-----END ENCRYPTED PRIVATE KEY-----";
+    let Some(start) = find(pem, BEGIN) else {
+        return Ok(None);
+    };
+    let body = &pem[start + BEGIN.len()..];
+    let end = find(body, END).ok_or("not a valid PEM file: a section has no END line")?;
+    let text: Vec<u8> = body[..end]
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(&text)
+        .map(|der| Some(zeroize::Zeroizing::new(der)))
+        .map_err(|_| "not a valid PEM file: a section is not valid base64".into())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -467,7 +556,7 @@ qy7hd5ftZdyOgB0rn1sSCoGXwfKE8t1SR0o9BNpv2cguXJyu95XLDPQe\n\
                 [CERT_PEM, key, OTHER_CERT_PEM].concat(),
                 [key, OTHER_CERT_PEM, CERT_PEM].concat(),
             ] {
-                let creds = Credentials::from_pem(pem.as_bytes()).unwrap();
+                let creds = Credentials::from_pem(pem.as_bytes(), None).unwrap();
                 assert_eq!(creds.thumbprint, X5T_S256);
                 let jwt = creds
                     .assertion(
@@ -495,7 +584,8 @@ qy7hd5ftZdyOgB0rn1sSCoGXwfKE8t1SR0o9BNpv2cguXJyu95XLDPQe\n\
 
     #[test]
     fn every_assertion_has_a_fresh_jti() {
-        let creds = Credentials::from_pem([CERT_PEM, KEY_PKCS8_PEM].concat().as_bytes()).unwrap();
+        let creds =
+            Credentials::from_pem([CERT_PEM, KEY_PKCS8_PEM].concat().as_bytes(), None).unwrap();
         let jti = |jwt: String| verify(&jwt).1["jti"].clone();
         let a = jti(creds.assertion("c", "a", 1).unwrap());
         let b = jti(creds.assertion("c", "a", 1).unwrap());
@@ -552,8 +642,8 @@ qy7hd5ftZdyOgB0rn1sSCoGXwfKE8t1SR0o9BNpv2cguXJyu95XLDPQe\n\
         let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIFHDBOBgkqhkiG9w0BBQ0wQTApBgkqhkiG\n-----END ENCRYPTED PRIVATE KEY-----\n";
         let legacy = "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n";
         let cases: [(&[&str], &str); 7] = [
-            (&[CERT_PEM, encrypted], "openssl pkcs8"),
-            (&[CERT_PEM, legacy], "openssl rsa"),
+            (&[CERT_PEM, encrypted], PASSWORD_VAR),
+            (&[CERT_PEM, legacy], "openssl pkcs8 -topk8"),
             (&[CERT_PEM, EC_KEY_PEM], "need RSA"),
             (
                 &[OTHER_CERT_PEM, KEY_PKCS8_PEM],
@@ -581,6 +671,105 @@ qy7hd5ftZdyOgB0rn1sSCoGXwfKE8t1SR0o9BNpv2cguXJyu95XLDPQe\n\
         )
         .unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
+    }
+
+    const PASSWORD: &str = "dcrship-test";
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn pkcs12_files_modern_legacy_and_without_password() {
+        // (fixture, password): made from the PEM fixtures by `openssl pkcs12 -export` (OpenSSL
+        // 3 defaults: AES-256-CBC, PBKDF2-HMAC-SHA256, SHA-256 MAC), `-legacy` (3DES key,
+        // RC2-40 certificates, SHA-1 MAC) and `-passout pass:`.
+        let password = Secret::new(PASSWORD);
+        let empty = Secret::new("");
+        for (name, password) in [
+            ("test-client-aes.pfx", Some(&password)),
+            ("test-client-legacy.pfx", Some(&password)),
+            ("test-client-nopass.pfx", None),
+            ("test-client-nopass.pfx", Some(&empty)),
+        ] {
+            let creds = Credentials::from_file(&fixture(name), password)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(creds.thumbprint, X5T_S256, "{name}");
+            let jwt = creds
+                .assertion("app-id", "https://login.example/t", 1)
+                .unwrap();
+            verify(&jwt);
+        }
+    }
+
+    #[test]
+    fn a_wrong_or_missing_password_is_said_and_never_echoed() {
+        let wrong = Secret::new("not-the-password-xyz");
+        for name in ["test-client-aes.pfx", "test-client-legacy.pfx"] {
+            for (password, said) in [
+                (Some(&wrong), "password is wrong"),
+                (None, "needs a password"),
+            ] {
+                let err = Credentials::from_file(&fixture(name), password).unwrap_err();
+                assert!(err.contains(said), "{name}: {err}");
+                assert!(err.contains(PASSWORD_VAR), "{name}: {err}");
+                assert!(!err.contains("not-the-password"), "{err}");
+            }
+        }
+        // A damaged PFX (cut short) is not called a password problem.
+        let mut cut = fixture("test-client-aes.pfx");
+        cut.truncate(cut.len() / 2);
+        let err = Credentials::from_file(&cut, Some(&Secret::new(PASSWORD))).unwrap_err();
+        assert!(!err.contains("password"), "{err}");
+    }
+
+    #[test]
+    fn an_encrypted_pkcs8_key_is_decrypted_with_the_password() {
+        let key = String::from_utf8(fixture("test-client-key-encrypted.pem")).unwrap();
+        let pem = [CERT_PEM, &key].concat();
+        let creds = Credentials::from_file(pem.as_bytes(), Some(&Secret::new(PASSWORD))).unwrap();
+        assert_eq!(creds.thumbprint, X5T_S256);
+        let err = Credentials::from_file(pem.as_bytes(), None).unwrap_err();
+        assert!(
+            err.contains("encrypted") && err.contains(PASSWORD_VAR),
+            "{err}"
+        );
+        let err =
+            Credentials::from_file(pem.as_bytes(), Some(&Secret::new("nope-nope"))).unwrap_err();
+        assert!(err.contains("wrong password"), "{err}");
+        assert!(!err.contains("nope-nope"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_pfx_from_the_environment_signs_the_assertion() {
+        let (base, rec) = fake_entra(TENANT, vec![(200, OK_BODY.into())]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cert.pfx");
+        std::fs::write(&path, fixture("test-client-aes.pfx")).unwrap();
+        let env = Env::from_pairs([
+            ("AZURE_TENANT_ID", TENANT),
+            ("AZURE_CLIENT_ID", "env-app"),
+            (PATH_VAR, path.to_str().unwrap()),
+            (PASSWORD_VAR, PASSWORD),
+            ("AZURE_AUTHORITY_HOST", base.as_str()),
+        ]);
+        let src = ClientCertificateSource::new(&AuthConfig::default(), &http(), &env).unwrap();
+        assert!(!format!("{src:?}").contains(PASSWORD));
+        src.fetch().await.unwrap();
+        let (_, form) = rec.only();
+        assert_eq!(verify(&form["client_assertion"]).1["iss"], "env-app");
+        // The configuration's password wins over the environment's.
+        let cfg = AuthConfig {
+            certificate_password: Some(Secret::new("wrong-one")),
+            ..Default::default()
+        };
+        let err = ClientCertificateSource::new(&cfg, &http(), &env).unwrap_err();
+        assert!(matches!(err, AuthError::Config(_)), "{err:?}");
     }
 
     #[test]

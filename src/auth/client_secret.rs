@@ -11,6 +11,7 @@ use super::retry::RetrySchedule;
 use super::{AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
 use crate::http::HttpClients;
 use crate::secret::Secret;
+use tokio::time::Instant;
 
 const NAME: &str = "client-secret";
 
@@ -59,9 +60,9 @@ impl ClientSecretSource {
         self
     }
 
-    async fn request(&self) -> Result<AccessToken, AuthError> {
+    async fn request(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
         self.app
-            .request(|| Ok(Credential::Secret(self.secret.clone())))
+            .request(deadline, || Ok(Credential::Secret(self.secret.clone())))
             .await
     }
 }
@@ -72,7 +73,11 @@ impl TokenSource for ClientSecretSource {
     }
 
     fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        Box::pin(self.request())
+        Box::pin(self.request(None))
+    }
+
+    fn fetch_by(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        Box::pin(self.request(deadline))
     }
 }
 

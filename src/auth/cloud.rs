@@ -24,6 +24,16 @@ impl Cloud {
         }
     }
 
+    /// The audience Entra expects in a federated token (the `aud` a CI platform's ID token must
+    /// carry, and what a federated identity credential names).
+    pub fn token_exchange_audience(self) -> &'static str {
+        match self {
+            Cloud::Public => "api://AzureADTokenExchange",
+            Cloud::UsGov => "api://AzureADTokenExchangeUSGov",
+            Cloud::China => "api://AzureADTokenExchangeChina",
+        }
+    }
+
     /// The Entra authority host, with its trailing slash (as `AZURE_AUTHORITY_HOST` is written).
     pub fn authority_host(self) -> &'static str {
         match self {

@@ -9,9 +9,10 @@
 //! retries what is worth retrying, and keeps the credential out of every error.
 
 use reqwest::StatusCode;
+use tokio::time::Instant;
 
 use super::env::Env;
-use super::response::{error_summary, parse_token};
+use super::response::{error_summary, parse_token, read_capped, ReadError, TOO_LARGE};
 use super::retry::{describe, retry_after, with_retries, Outcome, RetrySchedule};
 use super::{cloud, AccessToken, AuthConfig, AuthError};
 use crate::http::{parse_secure_url, HttpClients};
@@ -151,14 +152,18 @@ impl EntraApp {
         &self.client_id
     }
 
-    /// The token request, retried on 429, 5xx and network errors. `credential` is called before
-    /// every attempt (a federated token file may have rotated; an assertion must be fresh); when
-    /// it fails, so does the request, at once.
-    pub(crate) async fn request<F>(&self, credential: F) -> Result<AccessToken, AuthError>
+    /// The token request, retried on 429, 5xx and network errors (a `Retry-After` waited out in
+    /// full) until `deadline`. `credential` is called before every attempt (an assertion must be
+    /// fresh); when it fails, so does the request, at once.
+    pub(crate) async fn request<F>(
+        &self,
+        deadline: Option<Instant>,
+        credential: F,
+    ) -> Result<AccessToken, AuthError>
     where
         F: Fn() -> Result<Credential, AuthError>,
     {
-        with_retries(self.source_name, &self.retry, |_| async {
+        with_retries(self.source_name, &self.retry, deadline, |_| async {
             match credential() {
                 Ok(credential) => self.attempt(&credential).await,
                 Err(e) => Outcome::Fail(e),
@@ -198,20 +203,23 @@ impl EntraApp {
         };
         let status = response.status();
         let after = retry_after(response.headers());
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
+        let summary = match read_capped(response).await {
+            Ok(body) if status == StatusCode::OK => {
+                return match parse_token(self.source_name, &body) {
+                    Ok(token) => Outcome::Done(token),
+                    Err(e) => Outcome::Fail(e),
+                };
+            }
+            Ok(body) => error_summary(&body, &[credential.value()]),
+            Err(ReadError::TooLarge) if status == StatusCode::OK => {
+                return Outcome::Fail(self.failed(format!("Entra answered 200, but {TOO_LARGE}")));
+            }
+            Err(ReadError::TooLarge) => format!("({TOO_LARGE})"),
+            Err(ReadError::Io(e)) => {
                 let error = self.failed(format!("reading Entra's answer failed: {}", describe(&e)));
                 return Outcome::Retry { error, after };
             }
         };
-        if status == StatusCode::OK {
-            return match parse_token(self.source_name, &body) {
-                Ok(token) => Outcome::Done(token),
-                Err(e) => Outcome::Fail(e),
-            };
-        }
-        let summary = redact(error_summary(&body), credential.value());
         match status.as_u16() {
             400 | 401 => Outcome::Fail(self.failed(format!(
                 "Entra refused client {} (HTTP {status}): {summary}",
@@ -231,14 +239,6 @@ impl EntraApp {
             reason,
         }
     }
-}
-
-/// Entra does not echo credentials, but an error text is ours to guarantee clean.
-pub(crate) fn redact(text: String, secret: &str) -> String {
-    if secret.is_empty() || !text.contains(secret) {
-        return text;
-    }
-    text.replace(secret, "<redacted>")
 }
 
 #[cfg(test)]
@@ -271,11 +271,5 @@ mod tests {
         };
         assert_eq!(tenant(&cfg, &env).as_deref(), Some("cfg-t"));
         assert_eq!(client_id(&cfg, &env).as_deref(), Some("env-c"));
-    }
-
-    #[test]
-    fn redact_replaces_every_copy() {
-        assert_eq!(redact("a s b s".into(), "s"), "a <redacted> b <redacted>");
-        assert_eq!(redact("text".into(), ""), "text");
     }
 }

@@ -16,10 +16,11 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::StatusCode;
 
 use super::imds::UserAssigned;
-use super::response::{error_summary, parse_token};
+use super::response::{error_summary, parse_token, read_capped, ReadError, TOO_LARGE};
 use super::retry::{describe, retry_after, with_retries, Outcome, RetrySchedule};
 use super::{cloud, AccessToken, AuthConfig, AuthError};
 use crate::http::HttpClients;
+use tokio::time::Instant;
 
 /// How a source words the failures that happen before there is an answer to judge, so each
 /// keeps the messages its users (and `auto`'s summary) already know.
@@ -101,8 +102,24 @@ pub(crate) struct Refusal {
     pub(crate) headers: HeaderMap,
     /// The server's `Retry-After`, when it sent one.
     pub(crate) after: Option<Duration>,
-    /// A one-line summary of the body (not yet redacted: the source knows its secret).
+    /// A one-line summary of the body, with the request's secret header redacted.
     pub(crate) summary: String,
+}
+
+/// The one secret header a request carries (`X-IDENTITY-HEADER`, Arc's `Authorization`), marked
+/// sensitive so no log of the request shows it.
+pub(crate) struct SecretHeader<'a> {
+    pub(crate) name: HeaderName,
+    pub(crate) value: HeaderValue,
+    /// The secret as the endpoint might echo it in an error, to redact.
+    pub(crate) secret: &'a str,
+}
+
+/// What a request without `Metadata: true` got (see [`LocalEndpoint::ping`]).
+pub(crate) enum Ping {
+    Answered(StatusCode),
+    /// No answer: refused, unreachable or too slow; why.
+    NoAnswer(String),
 }
 
 /// One local token endpoint's client: the no-proxy HTTP client, the retry schedule and the
@@ -139,34 +156,60 @@ impl LocalEndpoint {
         self.retry = retry;
     }
 
-    /// Runs `attempt` (given whether to fail fast) under the retry schedule. With `probe`, the
-    /// first attempt fails fast on a refused connection: `auto` asks "is this endpoint here?", and
-    /// a minute of retries to learn "no" helps nobody.
+    /// Runs `attempt` (given whether to fail fast) under the retry schedule, within `deadline`.
+    /// With `probe`, the first attempt fails fast on a refused connection: `auto` asks "is this
+    /// endpoint here?", and a minute of retries to learn "no" helps nobody.
     pub(crate) async fn retried<F, Fut>(
         &self,
         probe: bool,
+        deadline: Option<Instant>,
         attempt: F,
     ) -> Result<AccessToken, AuthError>
     where
         F: Fn(bool) -> Fut,
         Fut: Future<Output = Outcome<AccessToken>>,
     {
-        with_retries(self.source_name, &self.retry, |n| attempt(probe && n == 1)).await
+        with_retries(self.source_name, &self.retry, deadline, |n| {
+            attempt(probe && n == 1)
+        })
+        .await
     }
 
-    /// One GET of `url` with `Metadata: true` and, when given, one secret header (marked
-    /// sensitive, so no log of the request shows it). A refused connection is `Unavailable`:
-    /// given up at once with `fail_fast`, else retried; other transport failures are retried.
+    /// One GET of `url` with no `Metadata` header, given up after `timeout`: Azure's IMDS answers
+    /// it with 400 at once, which tells it from another cloud's metadata service (404 and the
+    /// like) and from an address where nothing answers. The body is not read.
+    pub(crate) async fn ping(&self, url: &reqwest::Url, timeout: Duration) -> Ping {
+        let sent = self.http.get(url.clone()).timeout(timeout).send();
+        match tokio::time::timeout(timeout, sent).await {
+            Ok(Ok(response)) => Ping::Answered(response.status()),
+            Ok(Err(e)) if e.is_timeout() => {
+                Ping::NoAnswer(format!("no answer within {} ms", timeout.as_millis()))
+            }
+            Ok(Err(e)) => Ping::NoAnswer(describe(&e.without_url())),
+            Err(_) => Ping::NoAnswer(format!("no answer within {} ms", timeout.as_millis())),
+        }
+    }
+
+    /// One GET of `url` with `Metadata: true` and, when given, one secret header. A refused
+    /// connection is `Unavailable`: given up at once with `fail_fast`, else retried; other
+    /// transport failures are retried. The body is read up to 64 KiB.
     pub(crate) async fn get(
         &self,
         url: &reqwest::Url,
-        secret: Option<(HeaderName, HeaderValue)>,
+        secret: Option<SecretHeader<'_>>,
         fail_fast: bool,
     ) -> Reply {
         let mut request = self.http.get(url.clone()).header("Metadata", "true");
-        if let Some((name, mut value)) = secret {
+        let mut secrets = Vec::new();
+        if let Some(SecretHeader {
+            name,
+            mut value,
+            secret,
+        }) = secret
+        {
             value.set_sensitive(true);
             request = request.header(name, value);
+            secrets.push(secret);
         }
         let response = match request.send().await {
             Ok(r) => r,
@@ -193,9 +236,21 @@ impl LocalEndpoint {
         let status = response.status();
         let after = retry_after(response.headers());
         let headers = response.headers().clone();
-        let body = match response.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
+        let summary = match read_capped(response).await {
+            Ok(body) if status == StatusCode::OK => {
+                return match parse_token(self.source_name, &body) {
+                    Ok(token) => Reply::Token(token),
+                    Err(e) => Reply::Stop(Outcome::Fail(e)),
+                };
+            }
+            Ok(body) => error_summary(&body, &secrets),
+            Err(ReadError::TooLarge) if status == StatusCode::OK => {
+                return Reply::Stop(Outcome::Fail(
+                    self.failed(format!("{} answered 200, but {TOO_LARGE}", self.endpoint)),
+                ));
+            }
+            Err(ReadError::TooLarge) => format!("({TOO_LARGE})"),
+            Err(ReadError::Io(e)) => {
                 let reason = (self.wording.read_failed)(&describe(&e));
                 return Reply::Stop(Outcome::Retry {
                     error: self.failed(reason),
@@ -203,18 +258,17 @@ impl LocalEndpoint {
                 });
             }
         };
-        if status == StatusCode::OK {
-            return match parse_token(self.source_name, &body) {
-                Ok(token) => Reply::Token(token),
-                Err(e) => Reply::Stop(Outcome::Fail(e)),
-            };
-        }
         Reply::Refused(Refusal {
             status,
             headers,
             after,
-            summary: error_summary(&body),
+            summary,
         })
+    }
+
+    /// Where the endpoint is, for messages.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     /// `Failed` from this source.

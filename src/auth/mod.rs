@@ -7,8 +7,10 @@
 //!
 //! Sources: [`imds`] (Azure VM managed identity), [`arc`] (Arc-enabled server), [`app_service`]
 //! (App Service, Functions, Container Apps, Automation), [`workload`] (AKS workload identity),
-//! [`client_secret`] and [`client_cert`] (service principal; the Entra request they and
-//! `workload` share is in `entra.rs`), [`azure_cli`] (`az account get-access-token`),
+//! [`github_actions`] and [`azure_pipelines`] (CI OIDC federation; the three federated sources
+//! share [`federated`]), [`client_secret`] and [`client_cert`] (service principal; the Entra
+//! request every app-registration source shares is in `entra.rs`), [`azure_cli`]
+//! (`az account get-access-token`),
 //! [`static_token`] (`DCRSHIP_ACCESS_TOKEN`). [`build`] turns an [`AuthConfig`] into a cache,
 //! resolving `auto` to the first source the environment supports (see `auto.rs`).
 //! [`TokenCache::spawn_refresher`] renews the token in the background, for the long-running agent.
@@ -21,15 +23,21 @@ pub mod app_service;
 pub mod arc;
 mod auto;
 pub mod azure_cli;
+pub mod azure_pipelines;
 mod cache;
 pub mod client_cert;
 pub mod client_secret;
 pub mod cloud;
+mod der;
 mod entra;
 pub mod env;
+pub mod federated;
+pub mod github_actions;
 pub mod imds;
 pub mod jwt;
 mod local_endpoint;
+mod pbe;
+mod pkcs12;
 #[cfg(test)]
 mod redaction_tests;
 mod response;
@@ -46,17 +54,21 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use crate::http::HttpClients;
 use crate::secret::Secret;
 
 pub use app_service::AppServiceSource;
 pub use arc::ArcSource;
 pub use azure_cli::AzureCliSource;
+pub use azure_pipelines::AzurePipelinesSource;
 pub use cache::TokenCache;
 pub use client_cert::ClientCertificateSource;
 pub use client_secret::ClientSecretSource;
 pub use cloud::Cloud;
 pub use env::Env;
+pub use github_actions::GithubActionsSource;
 pub use imds::ImdsSource;
 pub use retry::RetrySchedule;
 pub use static_token::StaticSource;
@@ -111,10 +123,17 @@ pub trait TokenSource: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
     /// Fetches a fresh token (no caching here: that is [`TokenCache`]'s job).
     fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>>;
+    /// [`TokenSource::fetch`], done by `deadline`: no retry wait is begun that would end past
+    /// it, and an attempt still running then is given up. Sources that retry override this; the
+    /// cache cuts off at the deadline whatever a source does.
+    fn fetch_by(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        let _ = deadline;
+        self.fetch()
+    }
     /// The first fetch when `auto` asks whether this source works here at all. A source whose
     /// absence shows as a slow failure (IMDS off Azure) gives up sooner here than in `fetch`.
-    fn probe(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        self.fetch()
+    fn probe(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
+        self.fetch_by(deadline)
     }
 }
 
@@ -132,15 +151,40 @@ pub struct AuthConfig {
     pub authority_host: Option<String>,
     /// Overrides the cloud's token audience (`https://monitor.azure.com`).
     pub audience: Option<String>,
-    /// PEM file with the certificate and its private key (`client-certificate`); else
-    /// `AZURE_CLIENT_CERTIFICATE_PATH`.
+    /// The certificate and its private key (`client-certificate`): a PEM file, or a PKCS#12
+    /// (`.pfx`, `.p12`) file; else `AZURE_CLIENT_CERTIFICATE_PATH`.
     pub certificate_path: Option<PathBuf>,
+    /// The password of an encrypted private key or PKCS#12 file; else
+    /// `AZURE_CLIENT_CERTIFICATE_PASSWORD`.
+    pub certificate_password: Option<Secret>,
+    /// The Azure Pipelines service connection (`azure-pipelines`); else
+    /// `AZURESUBSCRIPTION_SERVICE_CONNECTION_ID`.
+    pub service_connection_id: Option<String>,
+    /// The longest one token fetch may take, all its retries included (`send` passes its
+    /// `--retry-timeout`); `None` means [`DEFAULT_FETCH_TIMEOUT`].
+    pub fetch_timeout: Option<Duration>,
     /// The only directory an Arc challenge file is read from; `None` means
     /// [`arc::DEFAULT_KEY_DIR`] (`/var/opt/azcmagent/tokens`).
     pub arc_key_dir: Option<PathBuf>,
 }
 
+/// How long one token fetch may take when the configuration does not say (`run`): long enough for
+/// an IMDS host update (75 s of 410s) and a throttled Entra's `Retry-After`, short enough that a
+/// hanging endpoint is noticed.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The shortest time a fetch is allowed, whatever `fetch_timeout` says (`--retry-timeout 0`
+/// still gets its one attempt).
+pub const MIN_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl AuthConfig {
+    /// How long one token fetch may take.
+    pub(crate) fn fetch_timeout(&self) -> Duration {
+        self.fetch_timeout
+            .unwrap_or(DEFAULT_FETCH_TIMEOUT)
+            .max(MIN_FETCH_TIMEOUT)
+    }
+
     /// The token audience: the configured one, else the cloud's.
     pub(crate) fn audience(&self) -> String {
         self.audience
@@ -153,15 +197,30 @@ impl AuthConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthMethod {
+    /// The first that works here: secret or certificate from AZURE_*, workload identity, GitHub
+    /// Actions, Azure Pipelines, App Service, Arc, IMDS, Azure CLI
     #[default]
     Auto,
+    /// The VM's managed identity (IMDS)
     ManagedIdentity,
+    /// Azure Arc-enabled server (the himds agent)
     Arc,
+    /// App Service, Functions, Container Apps, Automation (IDENTITY_ENDPOINT + IDENTITY_HEADER)
     AppService,
+    /// AKS workload identity (AZURE_FEDERATED_TOKEN_FILE)
     WorkloadIdentity,
+    /// App registration and secret (AZURE_CLIENT_SECRET)
     ClientSecret,
+    /// App registration and certificate: PEM or PKCS#12 (AZURE_CLIENT_CERTIFICATE_PATH,
+    /// AZURE_CLIENT_CERTIFICATE_PASSWORD)
     ClientCertificate,
+    /// GitHub Actions OIDC (ACTIONS_ID_TOKEN_REQUEST_URL/_TOKEN, AZURE_CLIENT_ID, AZURE_TENANT_ID)
+    GithubActions,
+    /// Azure Pipelines OIDC (SYSTEM_OIDCREQUESTURI, SYSTEM_ACCESSTOKEN, a service connection)
+    AzurePipelines,
+    /// The token of `az login`
     AzureCli,
+    /// A bearer token in DCRSHIP_ACCESS_TOKEN
     Static,
 }
 
@@ -176,6 +235,8 @@ impl AuthMethod {
             AuthMethod::WorkloadIdentity => "workload-identity",
             AuthMethod::ClientSecret => "client-secret",
             AuthMethod::ClientCertificate => "client-certificate",
+            AuthMethod::GithubActions => "github-actions",
+            AuthMethod::AzurePipelines => "azure-pipelines",
             AuthMethod::AzureCli => "azure-cli",
             AuthMethod::Static => "static",
         }
@@ -228,12 +289,14 @@ pub async fn build_with_env(
         AuthMethod::WorkloadIdentity => named(WorkloadIdentitySource::new(cfg, http, env))?,
         AuthMethod::ClientSecret => named(ClientSecretSource::new(cfg, http, env))?,
         AuthMethod::ClientCertificate => named(ClientCertificateSource::new(cfg, http, env))?,
+        AuthMethod::GithubActions => named(GithubActionsSource::new(cfg, http, env))?,
+        AuthMethod::AzurePipelines => named(AzurePipelinesSource::new(cfg, http, env))?,
         AuthMethod::AzureCli => named(AzureCliSource::new(cfg))?,
         AuthMethod::Static => Box::new(StaticSource::new(env)),
     };
     // The principal is logged with the first token (see `TokenCache`).
     tracing::info!(source = source.name(), "identity source chosen");
-    Ok(TokenCache::new(source))
+    Ok(TokenCache::with_fetch_timeout(source, cfg.fetch_timeout()))
 }
 
 #[cfg(test)]

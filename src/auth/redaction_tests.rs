@@ -145,7 +145,7 @@ async fn no_secret_in_debug_display_errors_or_logs() {
         source_name: "scripted",
         reason: "down".into(),
     })]);
-    let cache = TokenCache::primed(Box::new(failing), token);
+    let cache = TokenCache::primed(Box::new(failing), token, crate::auth::DEFAULT_FETCH_TIMEOUT);
     cache.invalidate();
     check("cache error", &cache.token().await.unwrap_err());
     check_debug("TokenCache", &cache);
@@ -309,10 +309,124 @@ async fn no_identity_header_arc_key_federated_token_or_private_key_leaks() {
     let AuthError::NoSource(reasons) = &err else {
         panic!("{err:?}");
     };
-    assert_eq!(reasons.len(), 6, "{err}");
+    assert_eq!(reasons.len(), 8, "{err}");
     check("NoSource", &err);
 
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
     assert!(logged.contains("retrying"), "logs captured: {logged}");
     assert_clean("logs", &logged);
+}
+
+const JOB_TOKEN: &str = "JOB-TOKEN-d0n7-l34k";
+const ID_TOKEN: &str = "ID-TOKEN-d0n7-l34k";
+const PASSWORD: &str = "dcrship-test";
+
+/// A CI platform that echoes the job token it got in an error (once, then hands out an ID
+/// token), and an Entra that echoes the assertion.
+async fn echoing_ci() -> String {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let echo = move |headers: HeaderMap| {
+        let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            if n.is_multiple_of(2) {
+                let body = format!(r#"{{"message":"busy, {auth}"}}"#);
+                (axum::http::StatusCode::SERVICE_UNAVAILABLE, body)
+            } else {
+                let body = format!(r#"{{"value":"{ID_TOKEN}","oidcToken":"{ID_TOKEN}"}}"#);
+                (axum::http::StatusCode::OK, body)
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/github", get(echo.clone()))
+        .route("/ado", post(echo))
+        .route(
+            "/t/oauth2/v2.0/token",
+            post(move |form: String| async move {
+                let form = super::test_support::pairs(&form);
+                let body = format!(
+                    r#"{{"error":"invalid_client","error_description":"AADSTS700213: no match for {}"}}"#,
+                    form.get("client_assertion").cloned().unwrap_or_default()
+                );
+                (axum::http::StatusCode::BAD_REQUEST, body)
+            }),
+        );
+    serve(app).await
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn no_ci_token_id_token_or_certificate_password_leaks() {
+    let (logs, _guard) = capture_logs();
+    let base = echoing_ci().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pfx = dir.path().join("cert.pfx");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/test-client-aes.pfx"),
+        &pfx,
+    )
+    .unwrap();
+    let env = Env::from_pairs([
+        ("AZURE_TENANT_ID", "t".to_string()),
+        ("AZURE_CLIENT_ID", "app".to_string()),
+        ("AZURE_AUTHORITY_HOST", format!("{base}/")),
+        ("ACTIONS_ID_TOKEN_REQUEST_URL", format!("{base}/github?x=1")),
+        ("ACTIONS_ID_TOKEN_REQUEST_TOKEN", JOB_TOKEN.to_string()),
+        ("SYSTEM_OIDCREQUESTURI", format!("{base}/ado")),
+        ("SYSTEM_ACCESSTOKEN", JOB_TOKEN.to_string()),
+        (
+            "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID",
+            "conn".to_string(),
+        ),
+        ("AZURE_CLIENT_CERTIFICATE_PATH", pfx.display().to_string()),
+        ("AZURE_CLIENT_CERTIFICATE_PASSWORD", PASSWORD.to_string()),
+    ]);
+    let http = HttpClients::new(Duration::from_secs(5)).unwrap();
+    let cfg = AuthConfig {
+        certificate_password: Some(Secret::new(PASSWORD)),
+        ..Default::default()
+    };
+    let clean = |what: &str, text: &str| {
+        assert_clean(what, text);
+        for secret in [JOB_TOKEN, ID_TOKEN, PASSWORD] {
+            assert!(!text.contains(secret), "{what} leaks {secret:?}: {text}");
+        }
+    };
+    check_debug("AuthConfig", &cfg);
+    clean("AuthConfig", &format!("{cfg:?}"));
+
+    let github = GithubActionsSource::new(&cfg, &http, &env)
+        .unwrap()
+        .with_retry(fast_retry());
+    clean("GithubActionsSource", &format!("{github:?}"));
+    let err = github.fetch().await.unwrap_err();
+    assert!(err.to_string().contains("AADSTS700213"), "{err}");
+    clean("github-actions error", &format!("{err} {err:?}"));
+
+    let pipelines = AzurePipelinesSource::new(&cfg, &http, &env)
+        .unwrap()
+        .with_retry(fast_retry());
+    clean("AzurePipelinesSource", &format!("{pipelines:?}"));
+    let err = pipelines.fetch().await.unwrap_err();
+    clean("azure-pipelines error", &format!("{err} {err:?}"));
+
+    let certificate = ClientCertificateSource::new(&cfg, &http, &env).unwrap();
+    clean("ClientCertificateSource", &format!("{certificate:?}"));
+    let err = certificate.fetch().await.unwrap_err();
+    clean("client-certificate error", &format!("{err} {err:?}"));
+    let wrong = AuthConfig {
+        certificate_password: Some(Secret::new("WRONG-d0n7-l34k")),
+        ..Default::default()
+    };
+    let err = ClientCertificateSource::new(&wrong, &http, &env).unwrap_err();
+    assert!(err.to_string().contains("password is wrong"), "{err}");
+    clean("certificate password error", &format!("{err} {err:?}"));
+
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logged.contains("retrying"), "logs captured: {logged}");
+    clean("logs", &logged);
 }

@@ -31,6 +31,37 @@ pub(crate) async fn serve(app: axum::Router) -> String {
     format!("http://{addr}")
 }
 
+/// A raw TCP server on 127.0.0.1 that hands every connection to `handle` (for answers no HTTP
+/// framework would send: endless bodies, silence). Returns its base URL.
+pub(crate) async fn serve_raw<F, Fut>(handle: F) -> String
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(handle(socket));
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Reads one request's head from `socket` (up to the blank line).
+pub(crate) async fn read_head(socket: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match socket.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
 /// A loopback port nobody listens on, for "connection refused".
 pub(crate) async fn unused_port() -> u16 {
     // Bound but not listening: connections are refused, and no other test's fake can be given
@@ -67,6 +98,20 @@ pub(crate) async fn fake_entra(tenant: &str, script: Vec<(u16, String)>) -> (Str
         }),
     );
     (serve(app).await, recorded)
+}
+
+/// What Azure's IMDS answers: 400 `bad_request_102` to a request without `Metadata: true` (the
+/// question `auto` asks first), else `body` with 200.
+pub(crate) fn imds_answer(headers: &HeaderMap, body: &str) -> (StatusCode, String) {
+    if headers.get("metadata").is_some_and(|v| v == "true") {
+        (StatusCode::OK, body.to_string())
+    } else {
+        (
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_request","error_description":"Required metadata header not specified"}"#
+                .to_string(),
+        )
+    }
 }
 
 /// One request a fake endpoint received: its headers and its query or form fields.

@@ -4,15 +4,17 @@
 //! `AZURE_TENANT_ID` and `AZURE_AUTHORITY_HOST`. The file holds a projected service-account token
 //! that kubelet rotates (it lives an hour by default), so it is read afresh for every token
 //! request: a read is cheap next to the HTTP exchange, and it is never stale. Its contents are a
-//! credential and appear in no message. The exchange is the client-credentials POST of
-//! `entra.rs` with the file's token as `client_assertion`.
+//! credential and appear in no message. The exchange is the federated client assertion of
+//! `federated.rs`, with the file's token as the assertion.
 
 use std::path::PathBuf;
 
-use super::entra::{self, Credential, EntraApp};
+use tokio::time::Instant;
+
+use super::entra::{self, EntraApp};
 use super::env::Env;
-use super::retry::RetrySchedule;
-use super::{AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
+use super::federated::{Assertion, FederatedSource};
+use super::{AuthConfig, AuthError, BoxFuture};
 use crate::http::HttpClients;
 use crate::secret::Secret;
 
@@ -23,13 +25,15 @@ pub(crate) const TOKEN_FILE_VAR: &str = "AZURE_FEDERATED_TOKEN_FILE";
 const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
 /// Tokens for a workload identity. Holds the file's path, never its contents.
+pub type WorkloadIdentitySource = FederatedSource<TokenFile>;
+
+/// The projected service-account token file, read for every request.
 #[derive(Debug)]
-pub struct WorkloadIdentitySource {
-    app: EntraApp,
-    token_file: PathBuf,
+pub struct TokenFile {
+    path: PathBuf,
 }
 
-impl WorkloadIdentitySource {
+impl FederatedSource<TokenFile> {
     /// Validates the configuration; reads and sends nothing.
     ///
     /// Client id and tenant come from the configuration first, then the injected variables.
@@ -53,21 +57,14 @@ impl WorkloadIdentitySource {
             }
         };
         let app = EntraApp::new(NAME, cfg, http, env, &tenant, client_id)?;
-        Ok(WorkloadIdentitySource {
-            app,
-            token_file: file,
-        })
+        Ok(FederatedSource::from_parts(app, TokenFile { path: file }))
     }
+}
 
-    /// Replaces the retry schedule (tests use a short one).
-    pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
-        self.app.set_retry(retry);
-        self
-    }
-
+impl TokenFile {
     /// The federated token, read now. Errors name the file and the cause, never its contents.
-    async fn read_assertion(&self) -> Result<Secret, AuthError> {
-        let path = &self.token_file;
+    async fn read(&self) -> Result<Secret, AuthError> {
+        let path = &self.path;
         let failed = |reason: String| AuthError::Failed {
             source_name: NAME,
             reason,
@@ -100,12 +97,13 @@ impl WorkloadIdentitySource {
         }
         Ok(Secret::new(token))
     }
+}
 
-    async fn request(&self) -> Result<AccessToken, AuthError> {
-        let assertion = self.read_assertion().await?;
-        self.app
-            .request(|| Ok(Credential::Assertion(assertion.clone())))
-            .await
+impl Assertion for TokenFile {
+    const NAME: &'static str = NAME;
+
+    fn get(&self, _deadline: Option<Instant>) -> BoxFuture<'_, Result<Secret, AuthError>> {
+        Box::pin(self.read())
     }
 }
 
@@ -120,20 +118,11 @@ fn read_error(path: &std::path::Path, e: &std::io::Error) -> String {
     }
 }
 
-impl TokenSource for WorkloadIdentitySource {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn fetch(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        Box::pin(self.request())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::auth::test_support::{fake_entra, fast_retry};
+    use crate::auth::TokenSource;
     use std::time::Duration;
 
     const OK_BODY: &str = r#"{"token_type":"Bearer","expires_in":86399,"ext_expires_in":86399,"access_token":"tok-wi"}"#;

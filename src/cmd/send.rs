@@ -42,7 +42,13 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     let tokens = if args.dry_run {
         None
     } else {
-        let tokens = tokens(&cfg.auth, &http).await?;
+        // The whole token fetch, retries included, keeps to the retry timeout.
+        let retry_timeout = cfg.plan.outputs.values().map(|o| o.retry_timeout).min();
+        let auth = crate::auth::AuthConfig {
+            fetch_timeout: retry_timeout,
+            ..cfg.auth.clone()
+        };
+        let tokens = tokens(&auth, &http).await?;
         // A one-shot upload wants the token problem now, not after reading the input.
         let token = tokens.token().await.map_err(super::auth_error)?;
         for out in cfg.plan.outputs.values() {

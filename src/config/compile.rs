@@ -562,7 +562,10 @@ pub fn auth_config(a: &AuthSection) -> AuthConfig {
         authority_host: a.authority_host.clone(),
         audience: a.audience.clone(),
         certificate_path: a.certificate_path.clone(),
+        certificate_password: a.certificate_password.clone(),
+        service_connection_id: a.service_connection_id.clone(),
         arc_key_dir: Some(a.arc_key_dir.clone()),
+        fetch_timeout: None,
     }
 }
 

@@ -82,9 +82,15 @@ pub struct AuthSection {
     pub tenant_id: Option<String>,
     #[serde(deserialize_with = "de_opt_secret")]
     pub client_secret: Option<Secret>,
-    /// PEM file holding the certificate and its private key.
+    /// The certificate and its private key: PEM, or PKCS#12 (`.pfx`).
     #[serde(deserialize_with = "de_opt_path")]
     pub certificate_path: Option<PathBuf>,
+    /// The password of an encrypted key or PKCS#12 file.
+    #[serde(deserialize_with = "de_opt_secret")]
+    pub certificate_password: Option<Secret>,
+    /// The Azure Pipelines service connection (`azure-pipelines`).
+    #[serde(deserialize_with = "de_opt_string")]
+    pub service_connection_id: Option<String>,
     /// `None` means the public cloud unless the environment says otherwise.
     #[serde(deserialize_with = "de_opt_enum")]
     pub cloud: Option<Cloud>,
@@ -109,6 +115,8 @@ impl Default for AuthSection {
             tenant_id: None,
             client_secret: None,
             certificate_path: None,
+            certificate_password: None,
+            service_connection_id: None,
             cloud: None,
             authority_host: None,
             audience: None,

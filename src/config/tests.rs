@@ -54,6 +54,8 @@ fn the_example_file_documents_every_key() {
         "tenant_id",
         "client_secret",
         "certificate_path",
+        "certificate_password",
+        "service_connection_id",
         "cloud",
         "authority_host",
         "audience",
@@ -1030,7 +1032,7 @@ fn parser_and_multiline_settings() {
             9,
             "inputs.a.multiline.preset",
             "java",
-            "format = \"text\"\n[inputs.a.multiline]\npreset = \"ruby\"",
+            "format = \"text\"\n[inputs.a.multiline]\npreset = \"cobol\"",
         ),
         (
             9,

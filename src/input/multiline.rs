@@ -2,13 +2,9 @@
 //! into one event, in bounded memory.
 //!
 //! A line that *starts* an event ends the one pending; any other line is appended to it with
-//! `\n`. The rule is a regular expression (`start`: a matching line starts an event) or a preset:
-//! - `java`: a line continues the event when it starts with a space or tab (`\tat …`,
-//!   `\t... 5 more`), with `Caused by:` or `Suppressed:`, or is an exception header such as
-//!   `java.lang.IllegalStateException: boom` (the line a logger prints under its message);
-//! - `python`: `Traceback (most recent call last):`, indented lines, the chained-exception
-//!   notes (`During handling of the above exception…`, `The above exception was the direct
-//!   cause…`) and the exception line that ends a traceback (`ValueError: bad`) continue it.
+//! `\n`. The rule is a regular expression (`start`: a matching line starts an event) or a preset
+//! (`java`, `python`, `go`, `ruby`, `dotnet`, `php`, `nodejs`: the stack-trace rules of
+//! [`presets`], which also tell two traces back to back apart).
 //!
 //! Empty lines inside an event are kept (Python prints them between chained tracebacks); trailing
 //! ones are dropped, and an empty line with no event pending is skipped, as in plain text.
@@ -21,8 +17,11 @@
 
 use std::time::Duration;
 
+mod presets;
+
 use ::regex::Regex;
 
+use self::presets::Stage;
 use crate::transform::row::floor_char_boundary;
 
 /// `multiline.timeout`: how long a pending event waits for another line.
@@ -40,14 +39,35 @@ pub enum Preset {
     Java,
     /// Python tracebacks
     Python,
+    /// Go panics and goroutine dumps
+    Go,
+    /// Ruby backtraces (and Rails')
+    Ruby,
+    /// .NET (C#) exceptions
+    Dotnet,
+    /// PHP errors with their stack trace (and Laravel's, Xdebug's)
+    Php,
+    /// Node.js errors with their stack
+    Nodejs,
+}
+
+impl Preset {
+    /// Every preset, for tests and messages.
+    pub const ALL: [Preset; 7] = [
+        Preset::Java,
+        Preset::Python,
+        Preset::Go,
+        Preset::Ruby,
+        Preset::Dotnet,
+        Preset::Php,
+        Preset::Nodejs,
+    ];
 }
 
 #[derive(Debug, Clone)]
 enum Rule {
     Start(Regex),
-    /// The exception-header pattern of the java preset.
-    Java(Regex),
-    Python,
+    Preset(presets::Rules),
 }
 
 /// The compiled multiline settings of one input.
@@ -73,15 +93,13 @@ impl MultilineRules {
             (None, None) => {
                 return Err(
                     "set start (a regular expression matching the first line of an \
-                            event, like '^\\d{4}-\\d{2}-\\d{2}') or preset = \"java\" / \"python\""
+                            event, like '^\\d{4}-\\d{2}-\\d{2}') or a preset: \"java\", \"python\", \
+                            \"go\", \"ruby\", \"dotnet\", \"php\" or \"nodejs\""
                         .into(),
                 )
             }
             (Some(re), None) => Rule::Start(super::parse::regex::compile(re)?),
-            (None, Some(Preset::Java)) => Rule::Java(super::parse::regex::compile(
-                r"^(?:[\w$]+\.)+[\w$]*(?:Exception|Error|Throwable)(?::|$)",
-            )?),
-            (None, Some(Preset::Python)) => Rule::Python,
+            (None, Some(preset)) => Rule::Preset(presets::Rules::new(preset)?),
         };
         Ok(MultilineRules {
             rule,
@@ -91,32 +109,16 @@ impl MultilineRules {
         })
     }
 
-    /// True when `line` starts a new event. `in_traceback` is the python preset's state.
-    fn starts(&self, line: &str, in_traceback: &mut bool) -> bool {
+    /// True when `line` starts a new event; `stage` is a preset's state, moved on by the line.
+    fn starts(&self, line: &str, stage: &mut Stage) -> bool {
         match &self.rule {
             Rule::Start(re) => re.is_match(line),
-            Rule::Java(header) => {
-                !(line.starts_with([' ', '\t'])
-                    || line.starts_with("Caused by:")
-                    || line.starts_with("Suppressed:")
-                    || ((line.contains("Exception")
-                        || line.contains("Error")
-                        || line.contains("Throwable"))
-                        && header.is_match(line)))
-            }
-            Rule::Python => {
-                if line.starts_with("Traceback (most recent call last):") {
-                    *in_traceback = true;
+            Rule::Preset(rules) => {
+                if rules.continues(line, stage) {
                     return false;
                 }
-                if line.starts_with([' ', '\t'])
-                    || line.starts_with("During handling of the above exception")
-                    || line.starts_with("The above exception was the direct cause")
-                {
-                    return false;
-                }
-                // The first unindented line of a traceback names the exception and ends it.
-                !std::mem::replace(in_traceback, false)
+                *stage = rules.first(line);
+                true
             }
         }
     }
@@ -142,7 +144,7 @@ pub struct Multiline {
     number: u64,
     end_offset: u64,
     truncated: bool,
-    in_traceback: bool,
+    stage: Stage,
 }
 
 impl Multiline {
@@ -177,7 +179,7 @@ impl Multiline {
             }
             return false;
         }
-        let starts = rules.starts(line, &mut self.in_traceback);
+        let starts = rules.starts(line, &mut self.stage);
         let mut cut = false;
         if pending {
             let fits =
@@ -207,7 +209,7 @@ impl Multiline {
         if self.is_pending() {
             self.emit(emit);
         }
-        self.in_traceback = false;
+        self.stage = Stage::default();
     }
 
     fn emit(&mut self, emit: &mut dyn FnMut(Event<'_>)) {
@@ -393,6 +395,21 @@ RuntimeError: wrapped
             .contains("invalid regular expression"));
     }
 
+    #[test]
+    fn preset_names_are_those_of_the_config_and_the_flag() {
+        #[derive(serde::Deserialize)]
+        struct M {
+            preset: Preset,
+        }
+        let names = ["java", "python", "go", "ruby", "dotnet", "php", "nodejs"];
+        for (name, preset) in names.iter().zip(Preset::ALL) {
+            let m: M = toml::from_str(&format!("preset = {name:?}")).expect(name);
+            assert_eq!(m.preset, preset);
+            let flag = <Preset as clap::ValueEnum>::from_str(name, false).expect(name);
+            assert_eq!(flag, preset);
+        }
+    }
+
     proptest! {
         /// Whatever the lines, every non-empty line ends up in exactly one event, in order.
         #[test]
@@ -400,7 +417,7 @@ RuntimeError: wrapped
             lines in proptest::collection::vec("[ a-cS\t]{0,6}", 0..60),
             max_lines in 1usize..6,
             max_bytes in 1usize..20,
-            preset in prop_oneof![Just(None), Just(Some(Preset::Java)), Just(Some(Preset::Python))],
+            preset in proptest::option::of(proptest::sample::select(Preset::ALL.to_vec())),
         ) {
             let start = if preset.is_none() { Some("^S") } else { None };
             let r = MultilineRules::new(start, preset, DEFAULT_TIMEOUT, max_lines, max_bytes)

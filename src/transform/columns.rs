@@ -225,9 +225,17 @@ pub fn write_plain(v: &Val<'_>, max: usize, out: &mut Vec<u8>, notes: &mut RowNo
     }
 }
 
+/// A string that stands for no value in a typed column: empty, blank, or `-` — the "no value"
+/// mark of the Common Log Format (`%b` writes `-` for no body), RFC 5424's NILVALUE and many
+/// text logs. In a `string` column it stays as written.
+pub fn is_no_value(s: &str) -> bool {
+    matches!(s.trim(), "" | "-")
+}
+
 /// Writes `v` as a value of type `ty`. When it cannot be one, writes `null` and counts it in
-/// `notes.uncoercible`. `null` stays `null`, and an empty or blank string is `null` for every
-/// type but string (an empty optional field is no value, not a bad one).
+/// `notes.uncoercible`. `null` stays `null`, and a string of no value ([`is_no_value`]: empty,
+/// blank or `-`) is `null` for every type but string, uncounted (an absent optional field is no
+/// value, not a bad one).
 pub fn write_typed(
     ty: ColumnType,
     v: &Val<'_>,
@@ -254,7 +262,7 @@ pub fn write_typed(
     }
     let view = v.view();
     if let View::Str(s) = &view {
-        if ty != ColumnType::String && s.trim().is_empty() {
+        if ty != ColumnType::String && is_no_value(s) {
             out.extend_from_slice(b"null");
             return;
         }
@@ -447,7 +455,7 @@ mod tests {
         for v in forms {
             let (got, notes) = typed(ty, v.clone());
             assert_eq!(got, want, "{} {input} ({v:?})", ty.name());
-            let blank = input.as_str().is_some_and(|s| s.trim().is_empty());
+            let blank = input.as_str().is_some_and(is_no_value);
             let bad = want.is_null() && !input.is_null() && !blank;
             assert_eq!(
                 notes.uncoercible,
@@ -474,6 +482,16 @@ mod tests {
             (Int, json!(true), json!(1)),
             (Int, json!("x"), Value::Null),
             (Int, json!(""), Value::Null),
+            // `-` is no value (an access log's byte count of a body-less answer)
+            (Int, json!("-"), Value::Null),
+            (Long, json!(" - "), Value::Null),
+            (Real, json!("-"), Value::Null),
+            (Boolean, json!("-"), Value::Null),
+            (Datetime, json!("-"), Value::Null),
+            (String, json!("-"), json!("-")),
+            (Dynamic, json!("-"), Value::Null),
+            (Int, json!("--"), Value::Null),
+            (Int, json!("-1"), json!(-1)),
             (Int, json!({"a": 1}), Value::Null),
             (Long, json!("9007199254740993"), json!(9007199254740993i64)),
             (Long, json!("9223372036854775807"), json!(i64::MAX)),
@@ -600,7 +618,7 @@ mod tests {
                             Dynamic => true,
                         };
                         prop_assert!(fits || got.is_null(), "{} {} -> {}", ty.name(), input, got);
-                        if got.is_null() && !input.as_str().is_some_and(|s| s.trim().is_empty()) {
+                        if got.is_null() && !input.as_str().is_some_and(is_no_value) {
                             prop_assert_eq!(notes.uncoercible, 1);
                         }
                     }

@@ -80,13 +80,50 @@ struct Shape {
     columns: Option<Columns>,
 }
 
+/// Lets one warning through a minute, by the second of the time read, and counts those it let
+/// through (for tests of the rate limit).
+#[derive(Debug)]
+struct EveryMinute {
+    last: AtomicI64,
+    passed: AtomicU64,
+}
+
+impl EveryMinute {
+    fn new() -> Self {
+        EveryMinute {
+            last: AtomicI64::new(i64::MIN),
+            passed: AtomicU64::new(0),
+        }
+    }
+
+    /// True when a warning may be logged at second `now`.
+    fn pass(&self, now: i64) -> bool {
+        let last = self.last.load(Relaxed);
+        if last != i64::MIN && now < last + 60 {
+            return false;
+        }
+        let won = self
+            .last
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok();
+        if won {
+            self.passed.fetch_add(1, Relaxed);
+        }
+        won
+    }
+}
+
+/// How much of a value an unparsable-time warning shows.
+const WARN_SAMPLE_BYTES: usize = 100;
+
 /// Rate-limited warnings, shared by the clones of one encoder.
 #[derive(Debug)]
 struct Warnings {
     label: String,
-    /// Second (of the time read) of the last out-of-range warning.
-    last_time_warning: AtomicI64,
-    time_warnings: AtomicU64,
+    /// Out-of-range times.
+    time: EveryMinute,
+    /// Time fields missing or unreadable.
+    unparsable: EveryMinute,
     undeclared: Mutex<BTreeSet<String>>,
 }
 
@@ -94,26 +131,50 @@ impl Warnings {
     fn new(label: String) -> Self {
         Warnings {
             label,
-            last_time_warning: AtomicI64::new(i64::MIN),
-            time_warnings: AtomicU64::new(0),
+            time: EveryMinute::new(),
+            unparsable: EveryMinute::new(),
             undeclared: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// A time field that is missing (`value` None) or that `format` does not read, at most once
+    /// a minute: every row of a misconfigured input would otherwise log.
+    fn unparsable(&self, time_read: &str, field: &str, value: Option<&Val<'_>>, format: &str) {
+        if !read_seconds(time_read).is_some_and(|now| self.unparsable.pass(now)) {
+            return;
+        }
+        let then = "the row gets the time it was read instead (counted as time_unparsable; this \
+                    warning repeats at most once a minute)";
+        match value {
+            Some(v) => {
+                let text = match v {
+                    Val::Json(t) => Cow::Borrowed(*t),
+                    Val::Str(s) => Cow::Borrowed(&**s),
+                    Val::Value(v) => Cow::Owned(v.to_string()),
+                };
+                let sample = &text[..floor_char_boundary(&text, WARN_SAMPLE_BYTES)];
+                tracing::warn!(
+                    input = %self.label,
+                    time_field = %field,
+                    value = %sample,
+                    time_format = %format,
+                    "time field {field:?} holds {sample}, which time_format {format} does not \
+                     read: {then}"
+                );
+            }
+            None => tracing::warn!(
+                input = %self.label,
+                time_field = %field,
+                "a record has no time field {field:?}: {then}"
+            ),
         }
     }
 
     /// At most one line a minute: a replay of old logs would otherwise log every row.
     fn time(&self, now: i64, time_generated: &[u8], old: bool) {
-        let last = self.last_time_warning.load(Relaxed);
-        if last != i64::MIN && now < last + 60 {
+        if !self.time.pass(now) {
             return;
         }
-        if self
-            .last_time_warning
-            .compare_exchange(last, now, Relaxed, Relaxed)
-            .is_err()
-        {
-            return;
-        }
-        self.time_warnings.fetch_add(1, Relaxed);
         let time = String::from_utf8_lossy(time_generated);
         let why = if old {
             "more than 2 days old"
@@ -196,7 +257,12 @@ impl RowEncoder {
 
     /// Out-of-range time warnings logged so far (for tests of the rate limit).
     pub fn time_warnings(&self) -> u64 {
-        self.warnings.time_warnings.load(Relaxed)
+        self.warnings.time.passed.load(Relaxed)
+    }
+
+    /// Unparsable-time warnings logged so far (for tests of the rate limit).
+    pub fn unparsable_time_warnings(&self) -> u64 {
+        self.warnings.unparsable.passed.load(Relaxed)
     }
 
     /// A text line → `{"TimeGenerated","RawData","Computer"[,"FilePath"]}`, the columns of Azure
@@ -274,6 +340,13 @@ impl RowEncoder {
         };
         if time.is_none() && (found || self.time_field.is_some()) {
             notes.time_unparsable += 1;
+            let value = obj
+                .members
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| Val::Json(v));
+            self.warnings
+                .unparsable(time_read, key, value.as_ref(), &self.shape.time.describe());
         }
         out.extend_from_slice(b"{\"TimeGenerated\":\"");
         match time {
@@ -357,9 +430,15 @@ impl RowEncoder {
                     ts = read_time(&shape.time, v);
                     if ts.is_none() {
                         notes.time_unparsable += 1;
+                        let format = shape.time.describe();
+                        self.warnings
+                            .unparsable(time_read, time_key, Some(v), &format);
                     }
                 }
-                None if self.time_field.is_some() => notes.time_unparsable += 1,
+                None if self.time_field.is_some() => {
+                    notes.time_unparsable += 1;
+                    self.warnings.unparsable(time_read, time_key, None, "");
+                }
                 None => {}
             }
         }
@@ -424,23 +503,8 @@ impl RowEncoder {
             return; // the same day: neither 2 days old nor 1 day ahead
         }
         // To the second: under a second off at a boundary days away does not matter here.
-        // This runs per row (replays of old files put every row here) with the same read time
-        // for a whole chunk, so its parse is kept per thread.
-        thread_local! {
-            static NOW: std::cell::Cell<([u8; 19], i64)> = const { std::cell::Cell::new(([0; 19], 0)) };
-        }
-        let Some(key) = read.get(..19).and_then(|k| <[u8; 19]>::try_from(k).ok()) else {
+        let Some(now) = read_seconds(time_read) else {
             return;
-        };
-        let now = match NOW.with(std::cell::Cell::get) {
-            (k, now) if k == key => now,
-            _ => {
-                let Some(now) = fixed_rfc3339_seconds(&key) else {
-                    return;
-                };
-                NOW.with(|c| c.set((key, now)));
-                now
-            }
         };
         let Some(s) = fixed_rfc3339_seconds(tg) else {
             return;
@@ -461,6 +525,24 @@ impl RowEncoder {
         }
         notes.truncated_fields += 1;
         &s[..floor_char_boundary(s, self.max_field_bytes)]
+    }
+}
+
+/// The seconds of the time read (`YYYY-MM-DDTHH:MM:SS…`). This runs per row (replays of old
+/// files put every row in range checks) with the same read time for a whole chunk, so its parse
+/// is kept per thread.
+fn read_seconds(time_read: &str) -> Option<i64> {
+    thread_local! {
+        static NOW: std::cell::Cell<([u8; 19], i64)> = const { std::cell::Cell::new(([0; 19], 0)) };
+    }
+    let key = <[u8; 19]>::try_from(time_read.as_bytes().get(..19)?).ok()?;
+    match NOW.with(std::cell::Cell::get) {
+        (k, now) if k == key => Some(now),
+        _ => {
+            let now = fixed_rfc3339_seconds(&key)?;
+            NOW.with(|c| c.set((key, now)));
+            Some(now)
+        }
     }
 }
 
@@ -865,6 +947,49 @@ mod tests {
             assert_eq!(raw, want_raw, "byte for byte: {text}");
             assert_eq!(notes, want_notes, "{text}");
         }
+    }
+
+    #[test]
+    fn unparsable_times_are_warned_once_a_minute() {
+        let enc = shaped(Shaping {
+            time_field: Some("ts".into()),
+            time: TimeParser::new(Some("%d/%b/%Y:%H:%M:%S %z"), None).expect("fmt"),
+            ..Shaping::default()
+        });
+        let row = |v: Value, read: &str| {
+            let mut out = Vec::new();
+            let mut notes = RowNotes::default();
+            enc.object(obj(v), read, &mut out, &mut notes);
+            notes.time_unparsable
+        };
+        let t0 = "2026-01-10T12:00:00.000000Z";
+        let t59 = "2026-01-10T12:00:59.000000Z";
+        let t60 = "2026-01-10T12:01:00.000000Z";
+        assert_eq!(row(json!({"ts": "10/Oct/2000:13:55:36 +0000"}), t0), 0);
+        assert_eq!(
+            enc.unparsable_time_warnings(),
+            0,
+            "a time that reads warns nothing"
+        );
+        assert_eq!(row(json!({"ts": "yesterday"}), t0), 1);
+        assert_eq!(enc.unparsable_time_warnings(), 1);
+        // every row is counted, but within the minute no more is logged
+        assert_eq!(row(json!({"ts": 17}), t0), 1);
+        assert_eq!(row(json!({"other": 1}), t59), 1);
+        assert_eq!(enc.unparsable_time_warnings(), 1);
+        assert_eq!(row(json!({"other": 1}), t60), 1);
+        assert_eq!(enc.unparsable_time_warnings(), 2);
+        // the JSON fast path warns through the same gate
+        let plain = RowEncoder::new("h", None);
+        let mut out = Vec::new();
+        let mut notes = RowNotes::default();
+        for read in [t0, t59, t60] {
+            plain
+                .json(r#"{"TimeGenerated":"soon"}"#, read, &mut out, &mut notes)
+                .expect("row");
+        }
+        assert_eq!(notes.time_unparsable, 3);
+        assert_eq!(plain.unparsable_time_warnings(), 2);
     }
 
     #[test]

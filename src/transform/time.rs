@@ -1,11 +1,16 @@
 //! Event times: read from a field (RFC 3339, ISO 8601 without offset = UTC, epoch numbers, or a
 //! configured `time_format` and `timezone`) and written as RFC 3339 UTC with six fractional
 //! digits, the precision every Azure table plan accepts (Auxiliary tables take exactly six).
+//! [`year`] places a time written without a year.
+
+mod year;
+
+pub use year::place_in_year;
 
 use jiff::civil::DateTime;
 use jiff::fmt::strtime::{self, BrokenDownTime};
 use jiff::tz::{Offset, TimeZone};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
 /// Nanoseconds per unit of an epoch number.
@@ -24,8 +29,22 @@ pub enum TimeFormat {
     /// An epoch number (or a string of one) in a fixed unit; the value is nanoseconds per unit.
     Epoch(i128),
     /// A strftime format read with `jiff::fmt::strtime`; `has_year` is false for formats like
-    /// syslog's `%b %d %H:%M:%S`, whose year is guessed.
-    Strftime { format: String, has_year: bool },
+    /// syslog's `%b %d %H:%M:%S`, whose year is guessed ([`place_in_year`]). `alternates` are
+    /// the same format with its offset written the other ways (see [`offset_alternates`]), tried
+    /// when the format itself does not read a value.
+    Strftime {
+        format: String,
+        has_year: bool,
+        alternates: Vec<Alternate>,
+    },
+}
+
+/// A variant of a strftime format: `zulu` when its offset directive became a literal `Z`, so what
+/// it reads is UTC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alternate {
+    format: String,
+    zulu: bool,
 }
 
 /// Reads event times: a [`TimeFormat`] plus the zone for times written without an offset.
@@ -97,7 +116,20 @@ impl TimeParser {
             }
             TimeFormat::Rfc3339 => s.parse::<Timestamp>().ok(),
             TimeFormat::Epoch(scale) => epoch_decimal(s, Some(*scale)),
-            TimeFormat::Strftime { format, has_year } => self.strftime(format, *has_year, s),
+            TimeFormat::Strftime { .. } => self.strftime(s, Timestamp::now),
+        }
+    }
+
+    /// What `time_format` this parser reads, for messages.
+    pub fn describe(&self) -> String {
+        match &self.format {
+            TimeFormat::Auto => "auto (RFC 3339 / ISO 8601 or an epoch number)".to_string(),
+            TimeFormat::Rfc3339 => "rfc3339".to_string(),
+            TimeFormat::Epoch(NANOS_S) => "epoch".to_string(),
+            TimeFormat::Epoch(NANOS_MS) => "epoch_ms".to_string(),
+            TimeFormat::Epoch(NANOS_US) => "epoch_us".to_string(),
+            TimeFormat::Epoch(_) => "epoch_ns".to_string(),
+            TimeFormat::Strftime { format, .. } => format!("{format:?}"),
         }
     }
 
@@ -110,7 +142,7 @@ impl TimeParser {
             }
             TimeFormat::Epoch(scale) => epoch_decimal(text, Some(*scale)),
             TimeFormat::Rfc3339 => None,
-            TimeFormat::Strftime { format, has_year } => self.strftime(format, *has_year, text),
+            TimeFormat::Strftime { .. } => self.strftime(text, Timestamp::now),
         }
     }
 
@@ -145,42 +177,111 @@ impl TimeParser {
         }
     }
 
-    fn strftime(&self, format: &str, has_year: bool, s: &str) -> Option<Timestamp> {
-        let mut tm = BrokenDownTime::parse(format, s).ok()?;
+    /// Reads `s` with the strftime format, then with its alternates; `now` places a time
+    /// without a year (and is only called for those).
+    fn strftime(&self, s: &str, now: impl Fn() -> Timestamp) -> Option<Timestamp> {
+        let TimeFormat::Strftime {
+            format,
+            has_year,
+            alternates,
+        } = &self.format
+        else {
+            return None;
+        };
+        let first = std::iter::once((format.as_str(), false));
+        first
+            .chain(alternates.iter().map(|a| (a.format.as_str(), a.zulu)))
+            .find_map(|(f, zulu)| {
+                let tm = BrokenDownTime::parse(f, s).ok()?;
+                self.strftime_time(&tm, *has_year, zulu, &now)
+            })
+    }
+
+    /// The instant a parsed strftime value names.
+    fn strftime_time(
+        &self,
+        tm: &BrokenDownTime,
+        has_year: bool,
+        zulu: bool,
+        now: &dyn Fn() -> Timestamp,
+    ) -> Option<Timestamp> {
         if let Some(ts) = tm.timestamp() {
-            return Some(ts);
+            // `%s` reads whole seconds; a `%f` / `%.f` after it adds the fraction.
+            let frac = SignedDuration::from_nanos(i64::from(tm.subsec_nanosecond().unwrap_or(0)));
+            return if ts.as_second() < 0 {
+                ts.checked_sub(frac).ok()
+            } else {
+                ts.checked_add(frac).ok()
+            };
         }
+        let offset = if zulu { Some(Offset::UTC) } else { tm.offset() };
         if !has_year {
-            return self.guess_year(&mut tm);
+            let zone = match (offset, &self.zone) {
+                (Some(o), _) => TimeZone::fixed(o),
+                (None, Some(tz)) => tz.clone(),
+                (None, None) => TimeZone::UTC,
+            };
+            return place_in_year(tm.month()?, tm.day()?, tm.to_time().ok()?, now(), &zone);
         }
         let dt = tm.to_datetime().ok()?;
-        match tm.offset() {
+        match offset {
             Some(offset) => offset.to_timestamp(dt).ok(),
             None => self.civil(dt),
         }
     }
+}
 
-    /// A time without a year (syslog) is in the current year, unless that puts it more than a
-    /// day ahead (December's lines read in January): then it is last year's.
-    fn guess_year(&self, tm: &mut BrokenDownTime) -> Option<Timestamp> {
-        let now = Timestamp::now();
-        let zone = self.zone.clone().unwrap_or(TimeZone::UTC);
-        let year = now.to_zoned(zone).year();
-        for y in [year, year - 1] {
-            tm.set_year(Some(y)).ok()?;
-            let Ok(dt) = tm.to_datetime() else {
-                continue; // Feb 29 in a year that has none
-            };
-            let ts = match tm.offset() {
-                Some(offset) => offset.to_timestamp(dt).ok(),
-                None => self.civil(dt),
-            }?;
-            if ts.as_second() <= now.as_second() + 86_400 {
-                return Some(ts);
+/// The ways a strftime format's offset may also be written: `%z` (`+0530`) also as `%:z`
+/// (`+05:30`) and the other way round, as Fluent Bit and Go read both, and either as `Z` (UTC),
+/// as RFC 3339 writers put it. Empty when the format has no `%z` or `%:z`.
+fn offset_alternates(f: &str) -> Vec<Alternate> {
+    let mut swapped = String::with_capacity(f.len() + 2);
+    let mut zulu = String::with_capacity(f.len());
+    let mut found = false;
+    let mut rest = f;
+    while let Some(at) = rest.find('%') {
+        swapped.push_str(&rest[..at]);
+        zulu.push_str(&rest[..at]);
+        let directive = &rest[at..];
+        // `%` [flags] [width] [colons] conversion
+        let body = directive[1..].trim_start_matches(['-', '_', '0', '^', '#']);
+        let body = body.trim_start_matches(|c: char| c.is_ascii_digit());
+        let colons = body.len() - body.trim_start_matches(':').len();
+        let body = &body[colons..];
+        let len = directive.len() - body.len() + body.chars().next().map_or(0, char::len_utf8);
+        match (body.chars().next(), colons) {
+            (Some('z'), 0) => {
+                swapped.push_str("%:z");
+                zulu.push('Z');
+                found = true;
+            }
+            (Some('z'), 1) => {
+                swapped.push_str("%z");
+                zulu.push('Z');
+                found = true;
+            }
+            _ => {
+                swapped.push_str(&directive[..len]);
+                zulu.push_str(&directive[..len]);
             }
         }
-        None
+        rest = &directive[len..];
     }
+    if !found {
+        return Vec::new();
+    }
+    swapped.push_str(rest);
+    zulu.push_str(rest);
+    vec![
+        Alternate {
+            format: swapped,
+            zulu: false,
+        },
+        Alternate {
+            format: zulu,
+            zulu: true,
+        },
+    ]
 }
 
 /// Checks a strftime format once, at configuration time: jiff must be able to write it and read
@@ -197,6 +298,7 @@ fn strftime_format(f: &str) -> Result<TimeFormat, String> {
         return Ok(TimeFormat::Strftime {
             format: f.to_string(),
             has_year: true,
+            alternates: offset_alternates(f),
         });
     }
     let has_year = tm.year().is_some();
@@ -208,6 +310,7 @@ fn strftime_format(f: &str) -> Result<TimeFormat, String> {
     Ok(TimeFormat::Strftime {
         format: f.to_string(),
         has_year,
+        alternates: offset_alternates(f),
     })
 }
 
@@ -789,6 +892,171 @@ mod tests {
                 .as_deref(),
             Some("2023-11-14T22:13:20.000000Z")
         );
+    }
+
+    /// Offsets written either way (and `Z`), and `%s` with its fraction: (format, input, want).
+    #[test]
+    fn offsets_read_with_or_without_colon_and_epochs_keep_their_fraction() {
+        let nginx = "%d/%b/%Y:%H:%M:%S %z";
+        let iso = "%Y-%m-%dT%H:%M:%S%:z";
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            (
+                nginx,
+                "10/Oct/2000:13:55:36 -0700",
+                Some("2000-10-10T20:55:36.000000Z"),
+            ),
+            (
+                nginx,
+                "10/Oct/2000:13:55:36 -07:00",
+                Some("2000-10-10T20:55:36.000000Z"),
+            ),
+            (
+                nginx,
+                "10/Oct/2000:13:55:36 +05:30",
+                Some("2000-10-10T08:25:36.000000Z"),
+            ),
+            (
+                nginx,
+                "10/Oct/2000:13:55:36 +0530",
+                Some("2000-10-10T08:25:36.000000Z"),
+            ),
+            (
+                nginx,
+                "10/Oct/2000:13:55:36 Z",
+                Some("2000-10-10T13:55:36.000000Z"),
+            ),
+            (nginx, "10/Oct/2000:13:55:36 +5", None),
+            (nginx, "10/Oct/2000:13:55:36 CET", None),
+            (
+                iso,
+                "2026-05-01T10:00:00+05:30",
+                Some("2026-05-01T04:30:00.000000Z"),
+            ),
+            (
+                iso,
+                "2026-05-01T10:00:00+0530",
+                Some("2026-05-01T04:30:00.000000Z"),
+            ),
+            (
+                iso,
+                "2026-05-01T10:00:00Z",
+                Some("2026-05-01T10:00:00.000000Z"),
+            ),
+            (iso, "2026-05-01T10:00:00", None),
+            // a literal %z is text, not an offset
+            (
+                "%Y-%m-%d %%z",
+                "2026-05-01 %z",
+                Some("2026-05-01T00:00:00.000000Z"),
+            ),
+            (
+                "%s.%f",
+                "1700000000.123456",
+                Some("2023-11-14T22:13:20.123456Z"),
+            ),
+            ("%s.%f", "1700000000.5", Some("2023-11-14T22:13:20.500000Z")),
+            (
+                "%s%.3f",
+                "1700000000.250",
+                Some("2023-11-14T22:13:20.250000Z"),
+            ),
+            ("%s%.f", "1700000000", Some("2023-11-14T22:13:20.000000Z")),
+            ("%s%.f", "-1.5", Some("1969-12-31T23:59:58.500000Z")),
+            ("%s.%f", "1700000000", None),
+        ];
+        for (format, input, want) in cases {
+            let got = with(Some(format), None).parse_str(input).map(rfc3339_utc);
+            assert_eq!(got.as_deref(), *want, "{format} on {input}");
+        }
+    }
+
+    #[test]
+    fn offset_alternates_swap_only_offset_directives() {
+        let got = |f: &str| -> Vec<(String, bool)> {
+            offset_alternates(f)
+                .into_iter()
+                .map(|a| (a.format, a.zulu))
+                .collect()
+        };
+        assert_eq!(
+            got("%d/%b/%Y:%H:%M:%S %z"),
+            vec![
+                ("%d/%b/%Y:%H:%M:%S %:z".to_string(), false),
+                ("%d/%b/%Y:%H:%M:%S Z".to_string(), true)
+            ]
+        );
+        assert_eq!(
+            got("%FT%T%.3f%:z!"),
+            vec![
+                ("%FT%T%.3f%z!".to_string(), false),
+                ("%FT%T%.3fZ!".to_string(), true)
+            ]
+        );
+        assert!(got("%Y-%m-%d %%z").is_empty());
+        assert!(got("%Y-%m-%d %::z").is_empty());
+        assert!(got("%b %d %H:%M:%S").is_empty());
+        assert!(got("trailing %").is_empty());
+    }
+
+    /// Yearless formats take the year rule of [`place_in_year`], with the offset when there is
+    /// one, else the zone.
+    #[test]
+    fn yearless_formats_are_placed_nearest_to_now() {
+        let dec31: Timestamp = "2026-12-31T23:00:00Z".parse().expect("ts");
+        let jan1: Timestamp = "2027-01-01T00:10:00Z".parse().expect("ts");
+        let cases: &[(&str, Option<&str>, &str, Timestamp, &str)] = &[
+            (
+                "%b %d %H:%M:%S",
+                None,
+                "Jan 01 00:00:05",
+                dec31,
+                "2027-01-01T00:00:05.000000Z",
+            ),
+            (
+                "%b %d %H:%M:%S",
+                None,
+                "Dec 31 23:59:00",
+                jan1,
+                "2026-12-31T23:59:00.000000Z",
+            ),
+            (
+                "%b %d %H:%M:%S",
+                Some("Europe/Berlin"),
+                "Jan 01 00:20:00",
+                "2026-12-31T23:30:00Z".parse().expect("ts"),
+                "2026-12-31T23:20:00.000000Z",
+            ),
+            (
+                "%b %d %H:%M:%S %z",
+                Some("Europe/Berlin"),
+                "Jan 01 01:00:05 +01:00",
+                dec31,
+                "2027-01-01T00:00:05.000000Z",
+            ),
+            (
+                "%m-%d %H:%M:%S%.f",
+                None,
+                "03-17 16:13:38.811",
+                "2026-06-01T00:00:00Z".parse().expect("ts"),
+                "2026-03-17T16:13:38.811000Z",
+            ),
+        ];
+        for (format, zone, input, now, want) in cases {
+            let p = with(Some(format), *zone);
+            let got = p.strftime(input, || *now).map(rfc3339_utc);
+            assert_eq!(
+                got.as_deref(),
+                Some(*want),
+                "{format} {zone:?} {input} at {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn formats_are_described_for_messages() {
+        assert_eq!(with(Some("%s"), None).describe(), "\"%s\"");
+        assert_eq!(with(Some("epoch_ms"), None).describe(), "epoch_ms");
+        assert!(with(None, None).describe().starts_with("auto"));
     }
 
     #[test]

@@ -572,3 +572,20 @@ pub fn assert_no_leak(out: &Output, secrets: &[&str]) {
         assert!(!s.is_empty() && !all.contains(s), "{s:?} leaked:\n{all}");
     }
 }
+
+/// The `pattern = '…'` of the `[inputs.access]` recipe in README.md or agent.toml.example (where
+/// it is commented out), so tests run the recipe as documented.
+pub fn recipe_pattern(doc: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(doc);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{doc}: {e}"));
+    let block = text
+        .split("[inputs.access]")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{doc} has no [inputs.access] recipe"));
+    let line = block
+        .lines()
+        .map(|l| l.trim_start_matches("# "))
+        .find(|l| l.starts_with("pattern = '"))
+        .unwrap_or_else(|| panic!("{doc}: no pattern in the access recipe"));
+    line["pattern = '".len()..line.len() - 1].to_string()
+}

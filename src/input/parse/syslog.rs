@@ -25,12 +25,12 @@
 //! The format is told per line: `<PRI>1 ` starts RFC 5424; anything else is read as RFC 3164.
 //! A line with neither shape (no timestamp where one must be) does not match.
 
-use jiff::civil::DateTime;
+use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use serde_json::{Map, Value};
 
-use crate::transform::time::rfc3339_utc;
+use crate::transform::time::{place_in_year, rfc3339_utc};
 
 const FACILITIES: [&str; 24] = [
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
@@ -77,6 +77,7 @@ impl SyslogParser {
     ) -> Option<Map<String, Value>> {
         // At most the nine columns a line can have: one allocation for the map.
         let mut map = Map::with_capacity(9);
+        let line = line.trim_start_matches([' ', '\t']);
         let rest = match line.strip_prefix('<') {
             Some(after) => {
                 let (pri, rest) = pri(after)?;
@@ -85,7 +86,7 @@ impl SyslogParser {
                     "SeverityLevel".into(),
                     SEVERITIES[(pri & 7) as usize].into(),
                 );
-                rest
+                rest.trim_start_matches(' ')
             }
             None => line,
         };
@@ -103,7 +104,7 @@ impl SyslogParser {
         map: &mut Map<String, Value>,
     ) -> Option<()> {
         let (time, rest) = match bsd_time(line) {
-            Some((dt, rest)) => (self.place_in_year(dt, now())?, rest),
+            Some((bsd, rest)) => (self.bsd_instant(bsd, now)?, rest),
             None => {
                 let (word, rest) = split_word(line);
                 (word.parse::<Timestamp>().ok()?, rest)
@@ -112,46 +113,126 @@ impl SyslogParser {
         put_time(map, time);
         let rest = rest.trim_start_matches(' ');
         let (host, after_host) = split_word(rest);
-        // No hostname when the word after the time is already the tag (`su: …`), as some
-        // senders write over the network.
+        // No hostname when the word after the time is already the tag (`su: …`, `app[42]: …`),
+        // as some senders write over the network.
         let rest = if host.is_empty() || host.ends_with(':') || host.contains('[') {
             rest
         } else {
             map.insert("HostName".into(), host.into());
             after_host
         };
-        let (word, msg) = split_word(rest);
-        let message = match word.strip_suffix(':') {
-            Some(tag) if !tag.is_empty() => {
-                let (name, pid) = match tag.strip_suffix(']').and_then(|t| t.split_once('[')) {
-                    Some((name, pid)) => (name, Some(pid)),
-                    None => (tag, None),
-                };
+        let message = match tag(rest) {
+            Some(Tag { name, pid, message }) => {
                 if !name.is_empty() {
                     map.insert("ProcessName".into(), name.into());
                 }
-                if let Some(pid) = pid.filter(|p| !p.is_empty()) {
+                if let Some(pid) = pid {
                     map.insert("ProcessID".into(), process_id(pid));
                 }
-                msg
+                message
             }
-            _ => rest,
+            None => rest,
         };
         map.insert("SyslogMessage".into(), message.into());
         Some(())
     }
 
-    /// A year-less local time → the instant in the year that puts it at most a day after `now`.
-    fn place_in_year(&self, (month, day, h, m, s): Bsd, now: Timestamp) -> Option<Timestamp> {
-        let year = self.tz.to_datetime(now).year();
-        let latest = now.checked_add(SignedDuration::from_hours(24)).ok()?;
-        // Feb 29 may only exist in one of the two years.
-        [year, year - 1].into_iter().find_map(|y| {
-            let dt = DateTime::new(y, month, day, h, m, s, 0).ok()?;
-            let ts = self.tz.to_ambiguous_timestamp(dt).compatible().ok()?;
-            (ts <= latest).then_some(ts)
-        })
+    /// A BSD timestamp → its instant: in the year written, else in the one [`place_in_year`]
+    /// picks, read in the parser's zone.
+    fn bsd_instant(&self, b: Bsd, now: &dyn Fn() -> Timestamp) -> Option<Timestamp> {
+        match b.year {
+            Some(year) => {
+                let dt = Date::new(year, b.month, b.day).ok()?.to_datetime(b.time);
+                self.tz.to_ambiguous_timestamp(dt).compatible().ok()
+            }
+            None => place_in_year(b.month, b.day, b.time, now(), &self.tz),
+        }
     }
+}
+
+/// The tag of an RFC 3164 line, split: `name[pid]: message`.
+#[derive(Debug, PartialEq, Eq)]
+struct Tag<'a> {
+    name: &'a str,
+    pid: Option<&'a str>,
+    message: &'a str,
+}
+
+/// The longest program name with spaces read before a `[pid]` (macOS: `Microsoft Word[42]:`).
+const MAX_SPACED_NAME: usize = 64;
+
+/// Reads the tag at the start of `s`, as rsyslog and syslog-ng do: the program name ends at `[`,
+/// `:` or a space (RFC 3164 §4.1.3 lets a space end it); `[pid]` and the `:` are optional, and so
+/// is the space after the colon (`root[8539]:msg`). A name with spaces is taken only before a
+/// `[pid]` (`Google Chrome Helper[123]: …`); macOS's `proc[pid] (context):` gives the name and
+/// pid, and the context is not kept. `None` when `s` does not start with a name (no letter or
+/// digit in it): then all of `s` is the message.
+fn tag(s: &str) -> Option<Tag<'_>> {
+    let b = s.as_bytes();
+    if b.first() == Some(&b' ') {
+        return None;
+    }
+    // A `:` inside parentheses is part of the name (`audit(1131538222.234:0):`).
+    let mut depth = 0usize;
+    let end = b
+        .iter()
+        .position(|&c| {
+            match c {
+                b'(' => depth += 1,
+                b')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            matches!(c, b'[' | b' ') || (c == b':' && depth == 0)
+        })
+        .unwrap_or(b.len());
+    // A spaced name: up to a `[` that comes before any `:`.
+    let name_end = match b.get(end) {
+        Some(b' ') => b[..b.len().min(MAX_SPACED_NAME)]
+            .iter()
+            .position(|&c| matches!(c, b'[' | b':'))
+            .filter(|&i| b[i] == b'[' && b[i - 1] != b' ')
+            .filter(|&i| pid_part(&s[i..]).is_some())
+            .unwrap_or(end),
+        _ => end,
+    };
+    let name = &s[..name_end];
+    let after = &s[name_end..];
+    let (pid, after) = match pid_part(after) {
+        Some((pid, rest)) => (Some(pid).filter(|p| !p.is_empty() && *p != "-"), rest),
+        None if after.starts_with('[') => return None, // `x[` that is no pid: not a tag
+        None => (None, after),
+    };
+    // A name has a letter or digit (`-` or `[42]` are no names); an empty one only before `:`.
+    let named = name.bytes().any(|c| c.is_ascii_alphanumeric());
+    if !(named || name.is_empty() && after.starts_with(':')) {
+        return None;
+    }
+    // `name: msg`, `name:msg`, and the kernel's `scsi0 : msg`
+    let after = after
+        .strip_prefix(':')
+        .or_else(|| after.strip_prefix(" :"))
+        .unwrap_or(after);
+    let message = after.strip_prefix(' ').unwrap_or(after);
+    Some(Tag { name, pid, message })
+}
+
+/// `[pid]` at the start of `s`, then the macOS ` (context)` if there is one: the pid and what
+/// follows (a `:`, a space or the end; anything else is no pid).
+fn pid_part(s: &str) -> Option<(&str, &str)> {
+    let inner = s.strip_prefix('[')?;
+    let close = inner.find(']')?;
+    let (pid, rest) = (&inner[..close], &inner[close + 1..]);
+    if pid.contains(' ') {
+        return None;
+    }
+    let rest = match rest.strip_prefix(" (") {
+        Some(ctx) => match ctx.find("):") {
+            Some(i) if !ctx[..i].contains(' ') => &ctx[i + 1..],
+            _ => rest,
+        },
+        None => rest,
+    };
+    matches!(rest.as_bytes().first(), None | Some(b':' | b' ')).then_some((pid, rest))
 }
 
 /// `PRI>` (after the `<`): the priority (0–191) and what follows.
@@ -186,13 +267,26 @@ fn put_time(map: &mut Map<String, Value>, ts: Timestamp) {
     map.insert("TimeGenerated".into(), Value::String(text));
 }
 
-/// Month, day, hour, minute, second.
-type Bsd = (i8, i8, i8, i8, i8);
+/// A BSD timestamp: month, day, the year when one is written, and the time of day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bsd {
+    month: i8,
+    day: i8,
+    year: Option<i16>,
+    time: Time,
+}
 
-/// `Mmm dd hh:mm:ss ` (day space- or zero-padded, or one digit) and what follows.
+/// `Mmm dd [yyyy ]hh:mm:ss[.fff][:] ` and what follows. The month in any case (`OCT`), the day
+/// space- or zero-padded or one digit, a year inside (`Mar  7 2008 19:06:53`, as Cisco and some
+/// appliances write), a fraction (kept), and a colon after the time (Cisco's
+/// `May 21 2008 10:50:11: %FWSM…`).
 fn bsd_time(s: &str) -> Option<(Bsd, &str)> {
     let b = s.as_bytes();
-    let month = MONTHS.iter().position(|m| b.get(..3) == Some(&m[..]))? as i8 + 1;
+    let head = b.get(..3)?;
+    let month = MONTHS
+        .iter()
+        .position(|m| head.eq_ignore_ascii_case(&m[..]))? as i8
+        + 1;
     let mut i = 3;
     if b.get(i) != Some(&b' ') {
         return None;
@@ -206,37 +300,62 @@ fn bsd_time(s: &str) -> Option<(Bsd, &str)> {
     if b.get(i) != Some(&b' ') {
         return None;
     }
-    let (h, next) = number(b, i + 1, 2)?;
+    i += 1;
+    let mut year = None;
+    if b.get(i + 4) == Some(&b' ') {
+        if let Some((y, next)) = number(b, i, 4).filter(|&(_, next)| next == i + 4) {
+            year = Some(y);
+            i = next + 1;
+        }
+    }
+    let (h, next) = number(b, i, 2)?;
     let (m, next) = colon_number(b, next)?;
     let (sec, next) = colon_number(b, next)?;
-    // Some writers add fractions (`10:00:01.123`); they are dropped.
     let mut i = next;
+    let mut nanos = 0i32;
     if b.get(i) == Some(&b'.') {
         i += 1;
+        let start = i;
         while b.get(i).is_some_and(u8::is_ascii_digit) {
+            if i - start < 9 {
+                nanos += i32::from(b[i] - b'0') * 10i32.pow(8 - (i - start) as u32);
+            }
             i += 1;
         }
+        if i == start {
+            return None;
+        }
+    }
+    if b.get(i) == Some(&b':') {
+        i += 1;
     }
     let rest = match b.get(i) {
         None => "",
         Some(b' ') => &s[i + 1..],
         Some(_) => return None,
     };
-    Some(((month, day, h, m, sec), rest))
+    let time = Time::new(h as i8, m as i8, sec as i8, nanos).ok()?;
+    let bsd = Bsd {
+        month,
+        day: day as i8,
+        year: year.map(|y| y as i16),
+        time,
+    };
+    Some((bsd, rest))
 }
 
-/// One or `max` ASCII digits at `i`.
-fn number(b: &[u8], i: usize, max: usize) -> Option<(i8, usize)> {
-    let mut n: i8 = 0;
+/// One to `max` ASCII digits at `i`.
+fn number(b: &[u8], i: usize, max: usize) -> Option<(u16, usize)> {
+    let mut n: u16 = 0;
     let mut j = i;
     while j < i + max && b.get(j).is_some_and(u8::is_ascii_digit) {
-        n = n * 10 + (b[j] - b'0') as i8;
+        n = n * 10 + u16::from(b[j] - b'0');
         j += 1;
     }
     (j > i).then_some((n, j))
 }
 
-fn colon_number(b: &[u8], i: usize) -> Option<(i8, usize)> {
+fn colon_number(b: &[u8], i: usize) -> Option<(u16, usize)> {
     if b.get(i) != Some(&b':') {
         return None;
     }
@@ -354,12 +473,21 @@ mod tests {
                     "TimeGenerated": "2025-11-03T10:00:01.000000Z", "HostName": "vm1",
                     "ProcessName": "kernel", "SyslogMessage": "[    1.5] Booting"})),
             ),
-            // no tag: the whole rest is the message
+            // a tag ended by a space (RFC 3164 §4.1.3), as rsyslog and syslog-ng read it
             (
                 "<191>Nov 23 10:00:01 vm1 free text here",
                 Some(
                     json!({"Facility": "local7", "SeverityLevel": "debug", "EventTime": t,
-                    "TimeGenerated": t, "HostName": "vm1", "SyslogMessage": "free text here"}),
+                    "TimeGenerated": t, "HostName": "vm1", "ProcessName": "free",
+                    "SyslogMessage": "text here"}),
+                ),
+            ),
+            // no word that can be a tag: the whole rest is the message
+            (
+                "<191>Nov 23 10:00:01 vm1 [42] -- free text",
+                Some(
+                    json!({"Facility": "local7", "SeverityLevel": "debug", "EventTime": t,
+                    "TimeGenerated": t, "HostName": "vm1", "SyslogMessage": "[42] -- free text"}),
                 ),
             ),
             // no hostname, as some network senders write
@@ -385,10 +513,11 @@ mod tests {
                     "TimeGenerated": "2025-11-23T09:00:01.250000Z", "HostName": "vm1",
                     "ProcessName": "systemd", "ProcessID": 1, "SyslogMessage": "Started x."})),
             ),
-            // fractions after a BSD time are dropped
+            // fractions after a BSD time are kept
             (
                 "Nov 23 10:00:01.123 h app: m",
-                Some(json!({"EventTime": t, "TimeGenerated": t, "HostName": "h",
+                Some(json!({"EventTime": "2025-11-23T10:00:01.123000Z",
+                    "TimeGenerated": "2025-11-23T10:00:01.123000Z", "HostName": "h",
                     "ProcessName": "app", "SyslogMessage": "m"})),
             ),
             ("not syslog at all", None),
@@ -398,16 +527,259 @@ mod tests {
             ("Nov 23 25:00:01 h a: m", None),
             ("Nov 31 10:00:01 h a: m", None),
             ("Nov 23 10:00 h a: m", None),
+            ("Nov 23 10:00:01. h a: m", None),
+            ("Nob 23 10:00:01 h a: m", None),
+            ("Nov 23 2025x10:00:01 h a: m", None),
             ("", None),
+            ("   ", None),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line), want, "{line:?}");
         }
     }
 
+    /// The shapes peers accept beyond the strict RFC 3164 layout, with cases from rsyslog's,
+    /// syslog_loose's (Vector's) and Tenzir's test suites and from real macOS and Cisco lines:
+    /// (line, HostName, ProcessName, ProcessID, SyslogMessage, EventTime).
     #[test]
-    fn rfc3164_years_are_placed_at_most_a_day_ahead() {
+    fn rfc3164_shapes_peers_accept() {
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<Value>,
+            &'a str,
+            &'a str,
+        );
+        let cases: &[Case<'_>] = &[
+            // rsyslog pmrfc3164-defaultTag: a tag ended by a space
+            (
+                "<129>Mar 10 01:00:00 Hostname3 tag msgnum:3",
+                Some("Hostname3"),
+                Some("tag"),
+                None,
+                "msgnum:3",
+                "2025-03-10T01:00:00.000000Z",
+            ),
+            // syslog_loose parse_european_chars
+            (
+                "<46>Jan 5 10:01:00 Übergröße außerplanmäßig größenordnungsmäßig",
+                Some("Übergröße"),
+                Some("außerplanmäßig"),
+                None,
+                "größenordnungsmäßig",
+                "2025-01-05T10:01:00.000000Z",
+            ),
+            // rsyslog pmrfc3164-AtSignsInHostname: no space after the colon
+            (
+                "<129>Mar 10 01:00:00 Hostname3 tag:msgnum:3",
+                Some("Hostname3"),
+                Some("tag"),
+                None,
+                "msgnum:3",
+                "2025-03-10T01:00:00.000000Z",
+            ),
+            (
+                "<13>Feb 13 20:07:26 74794bfb6795 root[8539]:i am foobar",
+                Some("74794bfb6795"),
+                Some("root"),
+                Some(json!(8539)),
+                "i am foobar",
+                "2025-02-13T20:07:26.000000Z",
+            ),
+            // macOS: `proc[pid] (context):` and program names with spaces (loghub Mac)
+            (
+                "Jul  1 09:29:02 calvisitor-10-105-160-95 sandboxd[129] ([31211]): com.apple.Addres(31211) deny network-outbound",
+                Some("calvisitor-10-105-160-95"),
+                Some("sandboxd"),
+                Some(json!(129)),
+                "com.apple.Addres(31211) deny network-outbound",
+                "2025-07-01T09:29:02.000000Z",
+            ),
+            (
+                "Jul  1 09:00:00 mac com.apple.xpc.launchd[1] (com.apple.xpc.launchd.domain.pid.WebContent.35830): Path not allowed",
+                Some("mac"),
+                Some("com.apple.xpc.launchd"),
+                Some(json!(1)),
+                "Path not allowed",
+                "2025-07-01T09:00:00.000000Z",
+            ),
+            (
+                "Jul  1 09:04:37 mac Microsoft Word[14463]: Starting up",
+                Some("mac"),
+                Some("Microsoft Word"),
+                Some(json!(14463)),
+                "Starting up",
+                "2025-07-01T09:04:37.000000Z",
+            ),
+            (
+                "Jul  1 09:04:37 mac BezelServices 255.10[94]: ASSERTION FAILED",
+                Some("mac"),
+                Some("BezelServices 255.10"),
+                Some(json!(94)),
+                "ASSERTION FAILED",
+                "2025-07-01T09:04:37.000000Z",
+            ),
+            // a spaced name only before a [pid]: else the first word is the tag
+            (
+                "Jun 19 04:09:11 combo syslogd 1.4.1: restart.",
+                Some("combo"),
+                Some("syslogd"),
+                None,
+                "1.4.1: restart.",
+                "2025-06-19T04:09:11.000000Z",
+            ),
+            // upper-case month (syslog_loose parse_3164_timestamp_uppercase)
+            (
+                "<34>OCT 11 22:14:15 mymachine su: 'su root' failed",
+                Some("mymachine"),
+                Some("su"),
+                None,
+                "'su root' failed",
+                "2025-10-11T22:14:15.000000Z",
+            ),
+            // a space after <PRI> (Tenzir #3718, syslog_loose parse_3164_host_with_space)
+            (
+                "<34> Oct 11 22:14:15 mymachine su: x",
+                Some("mymachine"),
+                Some("su"),
+                None,
+                "x",
+                "2025-10-11T22:14:15.000000Z",
+            ),
+            (
+                "<54> 1970-01-01T00:01:31+00:00 host :",
+                Some("host"),
+                None,
+                None,
+                "",
+                "1970-01-01T00:01:31.000000Z",
+            ),
+            // a year inside the timestamp, and Cisco's colon after the time (rsyslog's
+            // malformed-message samples)
+            (
+                "<164>May 21 2008 10:50:11: %FWSM-4-106023: Deny udp src outside:123.123.123.123/1985",
+                None,
+                Some("%FWSM-4-106023"),
+                None,
+                "Deny udp src outside:123.123.123.123/1985",
+                "2008-05-21T10:50:11.000000Z",
+            ),
+            (
+                "Mar  7 2008 19:06:53 fw01 app[7]: m",
+                Some("fw01"),
+                Some("app"),
+                Some(json!(7)),
+                "m",
+                "2008-03-07T19:06:53.000000Z",
+            ),
+            (
+                "<189>May 28 16:09:56.185: %SYS-5-CONFIG_I: Configured from console",
+                None,
+                Some("%SYS-5-CONFIG_I"),
+                None,
+                "Configured from console",
+                "2025-05-28T16:09:56.185000Z",
+            ),
+            (
+                "<167>Mar  6 16:57:54 172.20.245.8 %PIX-7-710005: UDP request discarded",
+                Some("172.20.245.8"),
+                Some("%PIX-7-710005"),
+                None,
+                "UDP request discarded",
+                "2025-03-06T16:57:54.000000Z",
+            ),
+            // leading spaces (syslog_loose handles_weird_whitespace)
+            (
+                "   \t<13>Feb 13 20:07:26 h root[8539]: i am foobar",
+                Some("h"),
+                Some("root"),
+                Some(json!(8539)),
+                "i am foobar",
+                "2025-02-13T20:07:26.000000Z",
+            ),
+            // no hostname (syslog_loose parse_haproxy), and an empty pid (Tenzir #5426)
+            (
+                "<133>Jan 13 16:33:35 haproxy[73411]: Proxy sticky-servers started.",
+                None,
+                Some("haproxy"),
+                Some(json!(73411)),
+                "Proxy sticky-servers started.",
+                "2025-01-13T16:33:35.000000Z",
+            ),
+            (
+                "<21>Aug 18 12:00:00 hostname_redacted .NetRuntime[-]: content...",
+                Some("hostname_redacted"),
+                Some(".NetRuntime"),
+                None,
+                "content...",
+                "2025-08-18T12:00:00.000000Z",
+            ),
+            // syslog_loose parse_3164_timestamp: no host, no tag
+            (
+                "<34>Oct 11 22:14:15 : a message",
+                None,
+                None,
+                None,
+                "a message",
+                "2025-10-11T22:14:15.000000Z",
+            ),
+            // syslog_loose parse_rsyslog: structured-data-looking text stays in the message
+            (
+                "<46>Jan  5 15:33:03 plertrood-ThinkPad-X220 rsyslogd:  [origin software=\"rsyslogd\"] start",
+                Some("plertrood-ThinkPad-X220"),
+                Some("rsyslogd"),
+                None,
+                " [origin software=\"rsyslogd\"] start",
+                "2025-01-05T15:33:03.000000Z",
+            ),
+            // a `:` inside parentheses is part of the name; `name :` is a tag too
+            (
+                "Nov  9 12:10:43 local@tbird-admin1 audit(1131538222.234:0): initialized",
+                Some("local@tbird-admin1"),
+                Some("audit(1131538222.234:0)"),
+                None,
+                "initialized",
+                "2025-11-09T12:10:43.000000Z",
+            ),
+            (
+                "Nov  9 12:10:43 tbird scsi0 : LSI Logic MegaRAID driver",
+                Some("tbird"),
+                Some("scsi0"),
+                None,
+                "LSI Logic MegaRAID driver",
+                "2025-11-09T12:10:43.000000Z",
+            ),
+            // `x[` that is no pid is no tag
+            (
+                "Nov 23 10:00:01 h a[: m",
+                Some("h"),
+                None,
+                None,
+                "a[: m",
+                "2025-11-23T10:00:01.000000Z",
+            ),
+        ];
+        for (line, host, name, pid, msg, time) in cases {
+            let got = parse(line).unwrap_or_else(|| panic!("{line:?} does not parse"));
+            let s = |k: &str| got.get(k).and_then(Value::as_str);
+            assert_eq!(s("HostName"), *host, "HostName of {line:?}");
+            assert_eq!(s("ProcessName"), *name, "ProcessName of {line:?}");
+            assert_eq!(got.get("ProcessID"), pid.as_ref(), "ProcessID of {line:?}");
+            assert_eq!(s("SyslogMessage"), Some(*msg), "SyslogMessage of {line:?}");
+            assert_eq!(s("EventTime"), Some(*time), "EventTime of {line:?}");
+        }
+    }
+
+    #[test]
+    fn rfc3164_years_are_placed_nearest_to_now() {
         let p = SyslogParser::new(TimeZone::UTC);
+        // New Year: a line of the first seconds of next year, read just before midnight
+        let dec31: Timestamp = "2026-12-31T23:00:00Z".parse().expect("ts");
+        let got = p
+            .parse_with("Jan  1 00:00:05 h a: m", &|| dec31)
+            .expect("row");
+        assert_eq!(got["EventTime"], json!("2027-01-01T00:00:05.000000Z"));
         let jan: Timestamp = "2026-01-01T00:30:00Z".parse().expect("ts");
         let got = p
             .parse_with("Dec 31 23:59:59 h a: m", &|| jan)
