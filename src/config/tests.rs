@@ -865,8 +865,6 @@ fn did_you_mean() {
     assert_eq!(closest("DCR", known), Some("dcr"));
     assert_eq!(closest("streams", known), Some("stream"));
     assert_eq!(closest("endpoint", known), None);
-    assert_eq!(edit_distance("kitten", "sitting"), 3);
-    assert_eq!(edit_distance("", "abc"), 3);
 }
 
 #[test]
