@@ -170,3 +170,61 @@ async fn a_cloud_that_does_not_fit_the_endpoint_is_refused_at_load() {
     let out = run(c).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// A path glob that cannot be compiled is refused by `check` with its line and key (before,
+/// `check` said "valid" and `run` then exited 2).
+#[tokio::test]
+async fn a_bad_glob_is_refused_with_line_and_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = format!(
+        "[auth]\nmethod = \"static\"\n\n[outputs.app]\nendpoint = \"https://x.example\"\n\
+         dcr = \"{DCR}\"\nstream = \"{STREAM}\"\n\n[inputs.app]\ntype = \"file\"\n\
+         paths = [\"/var/log/app/[.log\"]\n"
+    );
+    let cfg = write_file(dir.path(), "agent.toml", &text);
+    let mut c = dcrship();
+    c.arg("check").arg("-c").arg(&cfg);
+    let out = run(c).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("line 11, key inputs.app.paths"), "{err}");
+    assert!(err.contains("/var/log/app/[.log"), "{err}");
+}
+
+/// Every mistake of the file at once, in line order, like a compiler: two unknown keys in one
+/// table, a bad value in another, and a cross-check, then exit 2.
+#[tokio::test]
+async fn every_error_of_the_file_is_reported_in_line_order() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let text = format!(
+        "[agent]\nshutdown_timeout = \"soon\"\n\n[outputs.app]\nendpoint = \"https://x.example\"\n\
+         dcr = \"{DCR}\"\nstream = \"{STREAM}\"\nconcurency = 2\nbatch_timout = \"1s\"\n\n\
+         [inputs.app]\ntype = \"stdin\"\nformat = \"regex\"\n"
+    );
+    let cfg = write_file(dir.path(), "agent.toml", &text);
+    let mut c = dcrship();
+    c.arg("check").arg("-c").arg(&cfg);
+    let out = run(c).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    let want = [
+        ("line 2, key agent.shutdown_timeout", "duration"),
+        (
+            "line 8, key outputs.app.concurency",
+            "did you mean `concurrency`",
+        ),
+        (
+            "line 9, key outputs.app.batch_timout",
+            "did you mean `batch_timeout`",
+        ),
+        ("key inputs.app.pattern", "needs a pattern"),
+    ];
+    assert_eq!(lines.len(), want.len(), "{err}");
+    for (line, (at, says)) in lines.iter().zip(want) {
+        assert!(
+            line.contains(at) && line.contains(says),
+            "{at} / {says}: {err}"
+        );
+    }
+}

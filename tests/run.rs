@@ -1627,3 +1627,106 @@ async fn long_json_lines_in_files_are_kept_whole_up_to_the_request_cap() {
         .as_str()
         .is_some_and(|r| r.len() <= 65_536));
 }
+
+/// Flags given with `--config` win over the file's values, as in `send`: the output's
+/// endpoint comes from `--endpoint`, not the file, and every line reaches that endpoint once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_override_the_config_file() {
+    let file_fake = Fake::start(|_| Reply::Status(204)).await;
+    let flag_fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let text = lines("flagged", 0..40);
+    append(&log, &text);
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        simple_config(&file_fake, state.path(), &[("app", &log)]),
+    )
+    .expect("config");
+    let mut c = config_cmd(&config);
+    c.args(["--endpoint", &flag_fake.url(), "--concurrency", "2"]);
+    let mut agent = Agent::spawn(c, None);
+    agent
+        .wait_for("the lines at the flag's endpoint", secs(10), || {
+            all_arrived(&flag_fake, &text)
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&flag_fake, &text);
+    assert!(
+        file_fake.ingest_requests().is_empty(),
+        "the file's endpoint got requests"
+    );
+}
+
+/// `run --path` reads `--format auto` by default: a `.log` file of JSON lines becomes rows of
+/// their fields, a `.csv` file rows named by its header — read again from the file after a
+/// restart, so rows written while stopped keep their column names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_format_reads_json_lines_and_csv_with_its_header_across_a_restart() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let json = dir.path().join("app.log");
+    let csv = dir.path().join("table.csv");
+    append(&json, &[r#"{"Level":"info","N":1}"#.to_string()]);
+    append(&csv, &["Name,Count".to_string(), "a,1".to_string()]);
+    let cmd = || {
+        let mut c = run_cmd(&fake, state.path(), None);
+        c.arg("--path")
+            .arg(dir.path().join("*.log"))
+            .arg("--path")
+            .arg(dir.path().join("*.csv"))
+            .args(["--start-at", "beginning"]);
+        c
+    };
+    let rows =
+        |fake: &Fake| -> Vec<Value> { fake.accepted().iter().flat_map(|r| r.rows()).collect() };
+    let mut agent = Agent::spawn(cmd(), None);
+    agent
+        .wait_for("the first rows", secs(10), || rows(&fake).len() == 2)
+        .await;
+    agent.stop(secs(10)).await;
+    append(&csv, &["b,2".to_string()]);
+    let mut agent = Agent::spawn(cmd(), None);
+    agent
+        .wait_for("the row written while stopped", secs(10), || {
+            rows(&fake).len() == 3
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    let got = rows(&fake);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert!(
+        got.iter().any(|r| r["Level"] == "info" && r["N"] == 1),
+        "{got:?}"
+    );
+    for (name, count) in [("a", "1"), ("b", "2")] {
+        assert!(
+            got.iter()
+                .any(|r| r["Name"] == name && r["Count"] == count && r.get("RawData").is_none()),
+            "{name}: {got:?}"
+        );
+    }
+    assert!(
+        !got.iter().any(|r| r["Name"] == "Name"),
+        "the header is not a row"
+    );
+}
+
+/// Endpoint flags without an input: the message leads with the fix (`--path` or `--stdin`),
+/// not with "cannot read /etc/dcrship/agent.toml".
+#[tokio::test]
+async fn endpoint_flags_without_an_input_name_the_input_flags() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let state = tempfile::tempdir().expect("state");
+    let out = run(run_cmd(&fake, state.path(), None)).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("dcrship: error: nothing to read: give --path GLOB or --stdin"),
+        "{err}"
+    );
+}

@@ -887,3 +887,63 @@ async fn a_huge_line_and_binary_garbage_keep_memory_bounded() {
         .count();
     assert!(text_rows >= 3);
 }
+
+/// A full ingestion URL pasted as `--endpoint` (with no `--dcr` / `--stream`) is taken apart:
+/// the rows reach the stream it names, once. Another path is refused before any request, with
+/// the fix; an endpoint without `https://` too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_ingestion_url_as_endpoint_is_taken_apart_and_other_paths_are_refused() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = write_file(dir.path(), "rows.ndjson", &ndjson(0..30, 10));
+    let full = format!(
+        "{}/dataCollectionRules/{DCR}/streams/{STREAM}?api-version=2023-01-01",
+        fake.url().trim_end_matches('/')
+    );
+    let mut c = dcrship();
+    c.args([
+        "send",
+        "--endpoint",
+        &full,
+        "--auth",
+        "static",
+        "--no-progress",
+    ])
+    .args(["--summary", "json"])
+    .arg(&file)
+    .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_all_rows_once(&fake, &out, 30);
+
+    for (endpoint, says) in [
+        (
+            format!("{}/api/logs", fake.url().trim_end_matches('/')),
+            "drop the path",
+        ),
+        (
+            "my-dce.eastus-1.ingest.monitor.azure.com".to_string(),
+            "has no scheme; write https://",
+        ),
+    ] {
+        let before = fake.requests().len();
+        let mut c = dcrship();
+        c.args([
+            "send",
+            "--endpoint",
+            &endpoint,
+            "--dcr",
+            DCR,
+            "--stream",
+            STREAM,
+        ])
+        .args(["--auth", "static", "--no-progress"])
+        .arg(&file)
+        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+        let out = run(c).await;
+        assert_eq!(out.status.code(), Some(2), "{endpoint}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{endpoint}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--endpoint:"), "{}", stderr(&out));
+        assert_eq!(fake.requests().len(), before, "no request for {endpoint}");
+    }
+}

@@ -93,6 +93,13 @@ pub fn run_config(args: &RunArgs) -> Result<Config, CmdError> {
         .config
         .clone()
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_PATH));
+    if args.out.config.is_none() && !path.exists() {
+        return Err(CmdError::usage(format!(
+            "nothing to read: give --path GLOB or --stdin to run from flags, or --config FILE \
+             (there is no {})",
+            path.display()
+        )));
+    }
     let cfg = config::load(&path, &overlay).map_err(|e| {
         let hint = match e.first() {
             Some(config::ConfigError::Read { .. }) => {

@@ -84,8 +84,9 @@ impl Checker<'_> {
             if self.damaged("outputs", &name) {
                 continue;
             }
-            let columns = self.keep(self.check_columns(&name, output));
+            // The endpoint first: a full ingestion URL names the stream the columns are of.
             let plan = self.keep(self.output_plan(&name, output, &auth));
+            let columns = self.keep(self.check_columns(&name, output));
             if let (Some(()), Some(plan)) = (columns, plan) {
                 outputs.insert(name, plan);
             }
@@ -143,10 +144,13 @@ impl Checker<'_> {
     fn output_plan(
         &self,
         name: &str,
-        output: &OutputConfig,
+        output: &mut OutputConfig,
         auth: &AuthConfig,
     ) -> Result<OutputPlan, ConfigError> {
         let made_by_flags = self.flags.flag_outputs.iter().any(|o| o == name);
+        if !output.endpoint.trim().is_empty() {
+            self.take_endpoint_apart(name, output)?;
+        }
         if made_by_flags {
             self.check_flag_target(output)?;
         }
@@ -187,6 +191,37 @@ impl Checker<'_> {
             request_timeout: output.request_timeout,
             limits: output.limits(),
         })
+    }
+
+    /// A full ingestion URL given as the endpoint: its DCR and stream fill in (or must agree
+    /// with) `dcr` and `stream`, and the endpoint becomes its root.
+    fn take_endpoint_apart(
+        &self,
+        name: &str,
+        output: &mut OutputConfig,
+    ) -> Result<(), ConfigError> {
+        let parts = super::endpoint::split(&output.endpoint)
+            .map_err(|m| self.fail(&["outputs", name, "endpoint"], m))?;
+        for (key, given, found) in [
+            ("dcr", &mut output.dcr, parts.dcr),
+            ("stream", &mut output.stream, parts.stream),
+        ] {
+            let Some(found) = found else { continue };
+            if given.is_empty() {
+                *given = found;
+            } else if *given != found {
+                return Err(self.fail(
+                    &["outputs", name, "endpoint"],
+                    format!(
+                        "the URL names {key} {found:?}, but {key} is {given:?}; give the \
+                         endpoint as {} and the {key} on its own",
+                        parts.root
+                    ),
+                ));
+            }
+        }
+        output.endpoint = parts.root;
+        Ok(())
     }
 
     /// An output made from flags alone needs its three target flags (but in a dry run).

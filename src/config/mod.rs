@@ -22,6 +22,7 @@
 
 mod build;
 mod compile;
+mod endpoint;
 mod env;
 mod file;
 mod overlay;

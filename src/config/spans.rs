@@ -241,7 +241,6 @@ pub(super) fn closest<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) 
         .map(|(_, k)| k)
 }
 
-
 pub(super) fn join_names<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
     names
         .into_iter()

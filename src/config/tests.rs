@@ -531,8 +531,24 @@ fn bad_cases() -> Vec<Bad> {
         bad(
             2,
             "outputs.app.endpoint",
-            "invalid URL",
+            "has no scheme; write https://my-dce.eastus-1",
             APP.replace("https://my-dce-ab12", "my-dce"),
+        ),
+        bad(
+            2,
+            "outputs.app.endpoint",
+            "has a path (/api/logs); the endpoint is the root URL of the data collection endpoint: \
+             drop the path",
+            APP.replace(".azure.com", ".azure.com/api/logs"),
+        ),
+        bad(
+            2,
+            "outputs.app.endpoint",
+            "the URL names stream \"Custom-Other_CL\", but stream is \"Custom-MyApp_CL\"",
+            APP.replace(
+                ".azure.com",
+                ".azure.com/dataCollectionRules/dcr-0123456789abcdef0123456789abcdef/streams/Custom-Other_CL",
+            ),
         ),
         bad(
             3,
