@@ -228,3 +228,77 @@ async fn every_error_of_the_file_is_reported_in_line_order() {
         );
     }
 }
+
+/// What would stop `run` here, found by `check` (run as the service user): a glob that matches
+/// nothing yet (a warning), a log file this user may not read (naming the group to join), a
+/// state directory it cannot write, an http_listen address another program holds. The
+/// permission cases need another user than root: the test drops to `nobody` when it runs as
+/// root, and checks only the other cases otherwise.
+#[tokio::test]
+async fn check_finds_what_would_stop_run_on_this_host() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs).expect("mkdir");
+    let secret_log = logs.join("app.log");
+    std::fs::write(&secret_log, "a line\n").expect("write");
+    std::fs::set_permissions(&secret_log, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).expect("mkdir");
+    std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    let text = format!(
+        "[agent]\nstate_dir = {:?}\nhttp_listen = \"{addr}\"\n\n[auth]\nmethod = \"static\"\n\n\
+         [outputs.app]\nendpoint = \"https://x.example\"\ndcr = \"{DCR}\"\nstream = \"{STREAM}\"\n\n\
+         [inputs.app]\ntype = \"file\"\npaths = [{:?}, \"/nonexistent-dcrship/*.log\"]\n",
+        state.display().to_string(),
+        logs.join("*.log").display().to_string(),
+    );
+    let cfg = write_file(dir.path(), "agent.toml", &text);
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut c = dcrship();
+    c.arg("check").arg("-c").arg(&cfg);
+    if root {
+        // SAFETY: setgid/setuid in the child between fork and exec.
+        unsafe {
+            c.pre_exec(|| {
+                if libc::setgid(65534) != 0 || libc::setuid(65534) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let out = run(c).await;
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(2), "{o}{e}");
+    assert!(
+        o.contains("warning: inputs.app: /nonexistent-dcrship/*.log matches no file yet"),
+        "{o}{e}"
+    );
+    assert!(
+        e.contains(&format!("http_listen {addr} is in use by another program")),
+        "{e}"
+    );
+    if root {
+        // The file is root:root 0640, so the way in is root's group.
+        assert!(
+            e.contains(&format!("cannot read {} as nobody", secret_log.display())),
+            "{e}"
+        );
+        assert!(e.contains("sudo usermod -aG root nobody"), "{e}");
+        assert!(
+            e.contains(&format!(
+                "state directory {} is not writable as nobody",
+                state.display()
+            )),
+            "{e}"
+        );
+    } else {
+        eprintln!("not root: the permission cases of this test were not checked");
+    }
+    drop(taken);
+}

@@ -227,6 +227,20 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
             crate::console::out(&l);
         }
     }
+    // What would stop `run` here, as this user.
+    let mut host_ok = true;
+    for f in super::preflight::preflight(&cfg) {
+        match f {
+            super::preflight::Finding::Warning(m) => crate::console::out(&format!("warning: {m}")),
+            super::preflight::Finding::Error(m) => {
+                host_ok = false;
+                crate::console::err(&format!("dcrship: error: {m}"));
+            }
+        }
+    }
+    if !host_ok {
+        return ExitCode::Usage;
+    }
     if !args.live {
         return ExitCode::Ok;
     }

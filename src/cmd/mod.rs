@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod flags;
+pub mod preflight;
 pub mod run;
 pub mod send;
 

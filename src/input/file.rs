@@ -178,6 +178,11 @@ impl TailerConfig {
             })
     }
 
+    /// The files each of `paths` matches now (excludes applied). Blocking.
+    pub fn files_per_glob(&self) -> Result<Vec<(String, Vec<PathBuf>)>, TailError> {
+        Ok(Globs::new(&self.paths, &self.exclude)?.scan_each())
+    }
+
     fn validate(&self) -> Result<(), TailError> {
         let setting = |name, reason| Err(TailError::Setting { name, reason });
         if self.paths.is_empty() {

@@ -98,32 +98,48 @@ impl Globs {
         let mut seen = HashSet::new();
         let mut found = Vec::new();
         for pattern in &self.include {
-            let Ok(paths) = glob::glob_with(pattern, MATCH) else {
-                continue; // checked in `new`
-            };
-            for entry in paths {
-                let path = match entry {
-                    Ok(path) => path,
-                    Err(e) => {
-                        tracing::debug!(pattern, "skipping unreadable directory: {e}");
-                        continue;
-                    }
-                };
-                if self.exclude.iter().any(|x| x.matches(&path)) {
-                    continue;
-                }
-                let Ok(meta) = fs::metadata(&path) else {
-                    continue; // gone since the directory was read
-                };
-                if meta.is_file() && seen.insert(FileId::of(&meta)) {
-                    found.push(Found {
-                        id: FileId::of(&meta),
-                        path,
-                    });
-                }
-            }
+            self.scan_one(pattern, &mut seen, &mut found);
         }
         found
+    }
+
+    /// The files each glob matches now (excludes applied), for `check`.
+    pub fn scan_each(&self) -> Vec<(String, Vec<PathBuf>)> {
+        self.include
+            .iter()
+            .map(|pattern| {
+                let mut found = Vec::new();
+                self.scan_one(pattern, &mut HashSet::new(), &mut found);
+                (pattern.clone(), found.into_iter().map(|f| f.path).collect())
+            })
+            .collect()
+    }
+
+    fn scan_one(&self, pattern: &str, seen: &mut HashSet<FileId>, found: &mut Vec<Found>) {
+        let Ok(paths) = glob::glob_with(pattern, MATCH) else {
+            return; // checked in `new`
+        };
+        for entry in paths {
+            let path = match entry {
+                Ok(path) => path,
+                Err(e) => {
+                    tracing::debug!(pattern, "skipping unreadable directory: {e}");
+                    continue;
+                }
+            };
+            if self.exclude.iter().any(|x| x.matches(&path)) {
+                continue;
+            }
+            let Ok(meta) = fs::metadata(&path) else {
+                continue; // gone since the directory was read
+            };
+            if meta.is_file() && seen.insert(FileId::of(&meta)) {
+                found.push(Found {
+                    id: FileId::of(&meta),
+                    path,
+                });
+            }
+        }
     }
 
     /// The deepest directory of each glob that has no wildcard: watching it catches new files.
