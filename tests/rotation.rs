@@ -89,8 +89,15 @@ fn missing(fake: &Fake, expected: &[String]) -> usize {
     expected.iter().filter(|l| !got.contains_key(*l)).count()
 }
 
-/// Every line of `expected` arrived exactly once, and nothing but them and `headers` headers.
-fn assert_exactly_once(fake: &Fake, expected: &[String], headers: usize, what: &str) {
+/// Every line of `expected` arrived exactly once, and nothing but them and `headers` headers;
+/// `logs` (of the agent runs) are shown when not.
+fn assert_exactly_once(
+    fake: &Fake,
+    expected: &[String],
+    headers: usize,
+    what: &str,
+    logs: &[String],
+) {
     let got = raw_counts(fake);
     let lost = missing(fake, expected);
     let twice: Vec<_> = got
@@ -103,12 +110,16 @@ fn assert_exactly_once(fake: &Fake, expected: &[String], headers: usize, what: &
         .collect();
     assert!(
         lost == 0 && twice.is_empty() && extra.is_empty(),
-        "{what}: lost {lost} of {} lines; {} sent twice {:?}; {} unexpected {:?}",
+        "{what}: lost {lost} of {} lines; {} sent twice {:?}; {} unexpected {:?}\n--- logs ---\n{}",
         expected.len(),
         twice.len(),
         twice.iter().take(5).collect::<Vec<_>>(),
         extra.len(),
         extra.iter().take(5).collect::<Vec<_>>(),
+        logs.iter()
+            .map(|l| agent::tail(l, 6000))
+            .collect::<Vec<_>>()
+            .join("\n--- next run ---\n"),
     );
     assert_eq!(
         got.get(HEADER).copied().unwrap_or(0),
@@ -163,6 +174,7 @@ async fn rotation_while_stopped_is_read_from_the_checkpoint_to_the_end() {
     let mut agent =
         run_until_arrived(&fake, state.path(), &glob, &before, secs(20), "first run").await;
     agent.stop(secs(10)).await;
+    let first_log = agent.log();
 
     let stopped = lines("stopped", 0..1000);
     append(&log, &stopped);
@@ -180,7 +192,13 @@ async fn rotation_while_stopped_is_read_from_the_checkpoint_to_the_end() {
     )
     .await;
     agent.stop(secs(10)).await;
-    assert_exactly_once(&fake, &all, 0, "rotation while stopped");
+    assert_exactly_once(
+        &fake,
+        &all,
+        0,
+        "rotation while stopped",
+        &[first_log, agent.log()],
+    );
     assert!(
         agent.log_has("found a rotated file"),
         "logged at info\n{}",
@@ -203,6 +221,7 @@ async fn rotation_and_gzip_while_stopped_is_read_from_the_compressed_file() {
     let mut agent =
         run_until_arrived(&fake, state.path(), &glob, &before, secs(20), "first run").await;
     agent.stop(secs(10)).await;
+    let first_log = agent.log();
 
     let stopped = lines("stopped", 0..1000);
     append(&log, &stopped);
@@ -222,7 +241,13 @@ async fn rotation_and_gzip_while_stopped_is_read_from_the_compressed_file() {
     )
     .await;
     agent.stop(secs(10)).await;
-    assert_exactly_once(&fake, &all, 0, "compressed while stopped");
+    assert_exactly_once(
+        &fake,
+        &all,
+        0,
+        "compressed while stopped",
+        &[first_log, agent.log()],
+    );
     assert!(
         agent.log_has("found a compressed rotated file"),
         "logged at info\n{}",
@@ -407,6 +432,7 @@ async fn copytruncate_while_stopped_with_a_constant_header_loses_nothing() {
     let mut agent =
         run_until_arrived(&fake, state.path(), &glob, &before, secs(20), "first run").await;
     agent.stop(secs(10)).await;
+    let first_log = agent.log();
 
     let unread = lines("unread", 0..100);
     append(&log, &unread);
@@ -424,7 +450,13 @@ async fn copytruncate_while_stopped_with_a_constant_header_loses_nothing() {
     )
     .await;
     agent.stop(secs(10)).await;
-    assert_exactly_once(&fake, &all, 2, "copytruncate while stopped");
+    assert_exactly_once(
+        &fake,
+        &all,
+        2,
+        "copytruncate while stopped",
+        &[first_log, agent.log()],
+    );
     assert!(
         agent.log_has("another file"),
         "the lookalike is logged\n{}",
@@ -450,6 +482,7 @@ async fn the_same_inode_with_the_same_header_but_other_lines_is_read_whole() {
     let mut agent =
         run_until_arrived(&fake, state.path(), &glob, &before, secs(20), "first run").await;
     agent.stop(secs(10)).await;
+    let first_log = agent.log();
 
     let inode = std::fs::metadata(&log).expect("stat").ino();
     let replaced = lines("replaced", 0..500);
@@ -466,7 +499,13 @@ async fn the_same_inode_with_the_same_header_but_other_lines_is_read_whole() {
     )
     .await;
     agent.stop(secs(10)).await;
-    assert_exactly_once(&fake, &all, 2, "same inode, same header");
+    assert_exactly_once(
+        &fake,
+        &all,
+        2,
+        "same inode, same header",
+        &[first_log, agent.log()],
+    );
 }
 
 /// copytruncate while the agent runs, on a log with a constant header, refilled past the old
@@ -501,7 +540,7 @@ async fn copytruncate_with_a_constant_header_refilled_while_running_loses_nothin
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     agent.stop(secs(10)).await;
-    assert_exactly_once(&fake, &all, 2, "copytruncate while running");
+    assert_exactly_once(&fake, &all, 2, "copytruncate while running", &[agent.log()]);
 }
 
 fn new_count(all: &[String]) -> usize {
@@ -605,7 +644,7 @@ async fn ten_thousand_files_under_a_1024_descriptor_limit_all_arrive() {
         "{}",
         agent::tail(&log, 4000)
     );
-    assert_exactly_once(&fake, &all, 0, "10,000 files");
+    assert_exactly_once(&fake, &all, 0, "10,000 files", &[agent.log()]);
     let saved: serde_json::Value = serde_json::from_slice(
         &std::fs::read(state.path().join("checkpoints.json")).expect("checkpoints saved"),
     )

@@ -248,6 +248,12 @@ pub struct FileTailer {
     /// What was read under each watched name before this start: once `startup` is resolved,
     /// rotations of those names never read are looked for (then this is emptied).
     history: Vec<History>,
+    /// Lost files not looked for yet: a search pass takes only as many as the budget has free
+    /// descriptors for what it finds.
+    deferred: Vec<Lost>,
+    /// (fingerprint, offset) of every checkpoint it started with: a rotated file of that size
+    /// and first line was read to its end.
+    ends: Arc<HashSet<(u64, u64)>>,
     /// A file found no descriptor free this round.
     starved: bool,
 }
@@ -305,6 +311,10 @@ impl FileTailer {
         let known = KnownOffsets::from_checkpoints(checkpoints);
         let startup = known.keys_where(|k| globs.matches(&k.path));
         let history = history(checkpoints, &globs);
+        let ends = checkpoints
+            .iter()
+            .map(|(k, c)| (k.fingerprint, c.offset))
+            .collect();
         Ok(FileTailer {
             config: Arc::new(config),
             globs: Arc::new(globs),
@@ -316,6 +326,8 @@ impl FileTailer {
             first_scan: true,
             startup,
             history,
+            deferred: Vec::new(),
+            ends: Arc::new(ends),
             starved: false,
         })
     }
@@ -441,7 +453,8 @@ impl FileTailer {
             }
         }
         lost.extend(self.lost_at_startup());
-        let history = if self.startup.is_empty() {
+        lost.append(&mut self.deferred);
+        let history = if self.startup.is_empty() && lost.is_empty() {
             std::mem::take(&mut self.history)
         } else {
             Vec::new()
@@ -486,6 +499,7 @@ impl FileTailer {
                     offset: k.offset,
                     window: k.window,
                     path: Arc::new(k.path),
+                    late_writes: false,
                 });
             }
             false
@@ -500,20 +514,27 @@ impl FileTailer {
             return Ok(());
         }
         let skip: HashSet<FileId> = self.files.keys().copied().collect();
-        let (globs, config, budget, known) = (
+        let (globs, config, budget, known, ends) = (
             Arc::clone(&self.globs),
             Arc::clone(&self.config),
             Arc::clone(&self.budget),
             Arc::clone(&self.known),
+            Arc::clone(&self.ends),
         );
-        let found = tokio::task::spawn_blocking(move || {
-            let mut siblings = Siblings::new(&lost);
+        let (found, deferred, history) = tokio::task::spawn_blocking(move || {
+            let mut siblings = Siblings::new(&lost, &ends);
             let now = std::time::Instant::now();
-            let mut found = Vec::new();
-            for l in &lost {
-                match siblings.find(l, &skip, &|p| globs.matches(p)) {
-                    Search::Found(r) => found.push(resume(l, r, &config, &budget, now)),
-                    Search::Watched => lock(&known).insert(
+            // Each file found takes a descriptor: no more than the budget has free.
+            let room = budget.max().saturating_sub(budget.open()).max(1);
+            let (mut found, mut deferred, mut later) = (Vec::new(), Vec::new(), Vec::new());
+            for l in lost {
+                if found.len() >= room {
+                    deferred.push(l);
+                    continue;
+                }
+                match siblings.find(&l, &skip, &|p| globs.matches(p)) {
+                    Search::Found(r) => found.push(resume(&l, r, &config, &budget, now)),
+                    Search::Known => lock(&known).insert(
                         l.key,
                         Known {
                             offset: l.offset,
@@ -526,17 +547,23 @@ impl FileTailer {
                     }
                 }
             }
-            for h in &history {
-                for (l, r) in siblings.unseen(h, &skip, &|p| globs.matches(p)) {
+            for h in history {
+                if found.len() >= room {
+                    later.push(h);
+                    continue;
+                }
+                for (l, r) in siblings.unseen(&h, &skip, &|p| globs.matches(p)) {
                     found.push(resume(&l, r, &config, &budget, now));
                 }
             }
-            found
+            (found, deferred, later)
         })
         .await?;
         for (id, tailed) in found {
             self.files.entry(id).or_insert(tailed);
         }
+        self.deferred = deferred;
+        self.history.extend(history);
         Ok(())
     }
 }
@@ -613,6 +640,7 @@ fn history(checkpoints: &Checkpoints, globs: &Globs) -> Vec<History> {
             offset: cp.offset,
             window: cp.window,
             path: Arc::new(cp.path.clone()),
+            late_writes: false,
         });
     }
     by_path.into_values().collect()

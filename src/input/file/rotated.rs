@@ -53,6 +53,9 @@ pub(super) struct Lost {
     pub window: Option<Window>,
     /// The watched name it was read under.
     pub path: Arc<PathBuf>,
+    /// A writer may still be appending to it (it was open moments ago): read it even when
+    /// nothing is left now. At startup a renamed file read to its end is left alone.
+    pub late_writes: bool,
 }
 
 /// How a file was found.
@@ -117,11 +120,22 @@ struct Entry {
     mtime: (i64, i64),
 }
 
-/// One search pass: directory listings and gzip probes are read once however many lost files
-/// share them.
+/// A name in a directory listing, with the inode `readdir` gives (no stat yet).
+#[derive(Debug, Clone)]
+struct Name {
+    name: String,
+    path: PathBuf,
+    ino: u64,
+}
+
+/// One search pass: directory listings, stats and gzip probes are read once however many lost
+/// files share them; only the names that may be a result are stat'ed, so a directory of ten
+/// thousand logs costs one listing.
 pub(super) struct Siblings {
-    dirs: HashMap<PathBuf, Vec<Entry>>,
-    /// (fingerprint, offset) of every lost file of the pass.
+    dirs: HashMap<PathBuf, Vec<Name>>,
+    stats: HashMap<PathBuf, Option<Entry>>,
+    /// (fingerprint, offset) of every lost file of the pass and every checkpoint the tailer
+    /// started with: a candidate of that size with that first line was read to its end.
     done: HashSet<(u64, u64)>,
     /// Per `.gz`: its first line's fingerprint and recorded size, when readable.
     probes: HashMap<FileId, Option<(u64, u32)>>,
@@ -135,17 +149,21 @@ pub(super) struct Siblings {
 #[derive(Debug)]
 pub(super) enum Search {
     Found(Rotated),
-    /// The same inode, still the lost file, under a name the globs match: a scan takes it, and
-    /// should resume it where it was read to.
-    Watched,
+    /// The same inode, still the lost file, under a name the globs match (a scan takes it),
+    /// or read to its end already: either way it should be known where it was read to.
+    Known,
     Nothing,
 }
 
 impl Siblings {
-    pub fn new(lost: &[Lost]) -> Self {
+    /// A pass for `lost`; `ends` are (fingerprint, offset) of the checkpoints known besides.
+    pub fn new(lost: &[Lost], ends: &HashSet<(u64, u64)>) -> Self {
+        let mut done = ends.clone();
+        done.extend(lost.iter().map(|l| (l.key.fingerprint, l.offset)));
         Siblings {
             dirs: HashMap::new(),
-            done: lost.iter().map(|l| (l.key.fingerprint, l.offset)).collect(),
+            stats: HashMap::new(),
+            done,
             probes: HashMap::new(),
             taken: HashSet::new(),
             warned: false,
@@ -175,16 +193,20 @@ impl Siblings {
     ) -> Option<Search> {
         let dir = lost.path.parent()?.to_path_buf();
         let name = lost.path.file_name()?.to_string_lossy().into_owned();
-        let entries = self.list(&dir).to_vec();
         let held =
             |e: &Entry, taken: &HashSet<FileId>| skip.contains(&e.id) || taken.contains(&e.id);
-        let key = &lost.key;
-        for e in entries
+        let key = lost.key;
+        // A symbolic link's inode is known only once followed.
+        let same_inode = self.entries(&dir, |n| n.ino == key.ino || n.ino == 0);
+        for e in same_inode
             .iter()
             .filter(|e| e.id.dev == key.dev && e.id.ino == key.ino && !held(e, &self.taken))
         {
             match open_plain(e, lost) {
-                Ok(Some(_)) if watched(&e.path) => return Some(Search::Watched),
+                Ok(Some(_)) if watched(&e.path) => return Some(Search::Known),
+                Ok(Some(_)) if e.size == lost.offset && !lost.late_writes => {
+                    return Some(Search::Known)
+                }
                 Ok(Some(file)) => {
                     self.taken.insert(e.id);
                     return Some(Search::Found(Rotated::Plain {
@@ -201,15 +223,15 @@ impl Siblings {
                 }
             }
         }
-        lost.window?;
+        // A new inode is told by its bytes: the window, or, when nothing was read yet (a file
+        // seen but rotated before a line of it was safe), its first line alone.
+        if lost.window.is_none() && lost.offset > 0 {
+            return None;
+        }
+        let entries = self.entries(&dir, |n| n.name != name && related_name(&name, &n.name));
         let mut related: Vec<&Entry> = entries
             .iter()
-            .filter(|e| {
-                e.name != name
-                    && related_name(&name, &e.name)
-                    && !held(e, &self.taken)
-                    && !watched(&e.path)
-            })
+            .filter(|e| !held(e, &self.taken) && !watched(&e.path))
             .collect();
         related.sort_by_key(|e| std::cmp::Reverse(e.mtime));
         let mut unreadable = Vec::new();
@@ -248,7 +270,9 @@ impl Siblings {
 
     /// A plain copy with the lost file's bytes up to its offset.
     fn try_copy(&mut self, e: &Entry, lost: &Lost) -> Result<Option<Rotated>, Done> {
-        if e.size < lost.offset {
+        if e.size < lost.offset
+            || (lost.window.is_none() && self.done_elsewhere(lost, e.size, true))
+        {
             return Ok(None);
         }
         match open_plain(e, lost) {
@@ -280,11 +304,18 @@ impl Siblings {
         if size == lost.offset as u32 {
             return Err(Done);
         }
-        if self.done_elsewhere(lost, size) {
+        if self.done_elsewhere(lost, u64::from(size), false) {
             return Ok(None);
         }
         let Some(window) = lost.window else {
-            return Ok(None);
+            // Nothing read yet (see `find_in_dir`): the first line is all there is to go by.
+            let stream = File::open(&e.path).map(GzStream::new);
+            return Ok(stream.ok().map(|stream| Rotated::Gzip {
+                path: e.path.clone(),
+                stream: Box::new(stream),
+                id: e.id,
+                how: How::Compressed,
+            }));
         };
         let checked = File::open(&e.path).and_then(|file| {
             let mut stream = GzStream::new(file);
@@ -325,18 +356,15 @@ impl Siblings {
             .since
             .checked_sub(MTIME_SLACK)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let taken = self.taken.clone();
         let mut fresh: Vec<Entry> = self
-            .list(dir)
-            .iter()
+            .entries(dir, |n| rotation_of(&name, &n.name))
+            .into_iter()
             .filter(|e| {
-                rotation_of(&name, &e.name)
-                    && mtime_of(e) > since
+                mtime_of(e) > since
                     && !skip.contains(&e.id)
-                    && !taken.contains(&e.id)
+                    && !self.taken.contains(&e.id)
                     && !watched(&e.path)
             })
-            .cloned()
             .collect();
         fresh.sort_by_key(|e| e.mtime);
         let mut found = Vec::new();
@@ -359,6 +387,7 @@ impl Siblings {
                         offset: 0,
                         window: None,
                         path: Arc::new(history.path.clone()),
+                        late_writes: false,
                     };
                     found.push((lost, rotated));
                 }
@@ -375,7 +404,11 @@ impl Siblings {
         let Some((fp, _)) = self.probe(e) else {
             return Ok(None);
         };
-        for seen in history.seen.iter().filter(|s| s.key.fingerprint == fp) {
+        for seen in history
+            .seen
+            .iter()
+            .filter(|s| s.key.fingerprint == fp && s.offset > 0)
+        {
             let Some(w) = seen.window else {
                 return Ok(None); // cannot be told apart: take it as seen
             };
@@ -397,11 +430,17 @@ impl Siblings {
         )))
     }
 
-    /// Another lost file with the same first line was read to exactly the size a `.gz`
-    /// records: the candidate is that one's, fully read, and not worth decompressing.
-    fn done_elsewhere(&self, lost: &Lost, recorded: u32) -> bool {
+    /// Another file with the same first line was read to exactly `size` (a `.gz` records it
+    /// modulo 2^32, so `exact` is false there): the candidate is that one's, fully read.
+    fn done_elsewhere(&self, lost: &Lost, size: u64, exact: bool) -> bool {
         self.done.iter().any(|&(fp, offset)| {
-            fp == lost.key.fingerprint && offset != lost.offset && offset as u32 == recorded
+            fp == lost.key.fingerprint
+                && offset != lost.offset
+                && if exact {
+                    offset == size
+                } else {
+                    offset as u32 == size as u32
+                }
         })
     }
 
@@ -423,26 +462,53 @@ impl Siblings {
         })
     }
 
-    fn list(&mut self, dir: &Path) -> &[Entry] {
-        self.dirs.entry(dir.to_path_buf()).or_insert_with(|| {
-            let Ok(read) = fs::read_dir(dir) else {
-                return Vec::new();
-            };
-            read.flatten()
-                .filter_map(|d| {
-                    let path = d.path();
-                    let meta = fs::metadata(&path).ok().filter(|m| m.is_file())?;
-                    Some(Entry {
-                        name: d.file_name().to_string_lossy().into_owned(),
-                        id: FileId::of(&meta),
-                        size: meta.len(),
-                        mtime: (meta.mtime(), meta.mtime_nsec()),
-                        path,
+    /// The regular files of `dir` whose listing `pick` takes, stat'ed (symbolic links followed).
+    fn entries(&mut self, dir: &Path, pick: impl Fn(&Name) -> bool) -> Vec<Entry> {
+        let names: Vec<Name> = self
+            .dirs
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| list(dir))
+            .iter()
+            .filter(|n| pick(n))
+            .cloned()
+            .collect();
+        names
+            .into_iter()
+            .filter_map(|n| {
+                self.stats
+                    .entry(n.path.clone())
+                    .or_insert_with(|| {
+                        let meta = fs::metadata(&n.path).ok().filter(|m| m.is_file())?;
+                        Some(Entry {
+                            id: FileId::of(&meta),
+                            size: meta.len(),
+                            mtime: (meta.mtime(), meta.mtime_nsec()),
+                            name: n.name,
+                            path: n.path,
+                        })
                     })
-                })
-                .collect()
-        })
+                    .clone()
+            })
+            .collect()
     }
+}
+
+/// The names in `dir`; a symbolic link's inode is 0 (unknown until followed).
+fn list(dir: &Path) -> Vec<Name> {
+    use std::os::unix::fs::DirEntryExt;
+    let Ok(read) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    read.flatten()
+        .map(|d| {
+            let link = d.file_type().is_ok_and(|t| t.is_symlink());
+            Name {
+                name: d.file_name().to_string_lossy().into_owned(),
+                path: d.path(),
+                ino: if link { 0 } else { d.ino() },
+            }
+        })
+        .collect()
 }
 
 /// The candidate holds exactly what a lost file had up to its offset, and nothing after it.
@@ -467,7 +533,12 @@ fn unseen_plain(e: &Entry, history: &History) -> io::Result<Option<(u64, Rotated
     let Some(fp) = fingerprint::fingerprint(&fingerprint::read_head(&file)?) else {
         return Ok(None);
     };
-    for seen in history.seen.iter().filter(|s| s.key.fingerprint == fp) {
+    // A file seen but not read at all (offset 0) was looked for by the lost search already.
+    for seen in history
+        .seen
+        .iter()
+        .filter(|s| s.key.fingerprint == fp && s.offset > 0)
+    {
         match seen.window {
             None => return Ok(None),
             Some(w) if w.holds(&file)? => return Ok(None),
@@ -604,7 +675,7 @@ mod tests {
         d.write("app.log.3", &text("watched", 5));
         let watched = |p: &Path| p.ends_with("app.log.3");
         let past = SystemTime::now() - Duration::from_secs(60);
-        let mut s = Siblings::new(&[]);
+        let mut s = Siblings::new(&[], &HashSet::new());
         let found = s.unseen(&history(past), &HashSet::new(), &watched);
         let mut names: Vec<String> = found
             .iter()
@@ -625,7 +696,7 @@ mod tests {
         assert_eq!(names, ["app-20261207.log", "app.log.1.gz"]);
         // Files older than the last checkpoint of the name are history, not news.
         let future = SystemTime::now() + Duration::from_secs(60);
-        assert!(Siblings::new(&[])
+        assert!(Siblings::new(&[], &HashSet::new())
             .unseen(&history(future), &HashSet::new(), &watched)
             .is_empty());
     }
@@ -690,6 +761,7 @@ mod tests {
             offset,
             window: Window::of(&content[..offset as usize], offset),
             path: Arc::new(path.to_path_buf()),
+            late_writes: false,
         }
     }
 
@@ -698,10 +770,12 @@ mod tests {
     }
 
     fn find_skipping(lost: &Lost, skip: &HashSet<FileId>) -> Option<Rotated> {
-        match Siblings::new(std::slice::from_ref(lost)).find(lost, skip, &|_| false) {
+        match Siblings::new(std::slice::from_ref(lost), &HashSet::new())
+            .find(lost, skip, &|_| false)
+        {
             Search::Found(found) => Some(found),
             Search::Nothing => None,
-            Search::Watched => panic!("nothing is watched"),
+            Search::Known => panic!("nothing is watched, and something is left"),
         }
     }
 
@@ -733,11 +807,28 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // The globs match it: a scan takes it, to be resumed where it was.
-        let s = &mut Siblings::new(std::slice::from_ref(&lost));
+        let s = &mut Siblings::new(std::slice::from_ref(&lost), &HashSet::new());
         assert!(matches!(
             s.find(&lost, &HashSet::new(), &|_| true),
-            Search::Watched
+            Search::Known
         ));
+        // At startup, read to its end already: known, not read again.
+        let read = Lost {
+            offset: content.len() as u64,
+            window: Window::of(&content, content.len() as u64),
+            ..lost.clone()
+        };
+        let s = &mut Siblings::new(std::slice::from_ref(&read), &HashSet::new());
+        assert!(matches!(
+            s.find(&read, &HashSet::new(), &|_| false),
+            Search::Known
+        ));
+        // Moments after it was closed a writer may still add to it: read it.
+        let open = Lost {
+            late_writes: true,
+            ..read
+        };
+        assert!(find(&open).is_some());
     }
 
     #[test]
@@ -799,6 +890,31 @@ mod tests {
         d.write("app.log.9", &content);
         assert!(find(&blind).is_none());
         assert!(matches!(find(&lost), Some(Rotated::Plain { .. })));
+    }
+
+    #[test]
+    fn a_file_seen_but_not_read_yet_is_found_by_its_first_line_unless_another_read_it_whole() {
+        let d = Dir::new();
+        let content = text("old", 200);
+        let log = d.write("app.log", &content);
+        let seen = lost_of(&log, &content, 0);
+        assert_eq!(seen.window, None);
+        fs::remove_file(&log).expect("rm");
+        d.gzip("app.log.1.gz", &content);
+        assert!(matches!(find(&seen), Some(Rotated::Gzip { .. })));
+        // Another checkpoint with that first line ended exactly there: that one's, read.
+        let ends = HashSet::from([(seen.key.fingerprint, content.len() as u64)]);
+        let mut s = Siblings::new(std::slice::from_ref(&seen), &ends);
+        assert!(matches!(
+            s.find(&seen, &HashSet::new(), &|_| false),
+            Search::Nothing
+        ));
+        // Read a little, with no window (a checkpoint from an older version): rename only.
+        let old = Lost {
+            offset: 100,
+            ..seen.clone()
+        };
+        assert!(find(&old).is_none());
     }
 
     #[test]

@@ -332,6 +332,7 @@ impl TrackedFile {
                 offset: self.reader.offset(),
                 window: self.window,
                 path: Arc::clone(&self.path),
+                late_writes: true,
             });
             tracing::debug!(path = %self.path.display(), "a file closed to save descriptors left its path");
         }
@@ -405,6 +406,7 @@ impl TrackedFile {
             offset,
             window: self.window,
             path: Arc::clone(&self.path),
+            late_writes: false,
         });
         self.replaced = Some(key);
         self.identity = Identity::Pending {
@@ -563,6 +565,7 @@ fn lost_of(key: FileKey, known: Known) -> Lost {
         offset: known.offset,
         window: known.window,
         path: Arc::new(known.path),
+        late_writes: false,
     }
 }
 
