@@ -43,6 +43,8 @@ pub const DEFAULT_HTTP_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9465));
 /// `[agent] shutdown_timeout`: well inside systemd's default 90 s stop timeout.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Allowed `[agent] max_open_files`.
+pub const MAX_OPEN_FILES_RANGE: RangeInclusive<usize> = 16..=1 << 20;
 /// `[auth] arc_key_dir`: the only directory an Arc challenge file is read from.
 pub const DEFAULT_ARC_KEY_DIR: &str = "/var/opt/azcmagent/tokens";
 /// `[outputs.*] concurrency`: requests in flight per output.
@@ -111,6 +113,10 @@ pub struct AgentConfig {
     /// How long `run` may spend draining after SIGTERM.
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_timeout: Duration,
+    /// Tailed files held open at once, over all file inputs; `None`: the descriptor limit less
+    /// a reserve (see [`crate::fdlimit`]).
+    #[serde(deserialize_with = "de_max_open_files")]
+    pub max_open_files: Option<usize>,
 }
 
 impl Default for AgentConfig {
@@ -119,6 +125,7 @@ impl Default for AgentConfig {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             http_listen: Some(DEFAULT_HTTP_LISTEN),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            max_open_files: None,
         }
     }
 }
@@ -866,6 +873,10 @@ fn to_usize<E: de::Error>(n: u64) -> Result<usize, E> {
 
 fn de_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     to_usize(de_bounded(d, usize_range(&CONCURRENCY_RANGE))?)
+}
+
+fn de_max_open_files<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    to_usize(de_bounded(d, usize_range(&MAX_OPEN_FILES_RANGE))?).map(Some)
 }
 
 fn de_compression_level<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
@@ -1728,6 +1739,7 @@ mod tests {
             "state_dir",
             "http_listen",
             "shutdown_timeout",
+            "max_open_files",
             "method",
             "client_id",
             "object_id",
@@ -1964,6 +1976,7 @@ mod tests {
              state_dir = \"/srv/dcrship\"\n\
              http_listen = \"\"\n\
              shutdown_timeout = \"1m30s\"\n\
+             max_open_files = 2000\n\
              [auth]\n\
              method = \"client-certificate\"\n\
              client_id = \"11111111-1111-1111-1111-111111111111\"\n\
@@ -2005,6 +2018,7 @@ mod tests {
         assert_eq!(config.agent.state_dir, Path::new("/srv/dcrship"));
         assert_eq!(config.agent.http_listen, None);
         assert_eq!(config.agent.shutdown_timeout, Duration::from_secs(90));
+        assert_eq!(config.agent.max_open_files, Some(2000));
         let auth = &config.auth;
         assert_eq!(auth.method, AuthMethod::ClientCertificate);
         assert_eq!(

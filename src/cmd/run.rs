@@ -27,6 +27,7 @@ use crate::dirlock::{DirLock, LockError};
 use crate::exit::ExitCode;
 use crate::health::Health;
 use crate::http::HttpClients;
+use crate::input::file::OpenFiles;
 use crate::metrics::Metrics;
 use crate::pipeline::{Checkpointer, Pipeline, Shared};
 use crate::systemd::Notifier;
@@ -52,6 +53,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
 async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
     let plan = plan(&args)?;
     let agent = plan.config.agent.clone();
+    let open_files = open_file_budget(agent.max_open_files);
     crate::private_fs::create_dir_all(&agent.state_dir).map_err(|e| {
         CmdError::usage(format!(
             "cannot create the state directory {}: {e}; set [agent] state_dir or --state-dir to a writable directory",
@@ -107,6 +109,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
         started: Instant::now(),
         http,
         computer: host_name(),
+        open_files,
     };
     let mut tokens = tokens(&plan.auth, &shared.http).await?;
     count_fetches(&tokens, &shared);
@@ -202,6 +205,27 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
 }
 
 /// Feeds `dcrship_token_refresh_total{source,result}`.
+/// Raises the descriptor limit to its hard limit and sizes the tailers' share of it.
+fn open_file_budget(configured: Option<usize>) -> Arc<OpenFiles> {
+    match crate::fdlimit::raise_nofile_limit() {
+        Ok((before, after)) => {
+            tracing::debug!(before, after, "descriptor limit (RLIMIT_NOFILE)")
+        }
+        Err(e) => tracing::debug!("cannot raise the descriptor limit: {e}"),
+    }
+    let limit = crate::fdlimit::nofile_limit();
+    let (files, tight) = crate::fdlimit::max_open_files(configured, limit);
+    if tight {
+        tracing::warn!(max_open_files = files, limit, "[agent] max_open_files leaves fewer than {} descriptors of the limit for the spool, checkpoints and sockets; they may fail with \"too many open files\"", crate::fdlimit::reserve(limit));
+    }
+    tracing::debug!(
+        max_open_files = files,
+        limit,
+        "tailed files held open at most"
+    );
+    OpenFiles::new(files)
+}
+
 fn count_fetches(tokens: &Arc<TokenCache>, shared: &Shared) {
     let metrics = shared.metrics.clone();
     tokens.observe_fetches(Box::new(move |source, ok| {
@@ -239,7 +263,7 @@ async fn reload(current: &Plan, shared: &Shared) -> Option<(Plan, Arc<TokenCache
         }
     };
     if config.agent != current.config.agent {
-        tracing::warn!("SIGHUP: [agent] changes (state_dir, http_listen, shutdown_timeout) take effect after a restart");
+        tracing::warn!("SIGHUP: [agent] changes (state_dir, http_listen, shutdown_timeout, max_open_files) take effect after a restart");
     }
     let auth = auth_from_config(&config);
     if let Err(m) = check_clouds(&auth, &config) {

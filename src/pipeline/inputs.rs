@@ -206,6 +206,7 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
             }
         };
         let Some(batch) = batch else { break };
+        ctx.checkpointer.note_windows(batch.file, &batch.windows);
         if let Some(start) = batch.started_at {
             // Nothing before `start` will ever be sent: safe to checkpoint now.
             ctx.checkpointer.advance(batch.file, &batch.path, start);

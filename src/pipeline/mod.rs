@@ -22,6 +22,7 @@ pub mod acks;
 pub mod inputs;
 pub mod output;
 pub mod sources;
+pub mod windows;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -40,8 +41,8 @@ use crate::http::{parse_secure_url, HttpClients};
 use crate::ingest::sender::{Policy, Sender, Target};
 use crate::ingest::HttpTransport;
 use crate::input::checkpoint::{CheckpointError, CheckpointStore, Checkpoints};
-use crate::input::file::{FileTailer, TailerConfig};
-use crate::input::fingerprint::FileKey;
+use crate::input::file::{FileTailer, OpenFiles, TailerConfig};
+use crate::input::fingerprint::{FileKey, Window};
 use crate::metrics::Metrics;
 use crate::transform::sink::RowBuf;
 use crate::transform::RowEncoder;
@@ -69,6 +70,8 @@ pub enum PipelineError {
 pub struct Checkpointer {
     store: CheckpointStore,
     state: Mutex<Checkpoints>,
+    /// Windows read by the tailers, waiting for the checkpoint that moves past them.
+    windows: Mutex<windows::WindowBook>,
     dirty: AtomicBool,
 }
 
@@ -79,6 +82,7 @@ impl Checkpointer {
         Ok(Arc::new(Checkpointer {
             store,
             state: Mutex::new(state),
+            windows: Mutex::default(),
             dirty: AtomicBool::new(false),
         }))
     }
@@ -91,10 +95,22 @@ impl Checkpointer {
         self.lock().clone()
     }
 
+    /// Keeps the windows a tailer read in `key` until the checkpoint reaches them.
+    pub fn note_windows(&self, key: FileKey, windows: &[Window]) {
+        self.book().note(key, windows);
+    }
+
+    /// Everything before `offset` in `key` is safe; the entry takes the latest window noted at
+    /// or before `offset`.
     pub fn advance(&self, key: FileKey, path: &Path, offset: u64) {
-        if self.lock().advance(key, path, offset) {
+        let window = self.book().take_upto(&key, offset);
+        if self.lock().advance(key, path, offset, window) {
             self.dirty.store(true, Relaxed);
         }
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, windows::WindowBook> {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Drops entries of files gone for longer than a week. Blocking (stats the files).
@@ -134,6 +150,8 @@ pub struct Shared {
     pub started: Instant,
     pub http: HttpClients,
     pub computer: String,
+    /// The descriptors every file input together may hold.
+    pub open_files: Arc<OpenFiles>,
 }
 
 /// A running pipeline.
@@ -294,8 +312,9 @@ impl Pipeline {
                             tail.max_line_bytes = out.max_request_bytes;
                         }
                     }
-                    let tailer =
-                        FileTailer::new(tail, &snapshot).map_err(|e| bad(e.to_string()))?;
+                    let tailer = FileTailer::new(tail, &snapshot)
+                        .map_err(|e| bad(e.to_string()))?
+                        .with_open_files(shared.open_files.clone());
                     tokio::spawn(inputs::files(ctx, tailer, stop_rx.clone()))
                 }
             };
