@@ -21,6 +21,7 @@
 //! | [`auth`] | token sources behind one trait, and the token cache |
 //! | [`deadletter`] | the NDJSON file of rejected rows, each with its reason |
 //! | [`dirlock`] | one process per state directory (and per `send --spool` directory) |
+//! | [`fdlimit`] | the descriptor limit: raised at start, and the share tailed files may hold |
 //! | [`stats`] | counters and the end-of-run summary |
 //! | [`memory`] | keeping glibc's heap flat over long runs (two arenas, periodic trim) |
 //! | [`http`], [`secret`], [`duration`], [`exit`], [`telemetry`] | small shared pieces |
@@ -39,6 +40,7 @@ pub mod deadletter;
 pub mod dirlock;
 pub mod duration;
 pub mod exit;
+pub mod fdlimit;
 pub mod health;
 pub mod http;
 pub mod ingest;

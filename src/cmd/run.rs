@@ -20,6 +20,7 @@ use crate::dirlock::{DirLock, LockError};
 use crate::exit::ExitCode;
 use crate::health::Health;
 use crate::http::HttpClients;
+use crate::input::file::OpenFiles;
 use crate::metrics::Metrics;
 use crate::pipeline::{Checkpointer, Mode, Pipeline, Shared};
 use crate::systemd::Notifier;
@@ -43,6 +44,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
         .clone()
         .filter(|_| !config_from_flags(&args));
     let agent = config.agent().clone();
+    let open_files = open_file_budget(agent.max_open_files);
     crate::private_fs::create_dir_all(&agent.state_dir).map_err(|e| {
         CmdError::usage(format!(
             "cannot create the state directory {}: {e}; set [agent] state_dir or --state-dir to a writable directory",
@@ -101,6 +103,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
     };
     let mode = Mode::Agent {
         state_dir: agent.state_dir.clone(),
+        open_files,
     };
     let mut tokens = agent_tokens(&config, &shared).await?;
     // Refresh ahead of expiry in the background, so no send waits for the identity endpoint.
@@ -192,6 +195,27 @@ fn config_from_flags(args: &RunArgs) -> bool {
 }
 
 /// Feeds `dcrship_token_refresh_total{source,result}`.
+/// Raises the descriptor limit to its hard limit and sizes the tailers' share of it.
+fn open_file_budget(configured: Option<usize>) -> Arc<OpenFiles> {
+    match crate::fdlimit::raise_nofile_limit() {
+        Ok((before, after)) => {
+            tracing::debug!(before, after, "descriptor limit (RLIMIT_NOFILE)")
+        }
+        Err(e) => tracing::debug!("cannot raise the descriptor limit: {e}"),
+    }
+    let limit = crate::fdlimit::nofile_limit();
+    let (files, tight) = crate::fdlimit::max_open_files(configured, limit);
+    if tight {
+        tracing::warn!(max_open_files = files, limit, "[agent] max_open_files leaves fewer than {} descriptors of the limit for the spool, checkpoints and sockets; they may fail with \"too many open files\"", crate::fdlimit::reserve(limit));
+    }
+    tracing::debug!(
+        max_open_files = files,
+        limit,
+        "tailed files held open at most"
+    );
+    OpenFiles::new(files)
+}
+
 fn count_fetches(tokens: &Arc<TokenCache>, shared: &Shared) {
     let metrics = shared.metrics.clone();
     tokens.observe_fetches(Box::new(move |source, ok| {
@@ -246,7 +270,7 @@ async fn reload(
         }
     };
     if config.agent() != current.agent() {
-        tracing::warn!("SIGHUP: [agent] changes (state_dir, http_listen, shutdown_timeout) take effect after a restart");
+        tracing::warn!("SIGHUP: [agent] changes (state_dir, http_listen, shutdown_timeout, max_open_files) take effect after a restart");
     }
     match agent_tokens(&config, shared).await {
         Ok(t) => Some((config, t)),

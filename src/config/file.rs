@@ -49,6 +49,10 @@ pub struct AgentConfig {
     /// How long `run` may spend draining after SIGTERM.
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_timeout: Duration,
+    /// Tailed files held open at once, over all file inputs; `None`: the descriptor limit less
+    /// a reserve (see [`crate::fdlimit`]).
+    #[serde(deserialize_with = "de_max_open_files")]
+    pub max_open_files: Option<usize>,
 }
 
 impl Default for AgentConfig {
@@ -57,6 +61,7 @@ impl Default for AgentConfig {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             http_listen: Some(DEFAULT_HTTP_LISTEN),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            max_open_files: None,
         }
     }
 }

@@ -58,6 +58,8 @@ pub const DEFAULT_HTTP_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9465));
 /// `[agent] shutdown_timeout`: well inside systemd's default 90 s stop timeout.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Allowed `[agent] max_open_files`.
+pub const MAX_OPEN_FILES_RANGE: RangeInclusive<usize> = 16..=1 << 20;
 /// `[auth] arc_key_dir`: the only directory an Arc challenge file is read from.
 pub const DEFAULT_ARC_KEY_DIR: &str = "/var/opt/azcmagent/tokens";
 /// `[outputs.*] concurrency`: requests in flight per output.

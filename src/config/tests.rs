@@ -47,6 +47,7 @@ fn the_example_file_documents_every_key() {
         "state_dir",
         "http_listen",
         "shutdown_timeout",
+        "max_open_files",
         "method",
         "client_id",
         "object_id",
@@ -285,6 +286,7 @@ fn every_key_is_read() {
          state_dir = \"/srv/dcrship\"\n\
          http_listen = \"\"\n\
          shutdown_timeout = \"1m30s\"\n\
+         max_open_files = 2000\n\
          [auth]\n\
          method = \"client-certificate\"\n\
          client_id = \"11111111-1111-1111-1111-111111111111\"\n\
@@ -327,6 +329,7 @@ fn every_key_is_read() {
     assert_eq!(config.agent.state_dir, Path::new("/srv/dcrship"));
     assert_eq!(config.agent.http_listen, None);
     assert_eq!(config.agent.shutdown_timeout, Duration::from_secs(90));
+    assert_eq!(config.agent.max_open_files, Some(2000));
     let auth = &config.auth;
     assert_eq!(auth.method, AuthMethod::ClientCertificate);
     assert_eq!(

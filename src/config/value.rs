@@ -277,6 +277,12 @@ pub(super) fn de_concurrency<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D
     to_usize(de_bounded(d, usize_range(&CONCURRENCY_RANGE))?)
 }
 
+pub(super) fn de_max_open_files<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<usize>, D::Error> {
+    to_usize(de_bounded(d, usize_range(&MAX_OPEN_FILES_RANGE))?).map(Some)
+}
+
 pub(super) fn de_compression_level<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let range =
         u64::from(*COMPRESSION_LEVEL_RANGE.start())..=u64::from(*COMPRESSION_LEVEL_RANGE.end());

@@ -7,6 +7,12 @@
 //! leaves either the old file or the new one; a damaged file is set aside and treated as empty
 //! (the agent then re-reads by `start_at`), because refusing to start is worse than a re-read.
 //!
+//! Each entry also keeps a [`Window`], a checksum of bytes read just before its offset, so a file
+//! that has the same device, inode and first line but other content (a lookalike: refilled after
+//! copytruncate, or an inode reused with the same header) is not resumed in the middle. Files
+//! written before windows existed have none and load as they did; their entries get a window
+//! with their next advance.
+//!
 //! Disk trouble: a state directory the agent may not write in is an error at
 //! [`CheckpointStore::open`] (a setup mistake, best said at once); a full disk is not (it may
 //! clear). A save that fails later is logged by [`CheckpointStore::save_or_report`] once a
@@ -26,7 +32,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::fingerprint::FileKey;
+use super::fingerprint::{FileKey, Window};
 use crate::trouble::Trouble;
 
 /// The file name under `state_dir`.
@@ -70,6 +76,9 @@ pub struct Checkpoint {
     pub path: PathBuf,
     /// When `offset` last moved.
     pub updated: Timestamp,
+    /// Bytes read just before `offset` (or before an earlier offset of the same file), which a
+    /// file must still hold to be resumed here; `None` in entries from older versions.
+    pub window: Option<Window>,
 }
 
 /// Offsets by file identity.
@@ -85,21 +94,41 @@ impl Checkpoints {
 
     /// Records that everything before `offset` in `key` is safe. Only ever moves forward, so acks
     /// that arrive out of order cannot move a checkpoint back; returns whether it moved.
-    pub fn advance(&mut self, key: FileKey, path: &Path, offset: u64) -> bool {
-        self.advance_at(key, path, offset, Timestamp::now())
+    /// `window` (its end at or before `offset`) replaces the entry's window; without one the old
+    /// window stays, since the bytes before an earlier offset of the same file do not change.
+    pub fn advance(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        offset: u64,
+        window: Option<Window>,
+    ) -> bool {
+        self.advance_at(key, path, offset, window, Timestamp::now())
     }
 
     /// [`advance`](Self::advance) with the clock given, for tests and replays.
-    pub fn advance_at(&mut self, key: FileKey, path: &Path, offset: u64, now: Timestamp) -> bool {
-        if self.offset(&key).is_some_and(|current| current >= offset) {
+    pub fn advance_at(
+        &mut self,
+        key: FileKey,
+        path: &Path,
+        offset: u64,
+        window: Option<Window>,
+        now: Timestamp,
+    ) -> bool {
+        let old = self.entries.get(&key);
+        if old.is_some_and(|current| current.offset >= offset) {
             return false;
         }
+        let window = window
+            .filter(|w| w.end <= offset)
+            .or_else(|| old.and_then(|c| c.window));
         self.entries.insert(
             key,
             Checkpoint {
                 offset,
                 path: path.to_path_buf(),
                 updated: now,
+                window,
             },
         );
         true
@@ -131,18 +160,25 @@ impl Checkpoints {
 
     /// Drops entries not advanced for `max_age` whose file is gone (as `present` tells); returns
     /// how many. A file that is still there keeps its entry however old, or an idle log would be
-    /// re-read from its start after a restart.
+    /// re-read from its start after a restart. Of several entries for one device and inode (a
+    /// reused inode, lookalikes) only the latest can be the file there now.
     pub fn prune(
         &mut self,
         now: Timestamp,
         max_age: Duration,
         present: impl Fn(&FileKey, &Path) -> bool,
     ) -> usize {
+        let mut latest: std::collections::HashMap<(u64, u64), Timestamp> = Default::default();
+        for (key, cp) in &self.entries {
+            let t = latest.entry((key.dev, key.ino)).or_insert(cp.updated);
+            *t = (*t).max(cp.updated);
+        }
         let before = self.entries.len();
         self.entries.retain(|key, cp| {
             let age = now.duration_since(cp.updated);
             let old = age.is_positive() && age.unsigned_abs() >= max_age;
-            !old || present(key, &cp.path)
+            let newest = latest.get(&(key.dev, key.ino)) == Some(&cp.updated);
+            !old || (newest && present(key, &cp.path))
         });
         before - self.entries.len()
     }
@@ -235,7 +271,7 @@ impl CheckpointStore {
     /// Replaces the file atomically: write a temp file in the same directory, fsync it, rename it
     /// over the old one, fsync the directory so the rename itself is durable. One task saves.
     pub fn save(&self, checkpoints: &Checkpoints) -> Result<(), CheckpointError> {
-        let bytes = serde_json::to_vec_pretty(&OnDisk::from(checkpoints))?;
+        let bytes = encode(checkpoints)?;
         let temp = self.dir.join(TEMP_FILE);
         if let Err(e) = write_synced(&temp, &bytes) {
             let _ = fs::remove_file(&temp);
@@ -298,7 +334,8 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// `checkpoints.json`: versioned, one object per file. The fingerprint is hex so that JSON
-/// readers without 64-bit integers (jq) show it exactly.
+/// readers without 64-bit integers (jq) show it exactly. `generation` (left out when 0) and
+/// `window` are optional, so files written before they existed still load.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OnDisk {
@@ -312,29 +349,51 @@ struct OnDiskEntry {
     dev: u64,
     ino: u64,
     fingerprint: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    generation: u32,
     offset: u64,
     path: String,
     updated: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    window: Option<OnDiskWindow>,
 }
 
-impl From<&Checkpoints> for OnDisk {
-    fn from(checkpoints: &Checkpoints) -> Self {
-        let files = checkpoints
-            .iter()
-            .map(|(key, cp)| OnDiskEntry {
-                dev: key.dev,
-                ino: key.ino,
-                fingerprint: format!("{:016x}", key.fingerprint),
-                offset: cp.offset,
-                path: cp.path.to_string_lossy().into_owned(),
-                updated: cp.updated.to_string(),
-            })
-            .collect();
-        OnDisk {
-            version: FORMAT_VERSION,
-            files,
-        }
-    }
+/// A [`Window`]: `len` bytes ending at `end` with CRC-32 `crc32` (hex).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnDiskWindow {
+    end: u64,
+    len: u32,
+    crc32: String,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The bytes of `checkpoints.json` for `checkpoints`.
+fn encode(checkpoints: &Checkpoints) -> Result<Vec<u8>, CheckpointError> {
+    let files = checkpoints
+        .iter()
+        .map(|(key, cp)| OnDiskEntry {
+            dev: key.dev,
+            ino: key.ino,
+            fingerprint: format!("{:016x}", key.fingerprint),
+            generation: key.generation,
+            offset: cp.offset,
+            path: cp.path.to_string_lossy().into_owned(),
+            updated: cp.updated.to_string(),
+            window: cp.window.map(|w| OnDiskWindow {
+                end: w.end,
+                len: w.len,
+                crc32: format!("{:08x}", w.crc),
+            }),
+        })
+        .collect();
+    Ok(serde_json::to_vec_pretty(&OnDisk {
+        version: FORMAT_VERSION,
+        files,
+    })?)
 }
 
 /// Parses the whole file or says why not: one bad entry means the file is not ours to trust.
@@ -351,10 +410,29 @@ fn decode(bytes: &[u8]) -> Result<Checkpoints, String> {
             .updated
             .parse()
             .map_err(|_| format!("bad timestamp {:?}", entry.updated))?;
+        let window = match entry.window {
+            None => None,
+            Some(w) => {
+                let crc = u32::from_str_radix(&w.crc32, 16)
+                    .map_err(|_| format!("bad window checksum {:?}", w.crc32))?;
+                if w.len == 0 || u64::from(w.len) > w.end || w.end > entry.offset {
+                    return Err(format!(
+                        "bad window (end {}, len {}) for offset {}",
+                        w.end, w.len, entry.offset
+                    ));
+                }
+                Some(Window {
+                    end: w.end,
+                    len: w.len,
+                    crc,
+                })
+            }
+        };
         let key = FileKey {
             dev: entry.dev,
             ino: entry.ino,
             fingerprint,
+            generation: entry.generation,
         };
         checkpoints.entries.insert(
             key,
@@ -362,6 +440,7 @@ fn decode(bytes: &[u8]) -> Result<Checkpoints, String> {
                 offset: entry.offset,
                 path: PathBuf::from(entry.path),
                 updated,
+                window,
             },
         );
     }
@@ -377,7 +456,12 @@ mod tests {
             dev: 1,
             ino,
             fingerprint: u64::MAX - ino,
+            generation: 0,
         }
+    }
+
+    fn window(end: u64, crc: u32) -> Option<Window> {
+        Some(Window { end, len: 4, crc })
     }
 
     fn ts(s: &str) -> Timestamp {
@@ -387,11 +471,11 @@ mod tests {
     #[test]
     fn advance_only_moves_forward() {
         let mut cps = Checkpoints::new();
-        assert!(cps.advance(key(1), Path::new("/l/a.log"), 100));
-        assert!(!cps.advance(key(1), Path::new("/l/a.log"), 40));
-        assert!(!cps.advance(key(1), Path::new("/l/a.log"), 100));
+        assert!(cps.advance(key(1), Path::new("/l/a.log"), 100, None));
+        assert!(!cps.advance(key(1), Path::new("/l/a.log"), 40, None));
+        assert!(!cps.advance(key(1), Path::new("/l/a.log"), 100, None));
         assert_eq!(cps.offset(&key(1)), Some(100));
-        assert!(cps.advance(key(1), Path::new("/l/a.log.1"), 150));
+        assert!(cps.advance(key(1), Path::new("/l/a.log.1"), 150, None));
         let cp = cps.get(&key(1)).expect("entry");
         assert_eq!(
             (cp.offset, cp.path.as_path()),
@@ -400,13 +484,86 @@ mod tests {
     }
 
     #[test]
+    fn a_window_is_replaced_by_a_newer_one_and_kept_when_none_comes() {
+        let mut cps = Checkpoints::new();
+        let p = Path::new("/l/a.log");
+        assert!(cps.advance(key(1), p, 100, window(90, 7)));
+        assert!(cps.advance(key(1), p, 150, None));
+        assert_eq!(cps.get(&key(1)).and_then(|c| c.window), window(90, 7));
+        assert!(cps.advance(key(1), p, 200, window(200, 8)));
+        assert_eq!(cps.get(&key(1)).and_then(|c| c.window), window(200, 8));
+        // A window past the offset cannot be of bytes before it: ignored.
+        assert!(cps.advance(key(1), p, 210, window(300, 9)));
+        assert_eq!(cps.get(&key(1)).and_then(|c| c.window), window(200, 8));
+        // Not moving forward changes nothing, the window included.
+        assert!(!cps.advance(key(1), p, 210, window(205, 1)));
+        assert_eq!(cps.get(&key(1)).and_then(|c| c.window), window(200, 8));
+    }
+
+    #[test]
+    fn a_file_written_before_windows_and_generations_still_loads() -> Result<(), CheckpointError> {
+        let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
+        let store = CheckpointStore::open(dir.path())?;
+        let old = br#"{"version":1,"files":[{"dev":2049,"ino":77,"fingerprint":"00000000000000ab","offset":4096,"path":"/var/log/app.log","updated":"2026-03-01T10:00:00Z"}]}"#;
+        fs::write(store.path(), old).expect("write");
+        let cps = store.load();
+        let k = FileKey {
+            dev: 2049,
+            ino: 77,
+            fingerprint: 0xab,
+            generation: 0,
+        };
+        let cp = cps.get(&k).expect("entry");
+        assert_eq!((cp.offset, cp.window), (4096, None));
+        // Saved again, an entry without a window or generation is written as before.
+        store.save(&cps)?;
+        let text = fs::read_to_string(store.path()).expect("read");
+        assert!(
+            !text.contains("window") && !text.contains("generation"),
+            "{text}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn windows_and_generations_round_trip_and_bad_ones_are_refused() -> Result<(), CheckpointError>
+    {
+        let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
+        let store = CheckpointStore::open(dir.path())?;
+        let mut cps = Checkpoints::new();
+        let lookalike = FileKey {
+            generation: 3,
+            ..key(5)
+        };
+        cps.advance(key(5), Path::new("/a"), 100, window(100, 0xdead_beef));
+        cps.advance(lookalike, Path::new("/a"), 40, window(30, 1));
+        store.save(&cps)?;
+        let text = fs::read_to_string(store.path()).expect("read");
+        assert!(text.contains("\"crc32\": \"deadbeef\""), "{text}");
+        assert_eq!(store.load(), cps);
+        for bad in [
+            r#"{"end":10,"len":0,"crc32":"00"}"#,
+            r#"{"end":10,"len":11,"crc32":"00"}"#,
+            r#"{"end":101,"len":4,"crc32":"00"}"#,
+            r#"{"end":10,"len":4,"crc32":"xyz"}"#,
+        ] {
+            let text = format!(
+                r#"{{"version":1,"files":[{{"dev":1,"ino":2,"fingerprint":"ab","offset":100,"path":"/a","updated":"2026-01-01T00:00:00Z","window":{bad}}}]}}"#
+            );
+            fs::write(store.path(), text).expect("write");
+            assert!(store.load().is_empty(), "{bad}");
+        }
+        Ok(())
+    }
+
+    #[test]
     fn save_then_load_round_trips_and_leaves_no_temp_file() -> Result<(), CheckpointError> {
         let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
         let store = CheckpointStore::open(&dir.path().join("state/nested"))?;
         let mut cps = Checkpoints::new();
         let now = ts("2026-03-01T10:00:00.123456Z");
-        cps.advance_at(key(7), Path::new("/var/log/app.log"), 4096, now);
-        cps.advance_at(key(8), Path::new("/var/log/x \"q\".log"), 1, now);
+        cps.advance_at(key(7), Path::new("/var/log/app.log"), 4096, None, now);
+        cps.advance_at(key(8), Path::new("/var/log/x \"q\".log"), 1, None, now);
         store.save(&cps)?;
         assert_eq!(store.load(), cps);
         let names: Vec<_> = fs::read_dir(store.path().parent().expect("dir"))
@@ -415,7 +572,7 @@ mod tests {
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from(CHECKPOINT_FILE)]);
         // A second save replaces the first.
-        cps.advance_at(key(7), Path::new("/var/log/app.log"), 5000, now);
+        cps.advance_at(key(7), Path::new("/var/log/app.log"), 5000, None, now);
         store.save(&cps)?;
         assert_eq!(store.load().offset(&key(7)), Some(5000));
         Ok(())
@@ -454,7 +611,7 @@ mod tests {
         }
         // The store still works afterwards.
         let mut cps = Checkpoints::new();
-        cps.advance(key(3), Path::new("/a"), 9);
+        cps.advance(key(3), Path::new("/a"), 9, None);
         store.save(&cps)?;
         assert_eq!(store.load(), cps);
         Ok(())
@@ -465,11 +622,11 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
         let store = CheckpointStore::open(dir.path())?;
         let mut cps = Checkpoints::new();
-        cps.advance(key(1), Path::new("/a"), 10);
+        cps.advance(key(1), Path::new("/a"), 10, None);
         store.save(&cps)?;
         // A directory where the temp file goes makes the write fail.
         fs::create_dir(dir.path().join(TEMP_FILE)).expect("mkdir");
-        cps.advance(key(1), Path::new("/a"), 20);
+        cps.advance(key(1), Path::new("/a"), 20, None);
         assert!(store.save(&cps).is_err());
         assert_eq!(store.load().offset(&key(1)), Some(10));
         Ok(())
@@ -500,7 +657,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
         let store = CheckpointStore::open(dir.path())?;
         let mut cps = Checkpoints::new();
-        cps.advance(key(1), Path::new("/a"), 10);
+        cps.advance(key(1), Path::new("/a"), 10, None);
         // Writes to /dev/full fail with ENOSPC, as on a full disk.
         std::os::unix::fs::symlink("/dev/full", dir.path().join(TEMP_FILE)).expect("symlink");
         let err = store.save(&cps).expect_err("disk full");
@@ -530,7 +687,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
         let store = CheckpointStore::open(dir.path())?;
         let mut cps = Checkpoints::new();
-        cps.advance(key(1), Path::new("/a"), 10);
+        cps.advance(key(1), Path::new("/a"), 10, None);
         fs::create_dir(dir.path().join(TEMP_FILE)).expect("mkdir");
         assert!(!store.save_or_report(&cps));
         assert!(!store.save_or_report(&cps));
@@ -545,15 +702,32 @@ mod tests {
         let mut cps = Checkpoints::new();
         let old = ts("2026-01-01T00:00:00Z");
         let recent = ts("2026-01-09T00:00:00Z");
-        cps.advance_at(key(1), Path::new("/gone-old"), 1, old);
-        cps.advance_at(key(2), Path::new("/here-old"), 1, old);
-        cps.advance_at(key(3), Path::new("/gone-recent"), 1, recent);
+        cps.advance_at(key(1), Path::new("/gone-old"), 1, None, old);
+        cps.advance_at(key(2), Path::new("/here-old"), 1, None, old);
+        cps.advance_at(key(3), Path::new("/gone-recent"), 1, None, recent);
         let now = ts("2026-01-10T00:00:00Z");
         let removed = cps.prune(now, DEFAULT_MAX_AGE, |_, p| p == Path::new("/here-old"));
         assert_eq!(removed, 1);
         assert_eq!(cps.offset(&key(1)), None);
         assert_eq!(cps.offset(&key(2)), Some(1));
         assert_eq!(cps.offset(&key(3)), Some(1));
+    }
+
+    #[test]
+    fn prune_drops_an_old_entry_of_an_inode_that_a_newer_entry_holds() {
+        let mut cps = Checkpoints::new();
+        let old = ts("2026-01-01T00:00:00Z");
+        let newer = ts("2026-01-02T00:00:00Z");
+        let lookalike = FileKey {
+            generation: 1,
+            ..key(1)
+        };
+        cps.advance_at(key(1), Path::new("/here"), 5, None, old);
+        cps.advance_at(lookalike, Path::new("/here"), 9, None, newer);
+        let now = ts("2026-01-20T00:00:00Z");
+        assert_eq!(cps.prune(now, DEFAULT_MAX_AGE, |_, _| true), 1);
+        assert_eq!(cps.offset(&key(1)), None);
+        assert_eq!(cps.offset(&lookalike), Some(9));
     }
 
     #[test]
@@ -564,6 +738,7 @@ mod tests {
             dev: meta.dev(),
             ino: meta.ino(),
             fingerprint: 0,
+            generation: 0,
         };
         assert!(still_at_path(&here, tmp.path()));
         let other = FileKey {

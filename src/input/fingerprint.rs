@@ -16,6 +16,15 @@
 //!
 //! FNV-1a is fixed by its specification, so the value is the same across restarts, builds and
 //! Rust versions; std's `DefaultHasher` promises none of that.
+//!
+//! # Lookalikes
+//!
+//! A log that always starts with the same header (a CSV header, a banner) gets the same
+//! fingerprint every time, so an inode reused for such a file, or the file refilled after
+//! copytruncate, would look like the old one. A [`Window`] closes that gap: a CRC-32 of up to
+//! [`WINDOW_BYTES`] bytes read just before an offset. A checkpoint keeps one, and a file resumed
+//! at that offset must still hold those bytes there; a file that does not is another file with
+//! the same key apart from [`FileKey::generation`].
 
 use std::fmt;
 use std::fs::File;
@@ -26,6 +35,8 @@ use memchr::memchr;
 
 /// How much of a file's head the fingerprint covers at most.
 pub const FINGERPRINT_BYTES: usize = 1024;
+/// How many bytes before an offset a [`Window`] covers at most.
+pub const WINDOW_BYTES: usize = 1024;
 
 /// The identity of a tailed file: what a checkpoint is stored under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,11 +45,78 @@ pub struct FileKey {
     pub ino: u64,
     /// See the module documentation for the rule.
     pub fingerprint: u64,
+    /// Which of the files that had this device, inode and fingerprint: 0 for the first, one more
+    /// for each lookalike that replaced it (see the module documentation).
+    pub generation: u32,
+}
+
+impl FileKey {
+    /// Device, inode and fingerprint: what lookalikes share.
+    pub fn triple(&self) -> (u64, u64, u64) {
+        (self.dev, self.ino, self.fingerprint)
+    }
 }
 
 impl fmt::Display for FileKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{:016x}", self.dev, self.ino, self.fingerprint)
+        write!(f, "{}:{}:{:016x}", self.dev, self.ino, self.fingerprint)?;
+        if self.generation > 0 {
+            write!(f, "+{}", self.generation)?;
+        }
+        Ok(())
+    }
+}
+
+/// A checksum of the bytes just before `end`: `len` bytes (at most [`WINDOW_BYTES`], fewer only
+/// near the start of the file) whose CRC-32 is `crc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    pub end: u64,
+    pub len: u32,
+    pub crc: u32,
+}
+
+impl Window {
+    /// The window of `before`, the bytes that end at `end` (only the last [`WINDOW_BYTES`]
+    /// count). `None` when there are none.
+    pub fn of(before: &[u8], end: u64) -> Option<Window> {
+        let bytes = &before[before.len().saturating_sub(WINDOW_BYTES)..];
+        let len = u32::try_from(bytes.len()).ok().filter(|&n| n > 0)?;
+        (u64::from(len) <= end).then(|| Window {
+            end,
+            len,
+            crc: crc32fast::hash(bytes),
+        })
+    }
+
+    /// Where the covered bytes start.
+    pub fn start(&self) -> u64 {
+        self.end - u64::from(self.len)
+    }
+
+    /// Whether `bytes` are the covered bytes.
+    pub fn matches(&self, bytes: &[u8]) -> bool {
+        bytes.len() == self.len as usize && crc32fast::hash(bytes) == self.crc
+    }
+
+    /// Whether `file` still holds the covered bytes (false when it is too short).
+    pub fn holds(&self, file: &File) -> io::Result<bool> {
+        let mut buf = vec![0; self.len as usize];
+        let n = read_full_at(file, &mut buf, self.start())?;
+        Ok(n == buf.len() && self.matches(&buf))
+    }
+
+    /// The window ending at `end` in `file` (for an offset reading starts from, so later
+    /// checkpoints of the file carry one from the start).
+    pub fn read(file: &File, end: u64) -> io::Result<Option<Window>> {
+        let len = end.min(WINDOW_BYTES as u64);
+        let mut buf = vec![0; len as usize];
+        let n = read_full_at(file, &mut buf, end - len)?;
+        Ok(if n == buf.len() {
+            Window::of(&buf, end)
+        } else {
+            None
+        })
     }
 }
 
@@ -63,17 +141,23 @@ pub fn provisional_fingerprint(head: &[u8]) -> u64 {
 /// Reads up to [`FINGERPRINT_BYTES`] from the start of `file` without moving any file position.
 pub fn read_head(file: &File) -> io::Result<Vec<u8>> {
     let mut head = vec![0; FINGERPRINT_BYTES];
+    let filled = read_full_at(file, &mut head, 0)?;
+    head.truncate(filled);
+    Ok(head)
+}
+
+/// Fills `buf` from `offset` as far as the file goes; returns how many bytes it got.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut filled = 0;
-    while filled < head.len() {
-        match file.read_at(&mut head[filled..], filled as u64) {
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
             Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
-    head.truncate(filled);
-    Ok(head)
+    Ok(filled)
 }
 
 /// 64-bit FNV-1a (offset basis and prime from the FNV specification).
@@ -164,7 +248,47 @@ mod tests {
             dev: 2049,
             ino: 77,
             fingerprint: 0xab,
+            generation: 0,
         };
         assert_eq!(key.to_string(), "2049:77:00000000000000ab");
+        let lookalike = FileKey {
+            generation: 2,
+            ..key
+        };
+        assert_eq!(lookalike.to_string(), "2049:77:00000000000000ab+2");
+    }
+
+    #[test]
+    fn a_window_covers_at_most_the_last_kib_before_its_end() {
+        assert_eq!(Window::of(b"", 0), None);
+        let w = Window::of(b"abc\n", 10).expect("window");
+        assert_eq!((w.end, w.len, w.start()), (10, 4, 6));
+        assert!(w.matches(b"abc\n"));
+        assert!(!w.matches(b"abd\n"));
+        assert!(!w.matches(b"abc\n\n"));
+        let long = vec![b'q'; 3 * WINDOW_BYTES];
+        let w = Window::of(&long, 5000).expect("window");
+        assert_eq!(w.len as usize, WINDOW_BYTES);
+        assert!(w.matches(&long[..WINDOW_BYTES]));
+        // More bytes than the offset allows is not a window of this file.
+        assert_eq!(Window::of(b"abcdef", 3), None);
+    }
+
+    #[test]
+    fn a_window_is_held_only_by_a_file_with_the_same_bytes_there() -> io::Result<()> {
+        let mut tmp = tempfile::NamedTempFile::new()?;
+        tmp.write_all(b"header\nline one\nline two\n")?;
+        let file = File::open(tmp.path())?;
+        let w = Window::read(&file, 16)?.expect("window");
+        assert_eq!((w.start(), w.len), (0, 16));
+        assert!(w.holds(&file)?);
+        // The same header, other lines: a lookalike.
+        std::fs::write(tmp.path(), b"header\nline 111\nline two\n")?;
+        assert!(!w.holds(&File::open(tmp.path())?)?);
+        // Too short to hold it.
+        std::fs::write(tmp.path(), b"header\n")?;
+        assert!(!w.holds(&File::open(tmp.path())?)?);
+        assert_eq!(Window::read(&File::open(tmp.path())?, 0)?, None);
+        Ok(())
     }
 }

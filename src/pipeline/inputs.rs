@@ -378,6 +378,9 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer) {
             }
         };
         let Some(batch) = batch else { break };
+        if let Some(c) = &ctx.checkpointer {
+            c.note_windows(batch.file, &batch.windows);
+        }
         if let Some(start) = batch.started_at {
             // Nothing before `start` will ever be sent: safe to checkpoint now.
             if let Some(c) = &ctx.checkpointer {

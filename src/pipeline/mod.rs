@@ -30,6 +30,7 @@ pub mod plan;
 pub mod sink;
 pub mod sources;
 pub mod stop;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -48,8 +49,8 @@ use crate::http::HttpClients;
 use crate::ingest::sender::{Policy, Sender, Target};
 use crate::ingest::HttpTransport;
 use crate::input::checkpoint::{CheckpointError, CheckpointStore, Checkpoints};
-use crate::input::file::FileTailer;
-use crate::input::fingerprint::FileKey;
+use crate::input::file::{FileTailer, OpenFiles};
+use crate::input::fingerprint::{FileKey, Window};
 use crate::metrics::Metrics;
 use crate::rows::RowBuf;
 use crate::transform::RowEncoder;
@@ -79,8 +80,12 @@ pub enum PipelineError {
 #[derive(Debug, Clone)]
 pub enum Mode {
     /// `run`: every output spools under `state_dir/spool/<output>` and retries forever; spools
-    /// of outputs renamed away are delivered by their heirs.
-    Agent { state_dir: PathBuf },
+    /// of outputs renamed away are delivered by their heirs. `open_files` is what every file
+    /// input together may hold open.
+    Agent {
+        state_dir: PathBuf,
+        open_files: Arc<OpenFiles>,
+    },
     /// `send`: straight from memory, or through the spool of `--spool DIR`; the first failure
     /// no later request can cure stops the run. A dry run seals and counts, and sends nothing.
     Once {
@@ -93,6 +98,8 @@ pub enum Mode {
 pub struct Checkpointer {
     store: CheckpointStore,
     state: Mutex<Checkpoints>,
+    /// Windows read by the tailers, waiting for the checkpoint that moves past them.
+    windows: Mutex<windows::WindowBook>,
     dirty: AtomicBool,
     /// Held while a save runs: the last save at shutdown waits for one the periodic saver has
     /// begun (else it would see nothing dirty, return, and the process could exit before that
@@ -107,6 +114,7 @@ impl Checkpointer {
         Ok(Arc::new(Checkpointer {
             store,
             state: Mutex::new(state),
+            windows: Mutex::default(),
             dirty: AtomicBool::new(false),
             saving: Mutex::new(()),
         }))
@@ -120,10 +128,22 @@ impl Checkpointer {
         self.lock().clone()
     }
 
+    /// Keeps the windows a tailer read in `key` until the checkpoint reaches them.
+    pub fn note_windows(&self, key: FileKey, windows: &[Window]) {
+        self.book().note(key, windows);
+    }
+
+    /// Everything before `offset` in `key` is safe; the entry takes the latest window noted at
+    /// or before `offset`.
     pub fn advance(&self, key: FileKey, path: &Path, offset: u64) {
-        if self.lock().advance(key, path, offset) {
+        let window = self.book().take_upto(&key, offset);
+        if self.lock().advance(key, path, offset, window) {
             self.dirty.store(true, Relaxed);
         }
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, windows::WindowBook> {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Drops entries of files gone for longer than a week. Blocking (stats the files).
@@ -248,7 +268,7 @@ impl Pipeline {
                 _ => None,
             };
             let queue = match mode {
-                Mode::Agent { state_dir } => Queue::Spool(
+                Mode::Agent { state_dir, .. } => Queue::Spool(
                     open_spool(
                         &spool_dir(state_dir, name),
                         plan,
@@ -301,7 +321,7 @@ impl Pipeline {
             }
             outputs.push(rt);
         }
-        if let Mode::Agent { state_dir } = mode {
+        if let Mode::Agent { state_dir, .. } = mode {
             adopt_orphan_spools(state_dir, plan, shared, outputs).await;
         }
         let snapshot = shared
@@ -350,8 +370,11 @@ impl Pipeline {
                     inputs.spawn(inputs::once(ctx, paths.clone()));
                 }
                 Source::Files(tail) => {
-                    let tailer =
+                    let mut tailer =
                         FileTailer::new(tail.clone(), &snapshot).map_err(|e| bad(e.to_string()))?;
+                    if let Mode::Agent { open_files, .. } = mode {
+                        tailer = tailer.with_open_files(open_files.clone());
+                    }
                     inputs.spawn(inputs::files(ctx, tailer));
                 }
             }

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod agent;
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -453,8 +455,11 @@ pub fn fake_jwt(oid: &str) -> String {
 }
 
 /// `dcrship` with a clean environment: no Azure variables from the machine leak in.
+/// `DCRSHIP_TEST_BIN` runs another build instead (to measure an older one).
 pub fn dcrship() -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_dcrship"));
+    let bin = std::env::var_os("DCRSHIP_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_dcrship").into());
+    let mut c = tokio::process::Command::new(bin);
     c.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", std::env::temp_dir())

@@ -38,6 +38,8 @@ impl FileId {
 pub(super) struct Found {
     pub path: PathBuf,
     pub id: FileId,
+    /// Its size when the scan saw it.
+    pub size: u64,
 }
 
 /// A glob a file must not match. One without a `/` is matched against the file name only, so
@@ -63,6 +65,7 @@ impl Exclude {
 #[derive(Debug)]
 pub(super) struct Globs {
     include: Vec<String>,
+    patterns: Vec<Pattern>,
     exclude: Vec<Exclude>,
 }
 
@@ -74,9 +77,7 @@ impl Globs {
                 source,
             })
         };
-        for pattern in include {
-            parse(pattern)?;
-        }
+        let patterns = include.iter().map(parse).collect::<Result<_, _>>()?;
         let exclude = exclude
             .iter()
             .map(|p| {
@@ -88,8 +89,17 @@ impl Globs {
             .collect::<Result<_, TailError>>()?;
         Ok(Globs {
             include: include.to_vec(),
+            patterns,
             exclude,
         })
+    }
+
+    /// Whether a scan would take `path` (by name only: the file need not exist).
+    pub fn matches(&self, path: &Path) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| p.matches_path_with(path, MATCH))
+            && !self.exclude.iter().any(|x| x.matches(path))
     }
 
     /// The regular files matched now, each once (by device and inode; symbolic links are
@@ -136,6 +146,7 @@ impl Globs {
             if meta.is_file() && seen.insert(FileId::of(&meta)) {
                 found.push(Found {
                     id: FileId::of(&meta),
+                    size: meta.len(),
                     path,
                 });
             }
@@ -218,6 +229,17 @@ mod tests {
             .map(PathBuf::from)
             .collect();
         assert_eq!(names, want);
+        // The same decision by name, for files that are not there.
+        for (name, want) in [
+            ("a.log", true),
+            ("x/y.log", true),
+            ("skip.log", false),
+            ("q.gz", false),
+            ("c.txt", false),
+            ("a.log.1", true),
+        ] {
+            assert_eq!(g.matches(&d.join(name)), want, "{name}");
+        }
         Ok(())
     }
 }

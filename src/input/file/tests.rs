@@ -36,6 +36,8 @@ struct Tail {
     task: JoinHandle<Result<(), TailError>>,
     got: Vec<Got>,
     largest_batch: usize,
+    /// The checkpoints the pipeline would save if every batch so far were safe.
+    safe: Checkpoints,
 }
 
 impl Tail {
@@ -44,7 +46,20 @@ impl Tail {
     }
 
     fn with_capacity(config: TailerConfig, checkpoints: &Checkpoints, capacity: usize) -> Tail {
-        let tailer = FileTailer::new(config, checkpoints).expect("valid config");
+        Tail::with_tailer(
+            FileTailer::new(config, checkpoints).expect("valid config"),
+            capacity,
+        )
+    }
+
+    fn with_budget(config: TailerConfig, checkpoints: &Checkpoints, budget: usize) -> Tail {
+        let tailer = FileTailer::new(config, checkpoints)
+            .expect("valid config")
+            .with_open_files(OpenFiles::new(budget));
+        Tail::with_tailer(tailer, 16)
+    }
+
+    fn with_tailer(tailer: FileTailer, capacity: usize) -> Tail {
         let (tx, rx) = mpsc::channel(capacity);
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(tailer.run(tx, stop_rx));
@@ -54,11 +69,16 @@ impl Tail {
             task,
             got: Vec::new(),
             largest_batch: 0,
+            safe: Checkpoints::new(),
         }
     }
 
     fn take(&mut self, batch: FileLines) {
         self.largest_batch = self.largest_batch.max(batch.buf.len());
+        if let Some(end) = batch.end_offset().or(batch.started_at) {
+            let window = batch.windows.last().copied();
+            self.safe.advance(batch.file, &batch.path, end, window);
+        }
         for (line, bytes) in batch.iter() {
             self.got.push(Got {
                 key: batch.file,
@@ -174,6 +194,7 @@ fn key_of(path: &Path) -> FileKey {
         dev: meta.dev(),
         ino: meta.ino(),
         fingerprint: fingerprint::fingerprint(&head).expect("first line complete"),
+        generation: 0,
     }
 }
 
@@ -442,8 +463,8 @@ async fn the_same_inode_with_another_fingerprint_is_a_new_file() {
         ..key_of(&reused)
     };
     let mut checkpoints = Checkpoints::new();
-    checkpoints.advance(stale, &reused, 8);
-    checkpoints.advance(key_of(&same), &same, 7);
+    checkpoints.advance(stale, &reused, 8, None);
+    checkpoints.advance(key_of(&same), &same, 7, None);
     let mut tail = Tail::start(config(&dir, &["*.log"], StartAt::Beginning), &checkpoints);
     tail.until("three lines", |got| got.len() >= 3).await;
     let got = tail.stop().await;
@@ -463,7 +484,7 @@ async fn a_restart_from_checkpoints_neither_skips_nor_repeats() {
     // Only the first three rows were made safe before the agent stopped.
     let mut checkpoints = Checkpoints::new();
     for g in &first.got[..3] {
-        checkpoints.advance(g.key, &g.path, g.end_offset);
+        checkpoints.advance(g.key, &g.path, g.end_offset, None);
     }
     first.stop().await;
     store.save(&checkpoints).expect("save");
@@ -484,7 +505,7 @@ async fn a_checkpoint_past_the_end_means_truncated_and_reads_from_zero() {
     let log = dir.join("app.log");
     append(&log, "x-1\n");
     let mut checkpoints = Checkpoints::new();
-    checkpoints.advance(key_of(&log), &log, 4096);
+    checkpoints.advance(key_of(&log), &log, 4096, None);
     let mut tail = Tail::start(config(&dir, &["*.log"], StartAt::End), &checkpoints);
     tail.until_texts(&["x-1"]).await;
     tail.stop().await;
@@ -623,7 +644,9 @@ fn file_lines_hand_out_their_lines() {
             dev: 1,
             ino: 2,
             fingerprint: 3,
+            generation: 0,
         },
+        windows: Vec::new(),
         path: Arc::new(PathBuf::from("/a")),
         buf: b"onetwo".to_vec(),
         lines: vec![
@@ -652,4 +675,222 @@ fn file_lines_hand_out_their_lines() {
         ..lines.lines[0]
     };
     assert_eq!(lines.line(&bogus), b"");
+}
+
+/// `lines` as text, one per line, after a header every file of the test shares.
+fn csv(tag: &str, lines: std::ops::Range<usize>) -> String {
+    lines
+        .map(|i| format!("2026-12-07T10:00:{i:05},INFO,{tag} {i}\n"))
+        .collect()
+}
+
+const HEADER: &str = "timestamp,level,message\n";
+
+/// A tailer run that reads `want` lines, then stops: the checkpoints it leaves.
+async fn run_until(
+    cfg: TailerConfig,
+    checkpoints: &Checkpoints,
+    want: usize,
+) -> (Vec<Got>, Checkpoints) {
+    let mut tail = Tail::start(cfg, checkpoints);
+    tail.until(&format!("{want} lines"), |got| got.len() >= want)
+        .await;
+    let safe = tail.safe.clone();
+    (tail.stop().await, safe)
+}
+
+#[tokio::test]
+async fn a_file_rotated_while_stopped_is_read_from_its_checkpoint() {
+    let (_tmp, dir) = temp_dir();
+    let log = dir.join("app.log");
+    append(&log, &format!("{HEADER}{}", csv("old", 0..100)));
+    let cfg = config(&dir, &["*.log"], StartAt::Beginning);
+    let (_, cps) = run_until(cfg.clone(), &Checkpoints::new(), 101).await;
+    // While stopped: more lines, then a rename rotation and a new file.
+    append(&log, &csv("unread", 0..50));
+    fs::rename(&log, dir.join("app.log.1")).expect("rotate");
+    append(&log, &format!("{HEADER}{}", csv("new", 0..10)));
+    let (got, _) = run_until(cfg, &cps, 61).await;
+    let texts: Vec<&str> = got.iter().map(|g| g.text.as_str()).collect();
+    assert_eq!(got.len(), 61, "{texts:?}");
+    assert_eq!(texts.iter().filter(|t| t.contains("unread")).count(), 50);
+    assert_eq!(texts.iter().filter(|t| t.contains(",new ")).count(), 10);
+    assert!(
+        got.iter().all(|g| g.path == log),
+        "lines keep the watched name"
+    );
+}
+
+#[tokio::test]
+async fn a_file_rotated_and_compressed_while_stopped_is_read_from_the_gzip() {
+    let (_tmp, dir) = temp_dir();
+    let log = dir.join("app.log");
+    append(&log, &format!("{HEADER}{}", csv("old", 0..300)));
+    let cfg = config(&dir, &["app.log"], StartAt::End);
+    let (_, cps) = run_until(cfg.clone(), &Checkpoints::new(), 0).await;
+    // start_at = end: nothing read, but the start is checkpointed once the tailer saw it.
+    let mut tail = Tail::start(cfg.clone(), &cps);
+    eventually("the file opened", || held_open(&log)).await;
+    append(&log, &csv("first", 0..5));
+    tail.until("first lines", |got| got.len() >= 5).await;
+    let cps = tail.safe.clone();
+    tail.stop().await;
+    append(&log, &csv("unread", 0..500));
+    let bytes = fs::read(&log).expect("read");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&bytes).expect("gzip");
+    fs::write(dir.join("app.log.1.gz"), gz.finish().expect("gzip")).expect("write gz");
+    fs::remove_file(&log).expect("rm");
+    append(&log, &format!("{HEADER}{}", csv("new", 0..3)));
+    let (got, _) = run_until(cfg, &cps, 500).await;
+    let unread: Vec<&str> = got
+        .iter()
+        .map(|g| g.text.as_str())
+        .filter(|t| t.contains("unread"))
+        .collect();
+    assert_eq!(unread.len(), 500);
+    assert!(unread[499].ends_with("unread 499"));
+}
+
+#[tokio::test]
+async fn copytruncate_while_stopped_with_the_same_header_reads_the_copy_then_the_new_file() {
+    let (_tmp, dir) = temp_dir();
+    let log = dir.join("app.log");
+    append(&log, &format!("{HEADER}{}", csv("old", 0..100)));
+    let cfg = config(&dir, &["app.log"], StartAt::Beginning);
+    let (_, cps) = run_until(cfg.clone(), &Checkpoints::new(), 101).await;
+    append(&log, &csv("unread", 0..20));
+    fs::copy(&log, dir.join("app.log.1")).expect("copy");
+    // Refilled with the same header and more bytes than were read: size and head look the same.
+    fs::write(&log, format!("{HEADER}{}", csv("new", 0..200))).expect("truncate and refill");
+    let (got, _) = run_until(cfg, &cps, 221).await;
+    let count = |tag: &str| got.iter().filter(|g| g.text.contains(tag)).count();
+    assert_eq!(
+        (count("unread"), count(",new "), count("old")),
+        (20, 200, 0)
+    );
+    assert_eq!(
+        got.iter().filter(|g| g.text == HEADER.trim_end()).count(),
+        1
+    );
+    let new_key = got
+        .iter()
+        .find(|g| g.text.contains(",new "))
+        .expect("new")
+        .key;
+    assert_eq!(new_key.generation, 1, "a lookalike of the checkpointed key");
+}
+
+#[tokio::test]
+async fn copytruncate_refilled_past_the_offset_between_polls_is_read_again_from_the_start() {
+    let (_tmp, dir) = temp_dir();
+    let log = dir.join("app.log");
+    append(&log, &format!("{HEADER}{}", csv("old", 0..5)));
+    let mut tail = Tail::start(
+        config(&dir, &["app.log"], StartAt::Beginning),
+        &Checkpoints::new(),
+    );
+    tail.until("old lines", |got| got.len() >= 6).await;
+    // One write: truncated and refilled with the same header, past the old offset.
+    fs::write(&log, format!("{HEADER}{}", csv("new", 0..50))).expect("rewrite");
+    tail.until("new lines", |got| got.len() >= 57).await;
+    let got = tail.stop().await;
+    assert_eq!(got.iter().filter(|g| g.text.contains(",new ")).count(), 50);
+    assert_eq!(
+        got.len(),
+        57,
+        "{:#?}",
+        got.iter().map(|g| &g.text).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_lookalike_without_a_copy_is_read_from_zero_and_old_checkpoints_still_resume() {
+    let (_tmp, dir) = temp_dir();
+    let log = dir.join("app.log");
+    let kept = dir.join("kept.log");
+    append(&log, &format!("{HEADER}{}", csv("old", 0..100)));
+    append(&kept, &format!("{HEADER}{}", csv("kept", 0..10)));
+    let cfg = config(&dir, &["*.log"], StartAt::Beginning);
+    let (_, mut cps) = run_until(cfg.clone(), &Checkpoints::new(), 112).await;
+    // An entry written before windows existed (no window) resumes as it always did.
+    let kept_key = key_of(&kept);
+    let offset = cps.offset(&kept_key).expect("kept checkpoint");
+    cps.remove(&kept_key);
+    cps.advance(kept_key, &kept, offset, None);
+    append(&kept, &csv("later", 0..3));
+    fs::write(&log, format!("{HEADER}{}", csv("reused", 0..150))).expect("rewrite");
+    let (got, _) = run_until(cfg, &cps, 154).await;
+    let count = |tag: &str| got.iter().filter(|g| g.text.contains(tag)).count();
+    assert_eq!(
+        (count("reused"), count("later"), count("kept")),
+        (150, 3, 0)
+    );
+}
+
+#[tokio::test]
+async fn with_a_budget_of_two_descriptors_every_file_is_read_and_read_again_when_it_grows() {
+    let (_tmp, dir) = temp_dir();
+    for i in 0..40 {
+        append(&dir.join(format!("f{i:02}.log")), &format!("first {i}\n"));
+    }
+    let mut tail = Tail::with_budget(
+        config(&dir, &["*.log"], StartAt::Beginning),
+        &Checkpoints::new(),
+        2,
+    );
+    tail.until("a line of each file", |got| got.len() >= 40)
+        .await;
+    let open = || {
+        fs::read_dir("/proc/self/fd")
+            .map(|fds| {
+                fds.flatten()
+                    .filter(|fd| fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(&dir)))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(open() <= 2, "{} files open", open());
+    for i in (0..40).step_by(3) {
+        append(&dir.join(format!("f{i:02}.log")), &format!("second {i}\n"));
+    }
+    tail.until("the appended lines", |got| got.len() >= 54)
+        .await;
+    // Lines of a file keep their order and offsets across closes and reopens.
+    let f00: Vec<(&str, u64)> = tail
+        .got
+        .iter()
+        .filter(|g| g.path.ends_with("f00.log"))
+        .map(|g| (g.text.as_str(), g.end_offset))
+        .collect();
+    assert_eq!(f00, [("first 0", 8), ("second 0", 17)]);
+    let got = tail.stop().await;
+    assert_eq!(got.len(), 54, "nothing twice");
+}
+
+#[tokio::test]
+async fn a_closed_file_that_is_rotated_is_found_and_read_to_its_end() {
+    let (_tmp, dir) = temp_dir();
+    let log = dir.join("app.log");
+    append(&log, &format!("{HEADER}{}", csv("old", 0..3)));
+    let mut cfg = config(&dir, &["app.log"], StartAt::Beginning);
+    cfg.close_idle = Duration::ZERO;
+    let mut tail = Tail::start(cfg, &Checkpoints::new());
+    tail.until("old lines", |got| got.len() >= 4).await;
+    eventually("the idle file closed", || !held_open(&log)).await;
+    // Written and rotated between two polls of the closed file.
+    let mut both = String::new();
+    for l in csv("late", 0..30).lines() {
+        both.push_str(l);
+        both.push('\n');
+    }
+    append(&log, &both);
+    fs::rename(&log, dir.join("app.log.1")).expect("rotate");
+    append(&log, &format!("{HEADER}{}", csv("new", 0..2)));
+    tail.until("late and new lines", |got| got.len() >= 37)
+        .await;
+    let got = tail.stop().await;
+    let count = |tag: &str| got.iter().filter(|g| g.text.contains(tag)).count();
+    assert_eq!((count("late"), count(",new ")), (30, 2));
+    assert_eq!(got.len(), 37);
 }
