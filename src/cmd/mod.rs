@@ -4,6 +4,7 @@ pub mod check;
 pub mod run;
 pub mod send;
 pub mod settings;
+pub mod shaping;
 
 use crate::exit::ExitCode;
 
