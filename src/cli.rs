@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthMethod, Cloud};
 use crate::config::{InputFormat, MultilineConfig, StartAt};
+use crate::dcr::template::{Plan, PrincipalType};
+use crate::dcr::Artifact;
 use crate::duration::clap_duration;
 use crate::input::multiline::Preset;
 use crate::input::parse::OnMismatch;
@@ -50,6 +52,9 @@ pub enum Command {
     /// Validate a configuration file; with --live, also get a token and POST [] to each output
     #[command(display_name = "dcrship")]
     Check(CheckArgs),
+    /// From a log sample to the Azure side: infer the columns, make the table + DCR template
+    #[command(display_name = "dcrship")]
+    Dcr(DcrArgs),
 }
 
 const SEND_AFTER_HELP: &str = "\
@@ -389,6 +394,144 @@ pub struct CheckArgs {
     /// array to the stream, and say what the answer means
     #[arg(long)]
     pub live: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DcrArgs {
+    #[command(subcommand)]
+    pub command: DcrCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DcrCommand {
+    /// Read a sample as `send` would and print each column's DCR type, and what Azure refuses
+    #[command(after_help = DCR_INFER_AFTER_HELP, display_name = "dcrship")]
+    Infer(DcrInferArgs),
+    /// Write the ARM template (table, DCR, role), the az commands and the agent.toml blocks
+    #[command(after_help = DCR_TEMPLATE_AFTER_HELP, display_name = "dcrship")]
+    Template(DcrTemplateArgs),
+}
+
+const DCR_INFER_AFTER_HELP: &str = "\
+Types: whole numbers int (32-bit) or long, other numbers real, true/false boolean, ISO 8601
+times datetime, objects and arrays dynamic, text and mixes string; TimeGenerated is datetime.
+In CSV and parsed lines, values are text: \"42\" is read as a number there, not in JSON.
+Exit 0 with the report (errors in it stop `dcr template`); 2 when the input cannot be read.
+
+Examples:
+  dcrship dcr infer app.ndjson
+  dcrship dcr infer --format syslog /var/log/syslog
+  dcrship dcr infer --time-field ts --rename msg=Message --json app.ndjson";
+
+const DCR_TEMPLATE_AFTER_HELP: &str = "\
+--out-dir DIR writes template.json (ARM: deploy with az deployment group create), dcr-rule.json
+(the DCR for az monitor data-collection rule create), deploy-az.sh (the same with az commands)
+and agent.toml (the [outputs] and [inputs] blocks for dcrship run). Without it, --print writes
+one of them to stdout. Exit 2 when the sample has names Azure refuses (each with its fix).
+
+Examples:
+  dcrship dcr template --table MyApp --out-dir azure app.ndjson
+  dcrship dcr template --table Syslog2 --format syslog --plan basic \\
+      --workspace-resource-id /subscriptions/…/workspaces/ws --principal-id OBJECT_ID /var/log/syslog
+  dcrship dcr template --table MyApp --schema exported-dcr.json --print agent";
+
+/// How `dcr infer` and `dcr template` read the sample: the flags of `send`.
+#[derive(Debug, Args)]
+pub struct DcrSampleArgs {
+    /// Sample files; none or "-" reads stdin
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Input format, as for send: auto picks by extension (.ndjson .jsonl .json .csv .txt),
+    /// else by the first bytes
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+
+    /// Source field holding the event time, as for send; it becomes TimeGenerated
+    #[arg(long, value_name = "NAME")]
+    pub time_field: Option<String>,
+
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+
+    #[command(flatten)]
+    pub parse: ParseArgs,
+
+    /// Rows read from the sample, at most
+    #[arg(long = "sample", value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub sample_rows: u64,
+
+    /// The stream: with --schema, the one whose columns are read; for template, the one the DCR
+    /// declares [default: Custom-<TABLE>_CL]
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DcrInferArgs {
+    #[command(flatten)]
+    pub sample: DcrSampleArgs,
+
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DcrTemplateArgs {
+    #[command(flatten)]
+    pub sample: DcrSampleArgs,
+
+    /// The custom table, e.g. MyApp (the _CL suffix is added)
+    #[arg(long, value_name = "NAME")]
+    pub table: String,
+
+    /// Table plan
+    #[arg(long, value_enum, default_value_t = Plan::Analytics)]
+    pub plan: Plan,
+
+    /// Name of the data collection rule [default: dcr-<table>]
+    #[arg(long, value_name = "NAME")]
+    pub dcr_name: Option<String>,
+
+    /// Resource id of the Log Analytics workspace (else a parameter to fill in at deployment)
+    #[arg(long, value_name = "ID")]
+    pub workspace_resource_id: Option<String>,
+
+    /// Region of the DCR, the workspace's, e.g. westeurope [default: the resource group's]
+    #[arg(long, value_name = "REGION")]
+    pub location: Option<String>,
+
+    /// Resource id of a data collection endpoint to send through (Private Link); without it
+    /// the DCR is kind Direct with its own ingestion endpoint
+    #[arg(long, value_name = "ID")]
+    pub dce: Option<String>,
+
+    /// Object (principal) id of the identity that sends: it gets Monitoring Metrics Publisher
+    /// on the DCR
+    #[arg(long, value_name = "ID")]
+    pub principal_id: Option<String>,
+
+    /// What kind of principal --principal-id is
+    #[arg(long, value_enum, default_value_t = PrincipalType::ServicePrincipal)]
+    pub principal_type: PrincipalType,
+
+    /// The DCR's transformKql
+    #[arg(long = "transform", value_name = "KQL", default_value = "source")]
+    pub transform_kql: String,
+
+    /// Name of the [outputs.NAME] and [inputs.NAME] blocks [default: the table's, lower case]
+    #[arg(long, value_name = "NAME")]
+    pub output_name: Option<String>,
+
+    /// Write every artifact into DIR (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// Without --out-dir: which artifact to print
+    #[arg(long, value_enum, default_value_t = Artifact::Arm, conflicts_with = "out_dir")]
+    pub print: Artifact,
 }
 
 /// `--max-bytes-per-minute`: a size like the config file's, in the same range.

@@ -19,9 +19,9 @@ pub struct AgentInput {
     /// What the sample's format is called, for the note when the agent cannot read it.
     pub sample_format: &'static str,
     pub pattern: Option<String>,
-    pub on_mismatch: Option<&'static str>,
+    pub on_mismatch: Option<String>,
     pub multiline_start: Option<String>,
-    pub multiline_preset: Option<&'static str>,
+    pub multiline_preset: Option<String>,
     pub time_field: Option<String>,
     pub time_format: Option<String>,
     pub timezone: Option<String>,
@@ -92,7 +92,7 @@ pub fn blocks(spec: &Spec, name: &str, input: &AgentInput) -> String {
     let _ = writeln!(s, "format = {}", q(format));
     let opt = [
         ("pattern", input.pattern.as_deref()),
-        ("on_mismatch", input.on_mismatch),
+        ("on_mismatch", input.on_mismatch.as_deref()),
         ("time_field", input.time_field.as_deref()),
         ("time_format", input.time_format.as_deref()),
         ("timezone", input.timezone.as_deref()),
@@ -112,7 +112,7 @@ pub fn blocks(spec: &Spec, name: &str, input: &AgentInput) -> String {
         if let Some(start) = &input.multiline_start {
             let _ = writeln!(s, "start = {}", q(start));
         }
-        if let Some(preset) = input.multiline_preset {
+        if let Some(preset) = &input.multiline_preset {
             let _ = writeln!(s, "preset = {}", q(preset));
         }
     }
@@ -164,7 +164,7 @@ mod tests {
             format: Some("regex"),
             sample_format: "regex",
             pattern: Some(r#"^(?P<Level>\w+) "(?P<Msg>.*)"$"#.into()),
-            on_mismatch: Some("dead-letter"),
+            on_mismatch: Some("dead-letter".into()),
             multiline_start: Some(r"^\d{4}-".into()),
             time_field: Some("ts".into()),
             time_format: Some("%d/%b/%Y:%H:%M:%S %z".into()),

@@ -44,6 +44,11 @@ pub struct ReadCounts {
     pub time_unparsable: u64,
     /// Rows with a `TimeGenerated` more than 2 days old or 1 day ahead.
     pub time_out_of_range: u64,
+    /// Rows whose `TimeGenerated` is the time they were read (no time of their own).
+    pub time_from_read: u64,
+    /// The format `--format auto` chose, when it chose one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detected_format: Option<&'static str>,
     /// The sample stopped at `--sample` rows before the input ended.
     pub cut_at_sample: bool,
     /// The parser in use (`regex`, `logfmt`, `syslog`), if any.
@@ -54,8 +59,8 @@ pub struct ReadCounts {
 /// Every finding about `inf`. `plan` is the table plan when known (Auxiliary tables have rules
 /// of their own).
 pub fn issues(inf: &Inference, read: &ReadCounts, plan: Option<Plan>) -> Vec<Issue> {
-    let mut out = Vec::new();
-    names(inf, plan, &mut out);
+    let columns: Vec<&str> = inf.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut out = name_issues(&columns, plan);
     for c in &inf.columns {
         mix(c, &mut out);
     }
@@ -84,18 +89,16 @@ pub fn blocking(issues: &[Issue]) -> bool {
     issues.iter().any(|i| i.severity == Severity::Error)
 }
 
-fn names(inf: &Inference, plan: Option<Plan>, out: &mut Vec<Issue>) {
+/// The findings about column names alone: refused, reserved, or the same but for case.
+pub fn name_issues(columns: &[&str], plan: Option<Plan>) -> Vec<Issue> {
+    let mut out = Vec::new();
     // Compared without case: Auxiliary tables take `a` and `A` for the same column.
-    let mut taken: BTreeSet<String> = inf
-        .columns
-        .iter()
-        .map(|c| c.name.to_ascii_lowercase())
-        .collect();
-    for c in &inf.columns {
-        let Some(problem) = column_problem(&c.name) else {
+    let mut taken: BTreeSet<String> = columns.iter().map(|c| c.to_ascii_lowercase()).collect();
+    for name in columns {
+        let Some(problem) = column_problem(name) else {
             continue;
         };
-        let better = suggest(&c.name, &|s| taken.contains(&s.to_ascii_lowercase()));
+        let better = suggest(name, &|s| taken.contains(&s.to_ascii_lowercase()));
         taken.insert(better.to_ascii_lowercase());
         out.push(Issue {
             severity: if problem.refused() {
@@ -103,18 +106,18 @@ fn names(inf: &Inference, plan: Option<Plan>, out: &mut Vec<Issue>) {
             } else {
                 Severity::Warning
             },
-            column: Some(c.name.clone()),
-            problem: problem.describe(&c.name),
-            fix: Some(format!("--rename {}={better}", c.name)),
+            column: Some(name.to_string()),
+            problem: problem.describe(name),
+            fix: Some(format!("--rename {name}={better}")),
         });
     }
     // Names that differ only in letter case.
     let mut by_folded: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for c in &inf.columns {
+    for name in columns {
         by_folded
-            .entry(c.name.to_ascii_lowercase())
+            .entry(name.to_ascii_lowercase())
             .or_default()
-            .push(&c.name);
+            .push(name);
     }
     for same in by_folded.values().filter(|v| v.len() > 1) {
         let auxiliary = plan == Some(Plan::Auxiliary);
@@ -147,6 +150,7 @@ fn names(inf: &Inference, plan: Option<Plan>, out: &mut Vec<Issue>) {
             fix: Some(format!("--rename {}={better}", others[0])),
         });
     }
+    out
 }
 
 /// A column whose values did not agree.
@@ -227,32 +231,42 @@ fn time(inf: &Inference, read: &ReadCounts, out: &mut Vec<Issue>) {
             fix: Some("say how it is written with --time-format (and --timezone)".into()),
         }),
         Some(_) => {}
-        None => {
+        None if read.time_from_read > 0 => {
             let times: Vec<&str> = inf
                 .columns
                 .iter()
                 .filter(|c| c.ty == ColumnType::Datetime && c.name != "TimeGenerated")
                 .map(|c| c.name.as_str())
                 .collect();
-            if let Some(first) = times.first() {
-                out.push(Issue {
-                    severity: Severity::Note,
-                    column: None,
-                    problem: format!(
-                        "without --time-field, TimeGenerated is the record's own TimeGenerated \
-                         or the time it is read; {} holds times",
-                        times
-                            .iter()
-                            .map(|t| format!("{t:?}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    fix: Some(format!(
-                        "--time-field {first} takes the event's time from it"
-                    )),
-                });
-            }
+            out.push(Issue {
+                severity: Severity::Note,
+                column: Some("TimeGenerated".into()),
+                problem: format!(
+                    "TimeGenerated is the time of reading in {} (no time of their own){}",
+                    crate::stats::counted(read.time_from_read, "row", "rows"),
+                    if times.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; {} {} times",
+                            times
+                                .iter()
+                                .map(|t| format!("{t:?}"))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            if times.len() == 1 { "holds" } else { "hold" }
+                        )
+                    }
+                ),
+                // Only when no row has a time of its own: else the rows without one are the
+                // odd ones (lines the parser did not match), and the time is already taken.
+                fix: times
+                    .first()
+                    .filter(|_| read.time_from_read >= inf.rows)
+                    .map(|t| format!("--time-field {t} takes the event's time from it")),
+            });
         }
+        None => {}
     }
     if read.time_out_of_range > 0 {
         out.push(Issue {
@@ -278,7 +292,12 @@ fn reading(read: &ReadCounts, out: &mut Vec<Issue>) {
                  send would dead-letter them",
                 crate::stats::counted(read.refused, "record", "records")
             ),
-            fix: None,
+            fix: read.detected_format.map(|f| {
+                format!(
+                    "--format auto read the input as {f} (by its extension or first bytes): give \
+                     --format text, csv, syslog, … if it is not"
+                )
+            }),
         });
     }
     if read.mismatched > 0 {
@@ -398,10 +417,17 @@ mod tests {
     #[test]
     fn time_and_reading_findings() {
         let inf = inference(&[r#"{"when":"2026-05-01T12:00:00Z","xx":1}"#], None);
-        let all = issues(&inf, &ReadCounts::default(), None);
-        assert!(all
-            .iter()
-            .any(|i| i.fix.as_deref() == Some("--time-field when takes the event's time from it")));
+        let own_time = issues(&inf, &ReadCounts::default(), None);
+        assert!(own_time.is_empty(), "{own_time:?}");
+        let read_time = ReadCounts {
+            time_from_read: 1,
+            ..ReadCounts::default()
+        };
+        let all = issues(&inf, &read_time, None);
+        assert!(all.iter().any(|i| i
+            .problem
+            .starts_with("TimeGenerated is the time of reading in 1 row")
+            && i.fix.as_deref() == Some("--time-field when takes the event's time from it")));
         let inf = inference(&[r#"{"ts":"soon"}"#], Some("ts"));
         let read = ReadCounts {
             records: 3,
@@ -409,6 +435,8 @@ mod tests {
             mismatched: 4,
             time_unparsable: 1,
             time_out_of_range: 1,
+            time_from_read: 0,
+            detected_format: Some("JSON"),
             cut_at_sample: true,
             parser: Some("syslog"),
         };

@@ -14,3 +14,30 @@ pub mod issues;
 pub mod names;
 pub mod report;
 pub mod template;
+
+/// What `dcr template` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Artifact {
+    /// template.json: the ARM template (table, DCR, role assignment)
+    Arm,
+    /// dcr-rule.json: the DCR for `az monitor data-collection rule create --rule-file`
+    Rule,
+    /// deploy-az.sh: the same as the template, with az commands
+    Az,
+    /// agent.toml: [outputs.NAME] with its columns, and [inputs.NAME]
+    Agent,
+}
+
+impl Artifact {
+    pub const ALL: [Artifact; 4] = [Artifact::Arm, Artifact::Rule, Artifact::Az, Artifact::Agent];
+
+    /// The file it is written to with `--out-dir`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Artifact::Arm => "template.json",
+            Artifact::Rule => "dcr-rule.json",
+            Artifact::Az => "deploy-az.sh",
+            Artifact::Agent => "agent.toml",
+        }
+    }
+}

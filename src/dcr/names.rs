@@ -195,6 +195,87 @@ pub fn check_dcr_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// An ARM resource id of `provider_type` (`Microsoft.OperationalInsights/workspaces`):
+/// `/subscriptions/SUB/resourceGroups/RG/providers/TYPE/NAME`, each part letters, digits and
+/// `.` `_` `-` `(` `)` — what Azure allows, and nothing a shell script would read as code.
+pub fn check_resource_id(what: &str, id: &str, provider_type: &str) -> Result<(), String> {
+    let parts: Vec<&str> = id.split('/').collect();
+    let ok_part = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '(' | ')'))
+    };
+    let typed: Vec<&str> = provider_type.split('/').collect();
+    let shape = parts.len() == 7 + typed.len()
+        && parts[0].is_empty()
+        && parts[1].eq_ignore_ascii_case("subscriptions")
+        && parts[3].eq_ignore_ascii_case("resourceGroups")
+        && parts[5].eq_ignore_ascii_case("providers")
+        && parts[6..6 + typed.len()]
+            .iter()
+            .zip(&typed)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        && [parts[2], parts[4], parts[parts.len() - 1]]
+            .into_iter()
+            .all(ok_part);
+    if shape {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: expected /subscriptions/SUB/resourceGroups/RG/providers/{provider_type}/NAME, \
+             found {id:?}"
+        ))
+    }
+}
+
+/// A principal (object) id: a GUID.
+pub fn check_guid(what: &str, id: &str) -> Result<(), String> {
+    let groups: Vec<&str> = id.split('-').collect();
+    let lens = [8, 4, 4, 4, 12];
+    let ok = groups.len() == 5
+        && groups
+            .iter()
+            .zip(lens)
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what}: expected a GUID like 00000000-0000-0000-0000-000000000000, found {id:?}"
+        ))
+    }
+}
+
+/// A region's name as ARM writes it: `westeurope`, `eastus2`.
+pub fn check_location(location: &str) -> Result<(), String> {
+    if !location.is_empty()
+        && location
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "--location: expected a region name like westeurope or eastus2, found {location:?}"
+        ))
+    }
+}
+
+/// A name for `[outputs.NAME]`: a TOML bare key.
+pub fn check_output_name(name: &str) -> Result<(), String> {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+    {
+        Ok(())
+    } else {
+        Err(format!(
+            "--output-name: use letters, digits, '_' and '-', found {name:?}"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,6 +372,49 @@ mod tests {
         assert!(check_dcr_name(&default_dcr_name(&"T".repeat(60))).is_ok());
         for bad in ["", "-dcr", "dcr-", "dcr app", &"d".repeat(65)] {
             assert!(check_dcr_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_are_checked_for_their_shape() {
+        let ws = "Microsoft.OperationalInsights/workspaces";
+        let ok = "/subscriptions/0000-aa/resourceGroups/my-rg(1)/providers/Microsoft.OperationalInsights/workspaces/ws.1";
+        assert!(check_resource_id("w", ok, ws).is_ok());
+        assert!(check_resource_id("w", &ok.to_ascii_lowercase(), ws).is_ok());
+        for bad in [
+            "",
+            "ws",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Insights/dataCollectionEndpoints/d",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/w/x",
+            "/subscriptions/s/resourceGroups/r$g/providers/Microsoft.OperationalInsights/workspaces/w",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.OperationalInsights/workspaces/w\"x",
+        ] {
+            let e = check_resource_id("--workspace-resource-id", bad, ws).expect_err(bad);
+            assert!(e.contains("--workspace-resource-id"), "{e}");
+        }
+        assert!(check_resource_id(
+            "d",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Insights/dataCollectionEndpoints/dce-1",
+            "Microsoft.Insights/dataCollectionEndpoints"
+        )
+        .is_ok());
+        assert!(check_guid("p", "0a1b2c3d-0000-4000-8000-00000000abcd").is_ok());
+        for bad in [
+            "",
+            "0a1b2c3d00004000800000000000abcd",
+            "0a1b2c3d-0000-4000-8000-00000000abcg",
+            "0a1b2c3d-0000-4000-8000-00000000abcd0",
+        ] {
+            assert!(check_guid("p", bad).is_err(), "{bad}");
+        }
+        assert!(check_location("westeurope").is_ok());
+        for bad in ["", "West Europe", "west-europe", "$(x)"] {
+            assert!(check_location(bad).is_err(), "{bad}");
+        }
+        assert!(check_output_name("my-app_2").is_ok());
+        for bad in ["", "my app", "a.b", "ä"] {
+            assert!(check_output_name(bad).is_err(), "{bad}");
         }
     }
 }
