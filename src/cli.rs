@@ -402,6 +402,8 @@ pub struct DcrArgs {
     pub command: DcrCommand,
 }
 
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum DcrCommand {
     /// Read a sample as `send` would and print each column's DCR type, and what Azure refuses

@@ -799,3 +799,184 @@ async fn the_agent_toml_blocks_run_the_agent_into_the_template_s_stream() {
     assert_eq!(rows[0]["ClientIp"], "10.0.0.1");
     assert!(rows.iter().all(|r| r.get("items").is_none()));
 }
+
+/// The shared real samples (loghub, an Apache access log), when present: CI runs on a clean
+/// clone without them, so the test says it skipped. `DCRSHIP_REALDATA` names another place.
+fn realdata() -> Option<PathBuf> {
+    let root = std::env::var("DCRSHIP_REALDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/work/shared/realdata"));
+    if root.join("loghub").is_dir() {
+        Some(root)
+    } else {
+        eprintln!(
+            "skipped: no real samples at {} (set DCRSHIP_REALDATA)",
+            root.display()
+        );
+        None
+    }
+}
+
+fn gunzip(from: &Path, to: &Path) -> PathBuf {
+    use std::io::Read;
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(from).expect("sample"))
+        .read_to_end(&mut text)
+        .expect("gunzip");
+    std::fs::write(to, text).expect("write");
+    to.to_path_buf()
+}
+
+fn type_of<'a>(r: &'a Value, column: &str) -> &'a str {
+    r["columns"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == column))
+        .and_then(|c| c["type"].as_str())
+        .unwrap_or("absent")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infer_on_the_shared_real_samples() {
+    let Some(root) = realdata() else { return };
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut sets: Vec<String> = std::fs::read_dir(root.join("loghub"))
+        .expect("loghub")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    sets.sort();
+    assert_eq!(sets.len(), 16, "{sets:?}");
+    for set in &sets {
+        let csv = gunzip(
+            &root.join(format!("loghub/{set}/{set}_2k.log_structured.csv.gz")),
+            &dir.path().join(format!("{set}.csv")),
+        );
+        let r = infer_json(&[csv.to_str().expect("path")]).await;
+        eprintln!(
+            "{set}.csv: {}",
+            types(&r)
+                .iter()
+                .map(|(n, t)| format!("{n}:{t}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert_eq!(r["rows"], 2000, "{set}");
+        assert_eq!(type_of(&r, "LineId"), "int", "{set}");
+        assert_eq!(type_of(&r, "EventId"), "string", "{set}");
+        assert_eq!(type_of(&r, "Content"), "string", "{set}");
+        let errors: Vec<(String, String)> = r["issues"]
+            .as_array()
+            .expect("issues")
+            .iter()
+            .filter(|i| i["severity"] == "error")
+            .map(|i| {
+                (
+                    i["column"].as_str().unwrap_or_default().to_string(),
+                    i["fix"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        // BGL's "Type" column is one of Azure's reserved names; no other set has a refused one
+        let want = if set == "BGL" {
+            pairs(&[("Type", "--rename Type=Type_")])
+        } else {
+            Vec::new()
+        };
+        assert_eq!(errors, want, "{set}");
+    }
+    // raw syslog files (RFC 3164 lines without PRI, as rsyslog writes them)
+    for set in ["Linux", "OpenSSH", "Mac"] {
+        let log = gunzip(
+            &root.join(format!("loghub/{set}/{set}_2k.log.gz")),
+            &dir.path().join(format!("{set}.log")),
+        );
+        let r = infer_json(&["--format", "syslog", log.to_str().expect("path")]).await;
+        eprintln!(
+            "{set}.log (syslog): {}",
+            types(&r)
+                .iter()
+                .map(|(n, t)| format!("{n}:{t}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert_eq!(r["rows"], 2000, "{set}");
+        for (col, ty) in [
+            ("EventTime", "datetime"),
+            ("HostName", "string"),
+            ("ProcessID", "int"),
+            ("SyslogMessage", "string"),
+        ] {
+            assert_eq!(type_of(&r, col), ty, "{set} {col}");
+        }
+    }
+    // the Apache access log through a regex, its time read with a strftime format
+    let log = gunzip(
+        &root.join("access/apache_logs.gz"),
+        &dir.path().join("access.log"),
+    );
+    let pattern = r#"^(?P<ClientIp>\S+) \S+ (?P<RemoteUser>\S+) \[(?P<Time>[^\]]+)\] "(?P<Method>\S+) (?P<Path>\S+) (?P<Protocol>[^"]*)" (?P<Status>\d{3}) (?P<Bytes>\S+) "(?P<Referrer>[^"]*)" "(?P<UserAgent>[^"]*)"$"#;
+    let r = infer_json(&[
+        "--format",
+        "regex",
+        "--pattern",
+        pattern,
+        "--time-field",
+        "Time",
+        "--time-format",
+        "%d/%b/%Y:%H:%M:%S %z",
+        log.to_str().expect("path"),
+    ])
+    .await;
+    eprintln!(
+        "apache_logs (regex): {}",
+        types(&r)
+            .iter()
+            .map(|(n, t)| format!("{n}:{t}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    assert_eq!(r["rows"], 10_000);
+    assert_eq!(r["read"]["time_unparsable"], 0);
+    assert_eq!(type_of(&r, "Status"), "int");
+    // "-" for no body: a mix, declared string and reported
+    assert_eq!(type_of(&r, "Bytes"), "string");
+    assert!(!issues_of(&r, "Bytes").is_empty());
+    assert_eq!(
+        type_of(&r, "Time"),
+        "absent",
+        "the time field became TimeGenerated"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_from_an_exported_dcr_declares_its_columns_again() {
+    let export = fixture("dcr-arm-export.json");
+    let mut c = dcrship();
+    c.args(["dcr", "template", "--table", "Test", "--schema"])
+        .arg(&export)
+        .args(["--print", "rule"]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let rule: Value = serde_json::from_str(&stdout(&out)).expect("rule");
+    let mut got = stream_columns(&rule, "Custom-Test_CL");
+    let original: Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).expect("export")).expect("json");
+    let mut want: Vec<(String, String)> =
+        stream_columns(&original["resources"][0], "Custom-Test_CL")
+            .into_iter()
+            .map(|(n, t)| (n, t.to_ascii_lowercase()))
+            .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // a stream the export does not declare is an error naming the ones it does
+    let mut c = dcrship();
+    c.args(["dcr", "template", "--table", "Nope", "--schema"])
+        .arg(&export);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("Custom-Other_CL, Custom-Test_CL"),
+        "{}",
+        stderr(&out)
+    );
+}

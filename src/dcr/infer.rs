@@ -18,7 +18,8 @@
 //! ([`Source`]): in JSON a string stays a string unless it is a time (`"42"` is text, and a
 //! zip code `"01234"` keeps its zero); in CSV and parsed lines every value is text, so `42`,
 //! `4.2`, `true` and `{"a":1}` are read as the number, boolean or object they spell — what
-//! `send` does when the column is declared so.
+//! `send` does when the column is declared so (a bracketed `[…]` stays text: in log lines it
+//! is a pid or a list far more often than JSON).
 
 use std::collections::HashMap;
 
@@ -128,9 +129,9 @@ fn classify_str(s: &str, source: Source, time: &TimeParser) -> Option<Kind> {
         if let Some(k) = text_number(t) {
             return Some(k);
         }
-        if (t.starts_with('{') || t.starts_with('['))
-            && serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok()
-        {
+        // An object only: a bracketed list in a log line (`[31211]`, a pid) is text far more
+        // often than JSON, and a string column holds it either way.
+        if t.starts_with('{') && serde_json::from_str::<serde::de::IgnoredAny>(t).is_ok() {
             return Some(Kind::Dynamic);
         }
     }
@@ -479,7 +480,8 @@ mod tests {
             ("\"false\"", Some(Boolean)),
             ("\"yes\"", Some(String)),
             ("\"{\\\"a\\\":1}\"", Some(Dynamic)),
-            ("\"[1, 2]\"", Some(Dynamic)),
+            ("\"[1, 2]\"", Some(String)),
+            ("\"[31211]\"", Some(String)),
             ("\"{not json\"", Some(String)),
             ("\"2026-05-01T12:00:00Z\"", Some(Datetime)),
             ("\"10.0.0.1\"", Some(String)),
