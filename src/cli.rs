@@ -430,6 +430,8 @@ const DCR_TEMPLATE_AFTER_HELP: &str = "\
 (the DCR for az monitor data-collection rule create), deploy-az.sh (the same with az commands)
 and agent.toml (the [outputs] and [inputs] blocks for dcrship run). Without it, --print writes
 one of them to stdout. Exit 2 when the sample has names Azure refuses (each with its fix).
+With --schema FILE and no sample files, the columns come from an exported DCR instead (the
+stream --stream names, default Custom-<TABLE>_CL).
 
 Examples:
   dcrship dcr template --table MyApp --out-dir azure app.ndjson

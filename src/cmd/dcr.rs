@@ -158,7 +158,9 @@ fn template(a: &DcrTemplateArgs) -> Result<ExitCode, CmdError> {
             Artifact::Arm => pretty(&template::arm(&spec)),
             Artifact::Rule => pretty(&template::rule(&spec)),
             Artifact::Az => az::script(&spec),
-            Artifact::Agent => agent::blocks(&spec, &output_name, &input),
+            Artifact::Agent => {
+                agent::blocks(&spec, &output_name, &input, a.sample.shape.max_time_span)
+            }
         }
     };
     let Some(dir) = &a.out_dir else {

@@ -4,8 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use super::template::{Plan, Spec};
+use crate::duration::format_duration;
 use crate::transform::row::json_string;
 
 /// How the agent reads the input, from the flags the sample was read with.
@@ -35,8 +37,14 @@ fn q(s: &str) -> String {
     json_string(s)
 }
 
-/// The blocks, as text for `agent.toml`. `name` names the output and the input.
-pub fn blocks(spec: &Spec, name: &str, input: &AgentInput) -> String {
+/// The blocks, as text for `agent.toml`. `name` names the output and the input;
+/// `max_time_span` is `--max-time-span` (Auxiliary tables need one of at most 30 minutes).
+pub fn blocks(
+    spec: &Spec,
+    name: &str,
+    input: &AgentInput,
+    max_time_span: Option<Duration>,
+) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -56,11 +64,18 @@ pub fn blocks(spec: &Spec, name: &str, input: &AgentInput) -> String {
         "dcr = \"dcr-00000000000000000000000000000000\"   # the immutableId"
     );
     let _ = writeln!(s, "stream = {}", q(&spec.stream));
-    if spec.plan == Plan::Auxiliary {
-        let _ = writeln!(
-            s,
-            "max_time_span = \"30m\"   # Auxiliary tables refuse requests spanning more"
-        );
+    let auxiliary = Duration::from_secs(30 * 60);
+    match max_time_span {
+        Some(d) if spec.plan != Plan::Auxiliary || d <= auxiliary => {
+            let _ = writeln!(s, "max_time_span = {}", q(&format_duration(d)));
+        }
+        _ if spec.plan == Plan::Auxiliary => {
+            let _ = writeln!(
+                s,
+                "max_time_span = \"30m\"   # Auxiliary tables refuse requests spanning more"
+            );
+        }
+        _ => {}
     }
     let _ = writeln!(s, "\n[outputs.{name}.columns]");
     for (col, ty) in &spec.columns {
@@ -174,7 +189,7 @@ mod tests {
             drop: vec!["secret".into()],
             ..AgentInput::default()
         };
-        let text = blocks(&sp, "myapp", &input);
+        let text = blocks(&sp, "myapp", &input, Some(Duration::from_secs(3600)));
         let cfg = load(&text);
         let (_, out) = cfg.output(Some("myapp")).expect("output");
         assert_eq!(out.stream, "Custom-MyApp_CL");
@@ -207,7 +222,7 @@ mod tests {
             sample_format: "ndjson",
             ..AgentInput::default()
         };
-        let cfg = load(&blocks(&sp, "myapp", &stdin));
+        let cfg = load(&blocks(&sp, "myapp", &stdin, None));
         assert!(cfg.inputs.contains_key("myapp"));
         assert!(cfg.outputs["myapp"].max_time_span.is_none());
         let csv = AgentInput {
@@ -216,7 +231,12 @@ mod tests {
             sample_format: "csv",
             ..AgentInput::default()
         };
-        let text = blocks(&sp, "myapp", &csv);
+        let text = blocks(&sp, "myapp", &csv, None);
+        let spanned = load(&blocks(&sp, "myapp", &csv, Some(Duration::from_secs(300))));
+        assert_eq!(
+            spanned.outputs["myapp"].max_time_span,
+            Some(Duration::from_secs(300))
+        );
         assert!(text.contains("csv files are sent with `dcrship send --config"));
         let cfg = load(&text);
         assert!(cfg.inputs.is_empty());
