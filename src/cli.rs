@@ -487,6 +487,21 @@ pub struct DcrTemplateArgs {
     #[command(flatten)]
     pub sample: DcrSampleArgs,
 
+    #[command(flatten)]
+    pub resources: DcrResourceArgs,
+
+    /// Write every artifact into DIR (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// Without --out-dir: which artifact to print
+    #[arg(long, value_enum, default_value_t = Artifact::Arm, conflicts_with = "out_dir")]
+    pub print: Artifact,
+}
+
+/// What the table, the DCR and the role are made of: `dcr template` and `dcr create`.
+#[derive(Debug, Args)]
+pub struct DcrResourceArgs {
     /// The custom table, e.g. MyApp (the _CL suffix is added)
     #[arg(long, value_name = "NAME")]
     pub table: String,
@@ -528,14 +543,6 @@ pub struct DcrTemplateArgs {
     /// Name of the [outputs.NAME] and [inputs.NAME] blocks [default: the table's, lower case]
     #[arg(long, value_name = "NAME")]
     pub output_name: Option<String>,
-
-    /// Write every artifact into DIR (created if missing)
-    #[arg(long, value_name = "DIR")]
-    pub out_dir: Option<PathBuf>,
-
-    /// Without --out-dir: which artifact to print
-    #[arg(long, value_enum, default_value_t = Artifact::Arm, conflicts_with = "out_dir")]
-    pub print: Artifact,
 }
 
 /// `--max-bytes-per-minute`: a size like the config file's, in the same range.

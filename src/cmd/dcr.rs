@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use super::send::host_name;
 use super::shaping::{shaping, text_rules};
 use super::CmdError;
-use crate::cli::{DcrArgs, DcrCommand, DcrInferArgs, DcrSampleArgs, DcrTemplateArgs};
+use crate::cli::{
+    DcrArgs, DcrCommand, DcrInferArgs, DcrResourceArgs, DcrSampleArgs, DcrTemplateArgs,
+};
 use crate::config::{ColumnType, DEFAULT_MAX_REQUEST_BYTES};
 use crate::console;
 use crate::dcr::agent::{self, AgentInput};
@@ -60,22 +62,91 @@ fn infer(a: &DcrInferArgs) -> Result<ExitCode, CmdError> {
     Ok(ExitCode::Ok)
 }
 
+/// Everything the artifacts are made from, checked.
+struct Prepared {
+    spec: Spec,
+    output_name: String,
+    input: AgentInput,
+    max_time_span: Option<std::time::Duration>,
+}
+
+impl Prepared {
+    /// One artifact's text; `target` is the endpoint and DCR immutable id once they exist.
+    fn artifact(&self, which: Artifact, target: Option<(&str, &str)>) -> String {
+        match which {
+            Artifact::Arm => pretty(&template::arm(&self.spec)),
+            Artifact::Rule => pretty(&template::rule(&self.spec)),
+            Artifact::Az => az::script(&self.spec),
+            Artifact::Agent => agent::blocks(
+                &self.spec,
+                &self.output_name,
+                &self.input,
+                self.max_time_span,
+                target,
+            ),
+        }
+    }
+
+    /// Writes every artifact into `dir`.
+    fn write_all(&self, dir: &Path, target: Option<(&str, &str)>) -> Result<(), CmdError> {
+        crate::private_fs::create_dir_all(dir).map_err(|e| {
+            CmdError::usage(format!("--out-dir: cannot create {}: {e}", dir.display()))
+        })?;
+        for which in Artifact::ALL {
+            let path = dir.join(which.file_name());
+            crate::private_fs::write(&path, self.artifact(which, target).as_bytes())
+                .map_err(|e| CmdError::usage(format!("cannot write {}: {e}", path.display())))?;
+        }
+        Ok(())
+    }
+}
+
 fn template(a: &DcrTemplateArgs) -> Result<ExitCode, CmdError> {
+    let p = prepare(&a.sample, &a.resources)?;
+    let Some(dir) = &a.out_dir else {
+        console::out(p.artifact(a.print, None).trim_end());
+        return Ok(ExitCode::Ok);
+    };
+    p.write_all(dir, None)?;
+    let spec = &p.spec;
+    console::err(&format!(
+        "dcrship: wrote {} in {}: {} columns for table {}, stream {}\n\
+         next: az deployment group create --resource-group RG --template-file {} \\\n\
+         \x20     --parameters workspaceResourceId=WORKSPACE_ID principalId=OBJECT_ID\n\
+         then fill in endpoint and dcr in {} from the deployment's outputs, or try it once:\n\
+         \x20 dcrship send --endpoint URL --dcr DCR_ID --stream {} --schema {} FILE",
+        Artifact::ALL.map(Artifact::file_name).join(", "),
+        dir.display(),
+        spec.columns.len(),
+        spec.table,
+        spec.stream,
+        dir.join(Artifact::Arm.file_name()).display(),
+        dir.join(Artifact::Agent.file_name()).display(),
+        spec.stream,
+        dir.join(Artifact::Arm.file_name()).display(),
+    ));
+    Ok(ExitCode::Ok)
+}
+
+/// Checks the flags, reads the sample (or the exported DCR) and reports what it found; stops
+/// when Azure would refuse the table.
+fn prepare(sample_args: &DcrSampleArgs, r: &DcrResourceArgs) -> Result<Prepared, CmdError> {
+    let a = sample_args;
     let usage = CmdError::usage;
-    let table = names::table_name(&a.table).map_err(|e| usage(format!("--table: {e}")))?;
-    let stream = match &a.sample.stream {
+    let table = names::table_name(&r.table).map_err(|e| usage(format!("--table: {e}")))?;
+    let stream = match &a.stream {
         Some(s) => {
             names::check_stream(s).map_err(|e| usage(format!("--stream: {e}")))?;
             s.clone()
         }
         None => names::stream_for_table(&table),
     };
-    let dcr_name = a
+    let dcr_name = r
         .dcr_name
         .clone()
         .unwrap_or_else(|| names::default_dcr_name(&table));
     names::check_dcr_name(&dcr_name).map_err(|e| usage(format!("--dcr-name: {e}")))?;
-    if let Some(id) = &a.workspace_resource_id {
+    if let Some(id) = &r.workspace_resource_id {
         names::check_resource_id(
             "--workspace-resource-id",
             id,
@@ -83,40 +154,40 @@ fn template(a: &DcrTemplateArgs) -> Result<ExitCode, CmdError> {
         )
         .map_err(usage)?;
     }
-    if let Some(id) = &a.dce {
+    if let Some(id) = &r.dce {
         names::check_resource_id("--dce", id, "Microsoft.Insights/dataCollectionEndpoints")
             .map_err(usage)?;
     }
-    if let Some(id) = &a.principal_id {
+    if let Some(id) = &r.principal_id {
         names::check_guid("--principal-id", id).map_err(usage)?;
     }
-    if let Some(l) = &a.location {
+    if let Some(l) = &r.location {
         names::check_location(l).map_err(usage)?;
     }
-    let output_name = a
+    let output_name = r
         .output_name
         .clone()
         .unwrap_or_else(|| agent::default_name(&table));
     names::check_output_name(&output_name).map_err(usage)?;
-    if a.transform_kql.trim().is_empty() {
+    if r.transform_kql.trim().is_empty() {
         return Err(CmdError::usage(
             "--transform: give a KQL query, like the default \"source\"",
         ));
     }
 
     // The columns: from the sample, else (no files, --schema) from the exported DCR.
-    let from_schema = a.sample.files.is_empty() && a.sample.shape.schema.is_some();
+    let from_schema = a.files.is_empty() && a.shape.schema.is_some();
     let (columns, found, sample) = if from_schema {
-        let path = a.sample.shape.schema.as_deref().unwrap_or(Path::new(""));
+        let path = a.shape.schema.as_deref().unwrap_or(Path::new(""));
         let declared =
             load_stream_columns(path, &stream).map_err(|e| usage(format!("--schema: {e}")))?;
         let columns = schema_columns(declared);
         let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
-        let found = name_issues(&names, Some(a.plan));
+        let found = name_issues(&names, Some(r.plan));
         (columns, found, None)
     } else {
-        let sample = read_sample(&a.sample, &stream)?;
-        let found = issues(&sample.inference, &sample.read, Some(a.plan));
+        let sample = read_sample(a, &stream)?;
+        let found = issues(&sample.inference, &sample.read, Some(r.plan));
         (sample.inference.declared(), found, Some(sample))
     };
     for i in &found {
@@ -143,54 +214,21 @@ fn template(a: &DcrTemplateArgs) -> Result<ExitCode, CmdError> {
         table,
         stream,
         columns,
-        plan: a.plan,
+        plan: r.plan,
         dcr_name,
-        workspace_resource_id: a.workspace_resource_id.clone(),
-        location: a.location.clone(),
-        dce_id: a.dce.clone(),
-        principal_id: a.principal_id.clone(),
-        principal_type: a.principal_type,
-        transform_kql: a.transform_kql.clone(),
+        workspace_resource_id: r.workspace_resource_id.clone(),
+        location: r.location.clone(),
+        dce_id: r.dce.clone(),
+        principal_id: r.principal_id.clone(),
+        principal_type: r.principal_type,
+        transform_kql: r.transform_kql.clone(),
     };
-    let input = agent_input(&a.sample, sample.as_ref());
-    let artifact = |which: Artifact| -> String {
-        match which {
-            Artifact::Arm => pretty(&template::arm(&spec)),
-            Artifact::Rule => pretty(&template::rule(&spec)),
-            Artifact::Az => az::script(&spec),
-            Artifact::Agent => {
-                agent::blocks(&spec, &output_name, &input, a.sample.shape.max_time_span)
-            }
-        }
-    };
-    let Some(dir) = &a.out_dir else {
-        console::out(artifact(a.print).trim_end());
-        return Ok(ExitCode::Ok);
-    };
-    crate::private_fs::create_dir_all(dir)
-        .map_err(|e| usage(format!("--out-dir: cannot create {}: {e}", dir.display())))?;
-    for which in Artifact::ALL {
-        let path = dir.join(which.file_name());
-        crate::private_fs::write(&path, artifact(which).as_bytes())
-            .map_err(|e| usage(format!("cannot write {}: {e}", path.display())))?;
-    }
-    console::err(&format!(
-        "dcrship: wrote {} in {}: {} columns for table {}, stream {}\n\
-         next: az deployment group create --resource-group RG --template-file {} \\\n\
-         \x20     --parameters workspaceResourceId=WORKSPACE_ID principalId=OBJECT_ID\n\
-         then fill in endpoint and dcr in {} from the deployment's outputs, or try it once:\n\
-         \x20 dcrship send --endpoint URL --dcr DCR_ID --stream {} --schema {} FILE",
-        Artifact::ALL.map(Artifact::file_name).join(", "),
-        dir.display(),
-        spec.columns.len(),
-        spec.table,
-        spec.stream,
-        dir.join(Artifact::Arm.file_name()).display(),
-        dir.join(Artifact::Agent.file_name()).display(),
-        spec.stream,
-        dir.join(Artifact::Arm.file_name()).display(),
-    ));
-    Ok(ExitCode::Ok)
+    Ok(Prepared {
+        spec,
+        output_name,
+        input: agent_input(a, sample.as_ref()),
+        max_time_span: a.shape.max_time_span,
+    })
 }
 
 fn pretty(v: &serde_json::Value) -> String {

@@ -38,31 +38,48 @@ fn q(s: &str) -> String {
 }
 
 /// The blocks, as text for `agent.toml`. `name` names the output and the input;
-/// `max_time_span` is `--max-time-span` (Auxiliary tables need one of at most 30 minutes).
+/// `max_time_span` is `--max-time-span` (Auxiliary tables need one of at most 30 minutes);
+/// `target` is the ingestion endpoint and the DCR's immutable id once they exist (else
+/// placeholders to fill in).
 pub fn blocks(
     spec: &Spec,
     name: &str,
     input: &AgentInput,
     max_time_span: Option<Duration>,
+    target: Option<(&str, &str)>,
 ) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "# For agent.toml (dcrship run), made by `dcrship dcr template` for table {}.\n\
-         # endpoint and dcr: the deployment's outputs logsIngestionEndpoint and immutableId, or\n\
-         #   az monitor data-collection rule show --resource-group RG --name {} \\\n\
-         #     --query \"{{dcr: immutableId, endpoint: endpoints.logsIngestion}}\"",
-        spec.table, spec.dcr_name
+        "# For agent.toml (dcrship run), made by `dcrship dcr` for table {}.",
+        spec.table
     );
-    let _ = writeln!(s, "[outputs.{name}]");
-    let _ = writeln!(
-        s,
-        "endpoint = \"https://REPLACE-WITH-LOGS-INGESTION-ENDPOINT.ingest.monitor.azure.com\""
-    );
-    let _ = writeln!(
-        s,
-        "dcr = \"dcr-00000000000000000000000000000000\"   # the immutableId"
-    );
+    match target {
+        Some((endpoint, dcr)) => {
+            let _ = writeln!(s, "[outputs.{name}]");
+            let _ = writeln!(s, "endpoint = {}", q(endpoint));
+            let _ = writeln!(s, "dcr = {}", q(dcr));
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "# endpoint and dcr: the deployment's outputs logsIngestionEndpoint and \
+                 immutableId, or\n\
+                 #   az monitor data-collection rule show --resource-group RG --name {} \\\n\
+                 #     --query \"{{dcr: immutableId, endpoint: endpoints.logsIngestion}}\"",
+                spec.dcr_name
+            );
+            let _ = writeln!(s, "[outputs.{name}]");
+            let _ = writeln!(
+                s,
+                "endpoint = \"https://REPLACE-WITH-LOGS-INGESTION-ENDPOINT.ingest.monitor.azure.com\""
+            );
+            let _ = writeln!(
+                s,
+                "dcr = \"dcr-00000000000000000000000000000000\"   # the immutableId"
+            );
+        }
+    }
     let _ = writeln!(s, "stream = {}", q(&spec.stream));
     let auxiliary = Duration::from_secs(30 * 60);
     match max_time_span {
@@ -189,7 +206,7 @@ mod tests {
             drop: vec!["secret".into()],
             ..AgentInput::default()
         };
-        let text = blocks(&sp, "myapp", &input, Some(Duration::from_secs(3600)));
+        let text = blocks(&sp, "myapp", &input, Some(Duration::from_secs(3600)), None);
         let cfg = load(&text);
         let (_, out) = cfg.output(Some("myapp")).expect("output");
         assert_eq!(out.stream, "Custom-MyApp_CL");
@@ -222,8 +239,25 @@ mod tests {
             sample_format: "ndjson",
             ..AgentInput::default()
         };
-        let cfg = load(&blocks(&sp, "myapp", &stdin, None));
+        let cfg = load(&blocks(
+            &sp,
+            "myapp",
+            &stdin,
+            None,
+            Some((
+                "https://x.ingest.monitor.azure.com",
+                "dcr-0123456789abcdef0123456789abcdef",
+            )),
+        ));
         assert!(cfg.inputs.contains_key("myapp"));
+        assert_eq!(
+            cfg.outputs["myapp"].dcr,
+            "dcr-0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(
+            cfg.outputs["myapp"].endpoint,
+            "https://x.ingest.monitor.azure.com"
+        );
         assert!(cfg.outputs["myapp"].max_time_span.is_none());
         let csv = AgentInput {
             paths: vec!["/data/a.csv".into()],
@@ -231,8 +265,14 @@ mod tests {
             sample_format: "csv",
             ..AgentInput::default()
         };
-        let text = blocks(&sp, "myapp", &csv, None);
-        let spanned = load(&blocks(&sp, "myapp", &csv, Some(Duration::from_secs(300))));
+        let text = blocks(&sp, "myapp", &csv, None, None);
+        let spanned = load(&blocks(
+            &sp,
+            "myapp",
+            &csv,
+            Some(Duration::from_secs(300)),
+            None,
+        ));
         assert_eq!(
             spanned.outputs["myapp"].max_time_span,
             Some(Duration::from_secs(300))
