@@ -412,7 +412,25 @@ pub enum DcrCommand {
     /// Write the ARM template (table, DCR, role), the az commands and the agent.toml blocks
     #[command(after_help = DCR_TEMPLATE_AFTER_HELP, display_name = "dcrship")]
     Template(DcrTemplateArgs),
+    /// Make the table, the DCR and the role through Resource Manager, then wait until the
+    /// stream accepts rows
+    #[command(after_help = DCR_CREATE_AFTER_HELP, display_name = "dcrship")]
+    Create(DcrCreateArgs),
 }
+
+const DCR_CREATE_AFTER_HELP: &str = "\
+The identity (--auth, as for send) needs rights to create them: e.g. Contributor on the DCR's
+resource group and Log Analytics Contributor on the workspace, and, to grant the role, Owner or
+User Access Administrator. --principal-id defaults to that identity itself; when it is the
+identity running this, create then POSTs [] to the new stream until it is accepted (the role
+takes minutes to apply). Prints the agent.toml blocks with the real endpoint and DCR id.
+
+Exit codes: 0 made (and accepting, when waited for); 2 usage or a refused request; 3 no token;
+4 permission denied, or the stream still refusing after --wait; 6 Resource Manager unreachable.
+
+Example:
+  dcrship dcr create --table MyApp --auth azure-cli \\
+      --workspace-resource-id /subscriptions/…/workspaces/ws --principal-id OBJECT_ID app.ndjson";
 
 const DCR_INFER_AFTER_HELP: &str = "\
 Types: whole numbers int (32-bit) or long, other numbers real, true/false boolean, ISO 8601
@@ -497,6 +515,48 @@ pub struct DcrTemplateArgs {
     /// Without --out-dir: which artifact to print
     #[arg(long, value_enum, default_value_t = Artifact::Arm, conflicts_with = "out_dir")]
     pub print: Artifact,
+}
+
+#[derive(Debug, Args)]
+pub struct DcrCreateArgs {
+    #[command(flatten)]
+    pub sample: DcrSampleArgs,
+
+    #[command(flatten)]
+    pub resources: DcrResourceArgs,
+
+    /// Resource group of the DCR [default: the workspace's]
+    #[arg(long, value_name = "NAME")]
+    pub resource_group: Option<String>,
+
+    /// How to get a token, as for send [default: auto]
+    #[arg(long, env = "DCRSHIP_AUTH", value_enum, value_name = "METHOD")]
+    pub auth: Option<AuthMethod>,
+
+    /// User-assigned managed identity or app registration (client id)
+    #[arg(long, env = "AZURE_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// Entra tenant id (service principal)
+    #[arg(long, env = "AZURE_TENANT_ID", value_name = "ID")]
+    pub tenant_id: Option<String>,
+
+    /// Which cloud: its Resource Manager, token audiences and authority [default: public]
+    #[arg(long, env = "DCRSHIP_CLOUD", value_enum)]
+    pub cloud: Option<Cloud>,
+
+    /// Resource Manager's URL [default: the cloud's, https://management.azure.com]
+    #[arg(long, value_name = "URL")]
+    pub arm_endpoint: Option<String>,
+
+    /// How long to keep POSTing [] to the new stream until it accepts (the role takes minutes
+    /// to apply); 0s: do not wait
+    #[arg(long, value_name = "DUR", value_parser = clap_duration, default_value = "30m")]
+    pub wait: Duration,
+
+    /// Also write the artifacts of `dcr template` into DIR, with the real endpoint and DCR id
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// What the table, the DCR and the role are made of: `dcr template` and `dcr create`.

@@ -980,3 +980,330 @@ async fn template_from_an_exported_dcr_declares_its_columns_again() {
         stderr(&out)
     );
 }
+
+const SUB: &str = "00000000-0000-0000-0000-0000000000s1";
+const WS: &str = "/subscriptions/00000000-0000-0000-0000-0000000000s1/resourceGroups/rg-logs/providers/Microsoft.OperationalInsights/workspaces/ws";
+const OID: &str = "0a1b2c3d-0000-4000-8000-00000000abcd";
+
+/// A fake of Resource Manager and of the new DCR's ingestion endpoint, on one port: the
+/// workspace, the table (a long-running operation polled twice), the DCR, the role assignment
+/// (`role` answers), and the stream (403 `forbidden_posts` times, then 204).
+async fn fake_azure(role: Reply, forbidden_posts: usize, dcr_put: Option<Reply>) -> Fake {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, OnceLock};
+    let url: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+    let u = url.clone();
+    let polls = AtomicUsize::new(0);
+    let posts = AtomicUsize::new(0);
+    let fake = Fake::start(move |r| {
+        let base = u.get().cloned().unwrap_or_default();
+        let p = r.path.as_str();
+        match r.method.as_str() {
+            "GET" if p == WS => Reply::json(200, json!({"id": WS, "location": "West Europe"})),
+            "PUT" if p == format!("{WS}/tables/Shop_CL") => Reply::Full {
+                status: 202,
+                headers: vec![
+                    ("azure-asyncoperation".into(), format!("{base}/operations/t1")),
+                    ("retry-after".into(), "0".into()),
+                ],
+                body: String::new(),
+            },
+            "GET" if p == "/operations/t1" => {
+                let status = if polls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    "InProgress"
+                } else {
+                    "Succeeded"
+                };
+                Reply::json(200, json!({ "status": status }))
+            }
+            "GET" if p == format!("{WS}/tables/Shop_CL") => {
+                Reply::json(200, json!({"properties": {"provisioningState": "Succeeded"}}))
+            }
+            "PUT" if p.contains("/roleAssignments/") => role.clone(),
+            "PUT" if p.ends_with("/dataCollectionRules/dcr-shop") => {
+                dcr_put.clone().unwrap_or_else(|| {
+                    Reply::json(
+                        200,
+                        json!({"properties": {"immutableId": DCR, "endpoints": {"logsIngestion": base}}}),
+                    )
+                })
+            }
+            "POST" if p.contains("/streams/Custom-Shop_CL") => {
+                if posts.fetch_add(1, Ordering::SeqCst) < forbidden_posts {
+                    Reply::json(403, json!({"error": {"code": "OperationFailed", "message": "no role"}}))
+                } else {
+                    Reply::Status(204)
+                }
+            }
+            _ => Reply::Status(404),
+        }
+    })
+    .await;
+    let _ = url.set(fake.url());
+    fake
+}
+
+fn create_cmd(fake: &Fake, token: &str, extra: &[&str]) -> tokio::process::Command {
+    let mut c = dcrship();
+    c.args([
+        "dcr",
+        "create",
+        "--table",
+        "Shop",
+        "--workspace-resource-id",
+        WS,
+    ])
+    .args(["--arm-endpoint", &fake.url(), "--auth", "static"])
+    .args(["--time-field", "ts", "--rename", "TenantId=Tenant"])
+    .args(["--rename", "client-ip=ClientIp"])
+    .args(extra)
+    .arg(fixture("dcr/shop.ndjson"))
+    .env("DCRSHIP_ACCESS_TOKEN", token);
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_makes_the_table_the_dcr_and_the_role_then_waits_for_the_stream() {
+    let role = Reply::json(201, json!({"properties": {}}));
+    let fake = fake_azure(role, 2, None).await;
+    let jwt = fake_jwt(OID);
+    let out = run(create_cmd(&fake, &jwt, &[])).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let reqs = fake.requests();
+    let steps: Vec<String> = reqs
+        .iter()
+        .map(|r| {
+            let what = if r.path.contains("/roleAssignments/") {
+                "role"
+            } else if r.path.contains("/streams/") {
+                "stream"
+            } else if r.path.contains("/dataCollectionRules/") {
+                "dcr"
+            } else if r.path.contains("/tables/") {
+                "table"
+            } else if r.path.starts_with("/operations/") {
+                "operation"
+            } else {
+                "workspace"
+            };
+            format!("{} {what}", r.method)
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "GET workspace",
+            "PUT table",
+            "GET operation",
+            "GET operation",
+            "GET table",
+            "PUT dcr",
+            "PUT role",
+            "POST stream",
+            "POST stream",
+            "POST stream"
+        ]
+    );
+    let token = format!("Bearer {jwt}");
+    for r in &reqs {
+        assert_eq!(
+            r.header("authorization"),
+            Some(token.as_str()),
+            "{}",
+            r.path
+        );
+    }
+    let api = |r: &Req| {
+        r.query_map()
+            .get("api-version")
+            .cloned()
+            .unwrap_or_default()
+    };
+    let body = |r: &Req| -> Value { serde_json::from_slice(&r.body).expect("JSON body") };
+
+    let table = reqs
+        .iter()
+        .find(|r| r.method == "PUT" && r.path.contains("/tables/"))
+        .expect("table");
+    assert_eq!(api(table), "2025-07-01");
+    let tables = schema("tables-2025-07-01.json");
+    let mut errs = Vec::new();
+    validate(
+        &tables,
+        &tables["definitions"]["Table"],
+        &body(table),
+        "table",
+        &mut errs,
+    );
+
+    let dcr = reqs
+        .iter()
+        .find(|r| r.method == "PUT" && r.path.ends_with("/dataCollectionRules/dcr-shop"))
+        .expect("dcr");
+    assert_eq!(api(dcr), "2023-03-11");
+    assert_eq!(
+        dcr.path,
+        format!("/subscriptions/{SUB}/resourceGroups/rg-logs/providers/Microsoft.Insights/dataCollectionRules/dcr-shop")
+    );
+    let dcr_body = body(dcr);
+    let dcrs = schema("dataCollectionRules-2023-03-11.json");
+    validate(
+        &dcrs,
+        &dcrs["definitions"]["DataCollectionRuleResource"],
+        &dcr_body,
+        "dcr",
+        &mut errs,
+    );
+    assert_eq!(dcr_body["location"], "westeurope", "the workspace's region");
+    assert_eq!(dcr_body["kind"], "Direct");
+    assert_eq!(
+        dcr_body["properties"]["destinations"]["logAnalytics"][0]["workspaceResourceId"],
+        WS
+    );
+
+    let role = reqs
+        .iter()
+        .find(|r| r.path.contains("/roleAssignments/"))
+        .expect("role");
+    assert_eq!(api(role), "2022-04-01");
+    assert!(role.path.starts_with(&format!(
+        "{}/providers/Microsoft.Authorization/roleAssignments/",
+        dcr.path
+    )));
+    let role_body = body(role);
+    let roles = schema("roleAssignments-2022-04-01.json");
+    validate(
+        &roles,
+        &roles["definitions"]["RoleAssignmentCreateParameters"],
+        &role_body,
+        "role",
+        &mut errs,
+    );
+    assert!(errs.is_empty(), "{errs:#?}");
+    assert_eq!(
+        role_body["properties"]["principalId"], OID,
+        "the identity running create"
+    );
+    assert_eq!(
+        role_body["properties"]["roleDefinitionId"],
+        format!("/subscriptions/{SUB}/providers/Microsoft.Authorization/roleDefinitions/3913510d-42f4-4e42-8a64-420c390055eb")
+    );
+
+    // the stream was asked with [] until it accepted, at the DCR's own endpoint
+    let post = reqs.iter().rfind(|r| r.method == "POST").expect("post");
+    assert_eq!(
+        post.path,
+        format!("/dataCollectionRules/{DCR}/streams/Custom-Shop_CL")
+    );
+    assert_eq!(post.raw_body(), b"[]");
+    // the agent blocks carry the real endpoint and DCR id
+    let blocks = stdout(&out);
+    assert!(
+        blocks.contains(&format!("endpoint = \"{}\"", fake.url())),
+        "{blocks}"
+    );
+    assert!(blocks.contains(&format!("dcr = \"{DCR}\"")), "{blocks}");
+    assert!(
+        stderr(&out).contains("the stream accepts rows"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_says_what_is_missing_and_does_not_wait_for_another_identity() {
+    // a role granted before is fine; the principal is another identity: no waiting
+    let exists = Reply::json(
+        409,
+        json!({"error": {"code": "RoleAssignmentExists", "message": "The role assignment already exists."}}),
+    );
+    let fake = fake_azure(exists, 0, None).await;
+    let other = "11111111-2222-4333-8444-555555555555";
+    let dir = tempfile::tempdir().expect("tmp");
+    let out_dir = dir.path().join("made");
+    let mut c = create_cmd(
+        &fake,
+        &fake_jwt(OID),
+        &["--principal-id", other, "--location", "northeurope"],
+    );
+    c.arg("--out-dir").arg(&out_dir);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("the role was granted before"), "{err}");
+    assert!(err.contains("granted to another identity"), "{err}");
+    let reqs = fake.requests();
+    assert!(!reqs.iter().any(|r| r.method == "POST"), "no probe");
+    assert!(!reqs.iter().any(|r| r.path == WS), "the location was given");
+    let role = reqs
+        .iter()
+        .find(|r| r.path.contains("/roleAssignments/"))
+        .expect("role");
+    let role_body: Value = serde_json::from_slice(&role.body).expect("json");
+    assert_eq!(role_body["properties"]["principalId"], other);
+    let toml = std::fs::read_to_string(out_dir.join("agent.toml")).expect("agent.toml");
+    assert!(toml.contains(&format!("dcr = \"{DCR}\"")), "{toml}");
+
+    // Resource Manager refuses the DCR: exit 4 with what the identity needs
+    let refused = Reply::json(
+        403,
+        json!({"error": {"code": "AuthorizationFailed", "message": "The client does not have authorization"}}),
+    );
+    let fake = fake_azure(Reply::Status(201), 0, Some(refused)).await;
+    let out = run(create_cmd(&fake, &fake_jwt(OID), &[])).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("data collection rule dcr-shop: HTTP 403 AuthorizationFailed"),
+        "{err}"
+    );
+    assert!(err.contains("Contributor"), "{err}");
+    assert!(!fake
+        .requests()
+        .iter()
+        .any(|r| r.path.contains("/roleAssignments/")));
+
+    // the stream still refuses when the wait is over: exit 4
+    let fake = fake_azure(Reply::Status(201), 1000, None).await;
+    let out = run(create_cmd(&fake, &fake_jwt(OID), &["--wait", "2s"])).await;
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("still answers 403"),
+        "{}",
+        stderr(&out)
+    );
+
+    // no workspace: a usage error before anything is sent
+    let mut c = dcrship();
+    c.args(["dcr", "create", "--table", "Shop"])
+        .arg(fixture("dcr/shop.ndjson"));
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--workspace-resource-id"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_never_sends_the_token_to_a_poll_url_elsewhere() {
+    let seen_elsewhere = Fake::start(|_| Reply::json(200, json!({"status": "Succeeded"}))).await;
+    let elsewhere = format!("{}/operations/x", seen_elsewhere.url());
+    let fake = Fake::start(move |r| {
+        if r.method == "PUT" && r.path.contains("/tables/") {
+            Reply::Full {
+                status: 202,
+                headers: vec![("azure-asyncoperation".into(), elsewhere.clone())],
+                body: String::new(),
+            }
+        } else {
+            Reply::json(200, json!({"location": "westeurope"}))
+        }
+    })
+    .await;
+    let out = run(create_cmd(&fake, &fake_jwt(OID), &[])).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not sending the token there"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(seen_elsewhere.requests().is_empty());
+}

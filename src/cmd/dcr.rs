@@ -1,8 +1,9 @@
-//! `dcrship dcr infer|template`: reads a sample through `send`'s own path — the decoder, the
+//! `dcrship dcr infer|template|create`: reads a sample through `send`'s own path — the decoder, the
 //! parser and multiline rules, and the row encoder with the flags' shaping (one construction,
 //! [`super::shaping`]) — and hands the rows it builds to [`crate::dcr`]. Bounded: at most
 //! `--sample` rows are looked at, read 256 KiB at a time, and a column's statistics are a few
-//! counters and one short example per kind.
+//! counters and one short example per kind. `create` adds the identity (the flags of `send`)
+//! and the runtime for [`crate::dcr::create`].
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
@@ -12,7 +13,8 @@ use super::send::host_name;
 use super::shaping::{shaping, text_rules};
 use super::CmdError;
 use crate::cli::{
-    DcrArgs, DcrCommand, DcrInferArgs, DcrResourceArgs, DcrSampleArgs, DcrTemplateArgs,
+    DcrArgs, DcrCommand, DcrCreateArgs, DcrInferArgs, DcrResourceArgs, DcrSampleArgs,
+    DcrTemplateArgs, OutputArgs,
 };
 use crate::config::{ColumnType, DEFAULT_MAX_REQUEST_BYTES};
 use crate::console;
@@ -41,6 +43,7 @@ pub fn run(args: DcrArgs) -> ExitCode {
     let result = match args.command {
         DcrCommand::Infer(a) => infer(&a),
         DcrCommand::Template(a) => template(&a),
+        DcrCommand::Create(a) => create(&a),
     };
     result.unwrap_or_else(|e| {
         console::err(&format!("dcrship: error: {e}"));
@@ -126,6 +129,131 @@ fn template(a: &DcrTemplateArgs) -> Result<ExitCode, CmdError> {
         dir.join(Artifact::Arm.file_name()).display(),
     ));
     Ok(ExitCode::Ok)
+}
+
+fn create(a: &DcrCreateArgs) -> Result<ExitCode, CmdError> {
+    if a.resources.workspace_resource_id.is_none() {
+        return Err(CmdError::usage(
+            "dcr create needs --workspace-resource-id: the workspace the table goes in",
+        ));
+    }
+    if let Some(rg) = &a.resource_group {
+        names::check_resource_group(rg).map_err(CmdError::usage)?;
+    }
+    let mut p = prepare(&a.sample, &a.resources)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CmdError::new(ExitCode::Internal, e.to_string()))?;
+    runtime.block_on(create_async(a, &mut p))
+}
+
+async fn create_async(a: &DcrCreateArgs, p: &mut Prepared) -> Result<ExitCode, CmdError> {
+    use crate::dcr::arm::{self, Arm};
+    use crate::dcr::create::{create, wait_until_ready, Place, Ready};
+
+    let say = |m: &str| console::err(&format!("dcrship: {m}"));
+    let flags = OutputArgs {
+        auth: a.auth,
+        client_id: a.client_id.clone(),
+        tenant_id: a.tenant_id.clone(),
+        cloud: a.cloud,
+        ..OutputArgs::default()
+    };
+    let auth = super::settings::OutputSettings::resolve(&flags, false)?.auth;
+    let arm_url = a
+        .arm_endpoint
+        .clone()
+        .unwrap_or_else(|| arm::endpoint(auth.cloud).to_string());
+    let arm_url = crate::http::parse_secure_url("--arm-endpoint", &arm_url)
+        .map_err(|e| CmdError::usage(e.to_string()))?;
+    let http = crate::http::HttpClients::new(std::time::Duration::from_secs(60))
+        .map_err(|e| CmdError::new(ExitCode::Internal, e.to_string()))?;
+    let mut arm_auth = auth.clone();
+    arm_auth.audience = Some(arm::endpoint(auth.cloud).to_string());
+    let arm_tokens = crate::auth::build(&arm_auth, &http)
+        .await
+        .map_err(no_token)?;
+    arm_tokens.token().await.map_err(no_token)?;
+    let me = arm_tokens.principal_id();
+    let principal = p.spec.principal_id.clone().or_else(|| me.clone());
+    if principal.is_none() {
+        say("no --principal-id, and the token does not say whose it is: no role is granted");
+    }
+    p.spec.principal_id = principal.clone();
+    let place = Place::of_workspace(
+        p.spec.workspace_resource_id.as_deref().unwrap_or_default(),
+        a.resource_group.as_deref(),
+    );
+    let client = Arm::new(http.remote.clone(), arm_url, arm_tokens);
+    let made = match create(&client, &mut p.spec, &place, principal.as_deref(), &say).await {
+        Ok(m) => m,
+        Err(e) => return Err(CmdError::new(e.exit_code(), e.to_string())),
+    };
+    let endpoint = crate::http::parse_secure_url("the DCR's ingestion endpoint", &made.endpoint)
+        .map_err(|e| CmdError::new(ExitCode::Internal, e.to_string()))?;
+    say(&format!(
+        "made {}: DCR immutable id {}, endpoint {}, stream {}",
+        made.dcr_id, made.immutable_id, made.endpoint, p.spec.stream
+    ));
+    let target = Some((made.endpoint.as_str(), made.immutable_id.as_str()));
+    if let Some(dir) = &a.out_dir {
+        p.write_all(dir, target)?;
+    }
+    console::out(p.artifact(Artifact::Agent, target).trim_end());
+
+    // The role applies in minutes: wait for it when the sender is the identity running this.
+    let sender_is_me = principal.is_some() && principal == me;
+    if a.wait.is_zero() || !sender_is_me {
+        say(&format!(
+            "not waiting for the role{}: on the sender, `dcrship check --live --config agent.toml` \
+             says when the stream accepts its rows",
+            if sender_is_me { "" } else { " (granted to another identity)" }
+        ));
+        return Ok(ExitCode::Ok);
+    }
+    let monitor_tokens = crate::auth::build(&auth, &http).await.map_err(no_token)?;
+    let transport = crate::ingest::HttpTransport::new(
+        http.remote.clone(),
+        &endpoint,
+        &made.immutable_id,
+        &p.spec.stream,
+    );
+    match wait_until_ready(&transport, &monitor_tokens, a.wait, &say).await {
+        Ready::Accepted { after } => {
+            say(&format!(
+                "the stream accepts rows (after {})",
+                crate::duration::format_duration(std::time::Duration::from_secs(after.as_secs()))
+            ));
+            Ok(ExitCode::Ok)
+        }
+        Ready::NotYet { status, body } => Err(CmdError::new(
+            ExitCode::Permission,
+            format!(
+                "the stream still answers {status} after {}: {body}; a role grant can take up \
+                 to an hour, `dcrship check --live` tells when it has applied",
+                crate::duration::format_duration(a.wait)
+            ),
+        )),
+        Ready::Refused { status, body } => Err(CmdError::usage(format!(
+            "the new stream refused [] with HTTP {status}: {body}"
+        ))),
+        Ready::Unreachable(e) => Err(CmdError::new(
+            ExitCode::Transient,
+            format!("{} did not answer: {e}", transport.url()),
+        )),
+        Ready::NoToken(e) => Err(CmdError::new(
+            ExitCode::NoToken,
+            format!("no access token for the stream: {e}"),
+        )),
+    }
+}
+
+fn no_token(e: crate::auth::AuthError) -> CmdError {
+    match e {
+        crate::auth::AuthError::Config(m) => CmdError::usage(m),
+        other => CmdError::new(ExitCode::NoToken, format!("no access token: {other}")),
+    }
 }
 
 /// Checks the flags, reads the sample (or the exported DCR) and reports what it found; stops

@@ -5,10 +5,13 @@
 //! values, unreadable times) and how to fix it; [`report`] prints that. [`template`] makes
 //! the custom table, the DCR and the role assignment as an ARM template and as the bodies the
 //! `az` commands in [`az`] take; [`agent`] writes the `agent.toml` blocks that send to it.
-//! [`names`] holds Azure's rules for table, stream, column and DCR names.
+//! [`names`] holds Azure's rules for table, stream, column and DCR names. [`create`] makes
+//! the same resources through Resource Manager ([`arm`]) and waits until the stream accepts.
 
 pub mod agent;
+pub mod arm;
 pub mod az;
+pub mod create;
 pub mod infer;
 pub mod issues;
 pub mod names;

@@ -261,6 +261,23 @@ pub fn check_location(location: &str) -> Result<(), String> {
     }
 }
 
+/// A resource group's name: letters, digits, `.` `_` `-` `(` `)`, not ending in `.`.
+pub fn check_resource_group(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 90
+        && !name.ends_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '(' | ')'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--resource-group: use up to 90 letters, digits, '.', '_', '-', '(' or ')', found {name:?}"
+        ))
+    }
+}
+
 /// A name for `[outputs.NAME]`: a TOML bare key.
 pub fn check_output_name(name: &str) -> Result<(), String> {
     if !name.is_empty()
@@ -411,6 +428,10 @@ mod tests {
         assert!(check_location("westeurope").is_ok());
         for bad in ["", "West Europe", "west-europe", "$(x)"] {
             assert!(check_location(bad).is_err(), "{bad}");
+        }
+        assert!(check_resource_group("rg-1.(a)_b").is_ok());
+        for bad in ["", "rg.", "r g", "r/g", &"r".repeat(91)] {
+            assert!(check_resource_group(bad).is_err(), "{bad}");
         }
         assert!(check_output_name("my-app_2").is_ok());
         for bad in ["", "my app", "a.b", "ä"] {
