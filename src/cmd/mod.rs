@@ -1,9 +1,12 @@
-//! One file per command: each turns arguments into work using the library's pieces.
+//! One file per command (`send`, `run`, `check`, `dcr`): each turns arguments into work using
+//! the library's pieces; `settings` and `shaping` are the flag handling they share.
 
 pub mod check;
+pub mod dcr;
 pub mod run;
 pub mod send;
 pub mod settings;
+pub mod shaping;
 
 use crate::exit::ExitCode;
 

@@ -9,7 +9,6 @@
 //! (no token, permission past the grace window, transient failures past the retry timeout)
 //! stops reader and workers; the rows not delivered are reported as not sent.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -19,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch, Mutex};
 
 use super::settings::OutputSettings;
+use super::shaping::{shaping, text_rules};
 use super::CmdError;
 use crate::auth;
 use crate::batch::{Batcher, Origin, Pushed, RawBatch};
@@ -29,19 +29,14 @@ use crate::exit::ExitCode;
 use crate::http::HttpClients;
 use crate::ingest::sender::{DeliveryReport, Fatal, Policy, RetryReason, Sender, Target};
 use crate::ingest::{HttpTransport, Sealer};
-use crate::input::multiline::MultilineRules;
-use crate::input::parse::{Parser, RegexParser, SyslogParser, TextRules};
+use crate::input::parse::TextRules;
 use crate::input::{format, Decoder, Format};
 use crate::spool::{unseal, Body as SpoolBody, Options as SpoolOptions, Spool, SpoolMetrics};
 use crate::stats::{counted, Stats, Summary};
-use crate::transform::columns::validate_column_name;
-use crate::transform::fields::FieldOps;
 use crate::transform::row::json_string;
-use crate::transform::schema::load_stream_columns;
 use crate::transform::sink::{RowBuf, RowSink, SinkCounts};
 use crate::transform::time::rfc3339_utc;
-use crate::transform::time::TimeParser;
-use crate::transform::{RowEncoder, Shaping};
+use crate::transform::RowEncoder;
 
 /// Bytes read from an input at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -57,7 +52,7 @@ struct Input {
 pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     let started = Instant::now();
     let settings = OutputSettings::resolve(&args.out, !args.dry_run)?;
-    let rules = text_rules(&args, settings.max_request_bytes)?;
+    let rules = text_rules(args.format, &args.parse, settings.max_request_bytes)?;
     let inputs = resolve_inputs(&args.files)?;
     let mut names: Vec<String> = inputs.iter().map(|i| i.name.clone()).collect();
     // Held until the upload ends: another process on the same spool would send its records too.
@@ -119,7 +114,16 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     let reader = Reader {
         format: args.format,
         rules,
-        encoder: RowEncoder::with_shaping(&host_name(), shaping(&args, &settings)?),
+        encoder: RowEncoder::with_shaping(
+            &host_name(),
+            shaping(
+                "send",
+                args.time_field.as_deref(),
+                &args.shape,
+                &settings.stream,
+                &settings.columns,
+            )?,
+        ),
         batcher: Batcher::new(settings.max_request_bytes)
             .with_max_time_span(args.shape.max_time_span.or(settings.max_time_span)),
         batch_timeout: settings.batch_timeout,
@@ -181,49 +185,6 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     Ok(summary)
 }
 
-/// The row shaping of the flags, with the columns of `--schema` (else of the config file).
-fn shaping(args: &SendArgs, settings: &OutputSettings) -> Result<Shaping, CmdError> {
-    let a = &args.shape;
-    let time = TimeParser::new(a.time_format.as_deref(), a.timezone.as_deref())
-        .map_err(|e| CmdError::usage(format!("--time-format/--timezone: {e}")))?;
-    if a.max_time_span.is_some_and(|d| d.is_zero()) {
-        return Err(CmdError::usage(
-            "--max-time-span: expected a duration above 0, like \"30m\"",
-        ));
-    }
-    for (name, _) in &a.fields {
-        validate_column_name(name).map_err(|e| CmdError::usage(format!("--field: {e}")))?;
-    }
-    for (_, to) in &a.rename {
-        validate_column_name(to).map_err(|e| CmdError::usage(format!("--rename: {e}")))?;
-    }
-    let columns = match &a.schema {
-        Some(path) => {
-            if settings.stream.is_empty() {
-                return Err(CmdError::usage(
-                    "--schema needs --stream: the schema file may declare several streams",
-                ));
-            }
-            load_stream_columns(path, &settings.stream)
-                .map_err(|e| CmdError::usage(format!("--schema: {e}")))?
-        }
-        None => settings.columns.clone(),
-    };
-    let fields: BTreeMap<String, serde_json::Value> = a
-        .fields
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
-    let rename: BTreeMap<String, String> = a.rename.iter().cloned().collect();
-    Ok(Shaping {
-        label: "send".to_string(),
-        time_field: args.time_field.clone(),
-        time,
-        ops: FieldOps::new(&fields, &rename, &a.drop),
-        columns,
-    })
-}
-
 async fn build_sender(
     settings: &OutputSettings,
     report: Arc<dyn DeliveryReport>,
@@ -274,50 +235,6 @@ async fn build_sender(
         target,
         report,
     ))
-}
-
-/// The parser and multiline rules the flags ask for; `None` for plain formats.
-fn text_rules(args: &SendArgs, cap: usize) -> Result<Option<Arc<TextRules>>, CmdError> {
-    let flags = &args.parse;
-    flags.check(args.format.name()).map_err(CmdError::usage)?;
-    let multiline = flags.multiline();
-    let parser = match args.format {
-        Format::Regex => {
-            let pattern = flags.pattern.as_deref().unwrap_or_default();
-            let p = RegexParser::new(pattern)
-                .map_err(|e| CmdError::usage(format!("--pattern: {e}")))?;
-            Parser::Regex(p)
-        }
-        Format::Logfmt => Parser::Logfmt,
-        Format::Syslog => Parser::Syslog(SyslogParser::default()),
-        // Multiline joins text lines: `auto` means text then.
-        Format::Auto | Format::Text if multiline.is_some() => Parser::Text,
-        _ => return Ok(None),
-    };
-    let multiline = match multiline {
-        Some(m) if m.max_bytes > cap => {
-            return Err(CmdError::usage(format!(
-                "--multiline-max-bytes {} is more than the request cap {cap}",
-                m.max_bytes
-            )))
-        }
-        Some(m) => Some(
-            MultilineRules::new(
-                m.start.as_deref(),
-                m.preset,
-                m.timeout,
-                m.max_lines,
-                m.max_bytes,
-            )
-            .map_err(|e| CmdError::usage(format!("--multiline-start: {e}")))?,
-        ),
-        None => None,
-    };
-    Ok(Some(Arc::new(TextRules::from_flags(
-        parser,
-        flags.on_mismatch.unwrap_or_default(),
-        multiline,
-    ))))
 }
 
 /// A configuration mistake is a usage error (2); anything else means no token (3).
