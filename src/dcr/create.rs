@@ -192,13 +192,18 @@ pub async fn wait_until_ready(
     let started = Instant::now();
     let mut pause = Duration::from_secs(1);
     let body = Bytes::from(Gzip::new(3).compress(b"[]"));
+    /// How long one `POST []` may take.
+    const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
     loop {
         let token = match tokens.token().await {
             Ok(t) => t,
             Err(e) => return Ready::NoToken(e.to_string()),
         };
         let id = uuid::Uuid::new_v4().to_string();
-        let answer = match transport.post(token.expose(), body.clone(), &id).await {
+        let answer = match transport
+            .post(token.expose(), body.clone(), &id, PROBE_TIMEOUT)
+            .await
+        {
             Ok(a) => a,
             Err(e) => return Ready::Unreachable(e.to_string()),
         };
