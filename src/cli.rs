@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{AuthMethod, Cloud};
 use crate::config::MultilineConfig;
+use crate::dcr::template::{Plan, PrincipalType};
+use crate::dcr::Artifact;
 use crate::duration::clap_duration;
 use crate::input::file::StartAt;
 use crate::input::multiline::Preset;
@@ -51,6 +53,9 @@ pub enum Command {
     /// Validate a configuration file; with --live, also get a token and POST [] to each output
     #[command(display_name = "dcrship")]
     Check(CheckArgs),
+    /// From a log sample to the Azure side: infer the columns, make the table + DCR template
+    #[command(display_name = "dcrship")]
+    Dcr(DcrArgs),
 }
 
 const SEND_AFTER_HELP: &str = "\
@@ -403,6 +408,215 @@ pub struct CheckArgs {
     /// array to the stream, and say what the answer means
     #[arg(long)]
     pub live: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DcrArgs {
+    #[command(subcommand)]
+    pub command: DcrCommand,
+}
+
+// Parsed once per process: the size difference between variants does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum DcrCommand {
+    /// Read a sample as `send` would and print each column's DCR type, and what Azure refuses
+    #[command(after_help = DCR_INFER_AFTER_HELP, display_name = "dcrship")]
+    Infer(DcrInferArgs),
+    /// Write the ARM template (table, DCR, role), the az commands and the agent.toml blocks
+    #[command(after_help = DCR_TEMPLATE_AFTER_HELP, display_name = "dcrship")]
+    Template(DcrTemplateArgs),
+    /// Make the table, the DCR and the role through Resource Manager, then wait until the
+    /// stream accepts rows
+    #[command(after_help = DCR_CREATE_AFTER_HELP, display_name = "dcrship")]
+    Create(DcrCreateArgs),
+}
+
+const DCR_CREATE_AFTER_HELP: &str = "\
+The identity (--auth, as for send) needs rights to create them: e.g. Contributor on the DCR's
+resource group and Log Analytics Contributor on the workspace, and, to grant the role, Owner or
+User Access Administrator. --principal-id defaults to that identity itself; when it is the
+identity running this, create then POSTs [] to the new stream until it is accepted (the role
+takes minutes to apply). Prints the agent.toml blocks with the real endpoint and DCR id.
+
+Exit codes: 0 made (and accepting, when waited for); 2 usage or a refused request; 3 no token;
+4 permission denied, or the stream still refusing after --wait; 6 Resource Manager unreachable.
+
+Example:
+  dcrship dcr create --table MyApp --auth azure-cli \\
+      --workspace-resource-id /subscriptions/…/workspaces/ws --principal-id OBJECT_ID app.ndjson";
+
+const DCR_INFER_AFTER_HELP: &str = "\
+Types: whole numbers int (32-bit) or long, other numbers real, true/false boolean, ISO 8601
+times datetime, objects and arrays dynamic, text and mixes string; TimeGenerated is datetime.
+In CSV and parsed lines, values are text: \"42\" is read as a number there, not in JSON.
+Exit 0 with the report (errors in it stop `dcr template`); 2 when the input cannot be read.
+
+Examples:
+  dcrship dcr infer app.ndjson
+  dcrship dcr infer --format syslog /var/log/syslog
+  dcrship dcr infer --time-field ts --rename msg=Message --json app.ndjson";
+
+const DCR_TEMPLATE_AFTER_HELP: &str = "\
+--out-dir DIR writes template.json (ARM: deploy with az deployment group create), dcr-rule.json
+(the DCR for az monitor data-collection rule create), deploy-az.sh (the same with az commands)
+and agent.toml (the [outputs] and [inputs] blocks for dcrship run). Without it, --print writes
+one of them to stdout. Exit 2 when the sample has names Azure refuses (each with its fix).
+With --schema FILE and no sample files, the columns come from an exported DCR instead (the
+stream --stream names, default Custom-<TABLE>_CL).
+
+Examples:
+  dcrship dcr template --table MyApp --out-dir azure app.ndjson
+  dcrship dcr template --table Syslog2 --format syslog --plan basic \\
+      --workspace-resource-id /subscriptions/…/workspaces/ws --principal-id OBJECT_ID /var/log/syslog
+  dcrship dcr template --table MyApp --schema exported-dcr.json --print agent";
+
+/// How `dcr infer` and `dcr template` read the sample: the flags of `send`.
+#[derive(Debug, Args)]
+pub struct DcrSampleArgs {
+    /// Sample files; none or "-" reads stdin
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Input format, as for send: auto picks by extension (.ndjson .jsonl .json .csv .txt),
+    /// else by the first bytes
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+
+    /// Source field holding the event time, as for send; it becomes TimeGenerated
+    #[arg(long, value_name = "NAME")]
+    pub time_field: Option<String>,
+
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+
+    #[command(flatten)]
+    pub parse: ParseArgs,
+
+    /// Rows read from the sample, at most
+    #[arg(long = "sample", value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub sample_rows: u64,
+
+    /// The stream: with --schema, the one whose columns are read; for template, the one the DCR
+    /// declares [default: Custom-<TABLE>_CL]
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DcrInferArgs {
+    #[command(flatten)]
+    pub sample: DcrSampleArgs,
+
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DcrTemplateArgs {
+    #[command(flatten)]
+    pub sample: DcrSampleArgs,
+
+    #[command(flatten)]
+    pub resources: DcrResourceArgs,
+
+    /// Write every artifact into DIR (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+
+    /// Without --out-dir: which artifact to print
+    #[arg(long, value_enum, default_value_t = Artifact::Arm, conflicts_with = "out_dir")]
+    pub print: Artifact,
+}
+
+#[derive(Debug, Args)]
+pub struct DcrCreateArgs {
+    #[command(flatten)]
+    pub sample: DcrSampleArgs,
+
+    #[command(flatten)]
+    pub resources: DcrResourceArgs,
+
+    /// Resource group of the DCR [default: the workspace's]
+    #[arg(long, value_name = "NAME")]
+    pub resource_group: Option<String>,
+
+    /// How to get a token, as for send [default: auto]
+    #[arg(long, env = "DCRSHIP_AUTH", value_enum, value_name = "METHOD")]
+    pub auth: Option<AuthMethod>,
+
+    /// User-assigned managed identity or app registration (client id)
+    #[arg(long, env = "AZURE_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// Entra tenant id (service principal)
+    #[arg(long, env = "AZURE_TENANT_ID", value_name = "ID")]
+    pub tenant_id: Option<String>,
+
+    /// Which cloud: its Resource Manager, token audiences and authority [default: public]
+    #[arg(long, env = "DCRSHIP_CLOUD", value_enum)]
+    pub cloud: Option<Cloud>,
+
+    /// Resource Manager's URL [default: the cloud's, https://management.azure.com]
+    #[arg(long, value_name = "URL")]
+    pub arm_endpoint: Option<String>,
+
+    /// How long to keep POSTing [] to the new stream until it accepts (the role takes minutes
+    /// to apply); 0s: do not wait
+    #[arg(long, value_name = "DUR", value_parser = clap_duration, default_value = "30m")]
+    pub wait: Duration,
+
+    /// Also write the artifacts of `dcr template` into DIR, with the real endpoint and DCR id
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// What the table, the DCR and the role are made of: `dcr template` and `dcr create`.
+#[derive(Debug, Args)]
+pub struct DcrResourceArgs {
+    /// The custom table, e.g. MyApp (the _CL suffix is added)
+    #[arg(long, value_name = "NAME")]
+    pub table: String,
+
+    /// Table plan
+    #[arg(long, value_enum, default_value_t = Plan::Analytics)]
+    pub plan: Plan,
+
+    /// Name of the data collection rule [default: dcr-<table>]
+    #[arg(long, value_name = "NAME")]
+    pub dcr_name: Option<String>,
+
+    /// Resource id of the Log Analytics workspace (else a parameter to fill in at deployment)
+    #[arg(long, value_name = "ID")]
+    pub workspace_resource_id: Option<String>,
+
+    /// Region of the DCR, the workspace's, e.g. westeurope [default: the resource group's]
+    #[arg(long, value_name = "REGION")]
+    pub location: Option<String>,
+
+    /// Resource id of a data collection endpoint to send through (Private Link); without it
+    /// the DCR is kind Direct with its own ingestion endpoint
+    #[arg(long, value_name = "ID")]
+    pub dce: Option<String>,
+
+    /// Object (principal) id of the identity that sends: it gets Monitoring Metrics Publisher
+    /// on the DCR
+    #[arg(long, value_name = "ID")]
+    pub principal_id: Option<String>,
+
+    /// What kind of principal --principal-id is
+    #[arg(long, value_enum, default_value_t = PrincipalType::ServicePrincipal)]
+    pub principal_type: PrincipalType,
+
+    /// The DCR's transformKql
+    #[arg(long = "transform", value_name = "KQL", default_value = "source")]
+    pub transform_kql: String,
+
+    /// Name of the [outputs.NAME] and [inputs.NAME] blocks [default: the table's, lower case]
+    #[arg(long, value_name = "NAME")]
+    pub output_name: Option<String>,
 }
 
 /// `--max-bytes-per-minute`: a size like the config file's, in the same range.

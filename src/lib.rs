@@ -8,7 +8,8 @@
 //! | module | holds |
 //! |---|---|
 //! | [`cli`] | argument structs for the commands |
-//! | [`cmd`] | one file per command (`send`, `run`, `check`): wiring only |
+//! | [`cmd`] | one file per command (`send`, `run`, `check`, `dcr`): wiring only; the flag handling they share (`settings`, `shaping`) |
+//! | [`dcr`] | `dcrship dcr`: column types inferred from a sample, names Azure refuses, the ARM template (table, DCR, role), `az` commands and agent.toml blocks for them, or the same made through Resource Manager |
 //! | [`config`] | the TOML configuration, validated at load, errors with line and key |
 //! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; file tailing, fingerprints and checkpoints for the agent |
 //! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated` and time formats, `RawData`, typed columns and coercion, field edits, schema files, field limits; a fast JSON object scanner |
@@ -36,6 +37,7 @@ pub mod cli;
 pub mod cmd;
 pub mod config;
 pub mod console;
+pub mod dcr;
 pub mod deadletter;
 pub mod dirlock;
 pub mod duration;

@@ -33,6 +33,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.shutdown_background();
             Ok(code)
         }
+        Command::Dcr(args) => Ok(cmd::dcr::run(args)),
         Command::Check(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

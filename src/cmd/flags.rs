@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::cli::{OutputArgs, ParseArgs, RunArgs, SendArgs, ShapeArgs};
+use crate::cli::{DcrSampleArgs, OutputArgs, ParseArgs, RunArgs, SendArgs, ShapeArgs};
 use crate::config::{
     self, Config, ConfigErrors, FlagInput, InputConfig, InputKind, OutputFlags, Overlay,
 };
 use crate::input::file::StartAt;
 use crate::input::Format;
+use crate::pipeline::plan::InputPlan;
 
 use super::CmdError;
 
@@ -117,6 +118,55 @@ pub fn run_config(args: &RunArgs) -> Result<Config, CmdError> {
         )));
     }
     Ok(cfg)
+}
+
+/// The input `dcr infer|template` samples, built as `send` builds its own (format, parser,
+/// multiline, time, field edits, and the columns of `--schema` for `stream`), so a sample is
+/// read exactly as it will be sent.
+pub fn sample_input(a: &DcrSampleArgs, stream: &str) -> Result<InputPlan, CmdError> {
+    let mut overlay = output_overlay(&OutputArgs::default(), SEND_OUTPUT);
+    overlay.out.stream = Some(stream.to_string()).filter(|s| !s.is_empty());
+    overlay.out.schema = a.shape.schema.clone();
+    overlay.flag_inputs_only = true;
+    overlay.target_optional = true;
+    let paths: Vec<String> = if a.files.is_empty() {
+        vec!["-".to_string()]
+    } else {
+        a.files.iter().map(|p| p.display().to_string()).collect()
+    };
+    overlay.inputs.push(flag_input(
+        SEND_INPUT,
+        InputKind::Once,
+        paths,
+        Vec::new(),
+        a.format,
+        StartAt::Beginning,
+        a.time_field.clone(),
+        &a.parse,
+        &a.shape,
+    ));
+    let mut cfg = config::from_flags(&overlay).map_err(usage)?;
+    cfg.plan
+        .inputs
+        .remove(SEND_INPUT)
+        .ok_or_else(|| CmdError::new(crate::exit::ExitCode::Internal, "no sample input"))
+}
+
+/// The identity the auth flags (and the standard environment) describe, with no output.
+pub fn auth_only(
+    auth: Option<crate::auth::AuthMethod>,
+    client_id: Option<String>,
+    tenant_id: Option<String>,
+    cloud: Option<crate::auth::Cloud>,
+) -> Result<crate::auth::AuthConfig, CmdError> {
+    let overlay = Overlay {
+        auth,
+        client_id,
+        tenant_id,
+        cloud,
+        ..Overlay::default()
+    };
+    Ok(config::from_flags(&overlay).map_err(usage)?.auth)
 }
 
 fn load(file: Option<&PathBuf>, overlay: &Overlay) -> Result<Config, CmdError> {

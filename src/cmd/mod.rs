@@ -1,6 +1,9 @@
-//! One file per command: each turns arguments into work using the library's pieces.
+//! One file per command (`send`, `run`, `check`, `dcr`): each turns arguments into work using
+//! the library's pieces; `flags` lays the flags over the configuration for all of them, and
+//! `preflight` is what `check` looks at on the host.
 
 pub mod check;
+pub mod dcr;
 pub mod flags;
 pub mod preflight;
 pub mod run;
