@@ -642,6 +642,8 @@ fn the_schema_check_finds_what_is_wrong() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_template_s_stream_takes_send_s_rows_as_they_are() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
+    // The fake knows only the streams its DCR declares, as Azure does.
+    fake.declare(DCR, "Custom-Shop_CL");
     let dir = tempfile::tempdir().expect("tmp");
     let file = fixture("dcr/shop.ndjson");
     let edits = [
@@ -752,6 +754,8 @@ fn assert_rows_fit(rows: &[Value], declared: &[(String, String)]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_toml_blocks_run_the_agent_into_the_template_s_stream() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
+    // The fake knows only the streams its DCR declares, as Azure does.
+    fake.declare(DCR, "Custom-Shop_CL");
     let dir = tempfile::tempdir().expect("tmp");
     let file = fixture("dcr/shop.ndjson");
     // the sample on stdin: the blocks read stdin, and the agent ends when it does
@@ -1039,6 +1043,8 @@ async fn fake_azure(role: Reply, forbidden_posts: usize, dcr_put: Option<Reply>)
         }
     })
     .await;
+    // The fake knows only the streams its DCR declares, as Azure does.
+    fake.declare(DCR, "Custom-Shop_CL");
     let _ = url.set(fake.url());
     fake
 }
@@ -1298,6 +1304,8 @@ async fn create_never_sends_the_token_to_a_poll_url_elsewhere() {
         }
     })
     .await;
+    // The fake knows only the streams its DCR declares, as Azure does.
+    fake.declare(DCR, "Custom-Shop_CL");
     let out = run(create_cmd(&fake, &fake_jwt(OID), &[])).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
