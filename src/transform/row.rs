@@ -257,11 +257,6 @@ impl RowEncoder {
         }
     }
 
-    /// The host name as a JSON string (`Computer`), for inputs that write rows of their own.
-    pub fn computer_json(&self) -> &str {
-        &self.computer_json
-    }
-
     /// Out-of-range time warnings logged so far (for tests of the rate limit).
     pub fn time_warnings(&self) -> u64 {
         self.warnings.time.passed.load(Relaxed)

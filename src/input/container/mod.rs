@@ -558,6 +558,11 @@ impl ContainerFiles {
             .files
             .entry(batch.file)
             .or_insert_with(|| FileState::new(batch.path.clone(), s, now));
+        // The path it has now (a rename), for the sink of a later flush; its names were read
+        // when it was first seen.
+        if file.path != batch.path {
+            file.path = batch.path.clone();
+        }
         let mut counts = ParseCounts::default();
         let mut out = Out {
             sink,

@@ -46,7 +46,7 @@ impl Harness {
             format,
             rules.map(Arc::new),
             max_record,
-            enc.computer_json(),
+            &crate::transform::row::json_string("node-7"),
         );
         Harness {
             files: ContainerFiles::new(Arc::new(settings)),
