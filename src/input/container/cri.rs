@@ -66,7 +66,8 @@ mod tests {
     #[test]
     fn cri_lines_and_what_is_not_one() {
         let t = "2026-12-07T05:00:00.123456Z";
-        let cases: &[(&str, Option<(&str, Stream, bool, &str)>)] = &[
+        type Want<'a> = Option<(&'a str, Stream, bool, &'a str)>;
+        let cases: &[(&str, Want<'_>)] = &[
             (
                 "2026-12-07T05:00:00.123456789Z stdout F {\"a\":1}",
                 Some((t, Stream::Stdout, false, "{\"a\":1}")),

@@ -62,7 +62,8 @@ mod tests {
     #[test]
     fn json_file_lines_and_what_is_not_one() {
         let t = "2026-12-07T05:00:00.123456Z";
-        let cases: &[(&str, Option<(Option<&str>, Stream, bool, &str)>)] = &[
+        type Want<'a> = Option<(Option<&'a str>, Stream, bool, &'a str)>;
+        let cases: &[(&str, Want<'_>)] = &[
             (
                 r#"{"log":"hello\n","stream":"stdout","time":"2026-12-07T05:00:00.123456789Z"}"#,
                 Some((Some(t), Stream::Stdout, false, "hello")),
