@@ -453,3 +453,30 @@ async fn docker_json_file_logs_from_flags() {
         "no pod on a Docker host"
     );
 }
+
+/// `--container` reads files: alone with `--stdin` it is a usage error, said at once.
+#[tokio::test]
+async fn container_without_files_is_a_usage_error() {
+    let state = tempfile::tempdir().expect("state");
+    let mut c = dcrship();
+    c.arg("run")
+        .args([
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--dcr",
+            DCR,
+            "--stream",
+            STREAM,
+        ])
+        .args(["--auth", "static", "--stdin", "--container", "cri"])
+        .arg("--state-dir")
+        .arg(state.path())
+        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("give them with --path"),
+        "{}",
+        stderr(&out)
+    );
+}
