@@ -337,6 +337,9 @@ pub struct InputConfig {
     /// `[inputs.NAME.multiline]`: join the lines of one event (a stack trace) into one row.
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
+    /// `[inputs.NAME.container]`: the files are a container runtime's logs (file inputs).
+    #[serde(default)]
+    pub container: Option<ContainerConfig>,
     #[serde(default, deserialize_with = "de_enum")]
     pub start_at: StartAt,
     /// The output this input feeds. Always a key of [`Config::outputs`] after loading: when the
@@ -455,6 +458,19 @@ fn de_multiline_max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::E
         )));
     }
     to_usize(n)
+}
+
+/// `[inputs.NAME.container]`: strip a container runtime's envelope, join its partial lines,
+/// add the pod's columns (see [`crate::input::container`]); `format` reads the message.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    /// `cri`, `docker` or `auto` (per file, from its first line).
+    #[serde(default, deserialize_with = "de_enum")]
+    pub runtime: crate::input::container::Runtime,
+    /// With `format = "json"`: the app's fields as columns, or the object as `LogMessage`.
+    #[serde(default, deserialize_with = "de_enum")]
+    pub json_fields: crate::input::container::JsonFields,
 }
 
 /// `start_at`: where a file seen for the first time (no checkpoint) is read from.
@@ -1509,6 +1525,7 @@ impl Checker<'_> {
             self.check_source(name, input)?;
             self.check_format(name, input)?;
             self.check_shaping(name, input)?;
+            self.check_container(name, input)?;
             input.output = self.resolve_output(name, &input.output, outputs)?;
             if let (Some(m), Some(out)) = (&input.multiline, outputs.get(&input.output)) {
                 if m.max_bytes > out.max_request_bytes {
@@ -1533,6 +1550,25 @@ impl Checker<'_> {
             }
         }
         Ok(())
+    }
+
+    fn check_container(&self, name: &str, input: &InputConfig) -> Result<(), ConfigError> {
+        use crate::input::container::JsonFields;
+        match &input.container {
+            Some(_) if input.kind != InputKind::File => Err(self.fail(
+                &["inputs", name, "container"],
+                "container is only read with type = \"file\": the runtime's log files",
+            )),
+            Some(c)
+                if c.json_fields != JsonFields::Columns && input.format != InputFormat::Json =>
+            {
+                Err(self.fail(
+                    &["inputs", name, "container", "json_fields"],
+                    "json_fields is only read with format = \"json\"",
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn check_source(&self, name: &str, input: &InputConfig) -> Result<(), ConfigError> {
@@ -1773,6 +1809,9 @@ mod tests {
             "pattern",
             "on_mismatch",
             "multiline",
+            "container",
+            "runtime",
+            "json_fields",
             "start",
             "preset",
             "timeout",
@@ -2627,6 +2666,41 @@ mod tests {
     }
 
     #[test]
+    fn container_settings() {
+        use crate::input::container::{JsonFields, Runtime};
+        let c = parse(&app("[inputs.k]\ntype = \"file\"\npaths = [\"/var/log/containers/*.log\"]\n\
+             format = \"json\"\n[inputs.k.container]\nruntime = \"cri\"\njson_fields = \"log-message\"\n\
+             [inputs.d]\ntype = \"file\"\npaths = [\"/d/*.log\"]\n[inputs.d.container]\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let k = c.inputs["k"].container.clone().expect("container");
+        assert_eq!(
+            (k.runtime, k.json_fields),
+            (Runtime::Cri, JsonFields::LogMessage)
+        );
+        assert_eq!(
+            c.inputs["d"].container,
+            Some(ContainerConfig::default()),
+            "auto, columns"
+        );
+        assert_eq!(
+            c.inputs["d"].container.as_ref().map(|c| c.runtime),
+            Some(Runtime::Auto)
+        );
+        let cases = [
+            ("type = \"stdin\"\n[inputs.a.container]\nruntime = \"cri\"", 7, "inputs.a.container", "type = \"file\""),
+            ("type = \"file\"\npaths = [\"/x\"]\n[inputs.a.container]\njson_fields = \"log-message\"", 9, "inputs.a.container.json_fields", "format = \"json\""),
+            ("type = \"file\"\npaths = [\"/x\"]\n[inputs.a.container]\nruntime = \"podman\"", 9, "inputs.a.container.runtime", "cri"),
+            ("type = \"file\"\npaths = [\"/x\"]\n[inputs.a.container]\nruntme = \"cri\"", 9, "inputs.a.container.runtme", "did you mean `runtime`"),
+        ];
+        for (input, line, key, says) in cases {
+            let err = parse(&app(&format!("[inputs.a]\n{input}"))).expect_err(input);
+            let shown = err.to_string();
+            assert_eq!((err.line(), err.key()), (Some(line), Some(key)), "{shown}");
+            assert!(shown.contains(says), "{shown}");
+        }
+    }
+
+    #[test]
     fn parser_and_multiline_settings() {
         let config = parse(&app(
             "[inputs.a]\ntype = \"stdin\"\nformat = \"logfmt\"\non_mismatch = \"dead-letter\"\n\
@@ -2779,7 +2853,8 @@ mod tests {
             .collect();
         let config = parse(&format!("{APP}{toml}")).unwrap_or_else(|e| panic!("{e}\n{toml}"));
         let names: Vec<&str> = config.inputs.keys().map(String::as_str).collect();
-        assert_eq!(names, ["access", "java", "jsonapp", "syslog"]);
+        assert_eq!(names, ["access", "java", "jsonapp", "pods", "syslog"]);
+        assert!(config.inputs["pods"].container.is_some());
         assert_eq!(config.inputs["access"].format, InputFormat::Regex);
         assert!(config.inputs["java"].multiline.is_some());
         assert_eq!(config.inputs["syslog"].format, InputFormat::Syslog);

@@ -19,8 +19,8 @@ use super::CmdError;
 use crate::auth::{self, AuthConfig, TokenCache};
 use crate::cli::RunArgs;
 use crate::config::{
-    self, AgentConfig, Config, InputConfig, InputKind, OutputConfig, DEFAULT_CONFIG_PATH,
-    DEFAULT_STATE_DIR,
+    self, AgentConfig, Config, ContainerConfig, InputConfig, InputKind, OutputConfig,
+    DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR,
 };
 use crate::deadletter::DeadLetter;
 use crate::dirlock::{DirLock, LockError};
@@ -125,6 +125,13 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
     let mut int = signal(SignalKind::interrupt()).map_err(internal)?;
     let mut hup = signal(SignalKind::hangup()).map_err(internal)?;
     let notifier = Arc::new(Notifier::from_env());
+    // /live: stuck once the heartbeat is older than the watchdog would allow.
+    let watchdog = notifier.watchdog_interval().unwrap_or(LIVE_INTERVAL);
+    shared.health.watch_heartbeat(crate::health::Heartbeat {
+        beat_ms: shared.heartbeat.clone(),
+        started: shared.started,
+        stale_after: 3 * watchdog,
+    });
     notifier.ready();
     let background = spawn_status(&notifier, &shared);
 
@@ -336,6 +343,11 @@ fn plan(args: &RunArgs) -> Result<Plan, CmdError> {
     output.max_requests_per_minute = s.max_requests_per_minute;
     output.max_bytes_per_minute = s.max_bytes_per_minute;
     check_parse_flags(args, output.max_request_bytes)?;
+    if args.container.is_some() && args.paths.is_empty() {
+        return Err(CmdError::usage(
+            "--container reads a runtime's log files: give them with --path",
+        ));
+    }
     let mut inputs = BTreeMap::new();
     if !args.paths.is_empty() {
         for p in &args.paths {
@@ -382,6 +394,13 @@ fn flag_input(args: &RunArgs, kind: InputKind) -> InputConfig {
         pattern: args.parse.pattern.clone(),
         on_mismatch: args.parse.on_mismatch.unwrap_or_default(),
         multiline: args.parse.multiline(),
+        container: args
+            .container
+            .filter(|_| file)
+            .map(|runtime| ContainerConfig {
+                runtime,
+                ..ContainerConfig::default()
+            }),
         start_at: args.start_at,
         output: "default".to_string(),
         time_field: None,
@@ -432,9 +451,12 @@ fn apply_agent_flags(args: &RunArgs, agent: &mut AgentConfig) -> Result<(), CmdE
     Ok(())
 }
 
+/// Without a systemd watchdog, `/live` allows three of these between beats.
+const LIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// True while the pipeline's loops have beaten within three watchdog intervals.
 pub fn pipeline_alive(heartbeat_ms: u64, now_ms: u64, interval: Duration) -> bool {
-    now_ms.saturating_sub(heartbeat_ms) <= 3 * interval.as_millis() as u64
+    crate::health::Heartbeat::alive(heartbeat_ms, now_ms, 3 * interval)
 }
 
 /// STATUS= every 5 s, and WATCHDOG=1 at half of WatchdogSec while the pipeline beats.

@@ -8,9 +8,11 @@
 //!
 //! For the agent: [`file`] tails globs of files (stat poll as the truth, notify to wake it,
 //! rename rotation, copytruncate, deleted files), [`fingerprint`] tells a file from a reused inode,
-//! and [`checkpoint`] stores safe offsets atomically in the state directory.
+//! and [`checkpoint`] stores safe offsets atomically in the state directory. [`container`] reads
+//! container runtimes' files (CRI, Docker json-file): envelope, joined parts, pod columns.
 
 pub mod checkpoint;
+pub mod container;
 pub mod csv;
 pub mod decode;
 pub mod file;

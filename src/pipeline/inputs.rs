@@ -12,6 +12,7 @@ use super::sources::Sources;
 use super::Rows;
 use crate::config::InputFormat;
 use crate::deadletter::DeadLetter;
+use crate::input::container::{ContainerFiles, ContainerSettings};
 use crate::input::decode::line_record;
 use crate::input::file::{FileKey, FileLines, FileTailer};
 use crate::input::lines::Line;
@@ -48,6 +49,8 @@ pub struct InputCtx {
     pub parse_failures: Counter,
     /// `dcrship_multiline_cut_total{input}`.
     pub multiline_cut: Counter,
+    /// `[inputs.NAME.container]`: files of a container runtime (file inputs only).
+    pub container: Option<Arc<ContainerSettings>>,
 }
 
 impl InputCtx {
@@ -181,8 +184,13 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
     // Files with a multiline event pending. An event's checkpoint offset is the end of its last
     // line, so until it is emitted the checkpoint stays before its first line.
     let mut pending: HashMap<FileKey, PendingFile> = HashMap::new();
+    let mut containers = ctx.container.clone().map(ContainerFiles::new);
     loop {
-        let next = pending.values().map(|p| p.until).min();
+        let next = pending
+            .values()
+            .map(|p| p.until)
+            .chain(containers.as_ref().and_then(ContainerFiles::next_due))
+            .min();
         let batch = tokio::select! {
             b = rx.recv() => b,
             _ = sleep_until(next) => {
@@ -198,6 +206,9 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
                         let counts = p.flush(&ctx, &mut rows);
                         open &= ctx.hand_off(&mut rows, counts).await;
                     }
+                }
+                if let Some(c) = &mut containers {
+                    open &= flush_containers(&ctx, c, Some(now), &mut rows).await;
                 }
                 if !open {
                     break;
@@ -231,6 +242,14 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
             truncated: line.truncated,
             end_offset: line.end_offset,
         });
+        if let Some(c) = &mut containers {
+            ctx.count_parsed(c.batch(&batch, Instant::now(), &mut sink));
+            let counts = sink.counts;
+            if !ctx.hand_off(&mut rows, counts).await {
+                break;
+            }
+            continue;
+        }
         match &ctx.rules {
             None => {
                 let format = decoder_format(ctx.format);
@@ -271,5 +290,41 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer, stop: watch::Receiver<bool
         let counts = p.flush(&ctx, &mut rows);
         ctx.hand_off(&mut rows, counts).await;
     }
+    if let Some(c) = &mut containers {
+        flush_containers(&ctx, c, None, &mut rows).await;
+    }
     let _ = tail.await;
+}
+
+/// Emits what container files hold: what is due by `now`, or everything (`None`).
+async fn flush_containers(
+    ctx: &InputCtx,
+    c: &mut ContainerFiles,
+    now: Option<Instant>,
+    rows: &mut RowBuf,
+) -> bool {
+    let files = match now {
+        Some(now) => c.due(now),
+        None => c.holding(),
+    };
+    let mut open = true;
+    for (key, path) in files {
+        let path_json = json_string(&path.display().to_string());
+        let name = path.display().to_string();
+        let time_read = rfc3339_utc(jiff::Timestamp::now());
+        let mut sink = RowSink {
+            encoder: &ctx.encoder,
+            deadletter: &ctx.deadletter,
+            name: &name,
+            source: ctx.sources.file(key, &path),
+            file_path_json: Some(&path_json),
+            time_read: &time_read,
+            out: rows,
+            counts: SinkCounts::default(),
+        };
+        ctx.count_parsed(c.flush(key, now, &mut sink));
+        let counts = sink.counts;
+        open &= ctx.hand_off(rows, counts).await;
+    }
+    open
 }

@@ -281,7 +281,18 @@ impl Pipeline {
                 .map_or(crate::config::DEFAULT_MAX_REQUEST_BYTES, |o| {
                     o.max_request_bytes
                 });
+            let container = input.container.as_ref().map(|c| {
+                Arc::new(crate::input::container::ContainerSettings::new(
+                    c.runtime,
+                    c.json_fields,
+                    input.format,
+                    rules.clone(),
+                    max_record,
+                    &crate::transform::row::json_string(&shared.computer),
+                ))
+            });
             let ctx = InputCtx {
+                container,
                 max_record,
                 name: name.clone(),
                 format: input.format,
@@ -305,9 +316,11 @@ impl Pipeline {
                 InputKind::Stdin => tokio::spawn(inputs::stdin(ctx, stop_rx.clone())),
                 InputKind::File => {
                     let mut tail = TailerConfig::for_input(input);
-                    if input.format == crate::config::InputFormat::Json {
+                    if input.format == crate::config::InputFormat::Json || input.container.is_some()
+                    {
                         // A JSON row may be as long as a request; a text row is cut at the
-                        // field limit anyway, which is the tailer's default.
+                        // field limit anyway, which is the tailer's default. A runtime's line
+                        // (escaped JSON, or a line the runtime did not split) may be longer.
                         if let Some(out) = cfg.outputs.get(&input.output) {
                             tail.max_line_bytes = out.max_request_bytes;
                         }
