@@ -451,6 +451,7 @@ mod container {
             dev: 1,
             ino: 2,
             fingerprint: 3,
+            generation: 0,
         };
         let (mut out, mut offset, mut number) = (Vec::new(), 0u64, 0u64);
         for chunk in data
@@ -464,6 +465,7 @@ mod container {
                 buf: Vec::new(),
                 lines: Vec::new(),
                 started_at: None,
+                windows: Vec::new(),
             };
             for l in chunk {
                 let start = b.buf.len() as u32;

@@ -59,6 +59,7 @@ impl Harness {
                 dev: 1,
                 ino: 2,
                 fingerprint: 3,
+                generation: 0,
             },
             path: Arc::new(PathBuf::from(format!(
                 "/var/log/containers/web-1_shop_app-{ID}.log"
@@ -91,6 +92,7 @@ impl Harness {
             buf,
             lines: refs,
             started_at: None,
+            windows: Vec::new(),
         };
         self.run(|files, sink| files.batch(&batch, now, sink));
     }
