@@ -422,4 +422,181 @@ criterion_group! {
     targets = parsers::parsers
 }
 
-criterion_main!(stages, parse_group);
+// ---------------------------------------------------------------------------------------------
+// Container logs: rows per second from tailed file lines to row JSON, the same app lines plain
+// and inside a CRI envelope (`[inputs.NAME.container]`), text and JSON. Separate group:
+// `cargo bench --bench stages -- container/`
+// ---------------------------------------------------------------------------------------------
+
+mod container {
+    use super::*;
+    use dcrship::deadletter::DeadLetter;
+    use dcrship::input::container::{ContainerFiles, ContainerSettings, JsonFields, Runtime};
+    use dcrship::input::decode::line_record;
+    use dcrship::input::file::{FileKey, FileLines, LineRef};
+    use dcrship::input::lines::Line;
+    use dcrship::pipeline::sink::{RowSink, SinkCounts};
+    use dcrship::rows::RowBuf;
+    use dcrship::transform::row::json_string;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    const CID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    /// `data`'s lines in tailer-sized batches.
+    fn batches(data: &[u8]) -> Vec<FileLines> {
+        let path = Arc::new(PathBuf::from(format!(
+            "/var/log/containers/web-1_shop_app-{CID}.log"
+        )));
+        let key = FileKey {
+            dev: 1,
+            ino: 2,
+            fingerprint: 3,
+            generation: 0,
+        };
+        let (mut out, mut offset, mut number) = (Vec::new(), 0u64, 0u64);
+        for chunk in data
+            .split_inclusive(|&b| b == b'\n')
+            .collect::<Vec<_>>()
+            .chunks(1000)
+        {
+            let mut b = FileLines {
+                file: key,
+                path: path.clone(),
+                buf: Vec::new(),
+                lines: Vec::new(),
+                started_at: None,
+                windows: Vec::new(),
+            };
+            for l in chunk {
+                let start = b.buf.len() as u32;
+                b.buf.extend_from_slice(&l[..l.len() - 1]);
+                offset += l.len() as u64;
+                number += 1;
+                b.lines.push(LineRef {
+                    start,
+                    end: b.buf.len() as u32,
+                    number,
+                    end_offset: offset,
+                    truncated: false,
+                });
+            }
+            out.push(b);
+        }
+        out
+    }
+
+    /// The rows of `batches` as the file input makes them: through the container module when
+    /// `settings` are given, else line by line as a plain file.
+    fn rows(
+        batches: &[FileLines],
+        format: Format,
+        settings: Option<&Arc<ContainerSettings>>,
+        enc: &RowEncoder,
+        dl: &DeadLetter,
+    ) -> u64 {
+        let path_json = json_string("/var/log/containers/x.log");
+        let mut files = settings.map(|s| ContainerFiles::new(s.clone()));
+        let mut rows = RowBuf::with_capacity(1 << 20);
+        let mut n = 0;
+        let now = tokio::time::Instant::now();
+        for b in batches {
+            let mut sink = RowSink {
+                encoder: enc,
+                deadletter: dl,
+                name: "bench",
+                source: 0,
+                file_path_json: Some(&path_json),
+                time_read: TIME_READ,
+                out: &mut rows,
+                counts: SinkCounts::default(),
+            };
+            match &mut files {
+                Some(f) => {
+                    f.batch(b, now, &mut sink);
+                }
+                None => {
+                    let f = match format {
+                        Format::Ndjson => Format::Ndjson,
+                        _ => Format::Text,
+                    };
+                    for (l, bytes) in b.iter() {
+                        let line = Line {
+                            bytes,
+                            number: l.number,
+                            truncated: false,
+                            end_offset: l.end_offset,
+                        };
+                        line_record(f, line, CAP, &mut |r| sink.record(r, l.end_offset));
+                    }
+                }
+            }
+            n += sink.counts.read - sink.counts.rejected;
+            rows.clear();
+        }
+        n
+    }
+
+    /// `line`'s output with a CRI envelope around each line.
+    fn cri(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(data.len() * 5 / 4);
+        for l in data.split_inclusive(|&b| b == b'\n') {
+            out.extend_from_slice(b"2025-11-23T10:00:00.123456789Z stdout F ");
+            out.extend_from_slice(l);
+        }
+        out
+    }
+
+    pub fn container(c: &mut Criterion) {
+        let enc = RowEncoder::new("bench-host", None);
+        let dl = DeadLetter::open(None).expect("dead letter");
+        let settings = |format| {
+            Arc::new(ContainerSettings::new(
+                Runtime::Cri,
+                JsonFields::Columns,
+                format,
+                None,
+                CAP,
+                &json_string("bench-host"),
+            ))
+        };
+        let mut g = c.benchmark_group("container");
+        for (name, line, format) in [
+            (
+                "text",
+                common::text_line as fn(u64, &mut Vec<u8>),
+                Format::Text,
+            ),
+            ("json", common::ndjson_line, Format::Ndjson),
+        ] {
+            let plain = common::buffer(4 << 20, line);
+            let lines = plain.iter().filter(|&&b| b == b'\n').count() as u64;
+            let plain = batches(&plain);
+            let wrapped = batches(&cri(&common::buffer(4 << 20, line)));
+            let s = settings(format);
+            // A path that lost or refused rows would look fast; make sure neither does.
+            assert_eq!(rows(&plain, format, None, &enc, &dl), lines, "{name} plain");
+            assert_eq!(
+                rows(&wrapped, format, Some(&s), &enc, &dl),
+                lines,
+                "{name} cri"
+            );
+            g.throughput(Throughput::Elements(lines));
+            g.bench_function(format!("plain_{name}_4MB"), |b| {
+                b.iter(|| black_box(rows(&plain, format, None, &enc, &dl)))
+            });
+            g.bench_function(format!("cri_{name}_4MB"), |b| {
+                b.iter(|| black_box(rows(&wrapped, format, Some(&s), &enc, &dl)))
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = container_group;
+    config = config();
+    targets = container::container
+}
+
+criterion_main!(stages, parse_group, container_group);

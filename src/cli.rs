@@ -280,6 +280,11 @@ pub struct RunArgs {
     #[command(flatten)]
     pub shape: ShapeArgs,
 
+    /// The --path files are a container runtime's logs: strip its envelope, join partial
+    /// lines, add pod columns; --format then reads each message (flag-only mode)
+    #[arg(long, value_enum, value_name = "RUNTIME")]
+    pub container: Option<crate::input::container::Runtime>,
+
     /// Where files seen for the first time are read from (flag-only mode)
     #[arg(long, value_enum, default_value_t = StartAt::End)]
     pub start_at: StartAt,

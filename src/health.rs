@@ -1,5 +1,6 @@
-//! What `/health` says about each output, and the small HTTP server that answers `/health` and
-//! `/metrics` on `[agent] http_listen`.
+//! What `/health` says about each output (readiness: can anything be delivered), whether the
+//! pipeline still beats (`/live`: liveness), and the small HTTP server that answers `/health`,
+//! `/live` and `/metrics` on `[agent] http_listen`.
 //!
 //! The server is hand-written on a tokio `TcpListener` because it answers three fixed GETs to a
 //! local scraper or kubelet probe: one request per connection, a bounded head, a deadline, then
@@ -125,6 +126,32 @@ const MAX_MESSAGE_BYTES: usize = 512;
 #[derive(Debug, Default)]
 pub struct Health {
     outputs: Mutex<BTreeMap<String, OutputHealth>>,
+    /// What `/live` reports on, once the agent has a pipeline.
+    heartbeat: std::sync::OnceLock<Heartbeat>,
+}
+
+/// The pipeline's heartbeat — the one that gates the systemd watchdog: milliseconds since
+/// `started` at the last beat of the batch loops (they beat at least every second, also while
+/// waiting on a full queue, so only a loop that no longer runs falls silent).
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    pub beat_ms: Arc<std::sync::atomic::AtomicU64>,
+    pub started: tokio::time::Instant,
+    /// Silent for longer than this is stuck.
+    pub stale_after: Duration,
+}
+
+impl Heartbeat {
+    /// Whether the last beat is recent (a beat after `now` — a clock read before it — is fine).
+    pub fn alive(beat_ms: u64, now_ms: u64, stale_after: Duration) -> bool {
+        now_ms.saturating_sub(beat_ms) <= stale_after.as_millis() as u64
+    }
+
+    fn check(&self) -> bool {
+        let now_ms = self.started.elapsed().as_millis() as u64;
+        let beat = self.beat_ms.load(std::sync::atomic::Ordering::Relaxed);
+        Self::alive(beat, now_ms, self.stale_after)
+    }
 }
 
 impl Health {
@@ -137,6 +164,19 @@ impl Health {
     /// entry as it is.
     pub fn add_output(&self, output: &str) {
         self.with(output, |_| {});
+    }
+
+    /// `/live` answers from `hb` from now on (before, it answers 200 while the process does).
+    pub fn watch_heartbeat(&self, hb: Heartbeat) {
+        let _ = self.heartbeat.set(hb);
+    }
+
+    /// What `GET /live` answers: 200 while the pipeline beats, 503 once it fell silent.
+    pub fn live(&self) -> (u16, &'static str) {
+        match self.heartbeat.get().map(Heartbeat::check) {
+            Some(false) => (503, "stuck: the pipeline has not made progress\n"),
+            _ => (200, "alive\n"),
+        }
     }
 
     /// Forgets an output that a reload removed.
@@ -437,7 +477,7 @@ fn parse_request(head: &[u8]) -> Result<Request, u16> {
 
 fn route(req: &Request, metrics: &Metrics, health: &Health) -> Response {
     let mut response = match req.path.as_str() {
-        "/metrics" | "/health" | "/" if req.method == Method::Other => {
+        "/metrics" | "/health" | "/live" | "/" if req.method == Method::Other => {
             let mut r = Response::text(405, "method not allowed\n");
             r.allow = true;
             r
@@ -459,8 +499,12 @@ fn route(req: &Request, metrics: &Metrics, health: &Health) -> Response {
                 head_only: false,
             }
         }
-        "/" => Response::text(200, "dcrship: see /metrics and /health\n"),
-        _ => Response::text(404, "not found; try /metrics or /health\n"),
+        "/live" => {
+            let (status, body) = health.live();
+            Response::text(status, body)
+        }
+        "/" => Response::text(200, "dcrship: see /metrics, /health and /live\n"),
+        _ => Response::text(404, "not found; try /metrics, /health or /live\n"),
     };
     response.head_only = req.method == Method::Head;
     response
@@ -816,6 +860,58 @@ mod tests {
             .await
             .expect("server stops")
             .expect("no panic");
+    }
+
+    #[test]
+    fn the_heartbeat_is_alive_until_it_is_older_than_the_window() {
+        let w = Duration::from_secs(30);
+        let cases = [
+            (100_000, 100_500, true),
+            (100_000, 130_000, true),
+            (100_000, 130_001, false),
+            (0, 3_600_000, false),
+            (5_000, 0, true), // a clock read before the beat
+        ];
+        for (beat, now, want) in cases {
+            assert_eq!(Heartbeat::alive(beat, now, w), want, "{beat} {now}");
+        }
+    }
+
+    #[tokio::test]
+    async fn live_turns_503_when_the_pipeline_stops_beating() {
+        let srv = start().await;
+        let get = |path: &'static str| {
+            let url = format!("http://{}{path}", srv.addr);
+            async move {
+                let r = client().get(url).send().await.expect("live");
+                (r.status().as_u16(), r.text().await.expect("body"))
+            }
+        };
+        assert_eq!(
+            get("/live").await.0,
+            200,
+            "no pipeline yet: the process answers"
+        );
+        // A pipeline that beat last a minute ago, with a 30 s window.
+        let started = tokio::time::Instant::now()
+            .checked_sub(Duration::from_secs(60))
+            .expect("a minute ago");
+        let beat = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        srv.health.watch_heartbeat(Heartbeat {
+            beat_ms: beat.clone(),
+            started,
+            stale_after: Duration::from_secs(30),
+        });
+        let (status, body) = get("/live").await;
+        assert_eq!((status, body.contains("stuck")), (503, true), "{body}");
+        // the delivery state says nothing about liveness, and the other way round
+        assert_eq!(get("/health").await.0, 503, "no outputs: not ready");
+        beat.store(
+            started.elapsed().as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        assert_eq!(get("/live").await, (200, "alive\n".to_string()));
+        srv.stop.send(true).expect("stop");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use common::*;
 
 fn config(dir: &tempfile::TempDir, endpoint: &str) -> String {
     let text = format!(
-        "[auth]\nmethod = \"static\"\n\n[outputs.app]\nendpoint = \"{endpoint}\"\ndcr = \"{DCR}\"\nstream = \"{STREAM}\"\n"
+        "[agent]\nhttp_listen = \"\"\n\n[auth]\nmethod = \"static\"\n\n[outputs.app]\nendpoint = \"{endpoint}\"\ndcr = \"{DCR}\"\nstream = \"{STREAM}\"\n"
     );
     write_file(dir.path(), "agent.toml", &text)
         .display()

@@ -21,6 +21,7 @@ use crate::ingest::classify::{classify, error_code, service_reason, Action, Answ
 use crate::ingest::diagnosis;
 use crate::ingest::{HttpTransport, Transport};
 use crate::input::Format;
+use crate::stats::counted;
 use crate::transform::fields::FieldOps;
 
 /// Validates the file and returns a description of what it configures.
@@ -29,11 +30,11 @@ pub fn validate(args: &CheckArgs) -> Result<(Config, String), CmdError> {
         .map_err(|e| CmdError::usage(e.to_string()))?;
     let set = &cfg.settings;
     let line = format!(
-        "{}: configuration is valid ({} outputs: {}; {} inputs: {})",
+        "{}: configuration is valid ({}: {}; {}: {})",
         args.config.display(),
-        set.outputs.len(),
+        counted(set.outputs.len() as u64, "output", "outputs"),
         set.outputs.keys().cloned().collect::<Vec<_>>().join(", "),
-        set.inputs.len(),
+        counted(set.inputs.len() as u64, "input", "inputs"),
         set.inputs.keys().cloned().collect::<Vec<_>>().join(", "),
     );
     Ok((cfg, line))

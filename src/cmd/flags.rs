@@ -59,8 +59,13 @@ pub fn run_config(args: &RunArgs) -> Result<Config, CmdError> {
     overlay.http_listen = args.http_listen.clone();
     overlay.shutdown_timeout = args.shutdown_timeout;
     overlay.missing_target_hint = "";
+    if args.container.is_some() && args.paths.is_empty() {
+        return Err(CmdError::usage(
+            "--container reads a runtime's log files: give them with --path",
+        ));
+    }
     if !args.paths.is_empty() {
-        overlay.inputs.push(flag_input(
+        let mut files = flag_input(
             "files",
             InputKind::File,
             args.paths.clone(),
@@ -70,7 +75,13 @@ pub fn run_config(args: &RunArgs) -> Result<Config, CmdError> {
             args.time_field.clone(),
             &args.parse,
             &args.shape,
-        ));
+        );
+        files.input.container = args.container.map(|runtime| config::ContainerConfig {
+            runtime,
+            ..config::ContainerConfig::default()
+        });
+        files.flags.push(("container", "--container"));
+        overlay.inputs.push(files);
     }
     if args.stdin {
         overlay.inputs.push(flag_input(
@@ -231,6 +242,7 @@ fn flag_input(
         pattern: parse.pattern.clone(),
         on_mismatch: parse.on_mismatch.unwrap_or_default(),
         multiline: parse.multiline(),
+        container: None,
         start_at,
         output: String::new(),
         time_field,

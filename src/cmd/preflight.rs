@@ -35,7 +35,7 @@ pub fn preflight(cfg: &Config) -> Vec<Finding> {
     let agent = cfg.agent();
     let held = state_dir(&agent.state_dir, &user, &mut found);
     if let Some(addr) = agent.http_listen {
-        match std::net::TcpListener::bind(addr) {
+        match bind_briefly(addr) {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => match &held {
                 Some(holder) => found.push(Finding::Warning(format!(
@@ -53,6 +53,20 @@ pub fn preflight(cfg: &Config) -> Vec<Finding> {
         }
     }
     found
+}
+
+/// Binds `addr` and lets go, asking again a few times: another `check` may hold it a moment.
+fn bind_briefly(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match std::net::TcpListener::bind(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 3 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other.map(|_| ()),
+        }
+    }
 }
 
 fn files(

@@ -118,6 +118,13 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
     let mut int = signal(SignalKind::interrupt()).map_err(internal)?;
     let mut hup = signal(SignalKind::hangup()).map_err(internal)?;
     let notifier = Arc::new(Notifier::from_env());
+    // /live: stuck once the heartbeat is older than the watchdog would allow.
+    let watchdog = notifier.watchdog_interval().unwrap_or(LIVE_INTERVAL);
+    shared.health.watch_heartbeat(crate::health::Heartbeat {
+        beat_ms: shared.heartbeat.clone(),
+        started: shared.started,
+        stale_after: 3 * watchdog,
+    });
     notifier.ready();
     let background = spawn_status(&notifier, &shared);
 
@@ -281,9 +288,12 @@ async fn reload(
     }
 }
 
+/// Without a systemd watchdog, `/live` allows three of these between beats.
+const LIVE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// True while the pipeline's loops have beaten within three watchdog intervals.
 pub fn pipeline_alive(heartbeat_ms: u64, now_ms: u64, interval: Duration) -> bool {
-    now_ms.saturating_sub(heartbeat_ms) <= 3 * interval.as_millis() as u64
+    crate::health::Heartbeat::alive(heartbeat_ms, now_ms, 3 * interval)
 }
 
 /// STATUS= every 5 s, and WATCHDOG=1 at half of WatchdogSec while the pipeline beats.

@@ -11,7 +11,7 @@ use crate::auth::{AuthConfig, AuthMethod};
 use crate::input::file::TailerConfig;
 use crate::input::parse::OnMismatch;
 use crate::input::Format;
-use crate::pipeline::plan::{InputPlan, OutputPlan, Plan, Source};
+use crate::pipeline::plan::{ContainerPlan, InputPlan, OutputPlan, Plan, Source};
 use crate::secret::Secret;
 
 use super::overlay::Attribution;
@@ -326,6 +326,7 @@ impl Checker<'_> {
             let source = self.keep(self.check_source(name, input));
             let format = self.keep(self.check_format(name, input));
             let shaping = self.keep(self.check_shaping(name, input));
+            self.keep(self.check_container(name, input));
             let Some(output) = self.keep(self.resolve_output(name, &input.output, outputs)) else {
                 continue;
             };
@@ -363,7 +364,9 @@ impl Checker<'_> {
             if let (Source::Files(tail), Some(out)) = (&mut source, out) {
                 // A JSON row may be as long as a request; a text row is cut at the field
                 // limit anyway, which is the tailer's default.
-                if matches!(format, Format::Ndjson | Format::Auto) {
+                // A runtime's line (escaped JSON, or a line the runtime did not split) may be
+                // longer too.
+                if matches!(format, Format::Ndjson | Format::Auto) || input.container.is_some() {
                     tail.max_line_bytes = out.max_request_bytes;
                 }
             }
@@ -383,10 +386,34 @@ impl Checker<'_> {
                     rules,
                     shaping,
                     output: input.output.clone(),
+                    container: input.container.as_ref().map(|c| ContainerPlan {
+                        runtime: c.runtime,
+                        json_fields: c.json_fields,
+                    }),
                 },
             );
         }
         plans
+    }
+
+    fn check_container(&self, name: &str, input: &InputConfig) -> Result<(), ConfigError> {
+        use crate::input::container::JsonFields;
+        match &input.container {
+            Some(_) if input.kind != InputKind::File => Err(self.fail(
+                &["inputs", name, "container"],
+                "container is only read with type = \"file\": the runtime's log files",
+            )),
+            Some(c)
+                if c.json_fields != JsonFields::Columns
+                    && !matches!(input.format, Format::Json | Format::Ndjson) =>
+            {
+                Err(self.fail(
+                    &["inputs", name, "container", "json_fields"],
+                    "json_fields is only read with format = \"json\"",
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Where the input reads; file globs are compiled now, so a bad one is named here.

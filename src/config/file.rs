@@ -269,6 +269,9 @@ pub struct InputConfig {
     /// `[inputs.NAME.multiline]`: join the lines of one event (a stack trace) into one row.
     #[serde(default)]
     pub multiline: Option<MultilineConfig>,
+    /// `[inputs.NAME.container]`: the files are a container runtime's logs (file inputs).
+    #[serde(default)]
+    pub container: Option<ContainerConfig>,
     #[serde(default, deserialize_with = "de_enum")]
     pub start_at: StartAt,
     /// The output this input feeds. Always a key of [`Config::outputs`] after loading: when the
@@ -377,6 +380,19 @@ pub(super) fn de_multiline_max_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<
         )));
     }
     to_usize(n)
+}
+
+/// `[inputs.NAME.container]`: strip a container runtime's envelope, join its partial lines,
+/// add the pod's columns (see [`crate::input::container`]); `format` reads the message.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContainerConfig {
+    /// `cri`, `docker` or `auto` (per file, from its first line).
+    #[serde(default, deserialize_with = "de_enum")]
+    pub runtime: crate::input::container::Runtime,
+    /// With `format = "json"`: the app's fields as columns, or the object as `LogMessage`.
+    #[serde(default, deserialize_with = "de_enum")]
+    pub json_fields: crate::input::container::JsonFields,
 }
 
 /// `[spool]`: the disk buffer under `state_dir` used by `run`.

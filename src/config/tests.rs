@@ -81,6 +81,9 @@ fn the_example_file_documents_every_key() {
         "pattern",
         "on_mismatch",
         "multiline",
+        "container",
+        "runtime",
+        "json_fields",
         "start",
         "preset",
         "timeout",
@@ -958,6 +961,37 @@ fn the_environment_snapshot_ends_with_the_parse() {
 }
 
 #[test]
+fn container_settings() {
+    use crate::input::container::{JsonFields, Runtime};
+    let c = parse(&app("[inputs.k]\ntype = \"file\"\npaths = [\"/var/log/containers/*.log\"]\n\
+         format = \"json\"\n[inputs.k.container]\nruntime = \"cri\"\njson_fields = \"log-message\"\n\
+         [inputs.d]\ntype = \"file\"\npaths = [\"/d/*.log\"]\n[inputs.d.container]\n"))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let k = c.inputs["k"].container.clone().expect("container");
+    assert_eq!(
+        (k.runtime, k.json_fields),
+        (Runtime::Cri, JsonFields::LogMessage)
+    );
+    assert_eq!(
+        c.inputs["d"].container,
+        Some(ContainerConfig::default()),
+        "auto, columns"
+    );
+    let cases = [
+        ("type = \"stdin\"\n[inputs.a.container]\nruntime = \"cri\"", 7, "inputs.a.container", "type = \"file\""),
+        ("type = \"file\"\npaths = [\"/x\"]\n[inputs.a.container]\njson_fields = \"log-message\"", 9, "inputs.a.container.json_fields", "format = \"json\""),
+        ("type = \"file\"\npaths = [\"/x\"]\n[inputs.a.container]\nruntime = \"podman\"", 9, "inputs.a.container.runtime", "cri"),
+        ("type = \"file\"\npaths = [\"/x\"]\n[inputs.a.container]\nruntme = \"cri\"", 9, "inputs.a.container.runtme", "did you mean `runtime`"),
+    ];
+    for (input, line, key, says) in cases {
+        let err = parse(&app(&format!("[inputs.a]\n{input}"))).expect_err(input);
+        let shown = err.to_string();
+        assert_eq!((err.line(), err.key()), (Some(line), Some(key)), "{shown}");
+        assert!(shown.contains(says), "{shown}");
+    }
+}
+
+#[test]
 fn parser_and_multiline_settings() {
     let config = parse(&app(
         "[inputs.a]\ntype = \"stdin\"\nformat = \"logfmt\"\non_mismatch = \"dead-letter\"\n\
@@ -1110,7 +1144,8 @@ fn the_example_recipes_are_valid() {
         .collect();
     let config = parse(&format!("{APP}{toml}")).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     let names: Vec<&str> = config.inputs.keys().map(String::as_str).collect();
-    assert_eq!(names, ["access", "java", "jsonapp", "syslog"]);
+    assert_eq!(names, ["access", "java", "jsonapp", "pods", "syslog"]);
+    assert!(config.inputs["pods"].container.is_some());
     assert_eq!(config.inputs["access"].format, Format::Regex);
     assert!(config.inputs["java"].multiline.is_some());
     assert_eq!(config.inputs["syslog"].format, Format::Syslog);

@@ -62,23 +62,6 @@ pub fn sniff(first: &[u8]) -> Format {
     }
 }
 
-/// `format` of an input: how a line becomes a row.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum InputFormat {
-    /// One line, one row: `TimeGenerated`, `RawData`, `FilePath`, `Computer`.
-    #[default]
-    Text,
-    /// One JSON object per line; its fields are the columns.
-    Json,
-    /// `pattern`'s named groups are the columns.
-    Regex,
-    /// `key=value` pairs are the columns.
-    Logfmt,
-    /// RFC 3164 / RFC 5424 lines → the columns of Azure's Syslog table.
-    Syslog,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

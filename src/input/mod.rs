@@ -8,9 +8,11 @@
 //!
 //! For the agent: [`file`] tails globs of files (stat poll as the truth, notify to wake it,
 //! rename rotation, copytruncate, deleted files), [`fingerprint`] tells a file from a reused inode,
-//! and [`checkpoint`] stores safe offsets atomically in the state directory.
+//! and [`checkpoint`] stores safe offsets atomically in the state directory. [`container`] reads
+//! container runtimes' files (CRI, Docker json-file): envelope, joined parts, pod columns.
 
 pub mod checkpoint;
+pub mod container;
 pub mod csv;
 pub mod decode;
 pub mod file;
@@ -22,4 +24,13 @@ pub mod multiline;
 pub mod parse;
 
 pub use decode::{Decoder, Record};
-pub use format::{Format, InputFormat};
+
+/// Where decoded records go: the pipeline's row builder, for stages that emit records as they
+/// read (a container runtime's joined messages).
+pub trait RecordSink {
+    /// One record; `offset` is the input offset just past it (0 when there are no checkpoints).
+    fn record(&mut self, rec: Record<'_>, offset: u64);
+    /// `n` values were cut at the field limit on the way.
+    fn truncated(&mut self, n: u64);
+}
+pub use format::Format;

@@ -18,6 +18,7 @@ use super::sources::Sources;
 use super::stop::Stop;
 use super::Rows;
 use crate::deadletter::DeadLetter;
+use crate::input::container::{ContainerFiles, ContainerSettings};
 use crate::input::decode::{line_record, CsvLines};
 use crate::input::file::{FileKey, FileLines, FileTailer};
 use crate::input::lines::Line;
@@ -60,6 +61,8 @@ pub struct InputCtx {
     /// `dcrship_multiline_cut_total{input}`.
     pub multiline_cut: Counter,
     pub stop: Arc<Stop>,
+    /// `[inputs.NAME.container]`: files of a container runtime (file inputs only).
+    pub container: Option<Arc<ContainerSettings>>,
 }
 
 impl InputCtx {
@@ -353,8 +356,13 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer) {
     let mut pending: HashMap<FileKey, PendingFile> = HashMap::new();
     // How each file's lines are read (`auto` and `csv` depend on the file).
     let mut formats: HashMap<FileKey, FileFormat> = HashMap::new();
+    let mut containers = ctx.container.clone().map(ContainerFiles::new);
     loop {
-        let next = pending.values().map(|p| p.until).min();
+        let next = pending
+            .values()
+            .map(|p| p.until)
+            .chain(containers.as_ref().and_then(ContainerFiles::next_due))
+            .min();
         let batch = tokio::select! {
             b = rx.recv() => b,
             _ = sleep_until(next) => {
@@ -370,6 +378,9 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer) {
                         let counts = p.flush(&ctx, &mut rows);
                         open &= ctx.hand_off(&mut rows, counts).await;
                     }
+                }
+                if let Some(c) = &mut containers {
+                    open &= flush_containers(&ctx, c, Some(now), &mut rows).await;
                 }
                 if !open {
                     break;
@@ -407,6 +418,14 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer) {
             truncated: line.truncated,
             end_offset: line.end_offset,
         });
+        if let Some(c) = &mut containers {
+            ctx.count_parsed(c.batch(&batch, Instant::now(), &mut sink));
+            let counts = sink.counts;
+            if !ctx.hand_off(&mut rows, counts).await {
+                break;
+            }
+            continue;
+        }
         match &ctx.rules {
             None => {
                 if formats.len() > MAX_FILE_FORMATS {
@@ -451,5 +470,41 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer) {
         let counts = p.flush(&ctx, &mut rows);
         ctx.hand_off(&mut rows, counts).await;
     }
+    if let Some(c) = &mut containers {
+        flush_containers(&ctx, c, None, &mut rows).await;
+    }
     let _ = tail.await;
+}
+
+/// Emits what container files hold: what is due by `now`, or everything (`None`).
+async fn flush_containers(
+    ctx: &InputCtx,
+    c: &mut ContainerFiles,
+    now: Option<Instant>,
+    rows: &mut RowBuf,
+) -> bool {
+    let files = match now {
+        Some(now) => c.due(now),
+        None => c.holding(),
+    };
+    let mut open = true;
+    for (key, path) in files {
+        let path_json = json_string(&path.display().to_string());
+        let name = path.display().to_string();
+        let time_read = rfc3339_utc(jiff::Timestamp::now());
+        let mut sink = RowSink {
+            encoder: &ctx.encoder,
+            deadletter: &ctx.deadletter,
+            name: &name,
+            source: ctx.sources.file(key, &path),
+            file_path_json: Some(&path_json),
+            time_read: &time_read,
+            out: rows,
+            counts: SinkCounts::default(),
+        };
+        ctx.count_parsed(c.flush(key, now, &mut sink));
+        let counts = sink.counts;
+        open &= ctx.hand_off(rows, counts).await;
+    }
+    open
 }

@@ -345,7 +345,18 @@ impl Pipeline {
                 .map_or(crate::azure::DEFAULT_MAX_REQUEST_BYTES, |o| {
                     o.max_request_bytes
                 });
+            let container = input.container.as_ref().map(|c| {
+                Arc::new(crate::input::container::ContainerSettings::new(
+                    c.runtime,
+                    c.json_fields,
+                    input.format,
+                    input.rules.clone(),
+                    max_record,
+                    &crate::transform::row::json_string(&shared.computer),
+                ))
+            });
             let ctx = InputCtx {
+                container,
                 max_record,
                 name: name.clone(),
                 format: input.format,

@@ -72,6 +72,15 @@ pub struct InputPlan {
     pub shaping: Shaping,
     /// The output this input feeds: a key of [`Plan::outputs`].
     pub output: String,
+    /// Tailed files that are a container runtime's logs: its envelope, and where JSON goes.
+    pub container: Option<ContainerPlan>,
+}
+
+/// `[inputs.NAME.container]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContainerPlan {
+    pub runtime: crate::input::container::Runtime,
+    pub json_fields: crate::input::container::JsonFields,
 }
 
 impl Plan {

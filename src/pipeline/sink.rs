@@ -106,6 +106,16 @@ impl RowSink<'_> {
     }
 }
 
+impl crate::input::RecordSink for RowSink<'_> {
+    fn record(&mut self, rec: Record<'_>, offset: u64) {
+        RowSink::record(self, rec, offset);
+    }
+
+    fn truncated(&mut self, n: u64) {
+        self.counts.notes.truncated_fields += n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
