@@ -347,6 +347,25 @@ pub struct InputConfig {
     /// Source fields left out of rows.
     #[serde(default, deserialize_with = "de_strings")]
     pub drop: Vec<String>,
+    // journald inputs (checked by `crate::input::journald::options::check`)
+    /// Units to read (`sshd` is `sshd.service`; globs allowed); default every unit.
+    #[serde(default, deserialize_with = "de_strings")]
+    pub units: Vec<String>,
+    /// Units whose entries are left out.
+    #[serde(default, deserialize_with = "de_strings")]
+    pub exclude_units: Vec<String>,
+    /// The least severe level read: `warning` reads emerg … warning.
+    #[serde(default, deserialize_with = "de_opt_enum")]
+    pub priority: Option<crate::input::journald::Priority>,
+    /// `[inputs.NAME.match]`: FIELD = "value" or ["any", "of"]; every field must match.
+    #[serde(default, rename = "match", deserialize_with = "de_journal_matches")]
+    pub matches: BTreeMap<String, Vec<String>>,
+    /// First start without a saved cursor: from now (the default) or the whole journal.
+    #[serde(default)]
+    pub since_now: Option<bool>,
+    /// Read the journal files of this directory (a container with the host's journal mounted).
+    #[serde(default, deserialize_with = "de_opt_path")]
+    pub journal_directory: Option<PathBuf>,
 }
 
 /// `type` of an input.
@@ -355,6 +374,8 @@ pub struct InputConfig {
 pub enum InputKind {
     File,
     Stdin,
+    /// The systemd journal, through journalctl.
+    Journald,
 }
 
 /// `format` of an input: how a line becomes a row.
@@ -372,6 +393,8 @@ pub enum InputFormat {
     Logfmt,
     /// RFC 3164 / RFC 5424 lines → the columns of Azure's Syslog table.
     Syslog,
+    /// journald inputs: every journal field is a column.
+    Raw,
 }
 
 /// `[inputs.NAME.multiline]`: which lines start an event, and its bounds.
@@ -706,6 +729,25 @@ fn de_opt_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::E
 
 fn de_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     Vec::<ExpandedString>::deserialize(d).map(|v| v.into_iter().map(|s| s.0).collect())
+}
+
+/// `[inputs.NAME.match]`: each value a string or a list of strings.
+fn de_journal_matches<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a string or a list of strings")]
+    enum OneOrMany {
+        One(ExpandedString),
+        Many(Vec<ExpandedString>),
+    }
+    let m = BTreeMap::<String, OneOrMany>::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(k, v)| match v {
+            OneOrMany::One(s) => (k, vec![s.0]),
+            OneOrMany::Many(v) => (k, v.into_iter().map(|s| s.0).collect()),
+        })
+        .collect())
 }
 
 fn de_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
@@ -1487,6 +1529,11 @@ impl Checker<'_> {
     ) -> Result<(), ConfigError> {
         let mut stdin_reader: Option<&str> = None;
         for (name, input) in inputs.iter_mut() {
+            crate::input::journald::options::check(input).map_err(|(key, m)| {
+                let mut path = vec!["inputs", name];
+                path.extend(key.iter().map(String::as_str));
+                self.fail(&path, m)
+            })?;
             self.check_source(name, input)?;
             self.check_format(name, input)?;
             self.check_shaping(name, input)?;
@@ -1543,6 +1590,7 @@ impl Checker<'_> {
                 "exclude is only read with type = \"file\"",
             )),
             InputKind::Stdin => Ok(()),
+            InputKind::Journald => Ok(()), // its keys: crate::input::journald::options::check
         }
     }
 

@@ -19,8 +19,8 @@ use super::CmdError;
 use crate::auth::{self, AuthConfig, TokenCache};
 use crate::cli::RunArgs;
 use crate::config::{
-    self, AgentConfig, Config, InputConfig, InputKind, OutputConfig, DEFAULT_CONFIG_PATH,
-    DEFAULT_STATE_DIR,
+    self, AgentConfig, Config, InputConfig, InputFormat, InputKind, OutputConfig, StartAt,
+    DEFAULT_CONFIG_PATH, DEFAULT_STATE_DIR,
 };
 use crate::deadletter::DeadLetter;
 use crate::dirlock::{DirLock, LockError};
@@ -265,7 +265,7 @@ async fn reload(current: &Plan, shared: &Shared) -> Option<(Plan, Arc<TokenCache
 
 /// The configuration from a file, or from flags when `--path`/`--stdin` are given.
 fn plan(args: &RunArgs) -> Result<Plan, CmdError> {
-    let flag_mode = !args.paths.is_empty() || args.stdin;
+    let flag_mode = !args.paths.is_empty() || args.stdin || args.journald.enabled;
     if !flag_mode {
         let path = args
             .out
@@ -274,7 +274,7 @@ fn plan(args: &RunArgs) -> Result<Plan, CmdError> {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
         let mut config = config::load(&path).map_err(|e| {
             CmdError::usage(format!(
-                "{e}\n(give --config FILE, or run from flags: --endpoint URL --dcr ID --stream NAME --path GLOB)"
+                "{e}\n(give --config FILE, or run from flags: --endpoint URL --dcr ID --stream NAME --path GLOB or --journald)"
             ))
         })?;
         apply_agent_flags(args, &mut config.agent)?;
@@ -326,6 +326,12 @@ fn plan(args: &RunArgs) -> Result<Plan, CmdError> {
     if args.stdin {
         inputs.insert("stdin".to_string(), flag_input(args, InputKind::Stdin));
     }
+    if args.journald.enabled {
+        inputs.insert("journald".to_string(), journald_input(args));
+    }
+    for input in inputs.values() {
+        check_journald_flags(input)?;
+    }
     let mut agent = AgentConfig {
         state_dir: PathBuf::from(DEFAULT_STATE_DIR),
         ..AgentConfig::default()
@@ -366,7 +372,57 @@ fn flag_input(args: &RunArgs, kind: InputKind) -> InputConfig {
         fields: BTreeMap::new(),
         rename: BTreeMap::new(),
         drop: Vec::new(),
+        units: Vec::new(),
+        exclude_units: Vec::new(),
+        priority: None,
+        matches: BTreeMap::new(),
+        since_now: None,
+        journal_directory: None,
     }
+}
+
+/// The `--journald` input: the Syslog table's columns unless `--format raw`; `--start-at
+/// beginning` reads the whole journal on the first start.
+fn journald_input(args: &RunArgs) -> InputConfig {
+    let j = &args.journald;
+    let mut matches: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (field, value) in &j.matches {
+        matches
+            .entry(field.clone())
+            .or_default()
+            .push(value.clone());
+    }
+    InputConfig {
+        format: match args.format {
+            InputFormat::Raw => InputFormat::Raw,
+            _ => InputFormat::Syslog,
+        },
+        pattern: None,
+        multiline: None,
+        on_mismatch: Default::default(),
+        start_at: StartAt::End,
+        units: j.units.clone(),
+        exclude_units: j.exclude_units.clone(),
+        priority: j.priority,
+        matches,
+        since_now: Some(args.start_at == StartAt::End),
+        journal_directory: j.directory.clone(),
+        ..flag_input(args, InputKind::Journald)
+    }
+}
+
+/// The journald checks of the configuration, said with the flags' names.
+fn check_journald_flags(input: &InputConfig) -> Result<(), CmdError> {
+    crate::input::journald::options::check(input).map_err(|(key, m)| {
+        let flag = match key.first().map(String::as_str) {
+            Some("units") => "--journald-unit",
+            Some("exclude_units") => "--journald-exclude-unit",
+            Some("match") => "--journald-match",
+            Some("journal_directory") => "--journald-directory",
+            _ => "--format",
+        };
+        CmdError::usage(format!("{flag}: {m}"))
+    })
 }
 
 /// `--pattern`, `--on-mismatch`, `--multiline-*` fit `--format`, and compile.

@@ -8,7 +8,8 @@
 //!
 //! For the agent: [`file`] tails globs of files (stat poll as the truth, notify to wake it,
 //! rename rotation, copytruncate, deleted files), [`fingerprint`] tells a file from a reused inode,
-//! and [`checkpoint`] stores safe offsets atomically in the state directory.
+//! and [`checkpoint`] stores safe offsets atomically in the state directory. [`journald`] reads
+//! the systemd journal through journalctl, from a saved cursor.
 
 pub mod checkpoint;
 pub mod csv;
@@ -16,6 +17,7 @@ pub mod decode;
 pub mod file;
 pub mod fingerprint;
 pub mod format;
+pub mod journald;
 pub mod json_stream;
 pub mod lines;
 pub mod multiline;

@@ -97,6 +97,13 @@ impl Checkpointer {
         }
     }
 
+    /// A journald input's rows are safe up to the entry at `cursor`.
+    pub fn advance_journal(&self, input: &str, cursor: &str) {
+        if self.lock().advance_journal(input, cursor) {
+            self.dirty.store(true, Relaxed);
+        }
+    }
+
     /// Drops entries of files gone for longer than a week. Blocking (stats the files).
     pub fn prune(&self) {
         let removed = self
@@ -297,6 +304,11 @@ impl Pipeline {
                     let tailer =
                         FileTailer::new(tail, &snapshot).map_err(|e| bad(e.to_string()))?;
                     tokio::spawn(inputs::files(ctx, tailer, stop_rx.clone()))
+                }
+                InputKind::Journald => {
+                    let journal = inputs::Journal::for_input(name, input, cfg, shared, &snapshot)
+                        .map_err(|e| bad(e.to_string()))?;
+                    tokio::spawn(inputs::journald(ctx, journal, stop_rx.clone()))
                 }
             };
             tracing::info!(input = %name, output = %input.output, "input started");

@@ -14,6 +14,15 @@ pub struct Source {
     pub name: Arc<str>,
     /// A file's identity and path, for checkpoints; `None` for stdin.
     pub file: Option<(FileKey, PathBuf)>,
+    /// A source whose position is not a file offset (a journal cursor): told when its rows
+    /// are safe.
+    pub position: Option<Arc<dyn SafeUpTo>>,
+}
+
+/// Keeps the position of a source whose rows carry numbers, not file offsets, as their offset:
+/// told the highest number whose rows (and every earlier one's) are safe.
+pub trait SafeUpTo: Send + Sync + std::fmt::Debug {
+    fn safe_up_to(&self, offset: u64);
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +55,7 @@ impl Sources {
         g.list.push(Source {
             name: Arc::from(path.display().to_string()),
             file: Some((key, path.to_path_buf())),
+            position: None,
         });
         g.by_key.insert(key, id);
         id
@@ -53,11 +63,21 @@ impl Sources {
 
     /// A source without checkpoints (stdin).
     pub fn stream(&self, name: &str) -> u32 {
+        self.add(name, None)
+    }
+
+    /// A source whose position `position` keeps (a journald input).
+    pub fn positioned(&self, name: &str, position: Arc<dyn SafeUpTo>) -> u32 {
+        self.add(name, Some(position))
+    }
+
+    fn add(&self, name: &str, position: Option<Arc<dyn SafeUpTo>>) -> u32 {
         let mut g = self.inner();
         let id = g.list.len() as u32;
         g.list.push(Source {
             name: Arc::from(name),
             file: None,
+            position,
         });
         id
     }

@@ -98,7 +98,7 @@ impl TextRules {
     /// keep their direct path.
     pub fn for_input(input: &InputConfig) -> Result<Option<TextRules>, ParseSetupError> {
         let parser = match input.format {
-            InputFormat::Json => return Ok(None),
+            InputFormat::Json | InputFormat::Raw => return Ok(None),
             InputFormat::Text if input.multiline.is_none() => return Ok(None),
             InputFormat::Text => Parser::Text,
             InputFormat::Regex => {
