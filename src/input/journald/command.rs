@@ -6,6 +6,12 @@
 //! which it does even after a cursor (journalctl 252 prints only the last 10 entries after
 //! `--after-cursor` without it: entries would be lost after a long stop).
 //!
+//! Resuming from a cursor is done in two runs: the entries after it are read first *without*
+//! `--follow` (a catch-up that ends at the newest entry), then `--follow` starts after the last
+//! of those. journalctl 252, following after a seek, skips the first entry of another journal
+//! file of another boot (seen with files written by systemd-journal-remote; without `--follow`
+//! it does not), so the seek of the following run is always to the newest entry.
+//!
 //! The first start with `since_now` asks for the newest entry's cursor first
 //! ([`tail_args`]), saves it, and follows after it: what is written from then on is read, even
 //! across a restart before the first row was delivered. Without `since_now` (or with an empty
@@ -30,12 +36,14 @@ pub enum Start {
     Oldest,
 }
 
-/// `journalctl … --follow` from `start`.
-pub fn follow_args(o: &JournalOptions, start: &Start) -> Vec<OsString> {
-    let mut args: Vec<OsString> = ["--output=json", "--all", "--follow", "--no-tail"]
-        .iter()
-        .map(OsString::from)
-        .collect();
+/// `journalctl` reading from `start`: with `follow`, on and on; else to the newest entry.
+pub fn read_args(o: &JournalOptions, start: &Start, follow: bool) -> Vec<OsString> {
+    let fixed: &[&str] = if follow {
+        &["--output=json", "--all", "--follow", "--no-tail"]
+    } else {
+        &["--output=json", "--all", "--no-tail"]
+    };
+    let mut args: Vec<OsString> = fixed.iter().map(OsString::from).collect();
     push_source(o, &mut args);
     if let Start::After(cursor) = start {
         args.push(format!("--after-cursor={cursor}").into());
@@ -135,8 +143,13 @@ mod tests {
         ];
         for (o, start, extra) in cases {
             let want: Vec<String> = base.iter().chain(&extra).map(|s| s.to_string()).collect();
-            assert_eq!(strings(follow_args(&o, &start)), want, "{start:?}");
+            assert_eq!(strings(read_args(&o, &start, true)), want, "{start:?}");
         }
+        let catch_up = strings(read_args(&opts(), &Start::After("c".into()), false));
+        assert_eq!(
+            catch_up,
+            ["--output=json", "--all", "--no-tail", "--after-cursor=c"]
+        );
     }
 
     #[test]

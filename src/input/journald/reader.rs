@@ -8,8 +8,8 @@
 //!
 //! When journalctl ends (it died, was killed, printed something we cannot read and exited),
 //! the reader logs it (the first time at error, then at most once a minute while it keeps
-//! failing, and once at info when entries flow again), waits (1 s, doubling to 60 s; back to
-//! 1 s once an entry was read) and starts it again after the cursor of the last entry it
+//! failing, and once at info when it has run a minute again), waits (1 s, doubling to 60 s;
+//! back to 1 s after a run of a minute) and starts it again after the cursor of the last entry it
 //! *read*: entries already handed on are not read twice, and none is skipped. A saved cursor
 //! that journalctl refuses (`Failed to seek to cursor`) is dropped with a warning, and reading
 //! starts as on a first start.
@@ -25,7 +25,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, watch};
 
-use super::command::{follow_args, tail_args, Start};
+use super::command::{read_args, tail_args, Start};
 use super::entry::{self, Entry};
 use super::filter::UnitFilter;
 use super::options::JournalOptions;
@@ -36,6 +36,10 @@ use crate::trouble::Trouble;
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// The longest wait.
 pub const MAX_RETRY: Duration = Duration::from_secs(60);
+/// A run of journalctl this long is a recovery: the next failure is logged at once again and
+/// waits from [`FIRST_RETRY`]. (One that keeps dying after a few entries is still one episode,
+/// logged once a minute, with growing waits.)
+pub const HEALTHY_RUN: Duration = Duration::from_secs(60);
 /// Lines of journalctl's stderr kept for the message when it exits.
 const STDERR_LINES: usize = 8;
 /// Dead-letter samples of unreadable lines keep at most this much.
@@ -105,12 +109,19 @@ pub struct JournalReader {
     /// The cursor of the last entry read: where a restarted journalctl resumes.
     last_read: Option<String>,
     trouble: Trouble,
+    /// When a line of journalctl's stderr was last logged, over all its runs.
+    stderr_logged: StderrLog,
     label: String,
 }
+
+/// Shared by the stderr readers of successive runs: at most one line a minute is logged.
+type StderrLog = Arc<Mutex<Option<tokio::time::Instant>>>;
 
 /// How one run of journalctl ended.
 struct Ended {
     entries: u64,
+    /// It ran for [`HEALTHY_RUN`] or longer.
+    healthy: bool,
     status: String,
     success: bool,
     stderr: Vec<String>,
@@ -134,6 +145,7 @@ impl JournalReader {
             program,
             last_read: saved,
             trouble: Trouble::new("read the journal with journalctl"),
+            stderr_logged: StderrLog::default(),
             label: label.to_string(),
         })
     }
@@ -141,6 +153,8 @@ impl JournalReader {
     /// Reads until `stop` is set or `tx` is closed.
     pub async fn run(mut self, tx: mpsc::Sender<JournalBatch>, mut stop: watch::Receiver<bool>) {
         let mut wait = Duration::ZERO;
+        // Entries after the cursor were read to the newest: follow (see `command`).
+        let mut caught_up = false;
         loop {
             if !wait.is_zero() && !pause(wait, &mut stop).await {
                 return;
@@ -169,18 +183,25 @@ impl JournalReader {
                 },
                 None => Start::Oldest,
             };
-            let ended = match self.follow(&start, &tx, &mut stop).await {
+            let follow = caught_up || start == Start::Oldest;
+            let ended = match self.read(&start, follow, &tx, &mut stop).await {
                 Ok(Some(ended)) => ended,
                 Ok(None) => return, // stopped, or the pipeline is gone
                 Err(why) => {
+                    caught_up = false;
                     wait = next_retry(wait);
                     self.failed(&why, wait);
                     continue;
                 }
             };
-            if ended.entries > 0 {
+            if ended.healthy {
                 wait = Duration::ZERO;
             }
+            if !follow && ended.success {
+                caught_up = true;
+                continue;
+            }
+            caught_up = false;
             let refused_cursor = ended.entries == 0
                 && !ended.success
                 && matches!(start, Start::After(_))
@@ -279,18 +300,20 @@ impl JournalReader {
         }
     }
 
-    /// One run of `journalctl --follow`. `Ok(None)`: stopped or the pipeline closed.
-    async fn follow(
+    /// One run of journalctl, following or not. `Ok(None)`: stopped or the pipeline closed.
+    async fn read(
         &mut self,
         start: &Start,
+        follow: bool,
         tx: &mpsc::Sender<JournalBatch>,
         stop: &mut watch::Receiver<bool>,
     ) -> Result<Option<Ended>, String> {
         let mut child = self
-            .command(follow_args(&self.opts, start))
+            .command(read_args(&self.opts, start, follow))
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", self.program.display()))?;
-        let stderr = collect_stderr(&mut child, Some(self.label.clone()));
+        let live = (self.label.clone(), self.stderr_logged.clone());
+        let stderr = collect_stderr(&mut child, Some(live));
         let Some(mut stdout) = child.stdout.take() else {
             return Err("journalctl has no stdout".into());
         };
@@ -298,6 +321,8 @@ impl JournalReader {
         let mut buf = vec![0u8; 64 * 1024];
         let mut entries = 0u64;
         let mut batch = JournalBatch::default();
+        let started = tokio::time::Instant::now();
+        let mut recovered = false;
         loop {
             let n = tokio::select! {
                 biased;
@@ -319,7 +344,8 @@ impl JournalReader {
                 });
             }
             if !batch.reads.is_empty() {
-                if entries > 0 {
+                if !recovered && entries > 0 && started.elapsed() >= HEALTHY_RUN {
+                    recovered = true;
                     self.trouble.worked(&self.program);
                 }
                 let full = std::mem::take(&mut batch);
@@ -337,6 +363,7 @@ impl JournalReader {
         let stderr = stderr.await.unwrap_or_default();
         Ok(Some(Ended {
             entries,
+            healthy: started.elapsed() >= HEALTHY_RUN,
             success: status.as_ref().is_ok_and(|s| s.success()),
             status: match status {
                 Ok(s) => s.to_string(),
@@ -390,11 +417,11 @@ async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
 }
 
 /// Reads the child's stderr to its end, keeping the last lines; with a label, also logs them
-/// as they come (the first at once, then at most one a minute, so a journalctl that warns about
-/// every file does not flood the log).
+/// as they come (at most one a minute over every run, so a journalctl that warns about every
+/// file, or keeps failing, does not flood the log; the lines also go with the exit's message).
 fn collect_stderr(
     child: &mut Child,
-    label: Option<String>,
+    label: Option<(String, StderrLog)>,
 ) -> tokio::task::JoinHandle<Vec<String>> {
     let pipe = child.stderr.take();
     tokio::spawn(async move {
@@ -405,31 +432,29 @@ fn collect_stderr(
     })
 }
 
-async fn read_stderr(pipe: impl AsyncRead + Unpin, label: Option<String>) -> Vec<String> {
-    let kept = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_LINES)));
+async fn read_stderr(
+    pipe: impl AsyncRead + Unpin,
+    label: Option<(String, StderrLog)>,
+) -> Vec<String> {
+    let mut kept = VecDeque::with_capacity(STDERR_LINES);
     let mut lines = BufReader::new(pipe.take(1 << 20)).lines();
-    let mut last_log: Option<tokio::time::Instant> = None;
-    let mut unlogged = 0u64;
     while let Ok(Some(line)) = lines.next_line().await {
         let line: String = line.chars().take(1000).collect();
-        if let Some(label) = &label {
+        if let Some((label, logged)) = &label {
             let now = tokio::time::Instant::now();
-            if last_log.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
-                tracing::warn!(input = %label, more = unlogged, "journalctl: {line}");
-                last_log = Some(now);
-                unlogged = 0;
-            } else {
-                unlogged += 1;
+            let mut last = logged.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(60)) {
+                *last = Some(now);
+                drop(last);
+                tracing::warn!(input = %label, "journalctl says: {line} (its messages are logged at most once a minute)");
             }
         }
-        let mut k = kept.lock().unwrap_or_else(|p| p.into_inner());
-        if k.len() == STDERR_LINES {
-            k.pop_front();
+        if kept.len() == STDERR_LINES {
+            kept.pop_front();
         }
-        k.push_back(line);
+        kept.push_back(line);
     }
-    let k = kept.lock().unwrap_or_else(|p| p.into_inner());
-    k.iter().cloned().collect()
+    kept.into()
 }
 
 #[cfg(test)]
