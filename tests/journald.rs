@@ -865,3 +865,89 @@ async fn the_real_journalctl_reads_journal_files_and_resumes_after_the_cursor() 
     agent.stop().await;
     s.assert_exactly_once(&all2);
 }
+
+/// Runs the agent with stderr on a pipe whose device:inode is in `JOURNAL_STREAM` (as systemd
+/// sets it), with a journalctl that dies once (a warning with its stderr, an error): its lines
+/// until it warned and erred, then SIGTERM.
+async fn lines_under_journald(log_format: &str) -> Vec<String> {
+    use std::io::BufRead;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let s = Setup::new().await;
+    let (text, _) = entries("own-logs", 0..5, 0);
+    append(&s.journal().join("system.json"), &text);
+    let config = s.config("since_now = false");
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    let meta = std::fs::File::from(writer.as_fd().try_clone_to_owned().expect("fd"))
+        .metadata()
+        .expect("fstat");
+    let mut c = s.command(&config);
+    c.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("DCRSHIP_LOG_FORMAT", log_format)
+        .env("FAKE_JOURNALCTL_DIE_AFTER", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(writer));
+    let mut child = c.spawn().expect("spawn");
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let l = lines.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader)
+            .lines()
+            .map_while(Result::ok)
+        {
+            l.lock().expect("lines").push(line);
+        }
+    });
+    let deadline = Instant::now() + secs(20);
+    let seen = |needle: &str| {
+        lines
+            .lock()
+            .expect("lines")
+            .iter()
+            .any(|l| l.contains(needle))
+    };
+    while !(seen("journalctl says") && seen("cannot read the journal")) {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            lines.lock().expect("lines")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = child.id().expect("pid").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let _ = tokio::time::timeout(secs(20), child.wait()).await;
+    let got = lines.lock().expect("lines").clone();
+    got
+}
+
+/// 12. Under journald (stderr is the stream JOURNAL_STREAM names) text lines carry the
+///     sd-daemon priority and no timestamp, so `journalctl -p warning` finds warnings and
+///     errors; `--log-format json` is unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_log_lines_carry_journal_priorities_under_journald() {
+    let lines = lines_under_journald("text").await;
+    let with = |p: &str, word: &str| lines.iter().any(|l| l.starts_with(p) && l.contains(word));
+    assert!(with("<6> INFO", "output ready"), "{lines:#?}");
+    assert!(with("<4> WARN", "journalctl says"), "{lines:#?}");
+    assert!(with("<3>ERROR", "cannot read the journal"), "{lines:#?}");
+    for l in &lines {
+        assert!(
+            l.starts_with("<3>")
+                || l.starts_with("<4>")
+                || l.starts_with("<6>")
+                || l.starts_with("<7>"),
+            "{l}"
+        );
+        // no timestamp of our own: the level follows the prefix
+        assert!(l[3..].trim_start().starts_with(char::is_alphabetic), "{l}");
+    }
+    let json = lines_under_journald("json").await;
+    assert!(
+        !json.is_empty() && json.iter().all(|l| l.starts_with('{')),
+        "{json:#?}"
+    );
+}
