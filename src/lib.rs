@@ -10,7 +10,7 @@
 //! | [`cli`] | argument structs for the commands |
 //! | [`cmd`] | one file per command (`send`, `run`, `check`): wiring only |
 //! | [`config`] | the TOML configuration, validated at load, errors with line and key |
-//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; file tailing, fingerprints and checkpoints for the agent |
+//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; file tailing, fingerprints and checkpoints for the agent; the systemd journal through journalctl, from a saved cursor |
 //! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated` and time formats, `RawData`, typed columns and coercion, field edits, schema files, field limits; a fast JSON object scanner |
 //! | [`batch`] | rows → sealed gzip request bodies within the byte cap (pure, property-tested) |
 //! | [`ingest`] | the POST, the pure answer classifier, the sender with its retry policy, per-DCR rate limits, the failure-episode log rule, and the diagnosis of what Azure says (403 fields, cloud vs endpoint) |

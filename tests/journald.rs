@@ -116,8 +116,20 @@ impl Setup {
         path
     }
 
+    /// `dcrship run --config`; `DCRSHIP_BIN` runs another build (the release one, to measure:
+    /// `DCRSHIP_BIN=target/release/dcrship cargo test --test journald 100k -- --nocapture`).
     fn command(&self, config: &Path) -> tokio::process::Command {
-        let mut c = dcrship();
+        let mut c = match std::env::var_os("DCRSHIP_BIN") {
+            Some(bin) => {
+                let mut c = tokio::process::Command::new(bin);
+                c.env_clear()
+                    .env("HOME", std::env::temp_dir())
+                    .stdin(Stdio::null())
+                    .kill_on_drop(true);
+                c
+            }
+            None => dcrship(),
+        };
         c.arg("run")
             .arg("--config")
             .arg(config)

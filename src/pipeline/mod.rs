@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  file tailer ─FileLines─▶ input task ─Rows─▶ output batcher ─RawBatch─▶ N sealers (gzip)
-//!  stdin ──────chunks────▶ input task ─┘        (batch_timeout)                │ append
+//!  stdin ──────chunks────▶ input task ─┤        (batch_timeout)                │ append
+//!  journalctl ─entries───▶ input task ─┘                                       │
 //!                                                                              ▼
 //!  checkpoints ◀── ack tracker (safe prefix per file) ◀── fsynced ── spool (state_dir/spool/<output>)
 //!                                                                              │ next / ack

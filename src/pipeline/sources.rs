@@ -1,5 +1,6 @@
-//! Numbers for the places rows come from (a file, stdin), so a row's [`crate::batch::Origin`]
-//! stays small and a finished batch can be turned back into file checkpoints.
+//! Numbers for the places rows come from (a file, stdin, a journal), so a row's
+//! [`crate::batch::Origin`] stays small and a finished batch can be turned back into file
+//! checkpoints (or a journal cursor, through [`SafeUpTo`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;

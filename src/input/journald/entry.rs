@@ -100,7 +100,8 @@ mod tests {
 
     #[test]
     fn lines_decode_to_fields_and_a_cursor() {
-        let cases: Vec<(&str, Result<(Value, Option<&str>), EntryError>)> = vec![
+        type Want<'a> = Result<(Value, Option<&'a str>), EntryError>;
+        let cases: Vec<(&str, Want<'_>)> = vec![
             (
                 r#"{"MESSAGE":"hi","_PID":"7","__CURSOR":"s=a;i=1"}"#,
                 Ok((json!({"MESSAGE":"hi","_PID":"7"}), Some("s=a;i=1"))),
@@ -126,9 +127,7 @@ mod tests {
             ("\"x\"", Err(EntryError::NotObject)),
         ];
         for (line, want) in cases {
-            let got = parse(line.as_bytes())
-                .map(|e| (Value::Object(e.fields), e.cursor.clone()))
-                .map(|(v, c)| (v, c));
+            let got = parse(line.as_bytes()).map(|e| (Value::Object(e.fields), e.cursor.clone()));
             let want = want.map(|(v, c)| (v, c.map(str::to_string)));
             assert_eq!(got, want, "{line}");
         }

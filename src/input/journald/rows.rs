@@ -37,6 +37,20 @@ use crate::transform::time::rfc3339_utc;
 /// The column the entry's unit goes to.
 pub const UNIT_COLUMN: &str = "SystemdUnit";
 
+/// The default rows' columns and what fills each (for `dcrship check`'s column report).
+pub const SYSLOG_SOURCES: [(&str, &str); 10] = [
+    ("TimeGenerated", "journal field __REALTIME_TIMESTAMP"),
+    ("EventTime", "journal field SOURCE_REALTIME_TIMESTAMP"),
+    ("Computer", "journal field _HOSTNAME"),
+    ("HostName", "journal field _HOSTNAME"),
+    ("Facility", "journal field SYSLOG_FACILITY, as its name"),
+    ("SeverityLevel", "journal field PRIORITY, as its name"),
+    ("ProcessName", "journal field SYSLOG_IDENTIFIER or _COMM"),
+    ("ProcessID", "journal field _PID"),
+    ("SyslogMessage", "journal field MESSAGE"),
+    (UNIT_COLUMN, "journal field _SYSTEMD_UNIT"),
+];
+
 /// Builds row objects for one input.
 #[derive(Debug, Clone)]
 pub struct JournalRows {
