@@ -963,3 +963,68 @@ async fn own_log_lines_carry_journal_priorities_under_journald() {
         "{json:#?}"
     );
 }
+
+/// 13. Flag mode: `run --journald` with its filters, no config file; `--format raw` is refused
+///     for a file input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_journald_from_flags() {
+    let s = Setup::new().await;
+    let (text, all) = entries("flags", 0..50, 0);
+    append(&s.journal().join("system.json"), &text);
+    let flags = |c: &mut tokio::process::Command| {
+        c.arg("run")
+            .args([
+                "--endpoint",
+                &s.fake.url(),
+                "--dcr",
+                DCR,
+                "--stream",
+                STREAM,
+            ])
+            .args([
+                "--auth",
+                "static",
+                "--batch-timeout",
+                "200ms",
+                "--http-listen",
+                "",
+            ])
+            .arg("--state-dir")
+            .arg(s.state())
+            .env("DCRSHIP_ACCESS_TOKEN", TOKEN)
+            .env("PATH", path_with(&s.tmp.path().join("bin")))
+            .env("FAKE_JOURNALCTL_LOG", s.invocations_file());
+    };
+    let mut c = dcrship();
+    flags(&mut c);
+    c.args([
+        "--journald",
+        "--journald-unit",
+        "orders",
+        "--start-at",
+        "beginning",
+    ])
+    .arg("--journald-directory")
+    .arg(s.journal());
+    let mut agent = Agent::spawn(c);
+    s.wait_all(&agent, "the entries", secs(20), &all).await;
+    agent.stop().await;
+    s.assert_exactly_once(&all);
+    let follow = &s.follows()[0];
+    assert!(
+        follow.contains(&"--unit=orders.service".to_string()),
+        "{follow:?}"
+    );
+    assert!(!s.invocations()[0].contains(&"--lines=1".to_string()));
+
+    let mut c = dcrship();
+    flags(&mut c);
+    c.args(["--path", "/var/log/x.log", "--format", "raw"]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--format: format = \"raw\" is for type = \"journald\""),
+        "{}",
+        stderr(&out)
+    );
+}
