@@ -268,8 +268,12 @@ pub struct RunArgs {
     #[arg(long)]
     pub stdin: bool,
 
+    #[command(flatten)]
+    pub journald: JournaldArgs,
+
     /// Format of the --path and --stdin inputs: auto picks by extension (.ndjson .jsonl .json
-    /// .txt), else by the first bytes; regex needs --pattern
+    /// .txt), else by the first bytes; regex needs --pattern; raw: every journal field
+    /// (--journald)
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
 
@@ -285,7 +289,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, value_name = "RUNTIME")]
     pub container: Option<crate::input::container::Runtime>,
 
-    /// Where files seen for the first time are read from (flag-only mode)
+    /// Where files seen for the first time are read from, and the journal on its first start
+    /// (flag-only mode)
     #[arg(long, value_enum, default_value_t = StartAt::End)]
     pub start_at: StartAt,
 
@@ -304,6 +309,46 @@ pub struct RunArgs {
     /// On SIGTERM, how long to keep delivering what was read [default: 30s]
     #[arg(long, value_name = "DUR", value_parser = clap_duration)]
     pub shutdown_timeout: Option<Duration>,
+}
+
+/// `run --journald` and its filters (flag-only mode).
+#[derive(Debug, Args, Clone, Default)]
+pub struct JournaldArgs {
+    /// Read the systemd journal too (flag-only mode), through journalctl, resuming from a saved
+    /// cursor; rows are the Syslog table's columns (--format raw: every journal field)
+    #[arg(long = "journald")]
+    pub enabled: bool,
+
+    /// With --journald: only this unit's entries (repeatable; "sshd" is sshd.service)
+    #[arg(long = "journald-unit", value_name = "UNIT", requires = "enabled")]
+    pub units: Vec<String>,
+
+    /// With --journald: leave out this unit's entries (repeatable; globs allowed)
+    #[arg(
+        long = "journald-exclude-unit",
+        value_name = "UNIT",
+        requires = "enabled"
+    )]
+    pub exclude_units: Vec<String>,
+
+    /// With --journald: only entries of this level or more severe
+    #[arg(
+        long = "journald-priority",
+        value_enum,
+        value_name = "LEVEL",
+        requires = "enabled"
+    )]
+    pub priority: Option<crate::input::journald::Priority>,
+
+    /// With --journald: a journal match (repeatable; values of one field are alternatives,
+    /// different fields must all match), e.g. _TRANSPORT=kernel
+    #[arg(long = "journald-match", value_name = "FIELD=VALUE", value_parser = name_value, requires = "enabled")]
+    pub matches: Vec<(String, String)>,
+
+    /// With --journald: read the journal files in this directory (e.g. the host's
+    /// /var/log/journal mounted in a container)
+    #[arg(long = "journald-directory", value_name = "DIR", requires = "enabled")]
+    pub directory: Option<PathBuf>,
 }
 
 /// How text lines become columns and events: `send`, and `run` in flag-only mode.

@@ -11,7 +11,7 @@
 //! | [`cmd`] | one file per command (`send`, `run`, `check`, `dcr`): wiring only; the flag handling they share (`settings`, `shaping`) |
 //! | [`dcr`] | `dcrship dcr`: column types inferred from a sample, names Azure refuses, the ARM template (table, DCR, role), `az` commands and agent.toml blocks for them, or the same made through Resource Manager |
 //! | [`config`] | the TOML configuration, validated at load, errors with line and key |
-//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; container runtimes' files (CRI, Docker json-file) with pod columns; file tailing, fingerprints and checkpoints for the agent |
+//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; container runtimes' files (CRI, Docker json-file) with pod columns; file tailing, fingerprints and checkpoints for the agent; the systemd journal through journalctl, from a saved cursor |
 //! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated` and time formats, `RawData`, typed columns and coercion, field edits, schema files, field limits; a fast JSON object scanner |
 //! | [`batch`] | rows → sealed gzip request bodies within the byte cap (pure, property-tested) |
 //! | [`ingest`] | the POST, the pure answer classifier, the sender with its retry policy, per-DCR rate limits, the failure-episode log rule, and the diagnosis of what Azure says (403 fields, cloud vs endpoint) |

@@ -1726,7 +1726,7 @@ async fn endpoint_flags_without_an_input_name_the_input_flags() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.starts_with("dcrship: error: nothing to read: give --path GLOB or --stdin"),
+        err.starts_with("dcrship: error: nothing to read: give --path GLOB, --stdin or --journald"),
         "{err}"
     );
 }

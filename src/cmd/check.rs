@@ -54,6 +54,10 @@ fn known_sources(input: &InputConfig) -> Option<Vec<(String, String)>> {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     };
+    if input.kind == InputKind::Journald {
+        return (input.format != Format::Raw)
+            .then(|| pairs(&crate::input::journald::rows::SYSLOG_SOURCES));
+    }
     match input.format {
         Format::Text => {
             let mut v = pairs(&[("RawData", "the line"), ("Computer", "the host name")]);
@@ -117,7 +121,7 @@ pub fn mapping(cfg: &FileConfig, output: &str) -> Vec<String> {
                 what,
             })
         };
-        let structured = input.format != Format::Text;
+        let structured = input.format != Format::Text || input.kind == InputKind::Journald;
         let time_field = input.time_field.as_deref().unwrap_or("TimeGenerated");
         let known = known_sources(input);
         let has_time = match &known {

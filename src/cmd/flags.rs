@@ -96,7 +96,11 @@ pub fn run_config(args: &RunArgs) -> Result<Config, CmdError> {
             &args.shape,
         ));
     }
-    let flags_only = args.out.config.is_none() && (!args.paths.is_empty() || args.stdin);
+    if args.journald.enabled {
+        overlay.inputs.push(journald_input(args));
+    }
+    let flags_only = args.out.config.is_none()
+        && (!args.paths.is_empty() || args.stdin || args.journald.enabled);
     if flags_only {
         return config::from_flags(&overlay).map_err(usage);
     }
@@ -107,7 +111,7 @@ pub fn run_config(args: &RunArgs) -> Result<Config, CmdError> {
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_CONFIG_PATH));
     if args.out.config.is_none() && !path.exists() {
         return Err(CmdError::usage(format!(
-            "nothing to read: give --path GLOB or --stdin to run from flags, or --config FILE \
+            "nothing to read: give --path GLOB, --stdin or --journald to run from flags, or --config FILE \
              (there is no {})",
             path.display()
         )));
@@ -221,6 +225,50 @@ fn output_overlay(o: &OutputArgs, new_output: &'static str) -> Overlay {
     }
 }
 
+/// `--journald` and its flags: the journal from a saved cursor, as the Syslog table's columns
+/// (`--format raw`: every field); `--start-at beginning` reads the whole journal at first.
+fn journald_input(args: &RunArgs) -> FlagInput {
+    let j = &args.journald;
+    let mut matches: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (field, value) in &j.matches {
+        matches
+            .entry(field.clone())
+            .or_default()
+            .push(value.clone());
+    }
+    let format = match args.format {
+        Format::Raw => Format::Raw,
+        _ => Format::Syslog,
+    };
+    let mut f = flag_input(
+        "journald",
+        InputKind::Journald,
+        Vec::new(),
+        Vec::new(),
+        format,
+        StartAt::End,
+        args.time_field.clone(),
+        &ParseArgs::default(),
+        &args.shape,
+    );
+    f.input.units = j.units.clone();
+    f.input.exclude_units = j.exclude_units.clone();
+    f.input.priority = j.priority;
+    f.input.matches = matches;
+    f.input.since_now = Some(args.start_at == StartAt::End);
+    f.input.journal_directory = j.directory.clone();
+    f.flags.extend([
+        ("units", "--journald-unit"),
+        ("exclude_units", "--journald-exclude-unit"),
+        ("priority", "--journald-priority"),
+        ("match", "--journald-match"),
+        ("since_now", "--start-at"),
+        ("journal_directory", "--journald-directory"),
+    ]);
+    f.flags[0] = ("type", "--journald");
+    f
+}
+
 /// An input from the parse and shaping flags, with the flag behind each key.
 #[allow(clippy::too_many_arguments)]
 fn flag_input(
@@ -255,6 +303,12 @@ fn flag_input(
             .collect::<BTreeMap<_, _>>(),
         rename: shape.rename.iter().cloned().collect(),
         drop: shape.drop.clone(),
+        units: Vec::new(),
+        exclude_units: Vec::new(),
+        priority: None,
+        matches: BTreeMap::new(),
+        since_now: None,
+        journal_directory: None,
     };
     let multiline_flag = if parse.multiline_start.is_some() {
         "--multiline-start"
@@ -270,6 +324,7 @@ fn flag_input(
                 match kind {
                     InputKind::Stdin => "--stdin",
                     InputKind::File => "--path",
+                    InputKind::Journald => "--journald",
                     InputKind::Once => "FILE",
                 },
             ),

@@ -198,7 +198,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
 
 /// True when `run` takes its configuration from flags alone (no file to reload).
 fn config_from_flags(args: &RunArgs) -> bool {
-    args.out.config.is_none() && (!args.paths.is_empty() || args.stdin)
+    args.out.config.is_none() && (!args.paths.is_empty() || args.stdin || args.journald.enabled)
 }
 
 /// Feeds `dcrship_token_refresh_total{source,result}`.

@@ -4,7 +4,12 @@ use crate::input::multiline::MultilineRules;
 use crate::input::parse::{ParseSetupError, Parser, RegexParser, SyslogParser, TextRules};
 use crate::input::Format;
 
-use super::{InputConfig, OutputConfig};
+use crate::input::file::StartAt;
+use crate::input::journald::options::{max_entry_bytes, unit_name};
+use crate::input::journald::{JournalOptions, RowShape};
+use crate::input::parse::OnMismatch;
+
+use super::{InputConfig, InputKind, OutputConfig};
 
 /// The rules of a configured input; `None` for formats without a parser and without
 /// multiline, which keep their direct path. Multiline joins text lines: `auto` means text then.
@@ -57,6 +62,120 @@ pub fn shaping_for(
             .map(OutputConfig::declared_columns)
             .unwrap_or_default(),
     })
+}
+
+/// A journald input's reading options; `max_request_bytes` is its output's request cap.
+pub fn journal_options(input: &InputConfig, max_request_bytes: usize) -> JournalOptions {
+    JournalOptions {
+        journalctl: std::path::PathBuf::from("journalctl"),
+        directory: input.journal_directory.clone(),
+        units: input.units.iter().map(|u| unit_name(u)).collect(),
+        exclude_units: input.exclude_units.iter().map(|u| unit_name(u)).collect(),
+        priority: input.priority,
+        matches: input.matches.clone(),
+        since_now: input.since_now.unwrap_or(true),
+        shape: match input.format {
+            Format::Raw => RowShape::Raw,
+            _ => RowShape::Syslog,
+        },
+        max_entry_bytes: max_entry_bytes(max_request_bytes),
+    }
+}
+
+/// A configuration mistake: the key (under `inputs.NAME`) and what to do.
+pub(super) type Mistake = (Vec<String>, String);
+
+fn mistake(key: &[&str], msg: impl Into<String>) -> Mistake {
+    (key.iter().map(|k| k.to_string()).collect(), msg.into())
+}
+
+/// Journald keys only on journald inputs, and on those only the keys and formats they read.
+pub fn check_journald(input: &InputConfig) -> Result<(), Mistake> {
+    let journald = input.kind == InputKind::Journald;
+    if !journald {
+        let set = [
+            ("units", !input.units.is_empty()),
+            ("exclude_units", !input.exclude_units.is_empty()),
+            ("priority", input.priority.is_some()),
+            ("match", !input.matches.is_empty()),
+            ("since_now", input.since_now.is_some()),
+            ("journal_directory", input.journal_directory.is_some()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, s)| *s) {
+            return Err(mistake(
+                &[key],
+                format!("{key} is only read with type = \"journald\""),
+            ));
+        }
+        if input.format == Format::Raw {
+            return Err(mistake(
+                &["format"],
+                "format = \"raw\" is for type = \"journald\" (every journal field a column); \
+                 for JSON lines use format = \"json\"",
+            ));
+        }
+        return Ok(());
+    }
+    let file_only = [
+        ("paths", !input.paths.is_empty()),
+        ("exclude", !input.exclude.is_empty()),
+        ("pattern", input.pattern.is_some()),
+        ("multiline", input.multiline.is_some()),
+        ("on_mismatch", input.on_mismatch != OnMismatch::Raw),
+    ];
+    if let Some((key, _)) = file_only.iter().find(|(_, s)| *s) {
+        return Err(mistake(
+            &[key],
+            format!("{key} is not read by a journald input (it reads journal entries, not lines)"),
+        ));
+    }
+    if input.start_at != StartAt::End {
+        return Err(mistake(
+            &["start_at"],
+            "a journald input says where it starts with since_now = false (the whole journal \
+             on the first start) or true (the default: from now)",
+        ));
+    }
+    if !matches!(input.format, Format::Text | Format::Syslog | Format::Raw) {
+        return Err(mistake(
+            &["format"],
+            "a journald input writes the Syslog table's columns (format = \"syslog\", the \
+             default) or every journal field (format = \"raw\")",
+        ));
+    }
+    for (key, units) in [
+        ("units", &input.units),
+        ("exclude_units", &input.exclude_units),
+    ] {
+        if let Some(bad) = units.iter().find(|u| u.is_empty() || u.contains('/')) {
+            return Err(mistake(
+                &[key],
+                format!("{bad:?} is not a unit name, like \"sshd.service\" or \"nginx\""),
+            ));
+        }
+    }
+    for (field, values) in &input.matches {
+        crate::input::journald::options::check_field_name(field)
+            .map_err(|m| mistake(&["match", field], m))?;
+        if values.is_empty() {
+            return Err(mistake(
+                &["match", field],
+                "give a value, or a list of values any of which matches",
+            ));
+        }
+    }
+    if let Some(dir) = &input.journal_directory {
+        if !dir.is_absolute() {
+            return Err(mistake(
+                &["journal_directory"],
+                format!(
+                    "{:?} is not an absolute path; write it in full, like \"/var/log/journal\"",
+                    dir.display().to_string()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::auth::{AuthConfig, AuthMethod};
 use crate::input::file::TailerConfig;
 use crate::input::parse::OnMismatch;
 use crate::input::Format;
-use crate::pipeline::plan::{ContainerPlan, InputPlan, OutputPlan, Plan, Source};
+use crate::pipeline::plan::{ContainerPlan, InputPlan, JournalPlan, OutputPlan, Plan, Source};
 use crate::secret::Secret;
 
 use super::overlay::Attribution;
@@ -323,6 +323,14 @@ impl Checker<'_> {
             if self.damaged("inputs", name) {
                 continue;
             }
+            let journald = self.keep(super::check_journald(input).map_err(|(key, m)| {
+                let mut path = vec!["inputs", name.as_str()];
+                path.extend(key.iter().map(String::as_str));
+                self.fail(&path, m)
+            }));
+            if journald.is_none() {
+                continue;
+            }
             let source = self.keep(self.check_source(name, input));
             let format = self.keep(self.check_format(name, input));
             let shaping = self.keep(self.check_shaping(name, input));
@@ -347,7 +355,7 @@ impl Checker<'_> {
             let reads_stdin = match input.kind {
                 InputKind::Stdin => true,
                 InputKind::Once => input.paths.iter().any(|p| p == "-"),
-                InputKind::File => false,
+                InputKind::File | InputKind::Journald => false,
             };
             if reads_stdin {
                 match &stdin_reader {
@@ -361,6 +369,15 @@ impl Checker<'_> {
             let (Some(mut source), Some(format), Some(())) = (source, format, shaping) else {
                 continue;
             };
+            if let (Source::Journal(j), Some(out)) = (&mut source, out) {
+                j.options.max_entry_bytes =
+                    crate::input::journald::options::max_entry_bytes(out.max_request_bytes);
+                // The unit column goes out unless the stream declares columns without it.
+                let declared = out.declared_columns();
+                let unit = crate::input::journald::rows::UNIT_COLUMN;
+                let unit = input.rename.get(unit).map_or(unit, String::as_str);
+                j.unit_column = declared.is_empty() || declared.contains_key(unit);
+            }
             if let (Source::Files(tail), Some(out)) = (&mut source, out) {
                 // A JSON row may be as long as a request; a text row is cut at the field
                 // limit anyway, which is the tailer's default.
@@ -456,6 +473,11 @@ impl Checker<'_> {
             )),
             InputKind::Stdin => Ok(Source::Stdin),
             InputKind::Once => check_files(&input.paths).map(Source::Once),
+            // Its keys are checked by check_journald; the output's cap is set once it is known.
+            InputKind::Journald => Ok(Source::Journal(JournalPlan {
+                options: super::journal_options(input, crate::azure::DEFAULT_MAX_REQUEST_BYTES),
+                unit_column: true,
+            })),
         }
     }
 

@@ -297,6 +297,25 @@ pub struct InputConfig {
     /// Source fields left out of rows.
     #[serde(default, deserialize_with = "de_strings")]
     pub drop: Vec<String>,
+    // journald inputs
+    /// Units to read (`sshd` is `sshd.service`; globs allowed); default every unit.
+    #[serde(default, deserialize_with = "de_strings")]
+    pub units: Vec<String>,
+    /// Units whose entries are left out.
+    #[serde(default, deserialize_with = "de_strings")]
+    pub exclude_units: Vec<String>,
+    /// The least severe level read: `warning` reads emerg … warning.
+    #[serde(default, deserialize_with = "de_opt_enum")]
+    pub priority: Option<crate::input::journald::Priority>,
+    /// `[inputs.NAME.match]`: FIELD = "value" or ["any", "of"]; every field must match.
+    #[serde(default, rename = "match", deserialize_with = "de_journal_matches")]
+    pub matches: BTreeMap<String, Vec<String>>,
+    /// First start without a saved cursor: from now (the default) or the whole journal.
+    #[serde(default)]
+    pub since_now: Option<bool>,
+    /// Read the journal files of this directory (a container with the host's journal mounted).
+    #[serde(default, deserialize_with = "de_opt_path")]
+    pub journal_directory: Option<PathBuf>,
 }
 
 /// `type` of an input.
@@ -305,6 +324,8 @@ pub struct InputConfig {
 pub enum InputKind {
     File,
     Stdin,
+    /// The systemd journal, through journalctl.
+    Journald,
     /// Files read once, start to end (`send`); not a type a file can ask for.
     #[serde(skip)]
     Once,

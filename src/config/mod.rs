@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
-pub use build::{shaping_for, text_rules};
+pub use build::{check_journald, journal_options, shaping_for, text_rules};
 pub use compile::{auth_config, validate_dcr_id, validate_stream};
 use env::*;
 pub use env::{expand_env, ExpandError};

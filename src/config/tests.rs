@@ -101,6 +101,12 @@ fn the_example_file_documents_every_key() {
         "drop",
         "fsync_interval",
         "when_full",
+        "units",
+        "exclude_units",
+        "priority",
+        "match",
+        "since_now",
+        "journal_directory",
     ];
     for key in keys {
         assert!(
@@ -961,6 +967,90 @@ fn the_environment_snapshot_ends_with_the_parse() {
 }
 
 #[test]
+fn journald_keys_are_read_and_checked_where_they_belong() {
+    let ok = parse(&app(
+        "[inputs.j]\ntype = \"journald\"\nunits = [\"ssh\"]\n\
+         priority = \"warning\"\nsince_now = false\nformat = \"raw\"\n\
+         journal_directory = \"/var/log/journal\"\n\
+         [inputs.j.match]\n_TRANSPORT = \"kernel\"\nSYSLOG_IDENTIFIER = [\"a\", \"b\"]\n",
+    ))
+    .expect("valid");
+    let j = &ok.inputs["j"];
+    assert_eq!(j.priority, Some(crate::input::journald::Priority::Warning));
+    assert_eq!(j.since_now, Some(false));
+    assert_eq!(j.format, Format::Raw);
+    assert_eq!(j.matches["_TRANSPORT"], ["kernel"]);
+    assert_eq!(j.matches["SYSLOG_IDENTIFIER"], ["a", "b"]);
+    for (extra, key, says) in [
+        (
+            "type = \"file\"\npaths = [\"/a\"]\nunits = [\"x\"]",
+            "inputs.x.units",
+            "only read with type = \"journald\"",
+        ),
+        (
+            "type = \"stdin\"\nsince_now = true",
+            "inputs.x.since_now",
+            "journald",
+        ),
+        (
+            "type = \"stdin\"\nformat = \"raw\"",
+            "inputs.x.format",
+            "journald",
+        ),
+        (
+            "type = \"journald\"\npaths = [\"/a\"]",
+            "inputs.x.paths",
+            "journal entries",
+        ),
+        (
+            "type = \"journald\"\nstart_at = \"beginning\"",
+            "inputs.x.start_at",
+            "since_now",
+        ),
+        (
+            "type = \"journald\"\nformat = \"json\"",
+            "inputs.x.format",
+            "raw",
+        ),
+        (
+            "type = \"journald\"\npriority = \"warn\"",
+            "inputs.x.priority",
+            "warning",
+        ),
+        (
+            "type = \"journald\"\njournal_directory = \"journal\"",
+            "inputs.x.journal_directory",
+            "absolute",
+        ),
+        (
+            "type = \"journald\"\nunits = [\"\"]",
+            "inputs.x.units",
+            "unit name",
+        ),
+        (
+            "type = \"journald\"\n[inputs.x.match]\nmessage = \"x\"",
+            "inputs.x.match.message",
+            "upper-case",
+        ),
+        (
+            "type = \"journald\"\n[inputs.x.match]\nA = []",
+            "inputs.x.match.A",
+            "give a value",
+        ),
+        (
+            "type = \"journald\"\n[inputs.x.match]\nA = 1",
+            "inputs.x.match.A",
+            "a string or a list",
+        ),
+    ] {
+        let text = app(&format!("[inputs.x]\n{extra}\n"));
+        let e = parse(&text).expect_err(extra);
+        assert_eq!(e.key(), Some(key), "{extra}: {e}");
+        assert!(e.to_string().contains(says), "{extra}: {e}");
+    }
+}
+
+#[test]
 fn container_settings() {
     use crate::input::container::{JsonFields, Runtime};
     let c = parse(&app("[inputs.k]\ntype = \"file\"\npaths = [\"/var/log/containers/*.log\"]\n\
@@ -1144,7 +1234,12 @@ fn the_example_recipes_are_valid() {
         .collect();
     let config = parse(&format!("{APP}{toml}")).unwrap_or_else(|e| panic!("{e}\n{toml}"));
     let names: Vec<&str> = config.inputs.keys().map(String::as_str).collect();
-    assert_eq!(names, ["access", "java", "jsonapp", "pods", "syslog"]);
+    assert_eq!(
+        names,
+        ["access", "java", "journal", "jsonapp", "pods", "syslog"]
+    );
+    assert_eq!(config.inputs["journal"].kind, InputKind::Journald);
+    assert_eq!(config.inputs["journal"].units, ["ssh", "cron"]);
     assert!(config.inputs["pods"].container.is_some());
     assert_eq!(config.inputs["access"].format, Format::Regex);
     assert!(config.inputs["java"].multiline.is_some());

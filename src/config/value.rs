@@ -119,6 +119,25 @@ pub(super) fn de_strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>,
     Vec::<ExpandedString>::deserialize(d).map(|v| v.into_iter().map(|s| s.0).collect())
 }
 
+/// `[inputs.NAME.match]`: each value a string or a list of strings.
+pub(super) fn de_journal_matches<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Vec<String>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a string or a list of strings")]
+    enum OneOrMany {
+        One(ExpandedString),
+        Many(Vec<ExpandedString>),
+    }
+    let m = BTreeMap::<String, OneOrMany>::deserialize(d)?;
+    Ok(m.into_iter()
+        .map(|(k, v)| match v {
+            OneOrMany::One(s) => (k, vec![s.0]),
+            OneOrMany::Many(v) => (k, v.into_iter().map(|s| s.0).collect()),
+        })
+        .collect())
+}
+
 pub(super) fn de_path<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
     let s = de_string(d)?;
     if s.is_empty() {

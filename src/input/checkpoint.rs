@@ -81,10 +81,20 @@ pub struct Checkpoint {
     pub window: Option<Window>,
 }
 
-/// Offsets by file identity.
+/// Where a journald input was read up to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalCheckpoint {
+    /// The journal cursor of the last entry whose row is safe: reading resumes after it.
+    pub cursor: String,
+    /// When `cursor` last moved.
+    pub updated: Timestamp,
+}
+
+/// Offsets by file identity, and journal cursors by input name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoints {
     entries: BTreeMap<FileKey, Checkpoint>,
+    journals: BTreeMap<String, JournalCheckpoint>,
 }
 
 impl Checkpoints {
@@ -151,11 +161,36 @@ impl Checkpoints {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.journals.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.is_empty() && self.journals.is_empty()
+    }
+
+    /// Records that the rows of journald input `input` are safe up to the entry at `cursor`.
+    /// Cursors have no order of their own: the caller gives them in reading order (the ack
+    /// tracker's safe prefix). Returns whether it changed.
+    pub fn advance_journal(&mut self, input: &str, cursor: &str) -> bool {
+        self.advance_journal_at(input, cursor, Timestamp::now())
+    }
+
+    /// [`advance_journal`](Self::advance_journal) with the clock given.
+    pub fn advance_journal_at(&mut self, input: &str, cursor: &str, now: Timestamp) -> bool {
+        if self.journal(input).is_some_and(|c| c.cursor == cursor) {
+            return false;
+        }
+        let cp = JournalCheckpoint {
+            cursor: cursor.to_string(),
+            updated: now,
+        };
+        self.journals.insert(input.to_string(), cp);
+        true
+    }
+
+    /// The saved position of journald input `input`.
+    pub fn journal(&self, input: &str) -> Option<&JournalCheckpoint> {
+        self.journals.get(input)
     }
 
     /// Drops entries not advanced for `max_age` whose file is gone (as `present` tells); returns
@@ -335,12 +370,24 @@ fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
 
 /// `checkpoints.json`: versioned, one object per file. The fingerprint is hex so that JSON
 /// readers without 64-bit integers (jq) show it exactly. `generation` (left out when 0) and
-/// `window` are optional, so files written before they existed still load.
+/// `window` are optional, so files written before they existed still load; so is `journals`
+/// (journald inputs' cursors), written only when there is one, so an agent without journald
+/// inputs writes the same file as before.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OnDisk {
     version: u32,
     files: Vec<OnDiskEntry>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    journals: Vec<OnDiskJournal>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OnDiskJournal {
+    input: String,
+    cursor: String,
+    updated: String,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -371,29 +418,45 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+impl From<&Checkpoints> for OnDisk {
+    fn from(checkpoints: &Checkpoints) -> Self {
+        let files = checkpoints
+            .iter()
+            .map(|(key, cp)| OnDiskEntry {
+                dev: key.dev,
+                ino: key.ino,
+                fingerprint: format!("{:016x}", key.fingerprint),
+                generation: key.generation,
+                offset: cp.offset,
+                path: cp.path.to_string_lossy().into_owned(),
+                updated: cp.updated.to_string(),
+                window: cp.window.map(|w| OnDiskWindow {
+                    end: w.end,
+                    len: w.len,
+                    crc32: format!("{:08x}", w.crc),
+                }),
+            })
+            .collect();
+        let journals = checkpoints
+            .journals
+            .iter()
+            .map(|(input, cp)| OnDiskJournal {
+                input: input.clone(),
+                cursor: cp.cursor.clone(),
+                updated: cp.updated.to_string(),
+            })
+            .collect();
+        OnDisk {
+            version: FORMAT_VERSION,
+            files,
+            journals,
+        }
+    }
+}
+
 /// The bytes of `checkpoints.json` for `checkpoints`.
 fn encode(checkpoints: &Checkpoints) -> Result<Vec<u8>, CheckpointError> {
-    let files = checkpoints
-        .iter()
-        .map(|(key, cp)| OnDiskEntry {
-            dev: key.dev,
-            ino: key.ino,
-            fingerprint: format!("{:016x}", key.fingerprint),
-            generation: key.generation,
-            offset: cp.offset,
-            path: cp.path.to_string_lossy().into_owned(),
-            updated: cp.updated.to_string(),
-            window: cp.window.map(|w| OnDiskWindow {
-                end: w.end,
-                len: w.len,
-                crc32: format!("{:08x}", w.crc),
-            }),
-        })
-        .collect();
-    Ok(serde_json::to_vec_pretty(&OnDisk {
-        version: FORMAT_VERSION,
-        files,
-    })?)
+    Ok(serde_json::to_vec_pretty(&OnDisk::from(checkpoints))?)
 }
 
 /// Parses the whole file or says why not: one bad entry means the file is not ours to trust.
@@ -443,6 +506,17 @@ fn decode(bytes: &[u8]) -> Result<Checkpoints, String> {
                 window,
             },
         );
+    }
+    for j in on_disk.journals {
+        let updated: Timestamp = j
+            .updated
+            .parse()
+            .map_err(|_| format!("bad timestamp {:?}", j.updated))?;
+        let cp = JournalCheckpoint {
+            cursor: j.cursor,
+            updated,
+        };
+        checkpoints.journals.insert(j.input, cp);
     }
     Ok(checkpoints)
 }
@@ -575,6 +649,42 @@ mod tests {
         cps.advance_at(key(7), Path::new("/var/log/app.log"), 5000, None, now);
         store.save(&cps)?;
         assert_eq!(store.load().offset(&key(7)), Some(5000));
+        Ok(())
+    }
+
+    #[test]
+    fn journal_cursors_round_trip_beside_file_offsets() -> Result<(), CheckpointError> {
+        let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
+        let store = CheckpointStore::open(dir.path())?;
+        let mut cps = Checkpoints::new();
+        let now = ts("2026-03-01T10:00:00Z");
+        cps.advance_at(key(7), Path::new("/var/log/app.log"), 10, None, now);
+        assert!(cps.advance_journal_at("journal", "s=ab;i=1f;b=cd", now));
+        assert!(!cps.advance_journal_at("journal", "s=ab;i=1f;b=cd", now));
+        assert!(cps.advance_journal_at("journal", "s=ab;i=20;b=cd", now));
+        store.save(&cps)?;
+        let loaded = store.load();
+        assert_eq!(loaded, cps);
+        assert_eq!(
+            loaded.journal("journal").map(|c| c.cursor.as_str()),
+            Some("s=ab;i=20;b=cd")
+        );
+        assert_eq!(loaded.len(), 2);
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_of_the_earlier_format_loads_and_is_written_the_same() -> Result<(), CheckpointError> {
+        let dir = tempfile::tempdir().map_err(|e| io_error("tempdir", Path::new("."), e))?;
+        let store = CheckpointStore::open(dir.path())?;
+        // As written before journald inputs existed: no "journals".
+        let old = "{\n  \"version\": 1,\n  \"files\": [\n    {\n      \"dev\": 1,\n      \"ino\": 2,\n      \"fingerprint\": \"00000000000000ff\",\n      \"offset\": 3,\n      \"path\": \"/a\",\n      \"updated\": \"2026-01-01T00:00:00Z\"\n    }\n  ]\n}";
+        fs::write(store.path(), old).expect("write");
+        let cps = store.load();
+        assert_eq!(cps.len(), 1);
+        assert!(cps.journal("x").is_none());
+        store.save(&cps)?;
+        assert_eq!(fs::read_to_string(store.path()).expect("read"), old);
         Ok(())
     }
 

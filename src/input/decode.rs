@@ -115,9 +115,12 @@ impl Decoder {
             return Kind::Events(LineSplitter::new(text_cap), events);
         }
         match format {
-            Format::Auto | Format::Text | Format::Regex | Format::Logfmt | Format::Syslog => {
-                Kind::Text(LineSplitter::new(text_cap))
-            }
+            Format::Auto
+            | Format::Text
+            | Format::Regex
+            | Format::Logfmt
+            | Format::Syslog
+            | Format::Raw => Kind::Text(LineSplitter::new(text_cap)),
             Format::Ndjson => Kind::Ndjson(LineSplitter::new(record_cap)),
             Format::Json => Kind::Json(JsonFramer::new(record_cap)),
             Format::Csv => Kind::Csv(LineSplitter::new(record_cap), CsvState::default()),

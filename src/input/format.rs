@@ -23,6 +23,8 @@ pub enum Format {
     Logfmt,
     /// RFC 3164 / RFC 5424 lines → the columns of Azure's Syslog table
     Syslog,
+    /// journald inputs: every journal field is a column
+    Raw,
 }
 
 impl Format {
@@ -36,6 +38,7 @@ impl Format {
             Format::Regex => "regex",
             Format::Logfmt => "logfmt",
             Format::Syslog => "syslog",
+            Format::Raw => "raw",
         }
     }
 }

@@ -9,7 +9,8 @@
 //! For the agent: [`file`] tails globs of files (stat poll as the truth, notify to wake it,
 //! rename rotation, copytruncate, deleted files), [`fingerprint`] tells a file from a reused inode,
 //! and [`checkpoint`] stores safe offsets atomically in the state directory. [`container`] reads
-//! container runtimes' files (CRI, Docker json-file): envelope, joined parts, pod columns.
+//! container runtimes' files (CRI, Docker json-file): envelope, joined parts, pod columns. [`journald`] reads
+//! the systemd journal through journalctl, from a saved cursor.
 
 pub mod checkpoint;
 pub mod container;
@@ -18,6 +19,7 @@ pub mod decode;
 pub mod file;
 pub mod fingerprint;
 pub mod format;
+pub mod journald;
 pub mod json_stream;
 pub mod lines;
 pub mod multiline;

@@ -14,16 +14,20 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::sources::Sources;
+use super::sources::{SafeUpTo, Sources};
 use super::stop::Stop;
 use super::Rows;
-use crate::deadletter::DeadLetter;
+use crate::deadletter::{DeadLetter, Refused};
+use crate::input::checkpoint::Checkpoints;
 use crate::input::container::{ContainerFiles, ContainerSettings};
 use crate::input::decode::{line_record, CsvLines};
 use crate::input::file::{FileKey, FileLines, FileTailer};
+use crate::input::journald::cursor::CursorLog;
+use crate::input::journald::rows::JournalRows;
+use crate::input::journald::{JournalBatch, JournalError, JournalReader, Read};
 use crate::input::lines::Line;
 use crate::input::parse::{LineEvents, ParseCounts, TextRules};
-use crate::input::{format, Decoder, Format};
+use crate::input::{format, Decoder, Format, Record};
 use crate::metrics::Counter;
 use crate::pipeline::sink::{RowSink, SinkCounts};
 use crate::rows::RowBuf;
@@ -303,6 +307,17 @@ fn read_head(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
     Ok(head)
 }
 
+/// The tailer and the journal reader stop on a watch signal: the pipeline's stop raises it.
+fn stop_signal(ctx: &InputCtx) -> watch::Receiver<bool> {
+    let (stop_tx, stop) = watch::channel(false);
+    let token = ctx.stop.inputs.clone();
+    tokio::spawn(async move {
+        token.cancelled().await;
+        stop_tx.send_replace(true);
+    });
+    stop
+}
+
 /// A file whose multiline event waits for its next line.
 struct PendingFile {
     events: LineEvents,
@@ -337,13 +352,7 @@ impl PendingFile {
 /// Tails the files of one input.
 pub async fn files(ctx: InputCtx, tailer: FileTailer) {
     let (tx, mut rx) = mpsc::channel::<FileLines>(4);
-    // The tailer stops on a watch signal; the pipeline's stop raises it.
-    let (stop_tx, stop) = watch::channel(false);
-    let token = ctx.stop.inputs.clone();
-    tokio::spawn(async move {
-        token.cancelled().await;
-        stop_tx.send_replace(true);
-    });
+    let stop = stop_signal(&ctx);
     let name = ctx.name.clone();
     let tail = tokio::spawn(async move {
         if let Err(e) = tailer.run(tx, stop).await {
@@ -507,4 +516,156 @@ async fn flush_containers(
         open &= ctx.hand_off(rows, counts).await;
     }
     open
+}
+
+/// A journald input, ready to run: its reader, how its entries become rows, and where its
+/// position is kept.
+pub struct Journal {
+    reader: JournalReader,
+    rows: JournalRows,
+    position: Arc<JournalPosition>,
+    max_entry_bytes: usize,
+    too_large: Counter,
+}
+
+impl Journal {
+    /// Resumes after the input's saved cursor. Fails when journalctl cannot be found.
+    pub fn new(
+        name: &str,
+        plan: &super::plan::JournalPlan,
+        output: &str,
+        shared: &super::Shared,
+        saved: &Checkpoints,
+    ) -> Result<Journal, JournalError> {
+        let opts = plan.options.clone();
+        let max_entry_bytes = opts.max_entry_bytes;
+        let shape = opts.shape;
+        let cursor = saved.journal(name).map(|c| c.cursor.clone());
+        let reader = JournalReader::new(name, opts, cursor)?;
+        Ok(Journal {
+            reader,
+            rows: JournalRows::new(shape, &shared.computer, plan.unit_column),
+            position: Arc::new(JournalPosition {
+                input: name.to_string(),
+                cursors: std::sync::Mutex::new(CursorLog::new()),
+                checkpointer: shared.checkpointer.clone(),
+            }),
+            max_entry_bytes,
+            too_large: shared.metrics.records_dropped(output, "too_large"),
+        })
+    }
+}
+
+/// A journald input's cursors between read and safe; saves the cursor of the last safe row.
+struct JournalPosition {
+    input: String,
+    cursors: std::sync::Mutex<CursorLog>,
+    /// `None` only where nothing keeps positions (a journal is read by the agent alone).
+    checkpointer: Option<Arc<super::Checkpointer>>,
+}
+
+impl JournalPosition {
+    fn log(&self) -> std::sync::MutexGuard<'_, CursorLog> {
+        self.cursors.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The row number of an entry: a new one for an entry with a cursor, else the last one's
+    /// (an entry without a cursor cannot move the checkpoint).
+    fn number(&self, cursor: Option<String>) -> u64 {
+        let mut log = self.log();
+        match cursor {
+            Some(c) => log.push(c),
+            None => log.last(),
+        }
+    }
+}
+
+impl std::fmt::Debug for JournalPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalPosition")
+            .field("input", &self.input)
+            .field("pending", &self.log().len())
+            .finish()
+    }
+}
+
+impl SafeUpTo for JournalPosition {
+    fn safe_up_to(&self, offset: u64) {
+        let cursor = self.log().safe(offset);
+        if let (Some(c), Some(checkpointer)) = (cursor, &self.checkpointer) {
+            checkpointer.advance_journal(&self.input, &c);
+        }
+    }
+}
+
+/// Reads a journald input: entries become rows through the input's encoder, like any record.
+pub async fn journald(ctx: InputCtx, journal: Journal) {
+    let Journal {
+        reader,
+        rows,
+        position,
+        max_entry_bytes,
+        too_large,
+    } = journal;
+    let (tx, mut rx) = mpsc::channel::<JournalBatch>(4);
+    let read = tokio::spawn(reader.run(tx, stop_signal(&ctx)));
+    let label = format!("<journal {}>", ctx.name);
+    let source = ctx.sources.positioned(&label, position.clone());
+    let too_large_reason = format!(
+        "a journal entry of more than {max_entry_bytes} bytes of JSON (8 times the output's \
+         max_request_bytes); skipped"
+    );
+    let mut buf = RowBuf::with_capacity(HANDOFF_BYTES * 2);
+    while let Some(batch) = rx.recv().await {
+        if let Some(cursor) = &batch.started_after {
+            // A first start from now: nothing before this entry will be read.
+            if let Some(c) = &ctx.checkpointer {
+                c.advance_journal(&ctx.name, cursor);
+            }
+        }
+        let time_read = rfc3339_utc(jiff::Timestamp::now());
+        let mut sink = RowSink {
+            encoder: &ctx.encoder,
+            deadletter: &ctx.deadletter,
+            name: &label,
+            source,
+            file_path_json: None,
+            time_read: &time_read,
+            out: &mut buf,
+            counts: SinkCounts::default(),
+        };
+        let mut skipped = 0;
+        for r in batch.reads {
+            match r {
+                Read::Entry(e) => {
+                    let number = position.number(e.cursor.clone());
+                    let map = rows.object(e);
+                    sink.record(Record::Object { map, number }, number);
+                }
+                Read::Bad { reason, sample } => {
+                    let raw = std::borrow::Cow::Owned(sample);
+                    sink.record(
+                        Record::Bad {
+                            reason,
+                            raw,
+                            number: 0,
+                        },
+                        0,
+                    );
+                }
+                Read::TooLarge { sample } => {
+                    skipped += 1;
+                    ctx.deadletter
+                        .write(&label, 0, &too_large_reason, Refused::Record(&sample));
+                }
+            }
+        }
+        let mut counts = sink.counts;
+        counts.read += skipped;
+        too_large.add(skipped);
+        if !ctx.hand_off(&mut buf, counts).await {
+            break;
+        }
+    }
+    let _ = read.await;
 }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  file tailer ─FileLines─▶ input task ─Rows─▶ output batcher ─RawBatch─▶ N sealers (gzip)
-//!  stdin, files once ─────▶ input task ─┘        (batch_timeout)               │ append
+//!  stdin, files once ─────▶ input task ─┤        (batch_timeout)               │ append
+//!  journalctl ─entries───▶ input task ─┘                                      │
 //!                                                                             ▼
 //!  checkpoints ◀── ack tracker (safe prefix per file) ◀── fsynced ── spool (state_dir/spool/<output>)
 //!                                                                             │ next / ack
@@ -138,6 +139,13 @@ impl Checkpointer {
     pub fn advance(&self, key: FileKey, path: &Path, offset: u64) {
         let window = self.book().take_upto(&key, offset);
         if self.lock().advance(key, path, offset, window) {
+            self.dirty.store(true, Relaxed);
+        }
+    }
+
+    /// A journald input's rows are safe up to the entry at `cursor`.
+    pub fn advance_journal(&self, input: &str, cursor: &str) {
+        if self.lock().advance_journal(input, cursor) {
             self.dirty.store(true, Relaxed);
         }
     }
@@ -387,6 +395,12 @@ impl Pipeline {
                         tailer = tailer.with_open_files(open_files.clone());
                     }
                     inputs.spawn(inputs::files(ctx, tailer));
+                }
+                Source::Journal(journal) => {
+                    let journal =
+                        inputs::Journal::new(name, journal, &input.output, shared, &snapshot)
+                            .map_err(|e| bad(e.to_string()))?;
+                    inputs.spawn(inputs::journald(ctx, journal));
                 }
             }
             tracing::info!(input = %name, output = %input.output, "input started");

@@ -336,6 +336,9 @@ impl SafeRows {
                 if let Some((key, path)) = src.file {
                     checkpointer.advance(key, &path, offset);
                 }
+                if let Some(position) = src.position {
+                    position.safe_up_to(offset);
+                }
             }
         }
     }

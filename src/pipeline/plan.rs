@@ -58,6 +58,16 @@ pub enum Source {
     Stdin,
     /// Files read once, start to end, in order; `-` is stdin (`send`).
     Once(Vec<PathBuf>),
+    /// The systemd journal, through journalctl, from a saved cursor (`run`).
+    Journal(JournalPlan),
+}
+
+/// A journald input: what journalctl is asked for, and whether the unit column is sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalPlan {
+    pub options: crate::input::journald::JournalOptions,
+    /// `SystemdUnit` goes out unless the stream declares columns without it.
+    pub unit_column: bool,
 }
 
 /// One source of records and how its records become rows.

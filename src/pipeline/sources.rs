@@ -1,5 +1,6 @@
-//! Numbers for the places rows come from (a file, stdin), so a row's [`crate::rows::Origin`]
-//! stays small and a finished batch can be turned back into file checkpoints.
+//! Numbers for the places rows come from (a file, stdin, a journal), so a row's
+//! [`crate::rows::Origin`] stays small and a finished batch can be turned back into file
+//! checkpoints (or a journal cursor, through [`SafeUpTo`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -14,6 +15,15 @@ pub struct Source {
     pub name: Arc<str>,
     /// A file's identity and path, for checkpoints; `None` for stdin.
     pub file: Option<(FileKey, PathBuf)>,
+    /// A source whose position is not a file offset (a journal cursor): told when its rows
+    /// are safe.
+    pub position: Option<Arc<dyn SafeUpTo>>,
+}
+
+/// Keeps the position of a source whose rows carry numbers, not file offsets, as their offset:
+/// told the highest number whose rows (and every earlier one's) are safe.
+pub trait SafeUpTo: Send + Sync + std::fmt::Debug {
+    fn safe_up_to(&self, offset: u64);
 }
 
 #[derive(Debug, Default)]
@@ -46,6 +56,7 @@ impl Sources {
         g.list.push(Source {
             name: Arc::from(path.display().to_string()),
             file: Some((key, path.to_path_buf())),
+            position: None,
         });
         g.by_key.insert(key, id);
         id
@@ -53,11 +64,21 @@ impl Sources {
 
     /// A source without checkpoints (stdin).
     pub fn stream(&self, name: &str) -> u32 {
+        self.add(name, None)
+    }
+
+    /// A source whose position `position` keeps (a journald input).
+    pub fn positioned(&self, name: &str, position: Arc<dyn SafeUpTo>) -> u32 {
+        self.add(name, Some(position))
+    }
+
+    fn add(&self, name: &str, position: Option<Arc<dyn SafeUpTo>>) -> u32 {
         let mut g = self.inner();
         let id = g.list.len() as u32;
         g.list.push(Source {
             name: Arc::from(name),
             file: None,
+            position,
         });
         id
     }

@@ -32,13 +32,15 @@ use serde_json::{Map, Value};
 
 use crate::transform::time::{place_in_year, rfc3339_utc};
 
-const FACILITIES: [&str; 24] = [
+/// Facility names by code, as the Syslog table writes them (also read by the journald input).
+pub const FACILITIES: [&str; 24] = [
     "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
     "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4",
     "local5", "local6", "local7",
 ];
 
-const SEVERITIES: [&str; 8] = [
+/// Severity names by level, as the Syslog table writes them (also read by the journald input).
+pub const SEVERITIES: [&str; 8] = [
     "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
 ];
 
