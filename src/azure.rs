@@ -1,5 +1,6 @@
-//! What the Logs Ingestion API fixes, in one place: the size of a request and of a field, and
-//! the documented limits per DCR (see shared reference/azure-api.md). Every stage that must stay
+//! What the Logs Ingestion API fixes, in one place: the size of a request and of a field, the
+//! documented limits per DCR (see shared reference/azure-api.md), and the shapes of a DCR id and
+//! a stream name. Every stage that must stay
 //! within them reads them from here.
 
 use std::ops::RangeInclusive;
@@ -17,3 +18,40 @@ pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 pub const REQUESTS_PER_MINUTE: u32 = 12_000;
 /// Uncompressed bytes a minute per DCR (2 GB).
 pub const BYTES_PER_MINUTE: u64 = 2_000_000_000;
+
+/// Checks a DCR immutable id (`dcr-` and 32 hex digits); the message says where to find it.
+pub fn validate_dcr_id(id: &str) -> Result<(), String> {
+    let well_formed = id
+        .strip_prefix("dcr-")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+    if well_formed {
+        return Ok(());
+    }
+    let what = if id.starts_with("/subscriptions/") {
+        " (that is the DCR's resource id)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "expected dcr- followed by 32 hex digits, found {id:?}{what}; hint: use the DCR \
+         *immutable id*, shown on the DCR's overview page"
+    ))
+}
+
+/// Checks a stream name: the API only knows `Custom-…` and `Microsoft-…` streams.
+pub fn validate_stream(stream: &str) -> Result<(), String> {
+    let named = ["Custom-", "Microsoft-"]
+        .iter()
+        .any(|prefix| stream.len() > prefix.len() && stream.starts_with(prefix));
+    if named {
+        return Ok(());
+    }
+    let hint = if stream.ends_with("_CL") && !stream.contains('-') {
+        format!("did you mean \"Custom-{stream}\"? (the stream, not the table)")
+    } else {
+        "use a stream declared in the DCR's streamDeclarations, like Custom-MyApp_CL".to_string()
+    };
+    Err(format!(
+        "expected a stream name starting with Custom- or Microsoft-, found {stream:?}; {hint}"
+    ))
+}

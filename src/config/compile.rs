@@ -20,6 +20,7 @@ use super::{
     shaping_for, text_rules, AuthSection, Config, ConfigError, ConfigErrors, FileConfig,
     InputConfig, InputKind, OutputConfig,
 };
+use crate::azure::{validate_dcr_id, validate_stream};
 
 /// Checks what serde cannot — formats that need a parser, values that refer to each other —
 /// and builds the stages' settings from the values that pass.
@@ -662,41 +663,4 @@ fn cloud_mismatch(auth: &AuthConfig, endpoint: &reqwest::Url) -> Option<String> 
     }
     let host = endpoint.host_str()?;
     crate::ingest::diagnosis::cloud_mismatch(host, auth.cloud, auth.audience.as_deref())
-}
-
-/// Checks a DCR immutable id (`dcr-` and 32 hex digits); the message says where to find it.
-pub fn validate_dcr_id(id: &str) -> Result<(), String> {
-    let well_formed = id
-        .strip_prefix("dcr-")
-        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
-    if well_formed {
-        return Ok(());
-    }
-    let what = if id.starts_with("/subscriptions/") {
-        " (that is the DCR's resource id)"
-    } else {
-        ""
-    };
-    Err(format!(
-        "expected dcr- followed by 32 hex digits, found {id:?}{what}; hint: use the DCR \
-         *immutable id*, shown on the DCR's overview page"
-    ))
-}
-
-/// Checks a stream name: the API only knows `Custom-…` and `Microsoft-…` streams.
-pub fn validate_stream(stream: &str) -> Result<(), String> {
-    let named = ["Custom-", "Microsoft-"]
-        .iter()
-        .any(|prefix| stream.len() > prefix.len() && stream.starts_with(prefix));
-    if named {
-        return Ok(());
-    }
-    let hint = if stream.ends_with("_CL") && !stream.contains('-') {
-        format!("did you mean \"Custom-{stream}\"? (the stream, not the table)")
-    } else {
-        "use a stream declared in the DCR's streamDeclarations, like Custom-MyApp_CL".to_string()
-    };
-    Err(format!(
-        "expected a stream name starting with Custom- or Microsoft-, found {stream:?}; {hint}"
-    ))
 }

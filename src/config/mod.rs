@@ -39,8 +39,9 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
+pub use crate::azure::{validate_dcr_id, validate_stream};
 pub use build::{check_journald, journal_options, shaping_for, text_rules};
-pub use compile::{auth_config, validate_dcr_id, validate_stream};
+pub use compile::auth_config;
 use env::*;
 pub use env::{expand_env, ExpandError};
 pub use file::*;

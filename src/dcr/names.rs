@@ -6,7 +6,7 @@
 //! reserved columns. The syntax check is [`validate_column_name`], the one `send` and the
 //! config file use.
 
-use crate::config::validate_stream;
+use crate::azure::validate_stream;
 use crate::transform::columns::{validate_column_name, MAX_COLUMN_NAME};
 
 /// The system and reserved column names a custom table may not declare (the documented list).
