@@ -30,11 +30,11 @@ pub struct Cli {
     pub command: Command,
 
     /// Log format on stderr
-    #[arg(long, global = true, value_enum, env = "DCRSHIP_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    #[arg(help_heading = "Logging", long, global = true, value_enum, env = "DCRSHIP_LOG_FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     /// Log level (error, warn, info, debug, trace) or a RUST_LOG-style filter; default: RUST_LOG, else info
-    #[arg(long, global = true, value_name = "LEVEL")]
+    #[arg(help_heading = "Logging", long, global = true, value_name = "LEVEL")]
     pub log_level: Option<String>,
 }
 
@@ -85,76 +85,118 @@ everything is delivered. /metrics and /health are served on http_listen (127.0.0
 #[derive(Debug, Args, Clone, Default)]
 pub struct OutputArgs {
     /// DCE logs-ingestion URL, or a Direct DCR's own logsIngestion URL
-    #[arg(long, env = "DCRSHIP_ENDPOINT", value_name = "URL")]
+    #[arg(
+        help_heading = "Destination",
+        long,
+        env = "DCRSHIP_ENDPOINT",
+        value_name = "URL"
+    )]
     pub endpoint: Option<String>,
 
     /// DCR immutable id (dcr-…)
-    #[arg(long, env = "DCRSHIP_DCR", value_name = "ID")]
+    #[arg(
+        help_heading = "Destination",
+        long,
+        env = "DCRSHIP_DCR",
+        value_name = "ID"
+    )]
     pub dcr: Option<String>,
 
     /// Stream name, e.g. Custom-MyApp_CL
-    #[arg(long, env = "DCRSHIP_STREAM", value_name = "NAME")]
+    #[arg(
+        help_heading = "Destination",
+        long,
+        env = "DCRSHIP_STREAM",
+        value_name = "NAME"
+    )]
     pub stream: Option<String>,
 
     /// How to get a token [default: auto]
-    #[arg(long, env = "DCRSHIP_AUTH", value_enum, value_name = "METHOD")]
+    #[arg(
+        help_heading = "Authentication",
+        long,
+        env = "DCRSHIP_AUTH",
+        value_enum,
+        value_name = "METHOD"
+    )]
     pub auth: Option<AuthMethod>,
 
     /// User-assigned managed identity or app registration (client id)
-    #[arg(long, env = "AZURE_CLIENT_ID", value_name = "ID")]
+    #[arg(
+        help_heading = "Authentication",
+        long,
+        env = "AZURE_CLIENT_ID",
+        value_name = "ID"
+    )]
     pub client_id: Option<String>,
 
     /// Entra tenant id (service principal)
-    #[arg(long, env = "AZURE_TENANT_ID", value_name = "ID")]
+    #[arg(
+        help_heading = "Authentication",
+        long,
+        env = "AZURE_TENANT_ID",
+        value_name = "ID"
+    )]
     pub tenant_id: Option<String>,
 
     /// Token audience and authority defaults [default: public]
-    #[arg(long, env = "DCRSHIP_CLOUD", value_enum)]
+    #[arg(
+        help_heading = "Authentication",
+        long,
+        env = "DCRSHIP_CLOUD",
+        value_enum
+    )]
     pub cloud: Option<Cloud>,
 
     /// Requests in flight [default: 4]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(help_heading = "Delivery", long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub concurrency: Option<u32>,
 
     /// Cap on one request body, both uncompressed and gzip [default: 1000000]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    #[arg(help_heading = "Delivery", long, value_name = "N", value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
     pub max_request_bytes: Option<u64>,
 
     /// How long 403 and 404 keep being retried (role grants take up to an hour) [default: 60m]
-    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    #[arg(help_heading = "Delivery", hide_short_help = true, long, value_name = "DUR", value_parser = clap_duration)]
     pub permission_grace: Option<Duration>,
 
     /// Give up on transient failures (network, 5xx, 429) after this [default: 10m]
-    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    #[arg(help_heading = "Delivery", long, value_name = "DUR", value_parser = clap_duration)]
     pub retry_timeout: Option<Duration>,
 
     /// How long one request may take, connect to last byte of the answer; after a timeout the
     /// next try of it waits twice as long, up to 4x [default: 60s]
-    #[arg(long, value_name = "DUR", value_parser = clap_nonzero_duration)]
+    #[arg(help_heading = "Delivery", hide_short_help = true, long, value_name = "DUR", value_parser = clap_nonzero_duration)]
     pub request_timeout: Option<Duration>,
 
     /// Send a partly filled request after input pauses this long [default: 1s]
-    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    #[arg(help_heading = "Delivery", hide_short_help = true, long, value_name = "DUR", value_parser = clap_duration)]
     pub batch_timeout: Option<Duration>,
 
     /// gzip level, 0 (fastest) to 9 (smallest) [default: 3]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=9))]
+    #[arg(help_heading = "Delivery", hide_short_help = true, long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=9))]
     pub compression_level: Option<u32>,
 
     /// Requests a minute to the DCR, 1 to 1000000 (the service's limit) [default: 12000]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(help_heading = "Delivery", hide_short_help = true, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_requests_per_minute: Option<u32>,
 
     /// Uncompressed bytes a minute to the DCR, 1MiB to 1TiB (the service's limit) [default: 2GB]
-    #[arg(long, value_name = "SIZE", value_parser = clap_bytes_per_minute)]
+    #[arg(help_heading = "Delivery", hide_short_help = true, long, value_name = "SIZE", value_parser = clap_bytes_per_minute)]
     pub max_bytes_per_minute: Option<u64>,
 
     /// Take endpoint, dcr, stream and auth from this config file (flags still win)
-    #[arg(short = 'c', long, env = "DCRSHIP_CONFIG", value_name = "FILE")]
+    #[arg(
+        help_heading = "Destination",
+        short = 'c',
+        long,
+        env = "DCRSHIP_CONFIG",
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
 
     /// Which [outputs.NAME] of the config file to use (needed when it has several)
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Destination", long, value_name = "NAME")]
     pub output: Option<String>,
 }
 
@@ -168,11 +210,11 @@ pub struct SendArgs {
     pub out: OutputArgs,
 
     /// Input format: auto picks by extension (.ndjson .jsonl .json .csv .txt), else by the first bytes
-    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    #[arg(help_heading = "Input", long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
 
     /// Source field holding the event time (RFC 3339, ISO 8601 or epoch s/ms/µs/ns) for TimeGenerated
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Input", long, value_name = "NAME")]
     pub time_field: Option<String>,
 
     #[command(flatten)]
@@ -182,30 +224,47 @@ pub struct SendArgs {
     pub parse: ParseArgs,
 
     /// Append rejected rows to this NDJSON file, each with its reason
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Delivery", long, value_name = "FILE")]
     pub dead_letter: Option<PathBuf>,
 
-    /// Resumable upload: requests go through a disk spool in DIR. A later run with the same DIR
+    /// Resumable upload: requests go through a disk spool in DIR
+    ///
+    /// A later run with the same DIR
     /// first delivers what this one could not, then reads its own input (give /dev/null as the
     /// input to only finish the earlier upload). One send per DIR at a time (locked). Without
     /// it, send keeps everything in memory
-    #[arg(long, value_name = "DIR", conflicts_with = "dry_run")]
+    #[arg(
+        help_heading = "Delivery",
+        long,
+        value_name = "DIR",
+        conflicts_with = "dry_run"
+    )]
     pub spool: Option<PathBuf>,
 
     /// Parse, transform and batch, but send nothing; print the summary
-    #[arg(long)]
+    #[arg(help_heading = "Output", long)]
     pub dry_run: bool,
 
     /// Show a progress bar on stderr (default: when stderr is a terminal)
-    #[arg(long, overrides_with = "no_progress")]
+    #[arg(
+        help_heading = "Output",
+        hide_short_help = true,
+        long,
+        overrides_with = "no_progress"
+    )]
     pub progress: bool,
 
     /// Never show a progress bar
-    #[arg(long, overrides_with = "progress")]
+    #[arg(
+        help_heading = "Output",
+        hide_short_help = true,
+        long,
+        overrides_with = "progress"
+    )]
     pub no_progress: bool,
 
     /// Final summary: text on stderr, or json on stdout
-    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    #[arg(help_heading = "Output", long, value_enum, default_value_t = SummaryFormat::Text)]
     pub summary: SummaryFormat,
 }
 
@@ -214,32 +273,37 @@ pub struct SendArgs {
 pub struct ShapeArgs {
     /// How --time-field is written: rfc3339, epoch, epoch_ms, epoch_us, epoch_ns, or a strftime
     /// format like "%d/%b/%Y:%H:%M:%S %z" [default: RFC 3339 / ISO 8601, or epoch by size]
-    #[arg(long, value_name = "FORMAT")]
+    #[arg(help_heading = "Shaping", long, value_name = "FORMAT")]
     pub time_format: Option<String>,
 
     /// IANA time zone (Europe/Berlin), UTC or local, for times written without an offset
-    #[arg(long, value_name = "ZONE")]
+    #[arg(
+        help_heading = "Shaping",
+        hide_short_help = true,
+        long,
+        value_name = "ZONE"
+    )]
     pub timezone: Option<String>,
 
     /// Set a column to a fixed value on every row (repeatable), e.g. --field Env=prod
-    #[arg(long = "field", value_name = "NAME=VALUE", value_parser = name_value)]
+    #[arg(help_heading = "Shaping", long = "field", value_name = "NAME=VALUE", value_parser = name_value)]
     pub fields: Vec<(String, String)>,
 
     /// Rename a source field (repeatable), e.g. --rename msg=Message
-    #[arg(long = "rename", value_name = "FROM=TO", value_parser = name_value)]
+    #[arg(help_heading = "Shaping", long = "rename", value_name = "FROM=TO", value_parser = name_value)]
     pub rename: Vec<(String, String)>,
 
     /// Leave a source field out of rows (repeatable)
-    #[arg(long = "drop", value_name = "NAME")]
+    #[arg(help_heading = "Shaping", long = "drop", value_name = "NAME")]
     pub drop: Vec<String>,
 
     /// Exported DCR (ARM template or resource JSON): the stream's columns are read from its
     /// streamDeclarations, and values are made their declared types
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Shaping", long, value_name = "FILE")]
     pub schema: Option<PathBuf>,
 
     /// Rows of one request span at most this much TimeGenerated (30m for Auxiliary-plan tables)
-    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    #[arg(help_heading = "Shaping", hide_short_help = true, long, value_name = "DUR", value_parser = clap_duration)]
     pub max_time_span: Option<Duration>,
 }
 
@@ -257,15 +321,20 @@ pub struct RunArgs {
     pub out: OutputArgs,
 
     /// Tail the files matching this glob (repeatable; flag-only mode)
-    #[arg(long = "path", value_name = "GLOB")]
+    #[arg(help_heading = "Input", long = "path", value_name = "GLOB")]
     pub paths: Vec<String>,
 
     /// Skip files matching this glob (repeatable)
-    #[arg(long = "exclude", value_name = "GLOB")]
+    #[arg(
+        help_heading = "Input",
+        hide_short_help = true,
+        long = "exclude",
+        value_name = "GLOB"
+    )]
     pub exclude: Vec<String>,
 
     /// Read stdin too (flag-only mode); alone, the agent ends when stdin does
-    #[arg(long)]
+    #[arg(help_heading = "Input", long)]
     pub stdin: bool,
 
     #[command(flatten)]
@@ -274,11 +343,11 @@ pub struct RunArgs {
     /// Format of the --path and --stdin inputs: auto picks by extension (.ndjson .jsonl .json
     /// .txt), else by the first bytes; regex needs --pattern; raw: every journal field
     /// (--journald)
-    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    #[arg(help_heading = "Input", long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
 
     /// Source field holding the event time (RFC 3339, ISO 8601 or epoch s/ms/µs/ns) for TimeGenerated
-    #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Input", long, value_name = "NAME")]
     pub time_field: Option<String>,
 
     #[command(flatten)]
@@ -286,12 +355,12 @@ pub struct RunArgs {
 
     /// The --path files are a container runtime's logs: strip its envelope, join partial
     /// lines, add pod columns; --format then reads each message (flag-only mode)
-    #[arg(long, value_enum, value_name = "RUNTIME")]
+    #[arg(help_heading = "Input", long, value_enum, value_name = "RUNTIME")]
     pub container: Option<crate::input::container::Runtime>,
 
     /// Where files seen for the first time are read from, and the journal on its first start
     /// (flag-only mode)
-    #[arg(long, value_enum, default_value_t = StartAt::End)]
+    #[arg(help_heading = "Input", long, value_enum, default_value_t = StartAt::End)]
     pub start_at: StartAt,
 
     #[command(flatten)]
@@ -299,15 +368,25 @@ pub struct RunArgs {
 
     /// Checkpoints, the disk spool and the dead-letter file; one agent per directory (locked)
     /// [default: /var/lib/dcrship]
-    #[arg(long, env = "DCRSHIP_STATE_DIR", value_name = "DIR")]
+    #[arg(
+        help_heading = "Agent",
+        long,
+        env = "DCRSHIP_STATE_DIR",
+        value_name = "DIR"
+    )]
     pub state_dir: Option<PathBuf>,
 
     /// Address of /metrics and /health; "" turns them off [default: 127.0.0.1:9465]
-    #[arg(long, env = "DCRSHIP_HTTP_LISTEN", value_name = "ADDR")]
+    #[arg(
+        help_heading = "Agent",
+        long,
+        env = "DCRSHIP_HTTP_LISTEN",
+        value_name = "ADDR"
+    )]
     pub http_listen: Option<String>,
 
     /// On SIGTERM, how long to keep delivering what was read [default: 30s]
-    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    #[arg(help_heading = "Agent", long, value_name = "DUR", value_parser = clap_duration)]
     pub shutdown_timeout: Option<Duration>,
 }
 
@@ -316,15 +395,23 @@ pub struct RunArgs {
 pub struct JournaldArgs {
     /// Read the systemd journal too (flag-only mode), through journalctl, resuming from a saved
     /// cursor; rows are the Syslog table's columns (--format raw: every journal field)
-    #[arg(long = "journald")]
+    #[arg(help_heading = "Journal", long = "journald")]
     pub enabled: bool,
 
     /// With --journald: only this unit's entries (repeatable; "sshd" is sshd.service)
-    #[arg(long = "journald-unit", value_name = "UNIT", requires = "enabled")]
+    #[arg(
+        help_heading = "Journal",
+        hide_short_help = true,
+        long = "journald-unit",
+        value_name = "UNIT",
+        requires = "enabled"
+    )]
     pub units: Vec<String>,
 
     /// With --journald: leave out this unit's entries (repeatable; globs allowed)
     #[arg(
+        help_heading = "Journal",
+        hide_short_help = true,
         long = "journald-exclude-unit",
         value_name = "UNIT",
         requires = "enabled"
@@ -333,6 +420,8 @@ pub struct JournaldArgs {
 
     /// With --journald: only entries of this level or more severe
     #[arg(
+        help_heading = "Journal",
+        hide_short_help = true,
         long = "journald-priority",
         value_enum,
         value_name = "LEVEL",
@@ -342,12 +431,18 @@ pub struct JournaldArgs {
 
     /// With --journald: a journal match (repeatable; values of one field are alternatives,
     /// different fields must all match), e.g. _TRANSPORT=kernel
-    #[arg(long = "journald-match", value_name = "FIELD=VALUE", value_parser = name_value, requires = "enabled")]
+    #[arg(help_heading = "Journal", hide_short_help = true, long = "journald-match", value_name = "FIELD=VALUE", value_parser = name_value, requires = "enabled")]
     pub matches: Vec<(String, String)>,
 
     /// With --journald: read the journal files in this directory (e.g. the host's
     /// /var/log/journal mounted in a container)
-    #[arg(long = "journald-directory", value_name = "DIR", requires = "enabled")]
+    #[arg(
+        help_heading = "Journal",
+        hide_short_help = true,
+        long = "journald-directory",
+        value_name = "DIR",
+        requires = "enabled"
+    )]
     pub directory: Option<PathBuf>,
 }
 
@@ -355,31 +450,42 @@ pub struct JournaldArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct ParseArgs {
     /// With --format regex: a regular expression whose named groups (?P<Name>…) are the columns
-    #[arg(long, value_name = "RE")]
+    #[arg(help_heading = "Parsing", long, value_name = "RE")]
     pub pattern: Option<String>,
 
     /// A line that does not match --format regex|logfmt|syslog: sent as a RawData row, or dead-lettered [default: raw]
-    #[arg(long, value_enum, value_name = "WHAT")]
+    #[arg(
+        help_heading = "Parsing",
+        hide_short_help = true,
+        long,
+        value_enum,
+        value_name = "WHAT"
+    )]
     pub on_mismatch: Option<OnMismatch>,
 
     /// A line matching this regular expression starts a new event; the lines after it join it
-    #[arg(long, value_name = "RE", conflicts_with = "multiline_preset")]
+    #[arg(
+        help_heading = "Parsing",
+        long,
+        value_name = "RE",
+        conflicts_with = "multiline_preset"
+    )]
     pub multiline_start: Option<String>,
 
     /// Join stack traces into one event with built-in rules
-    #[arg(long, value_enum, value_name = "NAME")]
+    #[arg(help_heading = "Parsing", long, value_enum, value_name = "NAME")]
     pub multiline_preset: Option<Preset>,
 
     /// Emit a pending multiline event after this long without a new line [default: 1s]
-    #[arg(long, value_name = "DUR", value_parser = clap_duration)]
+    #[arg(help_heading = "Parsing", hide_short_help = true, long, value_name = "DUR", value_parser = clap_duration)]
     pub multiline_timeout: Option<Duration>,
 
     /// Lines in one multiline event; more start the next event [default: 500]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(help_heading = "Parsing", hide_short_help = true, long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub multiline_max_lines: Option<u64>,
 
     /// Bytes in one multiline event; more start the next event [default: 262144]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    #[arg(help_heading = "Parsing", hide_short_help = true, long, value_name = "N", value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
     pub multiline_max_bytes: Option<u64>,
 }
 

@@ -35,3 +35,73 @@ async fn the_quick_start_dry_run_is_clean() {
     );
     assert!(!err.contains("WARN") && !err.contains("ERROR"), "{err}");
 }
+
+/// `--help` is grouped under headings, in this order (a snapshot: a flag that moves or a
+/// heading that goes away shows here); `-h` is the short form.
+#[tokio::test]
+async fn help_is_grouped_under_headings_and_h_is_shorter() {
+    let wants: [(&str, &[&str]); 2] = [
+        (
+            "send",
+            &[
+                "Arguments:",
+                "Options:",
+                "Destination:",
+                "Authentication:",
+                "Delivery:",
+                "Input:",
+                "Shaping:",
+                "Parsing:",
+                "Output:",
+                "Logging:",
+                "Examples:",
+            ],
+        ),
+        (
+            "run",
+            &[
+                "Options:",
+                "Destination:",
+                "Authentication:",
+                "Delivery:",
+                "Input:",
+                "Journal:",
+                "Shaping:",
+                "Parsing:",
+                "Agent:",
+                "Logging:",
+            ],
+        ),
+    ];
+    for (cmd, want) in wants {
+        let help = |flag: &'static str| async move {
+            let mut c = dcrship();
+            c.args([cmd, flag]);
+            let out = run(c).await;
+            assert_eq!(out.status.code(), Some(0), "{cmd} {flag}");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let long = help("--help").await;
+        let short = help("-h").await;
+        let headings: Vec<&str> = long
+            .lines()
+            .filter(|l| {
+                l.ends_with(':') && l.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+            })
+            .filter(|l| !l.contains(' ') || l.split(' ').count() == 1)
+            .collect();
+        assert_eq!(headings, want, "{cmd} --help:\n{long}");
+        assert!(
+            short.lines().count() < long.lines().count(),
+            "{cmd}: -h is not shorter"
+        );
+        assert!(
+            !short.contains("--multiline-max-bytes"),
+            "{cmd} -h shows a rare flag"
+        );
+        assert!(
+            long.contains("--multiline-max-bytes"),
+            "{cmd} --help hides a flag"
+        );
+    }
+}
