@@ -1730,3 +1730,43 @@ async fn endpoint_flags_without_an_input_name_the_input_flags() {
         "{err}"
     );
 }
+
+/// A glob that matches nothing (a typo, or files not there yet) is said at WARN once — not at
+/// every rescan — and once at INFO when it matches; the file's lines then arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_glob_that_matches_nothing_is_warned_about_once() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let logs = dir.path().join("app");
+    let glob = logs.join("*.log").display().to_string();
+    let mut c = run_cmd(&fake, state.path(), None);
+    c.args(["--path", &glob, "--start-at", "beginning"]);
+    let mut agent = Agent::spawn(c, None);
+    let warned = |a: &Agent| {
+        a.log()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("no file matches the glob"))
+            .count()
+    };
+    agent
+        .wait_for("the warning", secs(10), || warned(&agent) == 1)
+        .await;
+    assert!(agent.log().contains(&glob), "{}", agent.log());
+    // Two more rescans (every 5 s) pass without a second warning.
+    tokio::time::sleep(secs(11)).await;
+    assert_eq!(warned(&agent), 1, "{}", agent.log());
+    std::fs::create_dir(&logs).expect("mkdir");
+    let text = lines("found", 0..5);
+    append(&logs.join("a.log"), &text);
+    agent
+        .wait_for("the lines", secs(15), || all_arrived(&fake, &text))
+        .await;
+    agent
+        .wait_for("the recovery line", secs(5), || {
+            agent.log().contains("the glob matches files again")
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fake, &text);
+}

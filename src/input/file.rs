@@ -78,6 +78,8 @@ use wake::{DirWatcher, Wake};
 
 /// How often the globs are expanded again to find new files.
 pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(5);
+/// How often a glob that matches nothing is said again.
+const EMPTY_GLOB_LOG_EVERY: Duration = Duration::from_secs(60);
 /// How often every open file is stat'ed: the longest a change goes unnoticed without inotify.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How long a rotated or deleted file is kept open after it last grew.
@@ -279,6 +281,8 @@ pub struct FileTailer {
     ends: Arc<HashSet<(u64, u64)>>,
     /// A file found no descriptor free this round.
     starved: bool,
+    /// Globs that match no file, with when that was last logged.
+    empty_globs: HashMap<String, std::time::Instant>,
 }
 
 /// What the tailer reads: a file by its path (or a rotated name), or a compressed rotation.
@@ -352,6 +356,7 @@ impl FileTailer {
             deferred: Vec::new(),
             ends: Arc::new(ends),
             starved: false,
+            empty_globs: HashMap::new(),
         })
     }
 
@@ -403,7 +408,8 @@ impl FileTailer {
     /// updates the names of known ones, and watches their directories.
     async fn rescan(&mut self, watcher: &mut DirWatcher) -> Result<(), TailError> {
         let globs = Arc::clone(&self.globs);
-        let found = tokio::task::spawn_blocking(move || globs.scan()).await?;
+        let (found, empty) = tokio::task::spawn_blocking(move || globs.scan_noting_empty()).await?;
+        self.note_empty_globs(empty, std::time::Instant::now());
         let policy = match (self.first_scan, self.config.start_at) {
             (true, StartAt::End) => StartPolicy::End,
             _ => StartPolicy::Beginning,
@@ -427,6 +433,28 @@ impl FileTailer {
             watcher.watch(&dir);
         }
         Ok(())
+    }
+
+    /// A glob that matches nothing may be a typo: said at WARN when first seen and then at most
+    /// once a minute while it lasts, and once (INFO) when it matches again.
+    fn note_empty_globs(&mut self, empty: Vec<String>, now: std::time::Instant) {
+        self.empty_globs.retain(|glob, _| {
+            let matches = !empty.contains(glob);
+            if matches {
+                tracing::info!(glob = %glob, "the glob matches files again");
+            }
+            !matches
+        });
+        for glob in empty {
+            let due = self
+                .empty_globs
+                .get(&glob)
+                .is_none_or(|last| now.duration_since(*last) >= EMPTY_GLOB_LOG_EVERY);
+            if due {
+                tracing::warn!(glob = %glob, "no file matches the glob; files that appear are tailed (check the path for a typo; this repeats at most once a minute)");
+                self.empty_globs.insert(glob, now);
+            }
+        }
     }
 
     /// Polls every file once (up to a few batches each), a group of files per blocking task,

@@ -103,14 +103,18 @@ impl Globs {
     }
 
     /// The regular files matched now, each once (by device and inode; symbolic links are
-    /// followed), in glob order. Blocking: it reads directories.
-    pub fn scan(&self) -> Vec<Found> {
+    /// followed), in glob order; and the globs that matched no file. Blocking: it reads
+    /// directories.
+    pub fn scan_noting_empty(&self) -> (Vec<Found>, Vec<String>) {
         let mut seen = HashSet::new();
         let mut found = Vec::new();
+        let mut empty = Vec::new();
         for pattern in &self.include {
-            self.scan_one(pattern, &mut seen, &mut found);
+            if self.scan_one(pattern, &mut seen, &mut found) == 0 {
+                empty.push(pattern.clone());
+            }
         }
-        found
+        (found, empty)
     }
 
     /// The files each glob matches now (excludes applied), for `check`.
@@ -125,9 +129,12 @@ impl Globs {
             .collect()
     }
 
-    fn scan_one(&self, pattern: &str, seen: &mut HashSet<FileId>, found: &mut Vec<Found>) {
+    /// Adds the files `pattern` matches to `found` (once each); returns how many regular files
+    /// it matched, those found already included.
+    fn scan_one(&self, pattern: &str, seen: &mut HashSet<FileId>, found: &mut Vec<Found>) -> usize {
+        let mut matched = 0;
         let Ok(paths) = glob::glob_with(pattern, MATCH) else {
-            return; // checked in `new`
+            return 0; // checked in `new`
         };
         for entry in paths {
             let path = match entry {
@@ -143,6 +150,7 @@ impl Globs {
             let Ok(meta) = fs::metadata(&path) else {
                 continue; // gone since the directory was read
             };
+            matched += usize::from(meta.is_file());
             if meta.is_file() && seen.insert(FileId::of(&meta)) {
                 found.push(Found {
                     id: FileId::of(&meta),
@@ -151,6 +159,7 @@ impl Globs {
                 });
             }
         }
+        matched
     }
 
     /// The deepest directory of each glob that has no wildcard: watching it catches new files.
@@ -220,7 +229,8 @@ mod tests {
             &["skip.*", "*.gz", &format!("{root}/*.txt")],
         );
         let names: Vec<_> = g
-            .scan()
+            .scan_noting_empty()
+            .0
             .into_iter()
             .map(|f| f.path.strip_prefix(d).expect("inside").to_path_buf())
             .collect();
