@@ -3,29 +3,40 @@
 //! Records come from files or stdin, become rows of a Data Collection Rule stream, are packed
 //! into gzip JSON requests within the API's limits and POSTed with an Entra bearer token.
 //!
+//! One data path serves every command: `send` and `run` build a [`config::Config`] by one route
+//! — the file (if any) read table by table, the flags laid over it, every value checked and
+//! compiled, every error reported at once — and start the same [`pipeline`] with it, in one of
+//! its two modes (the agent, or a one-shot upload).
+//!
+//! Layers, each using only those below it:
+//!
+//! ```text
+//!  main ─▶ cli, cmd ─▶ config ─▶ pipeline ─▶ ingest, spool, input, transform, batch, auth
+//!                                          ─▶ leaves: rows, azure, metrics, trouble, private_fs, …
+//! ```
+//!
 //! Where things live:
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`cli`] | argument structs for the commands |
-//! | [`cmd`] | one file per command (`send`, `run`, `check`, `dcr`): wiring only; the flag handling they share (`settings`, `shaping`) |
-//! | [`dcr`] | `dcrship dcr`: column types inferred from a sample, names Azure refuses, the ARM template (table, DCR, role), `az` commands and agent.toml blocks for them, or the same made through Resource Manager |
-//! | [`config`] | the TOML configuration, validated at load, errors with line and key |
-//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; container runtimes' files (CRI, Docker json-file) with pod columns; file tailing, fingerprints and checkpoints for the agent; the systemd journal through journalctl, from a saved cursor |
-//! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated` and time formats, `RawData`, typed columns and coercion, field edits, schema files, field limits; a fast JSON object scanner |
+//! | [`cli`] | argument structs for the commands, grouped for `--help` |
+//! | [`cmd`] | one file per command (`send`, `run`, `check`, `dcr`): wiring only; `flags` turns the flags into an overlay on the configuration, `preflight` is what `check` looks at on the host |
+//! | [`config`] | the configuration route: `read` (table by table), `file` (the tables as written), `value` (durations, sizes, ranges), `env` (`${VAR}`), `spans` (lines, keys, did-you-mean), `overlay` (flags over the file), `endpoint` (what an endpoint may be), `compile` and `build` (every check, and the stages' settings) |
+//! | [`pipeline`] | the one data path: `plan` (what it runs), input tasks (`inputs`: tail, stdin, files once, journal), records → rows (`sink`), per-output batcher, sealers, queue (spool, memory or dry run) and deliverers (`output`), ack tracking → checkpoints (`acks`, `sources`, `windows`), and one `stop` |
+//! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; container runtimes' files (CRI, Docker json-file) with pod columns; file tailing, fingerprints and checkpoints; the systemd journal through journalctl, from a saved cursor |
+//! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated` and time formats, `RawData`, typed columns and coercion, field edits, schema files; a fast JSON object scanner |
 //! | [`batch`] | rows → sealed gzip request bodies within the byte cap (pure, property-tested) |
 //! | [`ingest`] | the POST, the pure answer classifier, the sender with its retry policy, per-DCR rate limits, the failure-episode log rule, and the diagnosis of what Azure says (403 fields, cloud vs endpoint) |
 //! | [`spool`] | the disk spool: a durable, bounded FIFO of sealed request bodies per output (segments, CRC, cursor) |
-//! | [`pipeline`] | the agent's data path: input tasks, per-output batcher and workers, ack tracking → checkpoints, shutdown and reload |
-//! | [`metrics`], [`health`] | Prometheus counters, per-output health, and the `/metrics` + `/health` server |
-//! | [`systemd`] | sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING |
 //! | [`auth`] | token sources behind one trait, and the token cache |
+//! | [`dcr`] | `dcrship dcr`: column types inferred from a sample, names Azure refuses, the ARM template (table, DCR, role), `az` commands and agent.toml blocks for them, or the same made through Resource Manager |
+//! | [`metrics`], [`health`] | Prometheus counters, per-output health, and the `/metrics` + `/health` + `/live` server |
+//! | [`systemd`] | sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING |
 //! | [`deadletter`] | the NDJSON file of rejected rows, each with its reason |
-//! | [`dirlock`] | one process per state directory (and per `send --spool` directory) |
-//! | [`fdlimit`] | the descriptor limit: raised at start, and the share tailed files may hold |
-//! | [`stats`] | counters and the end-of-run summary |
-//! | [`memory`] | keeping glibc's heap flat over long runs (two arenas, periodic trim) |
-//! | [`http`], [`secret`], [`duration`], [`exit`], [`telemetry`] | small shared pieces |
+//! | [`stats`] | the end-of-run summary, read from the metrics |
+//! | [`rows`], [`azure`] | leaves: rows with their origin; what the API fixes (sizes, limits, id and stream shapes) |
+//! | [`dirlock`], [`private_fs`], [`trouble`], [`fdlimit`], [`memory`] | one process per state directory; owner-only files; failures logged once a minute; the descriptor budget; a flat heap |
+//! | [`http`], [`secret`], [`duration`], [`exit`], [`console`], [`telemetry`] | small shared pieces |
 
 // Output goes through `console`, which does not panic on a closed stdout or stderr.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
