@@ -140,15 +140,16 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
                 // unless a signal says stop: then `shutdown_timeout` more, and what is left of
                 // stdin is lost (logged by the pipeline).
                 let timeout = current.agent().shutdown_timeout;
-                let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+                let signalled = tokio_util::sync::CancellationToken::new();
+                let on_signal = signalled.clone();
                 let waiter = tokio::spawn(async move {
                     tokio::select! {
                         _ = term.recv() => {}
                         _ = int.recv() => {}
                     }
-                    let _ = stop_tx.send(());
+                    on_signal.cancel();
                 });
-                pipeline.shutdown_until(stop_rx, timeout).await;
+                pipeline.shutdown_until(signalled, timeout).await;
                 waiter.abort();
                 refresher.abort();
                 let _ = stop_http.send(true);

@@ -60,8 +60,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::{sleep, sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
 
 use crate::input::checkpoint::Checkpoints;
 pub use crate::input::fingerprint::FileKey;
@@ -366,26 +367,26 @@ impl FileTailer {
         self
     }
 
-    /// Tails until `stop` holds `true` (or its sender is dropped) or `lines`' receiver is
+    /// Tails until `stop` is cancelled or `lines`' receiver is
     /// dropped. Lines read but not yet sent when it stops are dropped: their offsets were never
     /// handed out, so a restart from the checkpoints reads them again.
     pub async fn run(
         mut self,
         lines: mpsc::Sender<FileLines>,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> Result<(), TailError> {
         let wake = Arc::new(Wake::default());
         let mut watcher = DirWatcher::new(Arc::clone(&wake));
         let mut next_rescan = Instant::now();
         loop {
-            if *stop.borrow() {
+            if stop.is_cancelled() {
                 return Ok(());
             }
             if wake.take_rescan() || Instant::now() >= next_rescan {
                 self.rescan(&mut watcher).await?;
                 next_rescan = Instant::now() + self.config.rescan_interval;
             }
-            let Some(round) = self.poll_round(&lines, &mut stop).await? else {
+            let Some(round) = self.poll_round(&lines, &stop).await? else {
                 return Ok(());
             };
             if round.moved {
@@ -397,7 +398,7 @@ impl FileTailer {
             }
             let deadline = next_rescan.min(Instant::now() + self.config.poll_interval);
             tokio::select! {
-                _ = stopped(&mut stop) => return Ok(()),
+                _ = stop.cancelled() => return Ok(()),
                 _ = wake.notified() => sleep(WAKE_COALESCE).await,
                 _ = sleep_until(deadline) => {}
             }
@@ -463,7 +464,7 @@ impl FileTailer {
     async fn poll_round(
         &mut self,
         lines: &mpsc::Sender<FileLines>,
-        stop: &mut watch::Receiver<bool>,
+        stop: &CancellationToken,
     ) -> Result<Option<Round>, TailError> {
         let mut round = Round::default();
         let mut lost = Vec::new();
@@ -747,19 +748,10 @@ fn resume(
 }
 
 /// Sends a batch unless the stop signal comes first; false means stop.
-async fn send(
-    lines: &mpsc::Sender<FileLines>,
-    stop: &mut watch::Receiver<bool>,
-    batch: FileLines,
-) -> bool {
+async fn send(lines: &mpsc::Sender<FileLines>, stop: &CancellationToken, batch: FileLines) -> bool {
     tokio::select! {
         biased;
-        _ = stopped(stop) => false,
+        _ = stop.cancelled() => false,
         sent = lines.send(batch) => sent.is_ok(),
     }
-}
-
-/// Resolves when the stop signal is raised or can no longer be (its sender was dropped).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::sources::{SafeUpTo, Sources};
@@ -307,17 +307,6 @@ fn read_head(path: &Path, max: usize) -> std::io::Result<Vec<u8>> {
     Ok(head)
 }
 
-/// The tailer and the journal reader stop on a watch signal: the pipeline's stop raises it.
-fn stop_signal(ctx: &InputCtx) -> watch::Receiver<bool> {
-    let (stop_tx, stop) = watch::channel(false);
-    let token = ctx.stop.inputs.clone();
-    tokio::spawn(async move {
-        token.cancelled().await;
-        stop_tx.send_replace(true);
-    });
-    stop
-}
-
 /// A file whose multiline event waits for its next line.
 struct PendingFile {
     events: LineEvents,
@@ -352,7 +341,7 @@ impl PendingFile {
 /// Tails the files of one input.
 pub async fn files(ctx: InputCtx, tailer: FileTailer) {
     let (tx, mut rx) = mpsc::channel::<FileLines>(4);
-    let stop = stop_signal(&ctx);
+    let stop = ctx.stop.inputs.clone();
     let name = ctx.name.clone();
     let tail = tokio::spawn(async move {
         if let Err(e) = tailer.run(tx, stop).await {
@@ -608,7 +597,7 @@ pub async fn journald(ctx: InputCtx, journal: Journal) {
         too_large,
     } = journal;
     let (tx, mut rx) = mpsc::channel::<JournalBatch>(4);
-    let read = tokio::spawn(reader.run(tx, stop_signal(&ctx)));
+    let read = tokio::spawn(reader.run(tx, ctx.stop.inputs.clone()));
     let label = format!("<journal {}>", ctx.name);
     let source = ctx.sources.positioned(&label, position.clone());
     let too_large_reason = format!(

@@ -41,6 +41,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::TokenCache;
@@ -428,11 +429,7 @@ impl Pipeline {
 
     /// Delivers everything already read, with no time limit, until `stop` fires; then allows
     /// `timeout` more (as [`Pipeline::shutdown`]). For stdin-only agents after stdin ended.
-    pub async fn shutdown_until(
-        self,
-        stop: tokio::sync::oneshot::Receiver<()>,
-        timeout: Duration,
-    ) -> bool {
+    pub async fn shutdown_until(self, stop: CancellationToken, timeout: Duration) -> bool {
         self.finish(Some(stop), Some(timeout)).await.0
     }
 
@@ -459,7 +456,7 @@ impl Pipeline {
     /// Returns whether everything read was delivered, and the rows left in spools.
     async fn finish(
         self,
-        unlimited_until: Option<tokio::sync::oneshot::Receiver<()>>,
+        unlimited_until: Option<CancellationToken>,
         timeout: Option<Duration>,
     ) -> (bool, u64) {
         self.stop.inputs.cancel();
@@ -473,7 +470,7 @@ impl Pipeline {
         let drained = match unlimited_until {
             Some(stop) => tokio::select! {
                 _ = &mut drains => true,
-                _ = stop => within(&mut drains, timeout).await,
+                _ = stop.cancelled() => within(&mut drains, timeout).await,
             },
             None => within(&mut drains, timeout).await,
         };

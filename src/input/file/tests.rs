@@ -7,9 +7,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Instant};
+use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::input::checkpoint::CheckpointStore;
@@ -32,7 +33,7 @@ struct Got {
 /// A running tailer and everything it has sent so far.
 struct Tail {
     rx: mpsc::Receiver<FileLines>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: JoinHandle<Result<(), TailError>>,
     got: Vec<Got>,
     largest_batch: usize,
@@ -61,8 +62,8 @@ impl Tail {
 
     fn with_tailer(tailer: FileTailer, capacity: usize) -> Tail {
         let (tx, rx) = mpsc::channel(capacity);
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(tailer.run(tx, stop_rx));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(tailer.run(tx, stop.clone()));
         Tail {
             rx,
             stop,
@@ -116,7 +117,7 @@ impl Tail {
 
     /// Raises the stop signal, waits for the task, and collects what was sent before it ended.
     async fn stop(mut self) -> Vec<Got> {
-        self.stop.send_replace(true);
+        self.stop.cancel();
         let ended = timeout(DEADLINE, &mut self.task).await;
         let result = ended.expect("tailer stops in time").expect("task ran");
         assert!(result.is_ok(), "{result:?}");

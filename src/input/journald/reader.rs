@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::command::{read_args, tail_args, Start};
 use super::entry::{self, Entry};
@@ -151,17 +152,17 @@ impl JournalReader {
     }
 
     /// Reads until `stop` is set or `tx` is closed.
-    pub async fn run(mut self, tx: mpsc::Sender<JournalBatch>, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, tx: mpsc::Sender<JournalBatch>, stop: CancellationToken) {
         let mut wait = Duration::ZERO;
         // Entries after the cursor were read to the newest: follow (see `command`).
         let mut caught_up = false;
         loop {
-            if !wait.is_zero() && !pause(wait, &mut stop).await {
+            if !wait.is_zero() && !pause(wait, &stop).await {
                 return;
             }
             let start = match self.last_read.clone() {
                 Some(c) => Start::After(c),
-                None if self.opts.since_now => match self.tail(&mut stop).await {
+                None if self.opts.since_now => match self.tail(&stop).await {
                     Ok(Some(c)) => {
                         self.last_read = Some(c.clone());
                         let batch = JournalBatch {
@@ -184,7 +185,7 @@ impl JournalReader {
                 None => Start::Oldest,
             };
             let follow = caught_up || start == Start::Oldest;
-            let ended = match self.read(&start, follow, &tx, &mut stop).await {
+            let ended = match self.read(&start, follow, &tx, &stop).await {
                 Ok(Some(ended)) => ended,
                 Ok(None) => return, // stopped, or the pipeline is gone
                 Err(why) => {
@@ -257,10 +258,7 @@ impl JournalReader {
     }
 
     /// The newest entry's cursor (`None`: the journal is empty). `Err(None)`: stopped.
-    async fn tail(
-        &self,
-        stop: &mut watch::Receiver<bool>,
-    ) -> Result<Option<String>, Option<String>> {
+    async fn tail(&self, stop: &CancellationToken) -> Result<Option<String>, Option<String>> {
         let mut child = self
             .command(tail_args(&self.opts))
             .spawn()
@@ -276,7 +274,7 @@ impl JournalReader {
         };
         let status = tokio::select! {
             s = read => Some(s),
-            _ = stop.wait_for(|s| *s) => None,
+            _ = stop.cancelled() => None,
         };
         let status = status
             .ok_or(None)?
@@ -306,7 +304,7 @@ impl JournalReader {
         start: &Start,
         follow: bool,
         tx: &mpsc::Sender<JournalBatch>,
-        stop: &mut watch::Receiver<bool>,
+        stop: &CancellationToken,
     ) -> Result<Option<Ended>, String> {
         let mut child = self
             .command(read_args(&self.opts, start, follow))
@@ -326,7 +324,7 @@ impl JournalReader {
         loop {
             let n = tokio::select! {
                 biased;
-                _ = stop.wait_for(|s| *s) => None,
+                _ = stop.cancelled() => None,
                 r = stdout.read(&mut buf) => Some(r.unwrap_or(0)),
             };
             let Some(n) = n else {
@@ -408,10 +406,10 @@ fn sample(bytes: &[u8]) -> String {
 }
 
 /// Waits `d` unless stopped first; false when stopped.
-async fn pause(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+async fn pause(d: Duration, stop: &CancellationToken) -> bool {
     let stopped = tokio::select! {
         _ = tokio::time::sleep(d) => false,
-        _ = stop.wait_for(|s| *s) => true,
+        _ = stop.cancelled() => true,
     };
     !stopped
 }
