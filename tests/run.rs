@@ -1770,3 +1770,26 @@ async fn a_glob_that_matches_nothing_is_warned_about_once() {
     agent.stop(secs(10)).await;
     assert_exactly_once(&fake, &text);
 }
+
+/// The container's default command is `dcrship run --stdin`: without an endpoint it must say
+/// which flags (or variables) are missing — not suggest `--dry-run`, which `run` does not have.
+#[tokio::test]
+async fn run_without_a_target_names_the_missing_flags_and_no_dry_run() {
+    let state = tempfile::tempdir().expect("state");
+    let mut c = dcrship();
+    c.args(["run", "--stdin", "--auth", "static"])
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["--http-listen", ""])
+        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    let out = run(c).await;
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "missing --endpoint (DCRSHIP_ENDPOINT), --dcr (DCRSHIP_DCR), --stream (DCRSHIP_STREAM)"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("--dry-run"), "{err}");
+}
