@@ -1,5 +1,8 @@
 //! Command-line arguments (contract.md). Flags fall back to the environment variables named
 //! there; flags and env win over a config file, which wins over the defaults.
+//!
+//! The doc comments here are the `--help` text, so they are written for a terminal, not rustdoc.
+#![allow(rustdoc::invalid_html_tags, rustdoc::bare_urls)]
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -37,36 +37,41 @@
 //! | [`rows`], [`azure`] | leaves: rows with their origin; what the API fixes (sizes, limits, id and stream shapes) |
 //! | [`dirlock`], [`private_fs`], [`trouble`], [`fdlimit`], [`memory`] | one process per state directory; owner-only files; failures logged once a minute; the descriptor budget; a flat heap |
 //! | [`http`], [`secret`], [`duration`], [`exit`], [`console`], [`telemetry`] | small shared pieces |
+//!
+//! Only the modules that `main` and the benchmarks reach are `pub`; the rest are `pub(crate)`,
+//! so the compiler reports what nothing uses. Test-only helpers are `#[cfg(test)]`.
 
+// The map links crate-private modules: read it with `cargo doc --document-private-items`.
+#![allow(rustdoc::private_intra_doc_links)]
 // Output goes through `console`, which does not panic on a closed stdout or stderr.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
-pub mod auth;
-pub mod azure;
+pub(crate) mod auth;
+pub(crate) mod azure;
 pub mod batch;
 pub mod cli;
 pub mod cmd;
-pub mod config;
+pub(crate) mod config;
 pub mod console;
-pub mod dcr;
+pub(crate) mod dcr;
 pub mod deadletter;
-pub mod dirlock;
-pub mod duration;
+pub(crate) mod dirlock;
+pub(crate) mod duration;
 pub mod exit;
-pub mod fdlimit;
-pub mod health;
-pub mod http;
-pub mod ingest;
+pub(crate) mod fdlimit;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod ingest;
 pub mod input;
 pub mod memory;
-pub mod metrics;
+pub(crate) mod metrics;
 pub mod pipeline;
-pub mod private_fs;
+pub(crate) mod private_fs;
 pub mod rows;
-pub mod secret;
-pub mod spool;
-pub mod stats;
-pub mod systemd;
+pub(crate) mod secret;
+pub(crate) mod spool;
+pub(crate) mod stats;
+pub(crate) mod systemd;
 pub mod telemetry;
 pub mod transform;
-pub mod trouble;
+pub(crate) mod trouble;

@@ -102,6 +102,7 @@ impl Notifier {
     }
 
     /// True when notifications go somewhere.
+    #[cfg(test)]
     pub fn is_enabled(&self) -> bool {
         self.target.is_some()
     }

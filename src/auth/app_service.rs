@@ -94,6 +94,7 @@ impl AppServiceSource {
     }
 
     /// Replaces the retry schedule (tests use a short one).
+    #[cfg(test)]
     pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
         self.endpoint.set_retry(retry);
         self

@@ -69,6 +69,7 @@ impl AzureCliSource {
     }
 
     /// Replaces the 30 s time limit (tests use a short one).
+    #[cfg(test)]
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self

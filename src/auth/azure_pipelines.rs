@@ -115,6 +115,7 @@ impl Assertion for PipelinesIdToken {
         Box::pin(self.0.fetch(deadline))
     }
 
+    #[cfg(test)]
     fn set_retry(&mut self, retry: RetrySchedule) {
         self.0.retry = retry;
     }

@@ -31,6 +31,7 @@ use super::entra::{self, Credential, EntraApp};
 use super::env::Env;
 use super::pbe::Password;
 use super::pkcs12;
+#[cfg(test)]
 use super::retry::RetrySchedule;
 use super::{AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
 use crate::http::HttpClients;
@@ -101,18 +102,10 @@ impl ClientCertificateSource {
     }
 
     /// Replaces the retry schedule (tests use a short one).
+    #[cfg(test)]
     pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
         self.app.set_retry(retry);
         self
-    }
-
-    /// The certificate's SHA-256 thumbprint, base64url (`x5t#S256`): what to compare with the
-    /// thumbprint shown on the app registration (which shows SHA-1 hex, alas).
-    pub fn thumbprint(&self) -> String {
-        self.thumbprint
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
     }
 
     async fn request(&self, deadline: Option<Instant>) -> Result<AccessToken, AuthError> {
@@ -597,7 +590,7 @@ qy7hd5ftZdyOgB0rn1sSCoGXwfKE8t1SR0o9BNpv2cguXJyu95XLDPQe\n\
         let (base, rec) = fake_entra(TENANT, vec![(200, OK_BODY.into())]).await;
         let (_dir, path) = pem_file(&[CERT_PEM, KEY_PKCS8_PEM]);
         let src = ClientCertificateSource::new(&cfg(&base, &path), &http(), &no_env()).unwrap();
-        assert_eq!(src.thumbprint(), X5T_S256);
+        assert_eq!(*src.thumbprint.lock().unwrap(), X5T_S256);
         let before = jiff::Timestamp::now().as_second();
         assert_eq!(src.fetch().await.unwrap().token.expose(), "tok-cert");
         let (_, form) = rec.only();

@@ -7,6 +7,7 @@
 
 use super::entra::{self, Credential, EntraApp};
 use super::env::Env;
+#[cfg(test)]
 use super::retry::RetrySchedule;
 use super::{AccessToken, AuthConfig, AuthError, BoxFuture, TokenSource};
 use crate::http::HttpClients;
@@ -55,6 +56,7 @@ impl ClientSecretSource {
     }
 
     /// Replaces the retry schedule (tests use a short one).
+    #[cfg(test)]
     pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
         self.app.set_retry(retry);
         self

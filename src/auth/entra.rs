@@ -140,6 +140,7 @@ impl EntraApp {
         })
     }
 
+    #[cfg(test)]
     pub(crate) fn set_retry(&mut self, retry: RetrySchedule) {
         self.retry = retry;
     }

@@ -3,7 +3,6 @@
 //! Sources read `AZURE_*` variables through [`Env`] rather than `std::env`, so tests can hand each
 //! source its own variables without racing other tests on the process environment.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -25,12 +24,13 @@ impl Env {
     }
 
     /// A fixed set of variables (tests, or a snapshot).
+    #[cfg(test)]
     pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Self
     where
         K: Into<String>,
         V: Into<String>,
     {
-        let map: HashMap<String, String> = pairs
+        let map: std::collections::HashMap<String, String> = pairs
             .into_iter()
             .map(|(k, v)| (k.into(), v.into()))
             .collect();

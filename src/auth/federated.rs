@@ -28,6 +28,7 @@ pub trait Assertion: Send + Sync + fmt::Debug {
     /// The assertion, obtained now, by `deadline`.
     fn get(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<Secret, AuthError>>;
     /// Replaces the retry schedule of the assertion's own request, if it makes one.
+    #[cfg(test)]
     fn set_retry(&mut self, retry: RetrySchedule) {
         let _ = retry;
     }
@@ -47,6 +48,7 @@ impl<A: Assertion> FederatedSource<A> {
     }
 
     /// Replaces the retry schedules (tests use a short one).
+    #[cfg(test)]
     pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
         self.app.set_retry(retry);
         self.assertion.set_retry(retry);

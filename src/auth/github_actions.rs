@@ -82,6 +82,7 @@ impl Assertion for GithubIdToken {
         Box::pin(self.0.fetch(deadline))
     }
 
+    #[cfg(test)]
     fn set_retry(&mut self, retry: RetrySchedule) {
         self.0.retry = retry;
     }

@@ -38,6 +38,8 @@ const WORDING: Wording = Wording {
 };
 
 /// A user-assigned identity, named by exactly one of its ids.
+// The variants are named for Azure's own keys (`client_id`, `object_id`, `msi_res_id`).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserAssigned {
     ClientId(String),
@@ -140,6 +142,7 @@ impl ImdsSource {
     }
 
     /// Replaces the retry schedule (tests use a short one).
+    #[cfg(test)]
     pub fn with_retry(mut self, retry: RetrySchedule) -> Self {
         self.endpoint.set_retry(retry);
         self

@@ -152,6 +152,7 @@ impl LocalEndpoint {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn set_retry(&mut self, retry: RetrySchedule) {
         self.retry = retry;
     }

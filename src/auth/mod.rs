@@ -70,7 +70,6 @@ pub use cloud::Cloud;
 pub use env::Env;
 pub use github_actions::GithubActionsSource;
 pub use imds::ImdsSource;
-pub use retry::RetrySchedule;
 pub use static_token::StaticSource;
 pub use workload::WorkloadIdentitySource;
 

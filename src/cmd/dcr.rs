@@ -1,6 +1,6 @@
 //! `dcrship dcr infer|template|create`: reads a sample through `send`'s own path — the
 //! decoder, the parser and multiline rules, and the row encoder with the flags' shaping (one
-//! construction, [`super::shaping`]) — and hands the rows it builds to [`crate::dcr`]. Bounded: at most
+//! construction, [`crate::config::shaping_for`]) — and hands the rows it builds to [`crate::dcr`]. Bounded: at most
 //! `--sample` rows are looked at, read 256 KiB at a time, and a column's statistics are a few
 //! counters and one short example per kind. `create` adds the identity (the flags of `send`)
 //! and the runtime for [`crate::dcr::create`].

@@ -274,7 +274,7 @@ pub struct InputConfig {
     pub container: Option<ContainerConfig>,
     #[serde(default, deserialize_with = "de_enum")]
     pub start_at: StartAt,
-    /// The output this input feeds. Always a key of [`Config::outputs`] after loading: when the
+    /// The output this input feeds. Always a key of [`FileConfig::outputs`] after loading: when the
     /// file omits it and there is exactly one output, that one is filled in.
     #[serde(default, deserialize_with = "de_string")]
     pub output: String,

@@ -17,7 +17,7 @@
 //! is reported at once, in line order, each with its line and key or the flag that set it.
 //!
 //! `${VAR}` and `${VAR:-default}` are expanded in string values; `$$` is a literal `$` (so `$${`
-//! is a literal `${`). The environment is read through the lookup given to [`parse_str`], so
+//! is a literal `${`). The environment is read through the lookup given to [`parse_with`], so
 //! tests never touch the process environment.
 
 mod build;
@@ -39,16 +39,13 @@ use std::time::Duration;
 
 use toml::de::DeTable;
 
-pub use crate::azure::{validate_dcr_id, validate_stream};
 pub use build::{check_journald, journal_options, shaping_for, text_rules};
-pub use compile::auth_config;
 use env::*;
-pub use env::{expand_env, ExpandError};
 pub use file::*;
-pub use overlay::{Attribution, FlagInput, OutputFlags, Overlay};
+pub use overlay::{FlagInput, OutputFlags, Overlay};
 use spans::*;
 use value::*;
-pub use value::{parse_byte_size, parse_listen, SizeError};
+pub use value::{parse_byte_size, parse_listen};
 
 /// Where the configuration is read from when neither `--config` nor `DCRSHIP_CONFIG` says.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/dcrship/agent.toml";
@@ -155,22 +152,19 @@ impl ConfigErrors {
         ConfigErrors(vec![e])
     }
 
-    /// The errors, in line order.
-    pub fn all(&self) -> &[ConfigError] {
-        &self.0
-    }
-
     /// The first error (the one with the lowest line).
     pub fn first(&self) -> Option<&ConfigError> {
         self.0.first()
     }
 
     /// [`ConfigError::line`] of the first error.
+    #[cfg(test)]
     pub fn line(&self) -> Option<usize> {
         self.first().and_then(ConfigError::line)
     }
 
     /// [`ConfigError::key`] of the first error.
+    #[cfg(test)]
     pub fn key(&self) -> Option<&str> {
         self.first().and_then(ConfigError::key)
     }
@@ -241,8 +235,8 @@ pub fn from_flags(overlay: &Overlay) -> Result<Config, ConfigErrors> {
     parse_with("", "flags", None, &|_| None, overlay)
 }
 
-/// Parses and compiles configuration text. `origin` names the text in messages (the file
-/// name); `env` answers `${VAR}` lookups, so callers and tests choose the environment.
+/// [`parse_with`] without flags, relative paths taken from `origin`'s directory (tests).
+#[cfg(test)]
 pub fn parse_str(
     text: &str,
     origin: &str,
@@ -252,8 +246,9 @@ pub fn parse_str(
     parse_with(text, origin, base, env, &Overlay::default())
 }
 
-/// [`parse_str`] with flags over the file; relative paths in the file are taken from
-/// `base_dir`.
+/// Parses and compiles configuration text with flags over it. `origin` names the text in
+/// messages (the file name); relative paths in the file are taken from `base_dir`; `env`
+/// answers `${VAR}` lookups, so callers and tests choose the environment.
 pub fn parse_with(
     text: &str,
     origin: &str,

@@ -1,5 +1,6 @@
 use super::*;
 use crate::auth::{AuthMethod, Cloud};
+use crate::azure::{validate_dcr_id, validate_stream};
 use crate::input::file::StartAt;
 use crate::input::Format;
 use crate::secret::Secret;

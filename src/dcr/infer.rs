@@ -267,6 +267,7 @@ pub struct Column {
 
 impl Column {
     /// Rows with a value (not null, not blank).
+    #[cfg(test)]
     pub fn values(&self) -> u64 {
         self.kinds.iter().map(|(_, n, _)| n).sum()
     }

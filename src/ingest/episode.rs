@@ -96,6 +96,7 @@ impl Episode {
     }
 
     /// True while an episode is on (a request failed and none was accepted since).
+    #[cfg(test)]
     pub fn failing(&self) -> bool {
         self.since.is_some()
     }

@@ -2,7 +2,7 @@
 //!
 //! The service limits each DCR to 12,000 requests and 2 GB a minute and answers 429 past them.
 //! A [`DcrGate`] holds, for one DCR, one GCRA limiter (governor) for requests and one for KiB,
-//! and the pause a `Retry-After` asked for; every [`Sender`](super::Sender) of the DCR goes
+//! and the pause a `Retry-After` asked for; every [`Sender`](super::sender::Sender) of the DCR goes
 //! through the same gate before each POST, retries included, so several outputs on one DCR
 //! share its limits and its pauses.
 //!

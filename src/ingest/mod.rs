@@ -16,7 +16,5 @@ pub mod limits;
 pub mod sealer;
 pub mod sender;
 
-pub use classify::{classify, Action, Answer};
-pub use client::{HttpTransport, Transport, TransportError};
+pub use client::{HttpTransport, Transport};
 pub use sealer::Sealer;
-pub use sender::{Fatal, Policy, Sender, Target};

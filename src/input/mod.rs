@@ -2,11 +2,11 @@
 //!
 //! [`lines`] splits on `\n` with a cap on line length; [`json_stream`] frames top-level JSON
 //! values (flattening arrays) with a cap on record size; [`csv`] reads RFC 4180 records on top of
-//! lines; [`format`] picks a format from a file name or the first bytes; [`decode`] puts them
+//! lines; [`format`](mod@format) picks a format from a file name or the first bytes; [`decode`] puts them
 //! together behind one type the commands feed chunks to. [`parse`] turns text lines into columns
 //! (`regex`, `logfmt`, `syslog`), after [`multiline`] has joined the lines of one event.
 //!
-//! For the agent: [`file`] tails globs of files (stat poll as the truth, notify to wake it,
+//! For the agent: [`file`](mod@file) tails globs of files (stat poll as the truth, notify to wake it,
 //! rename rotation, copytruncate, deleted files), [`fingerprint`] tells a file from a reused inode,
 //! and [`checkpoint`] stores safe offsets atomically in the state directory. [`container`] reads
 //! container runtimes' files (CRI, Docker json-file): envelope, joined parts, pod columns. [`journald`] reads

@@ -73,6 +73,7 @@ impl AckedSet {
     }
 
     /// Ranges above the floor (for tests and the log).
+    #[cfg(test)]
     pub fn gaps(&self) -> usize {
         self.ranges.len()
     }

@@ -1,6 +1,6 @@
 //! Reads one open file from an offset and cuts it into lines that know where they end.
 //!
-//! The framing is [`LineSplitter`](crate::input::lines::LineSplitter)'s, started at the file's
+//! The framing is [`crate::input::lines::LineSplitter`]'s, started at the file's
 //! offset, so every line carries the offset just past its newline, which is what a checkpoint
 //! stores. A line longer than the cap is cut and the rest skipped up to its newline, so one file
 //! never holds more than `max_line` bytes of an unfinished line.
