@@ -35,15 +35,8 @@ impl RawBatch {
         }
     }
 
-    /// A batch of one row (used for a row that is dead-lettered alone).
-    pub fn single(row: &[u8], origin: Origin) -> Self {
-        let mut b = RawBatch::with_capacity(row.len() + 2);
-        b.append(row, origin);
-        b.close();
-        b
-    }
-
     /// Builds a batch from rows (each a serialized JSON object).
+    #[cfg(test)]
     pub fn from_rows<'a>(rows: impl IntoIterator<Item = (&'a [u8], Origin)>) -> Self {
         let mut b = RawBatch::with_capacity(1024);
         for (row, origin) in rows {
@@ -117,6 +110,7 @@ impl RawBatch {
         &self.body[self.start(i)..self.ends[i] as usize]
     }
 
+    #[cfg(test)]
     pub fn origin(&self, i: usize) -> Origin {
         self.origins[i]
     }
@@ -200,10 +194,6 @@ impl Batcher {
 
     fn initial_capacity(cap: usize) -> usize {
         cap.min(1 << 20) + 2
-    }
-
-    pub fn cap(&self) -> usize {
-        self.cap
     }
 
     /// Adds one serialized JSON object.

@@ -169,6 +169,7 @@ impl DeadLetter {
     }
 
     /// Rows refused so far.
+    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.count.load(Relaxed)
     }

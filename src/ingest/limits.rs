@@ -175,6 +175,7 @@ impl DcrGate {
         }
     }
 
+    #[cfg(test)]
     pub fn limits(&self) -> DcrLimits {
         self.limits
     }

@@ -144,14 +144,17 @@ impl Checkpoints {
         true
     }
 
+    #[cfg(test)]
     pub fn get(&self, key: &FileKey) -> Option<&Checkpoint> {
         self.entries.get(key)
     }
 
+    #[cfg(test)]
     pub fn offset(&self, key: &FileKey) -> Option<u64> {
         self.entries.get(key).map(|c| c.offset)
     }
 
+    #[cfg(test)]
     pub fn remove(&mut self, key: &FileKey) -> Option<Checkpoint> {
         self.entries.remove(key)
     }
@@ -160,10 +163,12 @@ impl Checkpoints {
         self.entries.iter()
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len() + self.journals.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty() && self.journals.is_empty()
     }
@@ -273,6 +278,7 @@ impl CheckpointStore {
     }
 
     /// The checkpoint file's path.
+    #[cfg(test)]
     pub fn path(&self) -> &Path {
         &self.file
     }

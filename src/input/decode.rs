@@ -313,11 +313,6 @@ impl CsvLines {
     pub fn line(&mut self, l: Line<'_>, max: usize, emit: &mut dyn FnMut(Record<'_>)) {
         csv_line(l, &mut self.0, max, emit);
     }
-
-    /// True once the header line was read.
-    pub fn has_header(&self) -> bool {
-        self.0.header.is_some()
-    }
 }
 
 fn csv_line(l: Line<'_>, st: &mut CsvState, max: usize, emit: &mut dyn FnMut(Record<'_>)) {

@@ -68,7 +68,7 @@ use crate::input::checkpoint::Checkpoints;
 pub use crate::input::fingerprint::FileKey;
 use crate::input::fingerprint::Window;
 
-pub use budget::{OpenFiles, Slot};
+pub use budget::OpenFiles;
 use discover::{FileId, Globs};
 use gzip::GzDrain;
 use known::Known;
@@ -163,6 +163,7 @@ impl FileLines {
     }
 
     /// The offset to checkpoint once every line of this batch is safe.
+    #[cfg(test)]
     pub fn end_offset(&self) -> Option<u64> {
         self.lines.last().map(|l| l.end_offset)
     }

@@ -154,6 +154,7 @@ impl Multiline {
     }
 
     /// Bytes held for the pending event.
+    #[cfg(test)]
     pub fn pending_bytes(&self) -> usize {
         self.buf.len()
     }

@@ -76,6 +76,7 @@ impl AckTracker {
     }
 
     /// Batches sealed but not finished.
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         let mut seqs: Vec<Seq> = self
             .pending

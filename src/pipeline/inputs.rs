@@ -573,7 +573,7 @@ impl std::fmt::Debug for JournalPosition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JournalPosition")
             .field("input", &self.input)
-            .field("pending", &self.log().len())
+            .field("pending", &self.log().pending())
             .finish()
     }
 }

@@ -47,6 +47,7 @@ pub struct RowNotes {
 }
 
 impl RowNotes {
+    #[cfg(test)]
     pub fn add(&mut self, o: &RowNotes) {
         self.truncated_fields += o.truncated_fields;
         self.time_unparsable += o.time_unparsable;
@@ -256,11 +257,13 @@ impl RowEncoder {
     }
 
     /// Out-of-range time warnings logged so far (for tests of the rate limit).
+    #[cfg(test)]
     pub fn time_warnings(&self) -> u64 {
         self.warnings.time.passed.load(Relaxed)
     }
 
     /// Unparsable-time warnings logged so far (for tests of the rate limit).
+    #[cfg(test)]
     pub fn unparsable_time_warnings(&self) -> u64 {
         self.warnings.unparsable.passed.load(Relaxed)
     }

@@ -442,6 +442,7 @@ pub fn rfc3339_utc(ts: Timestamp) -> String {
 /// Reads an event time from a JSON value: a string in RFC 3339 / ISO 8601 (no offset means UTC,
 /// a space may stand for `T`), or a number of epoch seconds, milliseconds, microseconds or
 /// nanoseconds (told apart by magnitude), also when written as a string.
+#[cfg(test)]
 pub fn parse_time_value(v: &Value) -> Option<Timestamp> {
     match v {
         Value::String(s) => parse_time_str(s),

@@ -135,6 +135,7 @@ impl Joiner {
     }
 
     /// Bytes held.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.buf.capacity()
     }

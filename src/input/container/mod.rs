@@ -637,6 +637,7 @@ impl ContainerFiles {
     }
 
     /// Files with state (for tests of the bound).
+    #[cfg(test)]
     pub fn files(&self) -> usize {
         self.files.len()
     }

@@ -44,12 +44,8 @@ impl CursorLog {
     }
 
     /// Cursors held (rows read, not yet safe).
-    pub fn len(&self) -> usize {
+    pub fn pending(&self) -> usize {
         self.pending.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
     }
 }
 
@@ -67,13 +63,13 @@ mod tests {
         assert_eq!(log.last(), 3);
         assert_eq!(log.safe(0), None);
         assert_eq!(log.safe(2).as_deref(), Some("b"));
-        assert_eq!(log.len(), 1);
+        assert_eq!(log.pending(), 1);
         // the same or an older number again: nothing new
         assert_eq!(log.safe(2), None);
         assert_eq!(log.safe(1), None);
         // a number past a gap (a row refused, never acked) still finds the one below it
         let d = log.push("d".into());
         assert_eq!(log.safe(d + 10).as_deref(), Some("d"));
-        assert!(log.is_empty());
+        assert!(log.pending() == 0);
     }
 }

@@ -21,6 +21,5 @@ pub mod options;
 pub mod reader;
 pub mod rows;
 
-pub use filter::UnitFilter;
 pub use options::{JournalOptions, Priority, RowShape};
 pub use reader::{JournalBatch, JournalError, JournalReader, Read};

@@ -110,6 +110,7 @@ fn quoted(line: &str, from: usize) -> Option<(String, usize)> {
 
 /// Writes `map` as one logfmt line (quoting where needed), the inverse of [`parse`] for string
 /// values and `true` flags. Used by the tests and the benchmark to make input.
+#[cfg(test)]
 pub fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a Value)>) -> String {
     let mut out = String::new();
     for (k, v) in pairs {
