@@ -10,13 +10,12 @@
 //! connection's app registration. Both tokens are secrets.
 
 use reqwest::Method;
-use tokio::time::Instant;
 
 use super::entra::{self, pick, EntraApp};
 use super::env::Env;
-use super::federated::{Assertion, FederatedSource, IdTokenRequest};
+use super::federated::{CiIdToken, FederatedSource, IdTokenRequest, Platform};
 use super::retry::RetrySchedule;
-use super::{AuthConfig, AuthError, BoxFuture};
+use super::{AuthConfig, AuthError};
 use crate::http::{parse_secure_url, HttpClients};
 use crate::secret::Secret;
 
@@ -30,11 +29,15 @@ const TENANT_VAR: &str = "AZURESUBSCRIPTION_TENANT_ID";
 const API_VERSION: &str = "7.1";
 
 /// Tokens for an Azure Pipelines job.
-pub type AzurePipelinesSource = FederatedSource<PipelinesIdToken>;
+pub type AzurePipelinesSource = FederatedSource<CiIdToken<AzurePipelines>>;
 
-/// The job's ID token for the service connection, asked of Azure DevOps for each Entra token.
+/// The platform whose ID token is the assertion.
 #[derive(Debug)]
-pub struct PipelinesIdToken(IdTokenRequest);
+pub struct AzurePipelines;
+
+impl Platform for AzurePipelines {
+    const NAME: &'static str = NAME;
+}
 
 /// The service connection: `[auth] service_connection_id`, else the task's variable.
 pub(crate) fn connection_id(cfg: &AuthConfig, env: &Env) -> Option<String> {
@@ -49,7 +52,7 @@ pub(crate) fn app_ids(cfg: &AuthConfig, env: &Env) -> (Option<String>, Option<St
     )
 }
 
-impl FederatedSource<PipelinesIdToken> {
+impl AzurePipelinesSource {
     /// Validates the configuration; sends nothing. Missing values are [`AuthError::Unavailable`],
     /// listed together.
     pub fn new(cfg: &AuthConfig, http: &HttpClients, env: &Env) -> Result<Self, AuthError> {
@@ -104,20 +107,7 @@ impl FederatedSource<PipelinesIdToken> {
                            federation one)",
             retry: RetrySchedule::ENTRA,
         };
-        Ok(FederatedSource::from_parts(app, PipelinesIdToken(request)))
-    }
-}
-
-impl Assertion for PipelinesIdToken {
-    const NAME: &'static str = NAME;
-
-    fn get(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<Secret, AuthError>> {
-        Box::pin(self.0.fetch(deadline))
-    }
-
-    #[cfg(test)]
-    fn set_retry(&mut self, retry: RetrySchedule) {
-        self.0.retry = retry;
+        Ok(FederatedSource::from_parts(app, CiIdToken::new(request)))
     }
 }
 

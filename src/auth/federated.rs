@@ -9,6 +9,7 @@
 //! it and the job token appear in no message.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
@@ -74,6 +75,35 @@ impl<A: Assertion> TokenSource for FederatedSource<A> {
 
     fn fetch_by(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
         Box::pin(self.request(deadline))
+    }
+}
+
+/// A CI platform that hands its jobs ID tokens over HTTP (GitHub Actions, Azure Pipelines).
+pub trait Platform: Send + Sync + fmt::Debug {
+    /// The source's name.
+    const NAME: &'static str;
+}
+
+/// The job's ID token, asked of the platform `P` for each Entra token.
+#[derive(Debug)]
+pub struct CiIdToken<P>(IdTokenRequest, PhantomData<P>);
+
+impl<P: Platform> CiIdToken<P> {
+    pub(crate) fn new(request: IdTokenRequest) -> Self {
+        CiIdToken(request, PhantomData)
+    }
+}
+
+impl<P: Platform> Assertion for CiIdToken<P> {
+    const NAME: &'static str = P::NAME;
+
+    fn get(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<Secret, AuthError>> {
+        Box::pin(self.0.fetch(deadline))
+    }
+
+    #[cfg(test)]
+    fn set_retry(&mut self, retry: RetrySchedule) {
+        self.0.retry = retry;
     }
 }
 

@@ -9,13 +9,12 @@
 //! Both tokens are secrets.
 
 use reqwest::Method;
-use tokio::time::Instant;
 
 use super::entra::{self, EntraApp};
 use super::env::Env;
-use super::federated::{Assertion, FederatedSource, IdTokenRequest};
+use super::federated::{CiIdToken, FederatedSource, IdTokenRequest, Platform};
 use super::retry::RetrySchedule;
-use super::{AuthConfig, AuthError, BoxFuture};
+use super::{AuthConfig, AuthError};
 use crate::http::{parse_secure_url, HttpClients};
 use crate::secret::Secret;
 
@@ -24,13 +23,17 @@ pub(crate) const URL_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_URL";
 pub(crate) const TOKEN_VAR: &str = "ACTIONS_ID_TOKEN_REQUEST_TOKEN";
 
 /// Tokens for a GitHub Actions job.
-pub type GithubActionsSource = FederatedSource<GithubIdToken>;
+pub type GithubActionsSource = FederatedSource<CiIdToken<GithubActions>>;
 
-/// The job's ID token, asked of GitHub for each Entra token.
+/// The platform whose ID token is the assertion.
 #[derive(Debug)]
-pub struct GithubIdToken(IdTokenRequest);
+pub struct GithubActions;
 
-impl FederatedSource<GithubIdToken> {
+impl Platform for GithubActions {
+    const NAME: &'static str = NAME;
+}
+
+impl GithubActionsSource {
     /// Validates the configuration; sends nothing. Missing values are [`AuthError::Unavailable`],
     /// listed together.
     pub fn new(cfg: &AuthConfig, http: &HttpClients, env: &Env) -> Result<Self, AuthError> {
@@ -71,20 +74,7 @@ impl FederatedSource<GithubIdToken> {
             refused_hint: "the job needs `permissions: id-token: write`",
             retry: RetrySchedule::ENTRA,
         };
-        Ok(FederatedSource::from_parts(app, GithubIdToken(request)))
-    }
-}
-
-impl Assertion for GithubIdToken {
-    const NAME: &'static str = NAME;
-
-    fn get(&self, deadline: Option<Instant>) -> BoxFuture<'_, Result<Secret, AuthError>> {
-        Box::pin(self.0.fetch(deadline))
-    }
-
-    #[cfg(test)]
-    fn set_retry(&mut self, retry: RetrySchedule) {
-        self.0.retry = retry;
+        Ok(FederatedSource::from_parts(app, CiIdToken::new(request)))
     }
 }
 
