@@ -453,8 +453,9 @@ pub fn parse_time_value(v: &Value) -> Option<Timestamp> {
     }
 }
 
-/// Reads an event time from a raw JSON value's text (a string or a number), as
-/// [`parse_time_value`] does, without building a value.
+/// Reads an event time from a raw JSON value's text: a string in RFC 3339 / ISO 8601 (no offset
+/// means UTC, a space may stand for `T`), or a number of epoch seconds, milliseconds,
+/// microseconds or nanoseconds (told apart by magnitude), also when written as a string.
 pub fn parse_time_raw(t: &str) -> Option<Timestamp> {
     match super::raw_object::json_text_str(t) {
         Some(s) => parse_time_str(&s),
@@ -462,7 +463,7 @@ pub fn parse_time_raw(t: &str) -> Option<Timestamp> {
     }
 }
 
-/// See [`parse_time_value`].
+/// Reads an event time from a string, as [`parse_time_raw`] reads a JSON string's contents.
 pub fn parse_time_str(s: &str) -> Option<Timestamp> {
     let s = s.trim();
     if s.is_empty() {

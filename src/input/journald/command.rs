@@ -21,7 +21,7 @@
 //! systemd writes about the unit); `priority` is `--priority=`; `match` fields become
 //! `FIELD=VALUE` matches (values of one field ORed, fields ANDed, as journalctl combines them).
 //! `exclude_units` has no journalctl form and is applied to the entries read (see
-//! [`super::UnitFilter`]).
+//! [`super::filter::UnitFilter`]).
 
 use std::ffi::OsString;
 
