@@ -174,7 +174,8 @@ mod tests {
         let m = Metrics::new();
         m.records_received("in").add(10);
         m.records_sent("out").add(6);
-        m.records_dropped("out", "rejected").inc();
+        m.records_dropped("out", crate::metrics::DropReason::Rejected)
+            .inc();
         m.request_bytes("out", crate::metrics::Encoding::Raw)
             .add(2_500_000);
         let s = Summary::from_metrics(&m, Duration::from_millis(1500));

@@ -60,9 +60,10 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
         tracing::info!(identity = tokens.source_name(), "sending");
         Some(tokens)
     };
+    let metrics = Arc::new(Metrics::new());
     let shared = Shared {
-        metrics: Arc::new(Metrics::new()),
-        health: Arc::new(Health::new()),
+        health: Arc::new(Health::with_metrics(metrics.clone())),
+        metrics,
         deadletter: deadletter.clone(),
         checkpointer: None,
         heartbeat: Arc::new(AtomicU64::new(0)),

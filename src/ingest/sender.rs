@@ -115,6 +115,16 @@ pub enum RetryReason {
 }
 
 impl RetryReason {
+    pub const ALL: [RetryReason; 7] = [
+        RetryReason::Throttled,
+        RetryReason::ServerError,
+        RetryReason::Network,
+        RetryReason::Timeout,
+        RetryReason::Permission,
+        RetryReason::Misconfigured,
+        RetryReason::Unauthorized,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             RetryReason::Throttled => "throttled",
@@ -134,8 +144,8 @@ pub trait DeliveryReport: Send + Sync {
     fn accepted(&self, batch: &RawBatch, gzip_bytes: usize);
     /// These rows will never be sent; `reason` says why.
     fn rejected(&self, batch: &RawBatch, reason: &str);
-    /// A request got this status, or no answer (`None`).
-    fn request(&self, status: Option<u16>);
+    /// A request got this status, or no answer (`None`), after `took`.
+    fn request(&self, status: Option<u16>, took: Duration);
     /// A request will be tried again; `detail` says what failed and what to fix (no secrets).
     fn retry(&self, reason: RetryReason, detail: &str);
     /// What waits to be delivered ("1.2 GB in the spool"), for the messages of a long outage.
@@ -354,10 +364,11 @@ impl Sender {
                 .post(token.expose(), body.clone(), &client_request_id, timeout)
                 .await;
             let now = Instant::now();
+            let took = now.duration_since(sent_at);
             let mut unanswered = None;
             let (action, ids) = match answer {
                 Ok(a) => {
-                    self.report.request(Some(a.status));
+                    self.report.request(Some(a.status), took);
                     let ids = Ids {
                         client: client_request_id.clone(),
                         service: a.request_id.clone(),
@@ -366,7 +377,7 @@ impl Sender {
                     (classify(&a, jiff::Timestamp::now()), ids)
                 }
                 Err(e) => {
-                    self.report.request(None);
+                    self.report.request(None, took);
                     if e.is_timeout() {
                         self.timed_out(&client_request_id, timeout);
                     }
@@ -395,7 +406,7 @@ impl Sender {
             };
             match action {
                 Action::Accepted => {
-                    self.accepted(now, now.duration_since(sent_at));
+                    self.accepted(now, took);
                     return Ok(Outcome::Accepted);
                 }
                 Action::Bisect { reason } => {
@@ -532,13 +543,15 @@ impl Sender {
         self.gate.admit(empty.len()).await;
         let probe_id = uuid::Uuid::new_v4().to_string();
         let timeout = self.shared().timeout;
+        let sent_at = Instant::now();
         let answer = self
             .transport
             .post(token.expose(), empty, &probe_id, timeout)
             .await;
+        let took = sent_at.elapsed();
         match answer {
             Ok(a) => {
-                self.report.request(Some(a.status));
+                self.report.request(Some(a.status), took);
                 if a.status != 400 {
                     return not_rows();
                 }
@@ -553,7 +566,7 @@ impl Sender {
                 }
             }
             Err(_) => {
-                self.report.request(None);
+                self.report.request(None, took);
                 not_rows()
             }
         }

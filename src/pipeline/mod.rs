@@ -268,6 +268,7 @@ impl Pipeline {
                 done: shared.rows_done.clone(),
             });
             shared.health.add_output(name);
+            output::declare_series(&shared.metrics, name);
             let sender = match (tokens, &out.endpoint) {
                 (Some(tokens), Some(endpoint)) => Some(Arc::new(
                     sender(shared, tokens, out, endpoint, mode, report.clone())
@@ -373,7 +374,10 @@ impl Pipeline {
                 sources: sources.clone(),
                 deadletter: shared.deadletter.clone(),
                 received: shared.metrics.records_received(name),
-                dropped: shared.metrics.records_dropped(&input.output, "invalid"),
+                bytes: shared.metrics.input_bytes(name),
+                dropped: shared
+                    .metrics
+                    .records_dropped(&input.output, crate::metrics::DropReason::Invalid),
                 out,
                 checkpointer: shared.checkpointer.clone(),
                 rules: input.rules.clone(),
@@ -628,9 +632,11 @@ async fn open_spool(
     let opts = plan.spool.clone();
     let m = crate::spool::SpoolMetrics {
         bytes: metrics.spool_bytes(metrics_name),
+        disk_bytes: metrics.spool_disk_bytes(metrics_name),
+        max_bytes: metrics.spool_max_bytes(metrics_name),
         oldest: metrics.oldest_unsent_seconds(metrics_name),
-        dropped: metrics.records_dropped(metrics_name, "spool_full"),
-        corrupt: metrics.records_dropped(metrics_name, "spool_corrupt"),
+        dropped: metrics.records_dropped(metrics_name, crate::metrics::DropReason::SpoolFull),
+        corrupt: metrics.records_dropped(metrics_name, crate::metrics::DropReason::SpoolCorrupt),
     };
     tokio::task::spawn_blocking(move || {
         let spool = crate::spool::Spool::open(&dir, opts, m)?;

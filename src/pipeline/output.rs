@@ -33,7 +33,7 @@ use crate::deadletter::DeadLetter;
 use crate::health::{Health, OutputState};
 use crate::ingest::sender::{DeliveryReport, RetryReason, Sender};
 use crate::ingest::Sealer;
-use crate::metrics::{Encoding, Family, Metrics};
+use crate::metrics::{DropReason, Encoding, Family, Metrics};
 use crate::rows::Origin;
 use crate::spool::{unseal, Body, Spool};
 
@@ -474,7 +474,7 @@ async fn deliver_loop(
                     tracing::error!(output = %report.output, rows = rec.rows, error = %e, "a spooled request cannot be read back; its rows are dropped");
                     report
                         .metrics
-                        .records_dropped(&report.output, "spool_corrupt")
+                        .records_dropped(&report.output, DropReason::SpoolCorrupt)
                         .add(u64::from(rec.rows));
                     spool.ack(rec.seq);
                     continue;
@@ -503,6 +503,28 @@ async fn deliver_loop(
     }
 }
 
+/// Creates every series an output has at 0 — each status the policy knows, each retry and drop
+/// reason — so a scraper sees the first 403 as an increase from 0, not as a new series.
+pub fn declare_series(metrics: &Metrics, output: &str) {
+    for status in crate::ingest::classify::KNOWN_STATUSES {
+        metrics.requests(output, Some(*status));
+    }
+    metrics.requests(output, None);
+    for reason in RetryReason::ALL {
+        metrics.retries(output, reason.label());
+    }
+    for reason in DropReason::ALL {
+        metrics.records_dropped(output, reason);
+    }
+    metrics.records_sent(output);
+    metrics.request_bytes(output, Encoding::Raw);
+    metrics.request_bytes(output, Encoding::Gzip);
+    metrics.request_duration(output);
+    metrics.request_rows(output);
+    metrics.request_size(output);
+    metrics.last_success(output);
+}
+
 /// Reports deliveries into metrics, health and the dead-letter.
 pub struct OutputReport {
     pub output: String,
@@ -526,7 +548,7 @@ impl OutputReport {
         self.deadletter
             .write_rows(std::iter::once((row, origin)), reason, |s| self.name_of(s));
         self.metrics
-            .records_dropped(&self.output, "too_large")
+            .records_dropped(&self.output, DropReason::TooLarge)
             .inc();
     }
 }
@@ -536,6 +558,12 @@ impl DeliveryReport for OutputReport {
         self.metrics
             .records_sent(&self.output)
             .add(batch.len() as u64);
+        self.metrics
+            .request_rows(&self.output)
+            .observe(batch.len() as f64);
+        self.metrics
+            .request_size(&self.output)
+            .observe(batch.body().len() as f64);
         self.metrics
             .request_bytes(&self.output, Encoding::Raw)
             .add(batch.body().len() as u64);
@@ -550,13 +578,16 @@ impl DeliveryReport for OutputReport {
         self.deadletter
             .write_rows(batch.rows(), reason, |s| self.name_of(s));
         self.metrics
-            .records_dropped(&self.output, "rejected")
+            .records_dropped(&self.output, DropReason::Rejected)
             .add(batch.len() as u64);
         self.done.fetch_add(batch.len() as u64, Relaxed);
     }
 
-    fn request(&self, status: Option<u16>) {
+    fn request(&self, status: Option<u16>, took: Duration) {
         self.metrics.requests(&self.output, status).inc();
+        self.metrics
+            .request_duration(&self.output)
+            .observe(took.as_secs_f64());
     }
 
     fn retry(&self, reason: RetryReason, detail: &str) {
