@@ -25,9 +25,11 @@
 //! start from the new configuration, so nothing is lost.
 
 pub mod acks;
+pub mod heartbeat;
 pub mod inputs;
 pub mod output;
 pub mod plan;
+pub mod probe;
 pub mod sink;
 pub mod sources;
 pub mod stop;
@@ -199,6 +201,8 @@ pub struct Shared {
 pub struct Pipeline {
     stop: Arc<Stop>,
     inputs: TaskTracker,
+    /// Heartbeat rows (`heartbeat_interval`), stopped with the inputs.
+    heartbeats: TaskTracker,
     outputs: Vec<OutputRuntime>,
     saver: Option<JoinHandle<()>>,
     checkpointer: Option<Arc<Checkpointer>>,
@@ -309,6 +313,11 @@ impl Pipeline {
                     batch_timeout: out.batch_timeout,
                     compression_level: out.compression_level,
                     max_time_span: out.max_time_span,
+                    // The agent's idle outputs are probed; a one-shot run sends or says why not.
+                    probe_interval: match mode {
+                        Mode::Agent { .. } => out.probe_interval,
+                        Mode::Once { .. } => None,
+                    },
                 },
                 OutputParts {
                     queue,
@@ -409,7 +418,28 @@ impl Pipeline {
             }
             tracing::info!(input = %name, output = %input.output, "input started");
         }
+        // Heartbeat rows stop with the inputs, but are not one: a stdin-only agent still ends
+        // when stdin does.
+        let heartbeats = TaskTracker::new();
+        if let Mode::Agent { .. } = mode {
+            for (name, out) in &plan.outputs {
+                let (Some(every), Some(rows)) = (out.heartbeat_interval, by_name.get(name)) else {
+                    continue;
+                };
+                heartbeats.spawn(heartbeat::run(heartbeat::Heartbeat {
+                    output: name.clone(),
+                    every,
+                    rows: rows.clone(),
+                    source: sources.stream("<heartbeat>"),
+                    computer: shared.computer.clone(),
+                    done: shared.rows_done.clone(),
+                    started: shared.started,
+                    stop: stop.clone(),
+                }));
+            }
+        }
         inputs.close();
+        heartbeats.close();
         drop(by_name);
         let saver = shared
             .checkpointer
@@ -418,6 +448,7 @@ impl Pipeline {
         Ok(Pipeline {
             stop,
             inputs,
+            heartbeats,
             outputs: std::mem::take(outputs),
             saver,
             checkpointer: shared.checkpointer.clone(),
@@ -468,6 +499,7 @@ impl Pipeline {
     ) -> (bool, u64) {
         self.stop.inputs.cancel();
         self.inputs.wait().await;
+        self.heartbeats.wait().await;
         let spools: Vec<_> = self
             .outputs
             .iter()

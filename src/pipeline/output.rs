@@ -31,7 +31,7 @@ use super::{Checkpointer, Rows};
 use crate::batch::{Batcher, Gzip, Pushed, RawBatch, SealedBatch};
 use crate::deadletter::DeadLetter;
 use crate::health::{Health, OutputState};
-use crate::ingest::sender::{DeliveryReport, RetryReason, Sender};
+use crate::ingest::sender::{DeliveryReport, ProbeFailure, RetryReason, Sender};
 use crate::ingest::Sealer;
 use crate::metrics::{DropReason, Encoding, Family, Metrics};
 use crate::rows::Origin;
@@ -46,6 +46,8 @@ pub struct OutputSpec {
     pub compression_level: u32,
     /// `max_time_span`: the `TimeGenerated` span one request may cover.
     pub max_time_span: Option<Duration>,
+    /// Probe the output with `POST []` after this long without a request (see `probe`).
+    pub probe_interval: Option<Duration>,
 }
 
 /// Where sealed bodies go on their way to the service.
@@ -75,6 +77,8 @@ pub struct OutputRuntime {
     stop: Arc<Stop>,
     replayed: Origin,
     level: u32,
+    /// The idle-output probe, stopped with the output.
+    probe: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What an output needs from the pipeline around it.
@@ -161,7 +165,16 @@ impl OutputRuntime {
             (Queue::Spool(spool), None) => Some(spool.clone()),
             _ => None,
         };
+        let probe = match (spec.probe_interval, &sender) {
+            (Some(every), Some(sender)) => Some(tokio::spawn(super::probe::run(
+                sender.clone(),
+                report.clone(),
+                every,
+            ))),
+            _ => None,
+        };
         OutputRuntime {
+            probe,
             name: spec.name,
             rows: rows_tx,
             packing,
@@ -197,6 +210,9 @@ impl OutputRuntime {
     /// Seals every row handed in, then waits until it is delivered (or, when the stop aborts,
     /// until the tasks have stopped). The inputs must have stopped (their senders dropped) first.
     pub async fn drain(self) {
+        if let Some(p) = &self.probe {
+            p.abort();
+        }
         drop(self.rows);
         self.packing.wait().await;
         if let Some(spool) = &self.spool {
@@ -209,6 +225,9 @@ impl OutputRuntime {
     /// Stops its tasks at once (a start that failed half-way).
     pub fn abort(&self) {
         self.stop.abort.cancel();
+        if let Some(p) = &self.probe {
+            p.abort();
+        }
     }
 
     /// The output's spools (its own and adopted ones), to close once the tasks are done.
@@ -553,6 +572,35 @@ impl OutputReport {
     }
 }
 
+impl OutputReport {
+    /// What a probe of the idle output found.
+    pub fn probed(&self, result: Result<(), ProbeFailure>) {
+        match result {
+            Ok(()) => self
+                .health
+                .record_probe(&self.output, OutputState::Ok, None),
+            Err(f) => self.health.record_probe(
+                &self.output,
+                state_of(f.reason),
+                Some(&format!("probe (POST []) of the idle output: {}", f.detail)),
+            ),
+        }
+    }
+}
+
+/// The `/health` state a failure puts an output in.
+fn state_of(reason: RetryReason) -> OutputState {
+    match reason {
+        RetryReason::Permission => OutputState::WaitingForPermission,
+        RetryReason::Misconfigured => OutputState::Misconfigured,
+        RetryReason::Throttled => OutputState::Throttled,
+        RetryReason::ServerError
+        | RetryReason::Network
+        | RetryReason::Timeout
+        | RetryReason::Unauthorized => OutputState::Failing,
+    }
+}
+
 impl DeliveryReport for OutputReport {
     fn accepted(&self, batch: &RawBatch, gzip_bytes: usize) {
         self.metrics
@@ -592,13 +640,7 @@ impl DeliveryReport for OutputReport {
 
     fn retry(&self, reason: RetryReason, detail: &str) {
         self.metrics.retries(&self.output, reason.label()).inc();
-        let state = match reason {
-            RetryReason::Permission => OutputState::WaitingForPermission,
-            RetryReason::Misconfigured => OutputState::Misconfigured,
-            RetryReason::Throttled => OutputState::Throttled,
-            _ => OutputState::Failing,
-        };
-        self.health.set_state(&self.output, state);
+        self.health.set_state(&self.output, state_of(reason));
         self.health.record_error(
             &self.output,
             &format!("retrying ({}): {detail}", reason.label()),
