@@ -45,9 +45,7 @@ pub fn init(format: LogFormat, level: Option<&str>) {
             .with_ansi(false)
             .event_format(JournalPrefix::default())
             .try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(crate::console::stderr_color()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }
