@@ -11,9 +11,48 @@ pub fn out(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
-/// One line to stderr.
+/// One line to stderr (above the progress bar, when one is shown).
 pub fn err(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
+    above_progress(|| {
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    });
+}
+
+/// The progress bar on stderr, while one is shown: lines written to stderr meanwhile (logs,
+/// messages) go above it, or it would be drawn over them and lose its place.
+static PROGRESS: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Shows `bar` (or none) as the one stderr lines are written above.
+pub fn set_progress(bar: Option<indicatif::ProgressBar>) {
+    *PROGRESS.lock().unwrap_or_else(|p| p.into_inner()) = bar;
+}
+
+/// Runs `write` with the progress bar, if any, taken off the screen and drawn again after.
+fn above_progress<R>(write: impl FnOnce() -> R) -> R {
+    // Cloned out of the lock: the bar's own lock is taken while drawing, never this one.
+    let bar = PROGRESS.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match bar {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
+/// Stderr for the log (`tracing_subscriber`'s writer): each event above the progress bar.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogStderr;
+
+impl Write for LogStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        above_progress(|| std::io::stderr().lock().write(buf))
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        above_progress(|| std::io::stderr().lock().write_all(buf))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Whether colour may be used on a terminal: not when `NO_COLOR` is set to anything but ""

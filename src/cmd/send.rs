@@ -158,6 +158,7 @@ impl Progress {
         if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
             bar.set_style(style.progress_chars("=> "));
         }
+        crate::console::set_progress(Some(bar.clone()));
         let b = bar.clone();
         let task = tokio::spawn(async move {
             let started = Instant::now();
@@ -193,6 +194,7 @@ impl Progress {
             t.abort();
         }
         if let Some(b) = self.bar {
+            crate::console::set_progress(None);
             b.finish_and_clear();
         }
     }
