@@ -20,7 +20,7 @@
 //! | module | holds |
 //! |---|---|
 //! | [`cli`] | argument structs for the commands, grouped for `--help` |
-//! | [`cmd`] | one file per command (`send`, `run`, `check`, `dcr`): wiring only; `flags` turns the flags into an overlay on the configuration, `preflight` is what `check` looks at on the host |
+//! | [`cmd`] | one file per command (`send`, `run`, `check`, `dcr`): wiring only; `flags` turns the flags into an overlay on the configuration, `preflight` is what `check` looks at on the host, `progress` is `send`'s progress bar |
 //! | [`config`] | the configuration route: `read` (table by table), `file` (the tables as written), `value` (durations, sizes, ranges), `env` (`${VAR}`), `spans` (lines, keys, did-you-mean), `overlay` (flags over the file), `endpoint` (what an endpoint may be), `compile` and `build` (every check, and the stages' settings) |
 //! | [`pipeline`] | the one data path: `plan` (what it runs), input tasks (`inputs`: tail, stdin, files once, journal), records → rows (`sink`), per-output batcher, sealers, queue (spool, memory or dry run) and deliverers (`output`), ack tracking → checkpoints (`acks`, `sources`, `windows`), when an idle output is probed (`probe`), heartbeat rows (`heartbeat`), and one `stop` |
 //! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; container runtimes' files (CRI, Docker json-file) with pod columns; file tailing, fingerprints and checkpoints; the systemd journal through journalctl, from a saved cursor |
