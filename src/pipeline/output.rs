@@ -666,3 +666,64 @@ impl DeliveryReport for OutputReport {
         (read > done).then(|| format!("{} rows read and not yet delivered", read - done))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17 item 2: before, a status or reason appeared at its first increment, so
+    /// `increase()` missed the first 403s and an alert on them could not fire.
+    #[test]
+    fn every_known_status_and_reason_of_an_output_starts_at_zero() {
+        let m = Metrics::new();
+        declare_series(&m, "app");
+        let text = m.render();
+        let zero = |sample: String| {
+            assert!(
+                text.contains(&format!("{sample} 0\n")),
+                "{sample} in\n{text}"
+            );
+        };
+        for status in [
+            "204", "400", "401", "403", "404", "408", "413", "429", "500", "503", "error",
+        ] {
+            zero(format!(
+                "dcrship_requests_total{{output=\"app\",status=\"{status}\"}}"
+            ));
+        }
+        for reason in RetryReason::ALL {
+            zero(format!(
+                "dcrship_retries_total{{output=\"app\",reason=\"{}\"}}",
+                reason.label()
+            ));
+        }
+        for reason in DropReason::ALL {
+            zero(format!(
+                "dcrship_records_dropped_total{{output=\"app\",reason=\"{}\"}}",
+                reason.label()
+            ));
+        }
+        zero("dcrship_records_sent_total{output=\"app\"}".into());
+        zero("dcrship_request_duration_seconds_count{output=\"app\"}".into());
+        zero("dcrship_last_success_timestamp_seconds{output=\"app\"}".into());
+        assert_eq!(m.sum(Family::Requests, &[]), 0);
+    }
+
+    #[test]
+    fn each_failure_puts_the_output_in_its_state() {
+        use OutputState::*;
+        let cases = [
+            (RetryReason::Permission, WaitingForPermission),
+            (RetryReason::Misconfigured, Misconfigured),
+            (RetryReason::Throttled, Throttled),
+            (RetryReason::ServerError, Failing),
+            (RetryReason::Network, Failing),
+            (RetryReason::Timeout, Failing),
+            (RetryReason::Unauthorized, Failing),
+        ];
+        assert_eq!(cases.len(), RetryReason::ALL.len());
+        for (reason, state) in cases {
+            assert_eq!(state_of(reason), state, "{reason:?}");
+        }
+    }
+}
