@@ -391,6 +391,16 @@ pub struct RunArgs {
     /// On SIGTERM, how long to keep delivering what was read [default: 30s]
     #[arg(help_heading = "Agent", long, value_name = "DUR", value_parser = clap_duration)]
     pub shutdown_timeout: Option<Duration>,
+
+    /// Check an output idle this long with an empty request (POST []), so /health tells whether
+    /// rows would get through now; "0s": never [default: 1m]
+    #[arg(help_heading = "Agent", long, value_name = "DUR", value_parser = clap_duration, hide_short_help = true)]
+    pub probe_interval: Option<Duration>,
+
+    /// Send one heartbeat row (TimeGenerated, Computer, RawData) to the stream at start and then
+    /// this often [default: none]
+    #[arg(help_heading = "Agent", long, value_name = "DUR", value_parser = clap_duration, hide_short_help = true)]
+    pub heartbeat_interval: Option<Duration>,
 }
 
 /// `run --journald` and its filters (flag-only mode).

@@ -20,17 +20,17 @@
 //! | module | holds |
 //! |---|---|
 //! | [`cli`] | argument structs for the commands, grouped for `--help` |
-//! | [`cmd`] | one file per command (`send`, `run`, `check`, `dcr`): wiring only; `flags` turns the flags into an overlay on the configuration, `preflight` is what `check` looks at on the host |
+//! | [`cmd`] | one file per command (`send`, `run`, `check`, `dcr`): wiring only; `flags` turns the flags into an overlay on the configuration, `preflight` is what `check` looks at on the host, `progress` is `send`'s progress bar |
 //! | [`config`] | the configuration route: `read` (table by table), `file` (the tables as written), `value` (durations, sizes, ranges), `env` (`${VAR}`), `spans` (lines, keys, did-you-mean), `overlay` (flags over the file), `endpoint` (what an endpoint may be), `compile` and `build` (every check, and the stages' settings) |
-//! | [`pipeline`] | the one data path: `plan` (what it runs), input tasks (`inputs`: tail, stdin, files once, journal), records → rows (`sink`), per-output batcher, sealers, queue (spool, memory or dry run) and deliverers (`output`), ack tracking → checkpoints (`acks`, `sources`, `windows`), and one `stop` |
+//! | [`pipeline`] | the one data path: `plan` (what it runs), input tasks (`inputs`: tail, stdin, files once, journal), records → rows (`sink`), per-output batcher, sealers, queue (spool, memory or dry run) and deliverers (`output`), ack tracking → checkpoints (`acks`, `sources`, `windows`), when an idle output is probed (`probe`), heartbeat rows (`heartbeat`), and one `stop` |
 //! | [`input`] | reading: bounded line splitting, JSON and CSV record framing, format detection, line parsers (regex, logfmt, syslog) and multiline joining; container runtimes' files (CRI, Docker json-file) with pod columns; file tailing, fingerprints and checkpoints; the systemd journal through journalctl, from a saved cursor |
 //! | [`transform`] | records → DCR rows (JSON objects): `TimeGenerated` and time formats, `RawData`, typed columns and coercion, field edits, schema files; a fast JSON object scanner |
 //! | [`batch`] | rows → sealed gzip request bodies within the byte cap (pure, property-tested) |
-//! | [`ingest`] | the POST, the pure answer classifier, the sender with its retry policy, per-DCR rate limits, the failure-episode log rule, and the diagnosis of what Azure says (403 fields, cloud vs endpoint) |
+//! | [`ingest`] | the POST, the pure answer classifier, the sender with its retry policy and the probe of an idle output (`POST []`), per-DCR rate limits, the failure-episode log rule, and the diagnosis of what Azure says (403 fields, cloud vs endpoint) |
 //! | [`spool`] | the disk spool: a durable, bounded FIFO of sealed request bodies per output (segments, CRC, cursor) |
 //! | [`auth`] | token sources behind one trait, and the token cache |
 //! | [`dcr`] | `dcrship dcr`: column types inferred from a sample, names Azure refuses, the ARM template (table, DCR, role), `az` commands and agent.toml blocks for them, or the same made through Resource Manager |
-//! | [`metrics`], [`health`] | Prometheus counters, per-output health, and the `/metrics` + `/health` + `/live` server |
+//! | [`metrics`], [`health`] | the registry of counters, gauges and histograms, their text rendering and the `process_*` metrics; per-output health and liveness (`health::state`) and the hyper server of `/metrics`, `/health` and `/live` (`health::server`) |
 //! | [`systemd`] | sd_notify: READY, STATUS, WATCHDOG, RELOADING, STOPPING |
 //! | [`deadletter`] | the NDJSON file of rejected rows, each with its reason |
 //! | [`stats`] | the end-of-run summary, read from the metrics |
@@ -64,7 +64,7 @@ pub(crate) mod http;
 pub(crate) mod ingest;
 pub mod input;
 pub mod memory;
-pub(crate) mod metrics;
+pub mod metrics;
 pub mod pipeline;
 pub(crate) mod private_fs;
 pub mod rows;

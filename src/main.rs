@@ -6,6 +6,7 @@ use clap::Parser;
 
 use dcrship::cli::{Cli, Command, SummaryFormat};
 use dcrship::exit::ExitCode;
+use dcrship::telemetry::LogFormat;
 use dcrship::{cmd, console};
 
 fn main() {
@@ -23,6 +24,17 @@ fn main() {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `--log-format json`: every line on stderr is JSON, the summary and its error too.
+    let json_log = cli.log_format == LogFormat::Json;
+    let error_line = |message: &str, code: i32| {
+        if json_log {
+            let mut fields = serde_json::Map::new();
+            fields.insert("exit_code".into(), code.into());
+            console::err(&console::json_line("ERROR", message, fields));
+        } else {
+            console::err(&format!("dcrship: error: {message}"));
+        }
+    };
     match cli.command {
         Command::Run(args) => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -53,11 +65,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(summary) => {
                     if json {
                         console::out(&serde_json::to_string(&summary)?);
+                    } else if json_log {
+                        console::err(&summary.log_line());
                     } else {
                         console::err(&format!("dcrship: {}", summary.text()));
                     }
                     if let Some(e) = &summary.error {
-                        console::err(&format!("dcrship: error: {e}"));
+                        error_line(e, summary.exit_code);
                     }
                     match summary.exit_code {
                         0 => ExitCode::Ok,
@@ -74,7 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         let v = serde_json::json!({"exit_code": e.code.code(), "error": e.message});
                         console::out(&v.to_string());
                     }
-                    console::err(&format!("dcrship: error: {e}"));
+                    error_line(&e.message, e.code.code());
                     e.code
                 }
             })

@@ -17,6 +17,8 @@ pub struct Summary {
     pub rows_unsent: u64,
     pub requests: u64,
     pub retries: u64,
+    /// bytes read from the inputs
+    pub bytes_read: u64,
     /// bytes of accepted request bodies before gzip
     pub bytes_raw: u64,
     /// bytes of accepted request bodies after gzip
@@ -54,6 +56,7 @@ impl Summary {
             rows_unsent: read.saturating_sub(sent + rejected),
             requests: m.sum(Family::Requests, &[]),
             retries: m.sum(Family::Retries, &[]),
+            bytes_read: m.sum(Family::InputBytes, &[]),
             bytes_raw: m.sum(Family::RequestBytes, &[("encoding", "raw")]),
             bytes_gzip: m.sum(Family::RequestBytes, &[("encoding", "gzip")]),
             fields_truncated: issue("truncated"),
@@ -68,6 +71,17 @@ impl Summary {
             error: None,
             dry_run: false,
         }
+    }
+
+    /// One JSON line for stderr under `--log-format json`: the text as `message`, every
+    /// number as a field.
+    pub fn log_line(&self) -> String {
+        let fields = match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        let level = if self.exit_code == 0 { "INFO" } else { "WARN" };
+        crate::console::json_line(level, &format!("dcrship: {}", self.text()), fields)
     }
 
     /// One line for stderr.
@@ -174,7 +188,8 @@ mod tests {
         let m = Metrics::new();
         m.records_received("in").add(10);
         m.records_sent("out").add(6);
-        m.records_dropped("out", "rejected").inc();
+        m.records_dropped("out", crate::metrics::DropReason::Rejected)
+            .inc();
         m.request_bytes("out", crate::metrics::Encoding::Raw)
             .add(2_500_000);
         let s = Summary::from_metrics(&m, Duration::from_millis(1500));
@@ -185,6 +200,10 @@ mod tests {
         );
         let v = serde_json::to_value(&s).expect("json");
         assert_eq!(v["rows_unsent"], 3);
+        let line: serde_json::Value = serde_json::from_str(&s.log_line()).expect("JSON line");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["rows_unsent"], 3);
+        assert_eq!(line["message"], format!("dcrship: {}", s.text()));
         assert_eq!(bytes(999), "999 B");
         assert_eq!(bytes(1_000), "1.0 kB");
     }

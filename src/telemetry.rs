@@ -35,7 +35,7 @@ pub fn init(format: LogFormat, level: Option<&str>) {
     .unwrap_or_else(|| EnvFilter::new("warn,dcrship=info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::console::LogStderr)
         // A closed stderr is not an error to report (on stderr, with a panic when that fails).
         .log_internal_errors(false)
         .with_target(false);
@@ -45,9 +45,7 @@ pub fn init(format: LogFormat, level: Option<&str>) {
             .with_ansi(false)
             .event_format(JournalPrefix::default())
             .try_init(),
-        LogFormat::Text => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
+        LogFormat::Text => builder.with_ansi(crate::console::stderr_color()).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
 }

@@ -1527,8 +1527,8 @@ async fn idle_cpu_and_memory() {
     );
     agent.stop(secs(10)).await;
     assert!(
-        fake.ingest_requests().is_empty(),
-        "start_at end: nothing to send"
+        fake.ingest_requests().iter().all(|r| r.rows().is_empty()),
+        "start_at end: nothing to send (only the idle output's probes, POST [])"
     );
 }
 
@@ -1792,4 +1792,206 @@ async fn run_without_a_target_names_the_missing_flags_and_no_dry_run() {
         "{err}"
     );
     assert!(!err.contains("--dry-run"), "{err}");
+}
+
+/// Issue 17 item 4: on a quiet host (nothing to send) `/health` used to say `ok` while the
+/// endpoint was unreachable. An idle output is now probed with `POST []` (5 s after start, then
+/// after each `--probe-interval` of idleness): a closed port makes it `failing` with the
+/// connect error, and once the endpoint answers 204 the next probe makes it `ok` again; the
+/// probes are counted by what they found and the state is in `dcrship_output_state`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_agent_probes_its_output_and_health_tells_the_truth() {
+    let addr = free_addr();
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("quiet.log");
+    append(&log, &lines("q", 0..3)); // read from the end: nothing to send
+    let http = free_addr();
+    let mut c = dcrship();
+    c.arg("run")
+        .args(["--endpoint", &format!("http://{addr}"), "--dcr", DCR])
+        .args(["--stream", STREAM, "--auth", "static"])
+        .args([
+            "--http-listen",
+            &http.to_string(),
+            "--probe-interval",
+            "10s",
+        ])
+        .arg("--state-dir")
+        .arg(state.path())
+        .arg("--path")
+        .arg(&log)
+        .args(["--shutdown-timeout", "1s"])
+        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    let mut agent = Agent::spawn(c, Some(http));
+    let health = wait_health(&agent, "failing", secs(15)).await;
+    let output = &health["outputs"]["default"];
+    let message = output["last_error_message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("probe") && message.to_lowercase().contains("connection refused"),
+        "the connect error itself: {health}"
+    );
+    assert!(message.contains("x-ms-client-request-id"), "{health}");
+    assert!(output["last_probe"].is_string(), "{health}");
+    assert!(output["last_success"].is_null(), "{health}");
+    let (code, _) = agent.get("/health").await.expect("/health");
+    assert_eq!(code, 503, "the only output cannot deliver");
+    agent
+        .wait_metric(
+            "dcrship_output_state{output=\"default\",state=\"failing\"}",
+            1.0,
+            secs(5),
+        )
+        .await;
+    assert_eq!(
+        agent
+            .metric("dcrship_output_state{output=\"default\",state=\"ok\"}")
+            .await,
+        Some(0.0)
+    );
+    assert!(agent
+        .metric("dcrship_probes_total{output=\"default\",result=\"failing\"}")
+        .await
+        .is_some_and(|n| n >= 1.0));
+
+    let fake = Fake::start_on(addr, |_| Reply::Status(204)).await;
+    let health = wait_health(&agent, "ok", secs(20)).await;
+    let output = &health["outputs"]["default"];
+    assert!(output["last_probe"].is_string(), "{health}");
+    let probes = fake.ingest_requests();
+    assert!(!probes.is_empty());
+    for p in &probes {
+        assert_eq!(p.raw_body(), b"[]", "a probe is an empty array");
+        assert_eq!(p.header("authorization"), Some(&*format!("Bearer {TOKEN}")));
+    }
+    assert!(agent
+        .metric("dcrship_probes_total{output=\"default\",result=\"ok\"}")
+        .await
+        .is_some_and(|n| n >= 1.0));
+    assert_eq!(
+        agent
+            .metric("dcrship_output_state{output=\"default\",state=\"ok\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        agent
+            .metric("dcrship_records_sent_total{output=\"default\"}")
+            .await,
+        Some(0.0),
+        "a probe delivers nothing"
+    );
+    agent.stop(secs(5)).await;
+    assert!(fake.accepted().iter().all(|r| r.rows().is_empty()));
+}
+
+/// A probe's 403 says what the service said and what to fix: the status, the error code and
+/// message, the request ids, and the role to grant on the DCR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_403_shows_the_service_error_and_the_fix() {
+    let fake = Fake::start(|_| {
+        Reply::azure_error(
+            403,
+            "OperationFailed",
+            "The authentication token provided does not have access to ingest data for the data collection rule",
+        )
+    })
+    .await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("quiet.log");
+    append(&log, &lines("q", 0..1));
+    let http = free_addr();
+    let mut c = run_cmd(&fake, state.path(), Some(http));
+    c.arg("--path").arg(&log).args(["--shutdown-timeout", "1s"]);
+    let mut agent = Agent::spawn(c, Some(http));
+    let health = wait_health(&agent, "waiting_for_permission", secs(15)).await;
+    let message = health["outputs"]["default"]["last_error_message"]
+        .as_str()
+        .unwrap_or_default();
+    for part in [
+        "HTTP 403",
+        "OperationFailed",
+        "does not have access",
+        "x-ms-request-id: 5e7a0000-",
+        "Monitoring Metrics Publisher",
+    ] {
+        assert!(message.contains(part), "{part:?} in {message}");
+    }
+    assert!(!message.contains(TOKEN), "never the token: {message}");
+    agent
+        .wait_metric(
+            "dcrship_requests_total{output=\"default\",status=\"403\"}",
+            fake.ingest_requests().len() as f64,
+            secs(5),
+        )
+        .await;
+    agent.stop(secs(5)).await;
+}
+
+/// `--heartbeat-interval`: a heartbeat row reaches the stream at start, with the text-log
+/// columns (what the README's KQL looks for), through the spool like any row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_row_is_sent_at_start() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let log = dir.path().join("app.log");
+    let all = lines("h", 0..20);
+    append(&log, &all);
+    let mut c = run_cmd(&fake, state.path(), None);
+    c.arg("--path")
+        .arg(&log)
+        .args(["--start-at", "beginning", "--heartbeat-interval", "1h"]);
+    let mut agent = Agent::spawn(c, None);
+    let heartbeats = || -> Vec<Value> {
+        fake.accepted()
+            .iter()
+            .flat_map(|r| r.rows())
+            .filter(|row| {
+                row["RawData"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("dcrship heartbeat: version "))
+            })
+            .collect()
+    };
+    agent
+        .wait_for("the heartbeat row", secs(10), || !heartbeats().is_empty())
+        .await;
+    agent
+        .wait_for("every line", secs(10), || all_arrived(&fake, &all))
+        .await;
+    agent.stop(secs(5)).await;
+    let hb = heartbeats();
+    assert_eq!(hb.len(), 1, "one at start, the next in an hour: {hb:?}");
+    assert!(hb[0]["Computer"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(hb[0]["TimeGenerated"].is_string());
+    assert!(hb[0]["RawData"]
+        .as_str()
+        .is_some_and(|r| r.contains("output default")));
+    let rows: Vec<String> = raw_counts(&fake)
+        .into_keys()
+        .filter(|r| !r.starts_with("dcrship heartbeat"))
+        .collect();
+    assert_eq!(rows.len(), all.len(), "and every line once");
+}
+
+/// Polls `/health` until the only output `default` is in `state`; the body then.
+async fn wait_health(agent: &Agent, state: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some((_, body)) = agent.get("/health").await {
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            if v["outputs"]["default"]["state"] == state {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {state} in {within:?}: {v}\n--- log ---\n{}",
+                agent.log()
+            );
+        }
+        assert!(Instant::now() < deadline, "no /health\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -776,6 +776,45 @@ async fn dry_run_sends_nothing_and_counts_what_would_go() {
         .is_some_and(|g| g > 0 && g < s["bytes_raw"].as_u64().unwrap_or(0)));
 }
 
+/// Issue 17 item 7: with `--log-format json` every line on stderr is JSON, the summary (its
+/// numbers as fields, its text as the message) and a failure's error line too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_makes_the_summary_and_the_error_json_lines() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = input(&dir, "a.ndjson", &format!("{}not json\n", ndjson(0..40, 5)));
+    let mut c = dcrship();
+    c.args(["--log-format", "json", "send", "--dry-run", &file]);
+    let out = run(c).await;
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let lines: Vec<Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let summary = lines
+        .iter()
+        .find(|v| v["rows_read"].is_u64())
+        .expect("the summary line");
+    assert_eq!(summary["rows_read"], 41);
+    assert_eq!(summary["rows_sent"], 40);
+    assert_eq!(summary["rows_rejected"], 1);
+    assert!(summary["bytes_read"].as_u64().is_some_and(|b| b > 0));
+    assert!(summary["message"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("dcrship: 41 rows read")));
+    let error = lines
+        .iter()
+        .find(|v| v["level"] == "ERROR")
+        .expect("the error line");
+    assert_eq!(error["exit_code"], 5);
+    assert!(error["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("1 row rejected")));
+    assert!(
+        out.stdout.is_empty(),
+        "the summary goes to stderr, as the text one"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_token_never_appears_in_output_even_at_trace_level() {
     let secret = fake_jwt("bbbbbbbb-0000-0000-0000-000000000002");

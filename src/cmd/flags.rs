@@ -55,6 +55,8 @@ pub fn run_config(args: &RunArgs) -> Result<Config, CmdError> {
     let mut overlay = output_overlay(&args.out, RUN_OUTPUT);
     overlay.out.schema = args.shape.schema.clone();
     overlay.out.max_time_span = args.shape.max_time_span;
+    overlay.out.probe_interval = args.probe_interval;
+    overlay.out.heartbeat_interval = args.heartbeat_interval;
     overlay.state_dir = args.state_dir.clone();
     overlay.http_listen = args.http_listen.clone();
     overlay.shutdown_timeout = args.shutdown_timeout;
@@ -220,6 +222,8 @@ fn output_overlay(o: &OutputArgs, new_output: &'static str) -> Overlay {
             max_bytes_per_minute: o.max_bytes_per_minute,
             schema: None,
             max_time_span: None,
+            probe_interval: None,
+            heartbeat_interval: None,
         },
         ..Overlay::default()
     }

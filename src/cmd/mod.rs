@@ -1,11 +1,12 @@
 //! One file per command (`send`, `run`, `check`, `dcr`): each turns arguments into work using
 //! the library's pieces; `flags` lays the flags over the configuration for all of them, and
-//! `preflight` is what `check` looks at on the host.
+//! `preflight` is what `check` looks at on the host, `progress` the bar of `send`.
 
 pub mod check;
 pub mod dcr;
 pub mod flags;
 pub mod preflight;
+pub mod progress;
 pub mod run;
 pub mod send;
 

@@ -72,7 +72,10 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
         DeadLetter::open(Some(&dead_letter_path)).map_err(|e| CmdError::usage(e.to_string()))?,
     );
     let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::new());
+    let health = Arc::new(Health::with_metrics(metrics.clone()));
+    for result in ["success", "failure"] {
+        metrics.reloads(result);
+    }
     let (stop_http, stop_http_rx) = watch::channel(false);
     if let Some(addr) = agent.http_listen {
         let listener = crate::health::bind(addr).await.map_err(|e| {
@@ -172,9 +175,11 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
                                 tokens = next_tokens;
                                 pipeline = p;
                                 current = next;
+                                shared.metrics.reloads("success").inc();
                                 tracing::info!("configuration reloaded");
                             }
                             Err(e) => {
+                                shared.metrics.reloads("failure").inc();
                                 tracing::error!(error = %e, "the new configuration cannot start; going back to the previous one");
                                 pipeline = Pipeline::start(&current.plan, &mode, &shared, Some(&tokens))
                                     .await
@@ -182,7 +187,10 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
                             }
                         }
                     }
-                    None => tracing::error!("reload failed; keeping the running configuration"),
+                    None => {
+                        shared.metrics.reloads("failure").inc();
+                        tracing::error!("reload failed; keeping the running configuration")
+                    }
                 }
                 notifier.ready();
             }
@@ -202,7 +210,6 @@ fn config_from_flags(args: &RunArgs) -> bool {
     args.out.config.is_none() && (!args.paths.is_empty() || args.stdin || args.journald.enabled)
 }
 
-/// Feeds `dcrship_token_refresh_total{source,result}`.
 /// Raises the descriptor limit to its hard limit and sizes the tailers' share of it.
 fn open_file_budget(configured: Option<usize>) -> Arc<OpenFiles> {
     match crate::fdlimit::raise_nofile_limit() {
@@ -224,8 +231,12 @@ fn open_file_budget(configured: Option<usize>) -> Arc<OpenFiles> {
     OpenFiles::new(files)
 }
 
+/// Feeds `dcrship_token_refresh_total{source,result}` (both results start at 0).
 fn count_fetches(tokens: &Arc<TokenCache>, shared: &Shared) {
     let metrics = shared.metrics.clone();
+    for result in ["success", "failure"] {
+        metrics.token_refresh(tokens.source_name(), result);
+    }
     tokens.observe_fetches(Box::new(move |source, ok| {
         metrics
             .token_refresh(source, if ok { "success" } else { "failure" })

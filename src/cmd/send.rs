@@ -60,9 +60,10 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
         tracing::info!(identity = tokens.source_name(), "sending");
         Some(tokens)
     };
+    let metrics = Arc::new(Metrics::new());
     let shared = Shared {
-        metrics: Arc::new(Metrics::new()),
-        health: Arc::new(Health::new()),
+        health: Arc::new(Health::with_metrics(metrics.clone())),
+        metrics,
         deadletter: deadletter.clone(),
         checkpointer: None,
         heartbeat: Arc::new(AtomicU64::new(0)),
@@ -71,9 +72,10 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
         http,
         computer: host_name(),
     };
-    let progress = Progress::start(
+    let progress = super::progress::Progress::start(
         args.progress || (!args.no_progress && std::io::stderr().is_terminal()),
         shared.metrics.clone(),
+        super::progress::input_size(&cfg.plan),
     );
     let mode = Mode::Once {
         spool: args.spool.clone(),
@@ -124,58 +126,4 @@ fn lock_spool_dir(dir: &Path) -> Result<DirLock, CmdError> {
     crate::private_fs::create_dir_all(dir)
         .map_err(|e| CmdError::usage(format!("--spool: cannot create {}: {e}", dir.display())))?;
     DirLock::acquire(dir).map_err(|e| CmdError::usage(format!("--spool: {e}")))
-}
-
-/// The progress bar on stderr, redrawn from the counters.
-struct Progress {
-    task: Option<tokio::task::JoinHandle<()>>,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    fn start(on: bool, metrics: Arc<Metrics>) -> Self {
-        if !on {
-            return Progress {
-                task: None,
-                bar: None,
-            };
-        }
-        let bar =
-            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
-        {
-            bar.set_style(style);
-        }
-        let b = bar.clone();
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tick.tick().await;
-                let s = Summary::from_metrics(&metrics, Duration::ZERO);
-                b.set_message(format!(
-                    "{} read, {} sent, {} rejected, {}, {}",
-                    counted(s.rows_read, "row", "rows"),
-                    s.rows_sent,
-                    s.rows_rejected,
-                    counted(s.requests, "request", "requests"),
-                    counted(s.retries, "retry", "retries")
-                ));
-                b.tick();
-            }
-        });
-        Progress {
-            task: Some(task),
-            bar: Some(bar),
-        }
-    }
-
-    fn finish(self) {
-        if let Some(t) = self.task {
-            t.abort();
-        }
-        if let Some(b) = self.bar {
-            b.finish_and_clear();
-        }
-    }
 }

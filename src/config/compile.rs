@@ -18,9 +18,10 @@ use super::overlay::Attribution;
 use super::spans::{join_names, name_choices, SourceMap, ENDPOINT_HINT};
 use super::{
     shaping_for, text_rules, AuthSection, Config, ConfigError, ConfigErrors, FileConfig,
-    InputConfig, InputKind, OutputConfig,
+    InputConfig, InputKind, OutputConfig, MIN_HEARTBEAT_INTERVAL, MIN_PROBE_INTERVAL,
 };
 use crate::azure::{validate_dcr_id, validate_stream};
+use crate::duration::format_duration;
 
 /// Checks what serde cannot — formats that need a parser, values that refer to each other —
 /// and builds the stages' settings from the values that pass.
@@ -178,7 +179,35 @@ impl Checker<'_> {
             validate_stream(&output.stream)
                 .map_err(|m| self.fail(&["outputs", name, "stream"], m))?;
         }
+        let probe_interval = match output.probe_interval {
+            d if d.is_zero() => None,
+            d if d < MIN_PROBE_INTERVAL => {
+                return Err(self.fail(
+                    &["outputs", name, "probe_interval"],
+                    format!(
+                        "{} is too often: at least {} (each probe is a request the DCR's limits count), or \"0s\" for no probes",
+                        format_duration(d),
+                        format_duration(MIN_PROBE_INTERVAL)
+                    ),
+                ))
+            }
+            d => Some(d),
+        };
+        if let Some(d) = output.heartbeat_interval {
+            if d < MIN_HEARTBEAT_INTERVAL {
+                return Err(self.fail(
+                    &["outputs", name, "heartbeat_interval"],
+                    format!(
+                        "{} is too often: at least {}",
+                        format_duration(d),
+                        format_duration(MIN_HEARTBEAT_INTERVAL)
+                    ),
+                ));
+            }
+        }
         Ok(OutputPlan {
+            probe_interval,
+            heartbeat_interval: output.heartbeat_interval,
             endpoint,
             dcr: output.dcr.clone(),
             stream: output.stream.clone(),

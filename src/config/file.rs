@@ -196,6 +196,14 @@ pub struct OutputConfig {
     /// refuse a request spanning more than 30 minutes).
     #[serde(default, deserialize_with = "de_opt_nonzero_duration")]
     pub max_time_span: Option<Duration>,
+    /// `run` checks an output that sent nothing for this long with an empty request
+    /// (`POST []`), so `/health` tells whether rows sent now would get through; `"0s"`: never.
+    #[serde(default = "default_probe_interval", deserialize_with = "de_duration")]
+    pub probe_interval: Duration,
+    /// `run` sends one heartbeat row (`TimeGenerated`, `Computer`, `RawData`) to the stream this
+    /// often, so the workspace shows which agents stopped; unset: none.
+    #[serde(default, deserialize_with = "de_opt_nonzero_duration")]
+    pub heartbeat_interval: Option<Duration>,
     /// The columns read from `schema_file` when the configuration was loaded.
     #[serde(skip)]
     pub schema_columns: BTreeMap<String, ColumnType>,
@@ -224,6 +232,8 @@ impl OutputConfig {
             columns: BTreeMap::new(),
             schema_file: None,
             max_time_span: None,
+            probe_interval: DEFAULT_PROBE_INTERVAL,
+            heartbeat_interval: None,
             schema_columns: BTreeMap::new(),
         }
     }

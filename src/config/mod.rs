@@ -74,6 +74,12 @@ pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// `[outputs.*] request_timeout`: how long one request may take; the SDKs allow 100 s (.NET)
 /// down to a few; a minute covers a 1 MB upload on a slow link.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// `[outputs.*] probe_interval`: an idle output is checked with `POST []` once a minute.
+pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+/// The shortest `probe_interval` (but `"0s"`, off): a probe is a request the DCR's limits count.
+pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(10);
+/// The shortest `heartbeat_interval`: a row a minute per agent is plenty to see it stop.
+pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
 /// `[outputs.*] compression_level`: gzip level; 3 is most of the ratio for a fraction of the CPU.
 pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
 /// Allowed gzip levels.

@@ -56,6 +56,9 @@ pub struct OutputFlags {
     /// `--schema FILE`: stands in for `schema_file`.
     pub schema: Option<PathBuf>,
     pub max_time_span: Option<Duration>,
+    /// `run`'s `--probe-interval` and `--heartbeat-interval`.
+    pub probe_interval: Option<Duration>,
+    pub heartbeat_interval: Option<Duration>,
 }
 
 /// An input made from flags: its settings, and which flag set each key (for messages).
@@ -279,6 +282,11 @@ impl Overlay {
             out.max_time_span = Some(span);
             set("max_time_span", "--max-time-span");
         }
+        over!(probe_interval, "probe_interval", "--probe-interval");
+        if let Some(every) = o.heartbeat_interval {
+            out.heartbeat_interval = Some(every);
+            set("heartbeat_interval", "--heartbeat-interval");
+        }
     }
 }
 
@@ -299,5 +307,7 @@ impl OutputFlags {
             || self.max_bytes_per_minute.is_some()
             || self.schema.is_some()
             || self.max_time_span.is_some()
+            || self.probe_interval.is_some()
+            || self.heartbeat_interval.is_some()
     }
 }

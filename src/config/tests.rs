@@ -108,6 +108,8 @@ fn the_example_file_documents_every_key() {
         "match",
         "since_now",
         "journal_directory",
+        "probe_interval",
+        "heartbeat_interval",
     ];
     for key in keys {
         assert!(
@@ -1252,4 +1254,37 @@ fn the_example_recipes_are_valid() {
     let row = p.parse(line, &mut p.scratch()).expect("matches");
     assert_eq!(row["Status"], "404");
     assert_eq!(row["UserAgent"], "Mozilla/5.0 (X11)");
+}
+
+#[test]
+fn probe_and_heartbeat_intervals_are_checked() {
+    let plan = |extra: &str| {
+        let text = app(extra);
+        parse_str(&text, "agent.toml", &no_env).map(|c| c.plan.outputs["app"].clone())
+    };
+    let out = plan("").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        out.probe_interval,
+        Some(DEFAULT_PROBE_INTERVAL),
+        "on by default"
+    );
+    assert_eq!(out.heartbeat_interval, None, "off by default");
+    let out = plan("probe_interval = \"0s\"\nheartbeat_interval = \"5m\"")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.probe_interval, None, "0s turns probes off");
+    assert_eq!(out.heartbeat_interval, Some(Duration::from_secs(300)));
+    for (extra, key, says) in [
+        ("probe_interval = \"5s\"", "probe_interval", "at least 10s"),
+        (
+            "heartbeat_interval = \"30s\"",
+            "heartbeat_interval",
+            "at least 1m",
+        ),
+        ("heartbeat_interval = \"0s\"", "heartbeat_interval", ""),
+        ("probe_interval = 5", "probe_interval", "duration"),
+    ] {
+        let e = plan(extra).expect_err(extra).to_string();
+        assert!(e.contains(key) && e.contains(says), "{extra}: {e}");
+        assert!(e.contains("line 5"), "names line 5: {e}");
+    }
 }

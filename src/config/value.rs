@@ -39,6 +39,9 @@ pub(super) fn default_retry_timeout() -> Duration {
 pub(super) fn default_request_timeout() -> Duration {
     DEFAULT_REQUEST_TIMEOUT
 }
+pub(super) fn default_probe_interval() -> Duration {
+    DEFAULT_PROBE_INTERVAL
+}
 pub(super) fn default_compression_level() -> u32 {
     DEFAULT_COMPRESSION_LEVEL
 }

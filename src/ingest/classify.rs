@@ -74,6 +74,11 @@ pub enum Action {
     },
 }
 
+/// The statuses the policy has a rule for (and the service is known to answer), which
+/// `dcrship_requests_total{status}` starts at 0 for each output, so the first 403 shows in
+/// `increase()` and in alerts. Others are counted from their first answer.
+pub const KNOWN_STATUSES: &[u16] = &[204, 400, 401, 403, 404, 408, 413, 429, 500, 502, 503, 504];
+
 /// Longest wait a `Retry-After` is believed for; past it, something is wrong with the header.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 

@@ -115,6 +115,16 @@ pub enum RetryReason {
 }
 
 impl RetryReason {
+    pub const ALL: [RetryReason; 7] = [
+        RetryReason::Throttled,
+        RetryReason::ServerError,
+        RetryReason::Network,
+        RetryReason::Timeout,
+        RetryReason::Permission,
+        RetryReason::Misconfigured,
+        RetryReason::Unauthorized,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             RetryReason::Throttled => "throttled",
@@ -134,8 +144,8 @@ pub trait DeliveryReport: Send + Sync {
     fn accepted(&self, batch: &RawBatch, gzip_bytes: usize);
     /// These rows will never be sent; `reason` says why.
     fn rejected(&self, batch: &RawBatch, reason: &str);
-    /// A request got this status, or no answer (`None`).
-    fn request(&self, status: Option<u16>);
+    /// A request got this status, or no answer (`None`), after `took`.
+    fn request(&self, status: Option<u16>, took: Duration);
     /// A request will be tried again; `detail` says what failed and what to fix (no secrets).
     fn retry(&self, reason: RetryReason, detail: &str);
     /// What waits to be delivered ("1.2 GB in the spool"), for the messages of a long outage.
@@ -175,6 +185,8 @@ struct Shared {
     episode: Episode,
     /// The request timeout now: the policy's, or longer after timeouts.
     timeout: Duration,
+    /// When the last request went out (or the sender was made): an idle output is probed.
+    last_request: Instant,
 }
 
 /// The ids of one answered (or unanswered) request, for logs and dead-letter reasons.
@@ -257,6 +269,7 @@ impl Sender {
             failing_since: None,
             episode: Episode::new(policy.failure_log_every),
             timeout: policy.request_timeout,
+            last_request: Instant::now(),
         };
         Sender {
             transport,
@@ -279,6 +292,18 @@ impl Sender {
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
         // A panic while holding this lock leaves plain data behind; keep using it.
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request goes out now: notes the time, returns the request timeout to use.
+    fn sending(&self) -> Duration {
+        let mut s = self.shared();
+        s.last_request = Instant::now();
+        s.timeout
+    }
+
+    /// When the last request of this sender went out (when it was made, before the first).
+    pub fn last_request(&self) -> Instant {
+        self.shared().last_request
     }
 
     /// Delivers a batch: every row ends accepted or reported rejected, unless a [`Fatal`]
@@ -347,17 +372,23 @@ impl Sender {
                 }
                 Err(e) => return Err(Fatal::NoToken(format!("no access token: {e}"))),
             };
-            let timeout = self.shared().timeout;
+            let timeout = self.sending();
             let sent_at = Instant::now();
             let answer = self
                 .transport
                 .post(token.expose(), body.clone(), &client_request_id, timeout)
                 .await;
             let now = Instant::now();
+            let took = now.duration_since(sent_at);
             let mut unanswered = None;
+            // What the service said, for the messages of answers whose action carries no text.
+            let mut said = None;
             let (action, ids) = match answer {
                 Ok(a) => {
-                    self.report.request(Some(a.status));
+                    self.report.request(Some(a.status), took);
+                    if !(200..300).contains(&a.status) {
+                        said = Some(super::classify::service_reason(&a));
+                    }
                     let ids = Ids {
                         client: client_request_id.clone(),
                         service: a.request_id.clone(),
@@ -366,7 +397,7 @@ impl Sender {
                     (classify(&a, jiff::Timestamp::now()), ids)
                 }
                 Err(e) => {
-                    self.report.request(None);
+                    self.report.request(None, took);
                     if e.is_timeout() {
                         self.timed_out(&client_request_id, timeout);
                     }
@@ -395,7 +426,7 @@ impl Sender {
             };
             match action {
                 Action::Accepted => {
-                    self.accepted(now, now.duration_since(sent_at));
+                    self.accepted(now, took);
                     return Ok(Outcome::Accepted);
                 }
                 Action::Bisect { reason } => {
@@ -464,8 +495,10 @@ impl Sender {
                         ..self.failure(&reason, Some(&fix), &ids)
                     };
                     self.note_failure(now, &f);
-                    self.report
-                        .retry(RetryReason::Permission, &format!("{reason}: {fix}"));
+                    self.report.retry(
+                        RetryReason::Permission,
+                        &format!("{reason}{}: {fix}", ids.suffix()),
+                    );
                     let wait = wait.min(
                         permission_backoff
                             .next()
@@ -476,7 +509,11 @@ impl Sender {
                 Action::Throttled { retry_after } => {
                     let asked = retry_after.is_some();
                     let wait = retry_after.unwrap_or_else(|| next(&mut backoff, &self.policy));
-                    let cause = "throttled: HTTP 408/429/503";
+                    let cause = format!(
+                        "throttled: {}",
+                        said.as_deref().unwrap_or("HTTP 408/429/503")
+                    );
+                    let cause = cause.as_str();
                     let wait = self.failing(now, wait, asked, cause, &ids)?;
                     if retry_after.is_some() {
                         self.gate.pause_until(now + wait);
@@ -486,7 +523,8 @@ impl Sender {
                         ..self.failure(cause, None, &ids)
                     };
                     self.note_failure(now, &f);
-                    self.report.retry(RetryReason::Throttled, cause);
+                    self.report
+                        .retry(RetryReason::Throttled, &format!("{cause}{}", ids.suffix()));
                     tracing::debug!(wait = %format_duration(wait), "throttled; waiting");
                     tokio::time::sleep(wait).await;
                 }
@@ -531,14 +569,16 @@ impl Sender {
         let empty = Bytes::from(Gzip::new(1).compress(b"[]"));
         self.gate.admit(empty.len()).await;
         let probe_id = uuid::Uuid::new_v4().to_string();
-        let timeout = self.shared().timeout;
+        let timeout = self.sending();
+        let sent_at = Instant::now();
         let answer = self
             .transport
             .post(token.expose(), empty, &probe_id, timeout)
             .await;
+        let took = sent_at.elapsed();
         match answer {
             Ok(a) => {
-                self.report.request(Some(a.status));
+                self.report.request(Some(a.status), took);
                 if a.status != 400 {
                     return not_rows();
                 }
@@ -553,7 +593,7 @@ impl Sender {
                 }
             }
             Err(_) => {
-                self.report.request(None);
+                self.report.request(None, took);
                 not_rows()
             }
         }
@@ -700,22 +740,9 @@ impl Sender {
         reason: &str,
         ids: &Ids,
     ) -> Result<(Duration, String, bool), Fatal> {
-        let principal = self
-            .tokens
-            .principal_id()
-            .unwrap_or_else(|| "<unknown: the token has no oid claim>".into());
         let since = *self.shared().permission_since.get_or_insert(now);
         let elapsed = now.duration_since(since);
-        let fix = if status == 404 {
-            diagnosis::not_found_fix(&self.target.dcr, &self.target.host)
-        } else {
-            diagnosis::forbidden_fix(
-                &diagnosis::forbidden(reason),
-                &self.target.dcr,
-                &self.target.host,
-                &principal,
-            )
-        };
+        let fix = self.permission_fix(status, reason);
         let grace = self.policy.permission_grace;
         if elapsed >= grace {
             if !self.policy.retry_forever {
@@ -728,6 +755,25 @@ impl Sender {
             return Ok((self.policy.permission_backoff_max, fix, true));
         }
         Ok((grace - elapsed, fix, false))
+    }
+}
+
+impl Sender {
+    /// What to do about a 403 (the role, naming the principal and the DCR) or a 404.
+    fn permission_fix(&self, status: u16, reason: &str) -> String {
+        if status == 404 {
+            return diagnosis::not_found_fix(&self.target.dcr, &self.target.host);
+        }
+        let principal = self
+            .tokens
+            .principal_id()
+            .unwrap_or_else(|| "<unknown: the token has no oid claim>".into());
+        diagnosis::forbidden_fix(
+            &diagnosis::forbidden(reason),
+            &self.target.dcr,
+            &self.target.host,
+            &principal,
+        )
     }
 }
 
@@ -746,5 +792,7 @@ fn random_unit() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
+mod probe;
+pub use probe::ProbeFailure;
 #[cfg(test)]
 mod tests;

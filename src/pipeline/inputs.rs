@@ -49,6 +49,8 @@ pub struct InputCtx {
     pub sources: Sources,
     pub deadletter: Arc<DeadLetter>,
     pub received: Counter,
+    /// `dcrship_input_bytes_total{input}`: bytes read (files and stdin).
+    pub bytes: Counter,
     /// Records refused before they became rows (invalid JSON, too long).
     pub dropped: Counter,
     pub out: mpsc::Sender<Rows>,
@@ -180,6 +182,9 @@ async fn read_stream(
             _ = sleep_until(pending_until) => None,
             r = reader.read(&mut buf) => Some(r.map_err(|e| format!("reading {name} failed: {e}"))?),
         };
+        if let Some(n) = n {
+            ctx.bytes.add(n as u64);
+        }
         if n != Some(0) || time_read.is_empty() {
             time_read.clear();
             crate::transform::time::format_rfc3339_utc(jiff::Timestamp::now(), &mut time_read);
@@ -387,6 +392,7 @@ pub async fn files(ctx: InputCtx, tailer: FileTailer) {
             }
         };
         let Some(batch) = batch else { break };
+        ctx.bytes.add(batch.buf.len() as u64);
         if let Some(c) = &ctx.checkpointer {
             c.note_windows(batch.file, &batch.windows);
         }
@@ -540,7 +546,9 @@ impl Journal {
                 checkpointer: shared.checkpointer.clone(),
             }),
             max_entry_bytes,
-            too_large: shared.metrics.records_dropped(output, "too_large"),
+            too_large: shared
+                .metrics
+                .records_dropped(output, crate::metrics::DropReason::TooLarge),
         })
     }
 }

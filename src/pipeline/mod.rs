@@ -25,9 +25,11 @@
 //! start from the new configuration, so nothing is lost.
 
 pub mod acks;
+pub mod heartbeat;
 pub mod inputs;
 pub mod output;
 pub mod plan;
+pub mod probe;
 pub mod sink;
 pub mod sources;
 pub mod stop;
@@ -200,6 +202,8 @@ pub struct Shared {
 pub struct Pipeline {
     stop: Arc<Stop>,
     inputs: TaskTracker,
+    /// Heartbeat rows (`heartbeat_interval`), stopped with the inputs.
+    heartbeats: TaskTracker,
     outputs: Vec<OutputRuntime>,
     saver: Option<JoinHandle<()>>,
     checkpointer: Option<Arc<Checkpointer>>,
@@ -269,6 +273,7 @@ impl Pipeline {
                 done: shared.rows_done.clone(),
             });
             shared.health.add_output(name);
+            output::declare_series(&shared.metrics, name);
             let sender = match (tokens, &out.endpoint) {
                 (Some(tokens), Some(endpoint)) => Some(Arc::new(
                     sender(shared, tokens, out, endpoint, mode, report.clone())
@@ -309,6 +314,11 @@ impl Pipeline {
                     batch_timeout: out.batch_timeout,
                     compression_level: out.compression_level,
                     max_time_span: out.max_time_span,
+                    // The agent's idle outputs are probed; a one-shot run sends or says why not.
+                    probe_interval: match mode {
+                        Mode::Agent { .. } => out.probe_interval,
+                        Mode::Once { .. } => None,
+                    },
                 },
                 OutputParts {
                     queue,
@@ -374,7 +384,10 @@ impl Pipeline {
                 sources: sources.clone(),
                 deadletter: shared.deadletter.clone(),
                 received: shared.metrics.records_received(name),
-                dropped: shared.metrics.records_dropped(&input.output, "invalid"),
+                bytes: shared.metrics.input_bytes(name),
+                dropped: shared
+                    .metrics
+                    .records_dropped(&input.output, crate::metrics::DropReason::Invalid),
                 out,
                 checkpointer: shared.checkpointer.clone(),
                 rules: input.rules.clone(),
@@ -406,7 +419,28 @@ impl Pipeline {
             }
             tracing::info!(input = %name, output = %input.output, "input started");
         }
+        // Heartbeat rows stop with the inputs, but are not one: a stdin-only agent still ends
+        // when stdin does.
+        let heartbeats = TaskTracker::new();
+        if let Mode::Agent { .. } = mode {
+            for (name, out) in &plan.outputs {
+                let (Some(every), Some(rows)) = (out.heartbeat_interval, by_name.get(name)) else {
+                    continue;
+                };
+                heartbeats.spawn(heartbeat::run(heartbeat::Heartbeat {
+                    output: name.clone(),
+                    every,
+                    rows: rows.clone(),
+                    source: sources.stream("<heartbeat>"),
+                    computer: shared.computer.clone(),
+                    done: shared.rows_done.clone(),
+                    started: shared.started,
+                    stop: stop.clone(),
+                }));
+            }
+        }
         inputs.close();
+        heartbeats.close();
         drop(by_name);
         let saver = shared
             .checkpointer
@@ -415,6 +449,7 @@ impl Pipeline {
         Ok(Pipeline {
             stop,
             inputs,
+            heartbeats,
             outputs: std::mem::take(outputs),
             saver,
             checkpointer: shared.checkpointer.clone(),
@@ -461,6 +496,7 @@ impl Pipeline {
     ) -> (bool, u64) {
         self.stop.inputs.cancel();
         self.inputs.wait().await;
+        self.heartbeats.wait().await;
         let spools: Vec<_> = self
             .outputs
             .iter()
@@ -625,9 +661,11 @@ async fn open_spool(
     let opts = plan.spool.clone();
     let m = crate::spool::SpoolMetrics {
         bytes: metrics.spool_bytes(metrics_name),
+        disk_bytes: metrics.spool_disk_bytes(metrics_name),
+        max_bytes: metrics.spool_max_bytes(metrics_name),
         oldest: metrics.oldest_unsent_seconds(metrics_name),
-        dropped: metrics.records_dropped(metrics_name, "spool_full"),
-        corrupt: metrics.records_dropped(metrics_name, "spool_corrupt"),
+        dropped: metrics.records_dropped(metrics_name, crate::metrics::DropReason::SpoolFull),
+        corrupt: metrics.records_dropped(metrics_name, crate::metrics::DropReason::SpoolCorrupt),
     };
     tokio::task::spawn_blocking(move || {
         let spool = crate::spool::Spool::open(&dir, opts, m)?;

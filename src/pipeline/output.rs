@@ -31,9 +31,9 @@ use super::{Checkpointer, Rows};
 use crate::batch::{Batcher, Gzip, Pushed, RawBatch, SealedBatch};
 use crate::deadletter::DeadLetter;
 use crate::health::{Health, OutputState};
-use crate::ingest::sender::{DeliveryReport, RetryReason, Sender};
+use crate::ingest::sender::{DeliveryReport, ProbeFailure, RetryReason, Sender};
 use crate::ingest::Sealer;
-use crate::metrics::{Encoding, Family, Metrics};
+use crate::metrics::{DropReason, Encoding, Family, Metrics};
 use crate::rows::Origin;
 use crate::spool::{unseal, Body, Spool};
 
@@ -46,6 +46,8 @@ pub struct OutputSpec {
     pub compression_level: u32,
     /// `max_time_span`: the `TimeGenerated` span one request may cover.
     pub max_time_span: Option<Duration>,
+    /// Probe the output with `POST []` after this long without a request (see `probe`).
+    pub probe_interval: Option<Duration>,
 }
 
 /// Where sealed bodies go on their way to the service.
@@ -75,6 +77,8 @@ pub struct OutputRuntime {
     stop: Arc<Stop>,
     replayed: Origin,
     level: u32,
+    /// The idle-output probe, stopped with the output.
+    probe: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What an output needs from the pipeline around it.
@@ -163,7 +167,16 @@ impl OutputRuntime {
             (Queue::Spool(spool), None) => Some(spool.clone()),
             _ => None,
         };
+        let probe = match (spec.probe_interval, &sender) {
+            (Some(every), Some(sender)) => Some(tokio::spawn(super::probe::run(
+                sender.clone(),
+                report.clone(),
+                every,
+            ))),
+            _ => None,
+        };
         OutputRuntime {
+            probe,
             name: spec.name,
             rows: rows_tx,
             packing,
@@ -199,6 +212,9 @@ impl OutputRuntime {
     /// Seals every row handed in, then waits until it is delivered (or, when the stop aborts,
     /// until the tasks have stopped). The inputs must have stopped (their senders dropped) first.
     pub async fn drain(self) {
+        if let Some(p) = &self.probe {
+            p.abort();
+        }
         drop(self.rows);
         self.packing.wait().await;
         if let Some(spool) = &self.spool {
@@ -211,6 +227,9 @@ impl OutputRuntime {
     /// Stops its tasks at once (a start that failed half-way).
     pub fn abort(&self) {
         self.stop.abort.cancel();
+        if let Some(p) = &self.probe {
+            p.abort();
+        }
     }
 
     /// The output's spools (its own and adopted ones), to close once the tasks are done.
@@ -476,7 +495,7 @@ async fn deliver_loop(
                     tracing::error!(output = %report.output, rows = rec.rows, error = %e, "a spooled request cannot be read back; its rows are dropped");
                     report
                         .metrics
-                        .records_dropped(&report.output, "spool_corrupt")
+                        .records_dropped(&report.output, DropReason::SpoolCorrupt)
                         .add(u64::from(rec.rows));
                     spool.ack(rec.seq);
                     continue;
@@ -505,6 +524,28 @@ async fn deliver_loop(
     }
 }
 
+/// Creates every series an output has at 0 — each status the policy knows, each retry and drop
+/// reason — so a scraper sees the first 403 as an increase from 0, not as a new series.
+pub fn declare_series(metrics: &Metrics, output: &str) {
+    for status in crate::ingest::classify::KNOWN_STATUSES {
+        metrics.requests(output, Some(*status));
+    }
+    metrics.requests(output, None);
+    for reason in RetryReason::ALL {
+        metrics.retries(output, reason.label());
+    }
+    for reason in DropReason::ALL {
+        metrics.records_dropped(output, reason);
+    }
+    metrics.records_sent(output);
+    metrics.request_bytes(output, Encoding::Raw);
+    metrics.request_bytes(output, Encoding::Gzip);
+    metrics.request_duration(output);
+    metrics.request_rows(output);
+    metrics.request_size(output);
+    metrics.last_success(output);
+}
+
 /// Reports deliveries into metrics, health and the dead-letter.
 pub struct OutputReport {
     pub output: String,
@@ -528,8 +569,37 @@ impl OutputReport {
         self.deadletter
             .write_rows(std::iter::once((row, origin)), reason, |s| self.name_of(s));
         self.metrics
-            .records_dropped(&self.output, "too_large")
+            .records_dropped(&self.output, DropReason::TooLarge)
             .inc();
+    }
+}
+
+impl OutputReport {
+    /// What a probe of the idle output found.
+    pub fn probed(&self, result: Result<(), ProbeFailure>) {
+        match result {
+            Ok(()) => self
+                .health
+                .record_probe(&self.output, OutputState::Ok, None),
+            Err(f) => self.health.record_probe(
+                &self.output,
+                state_of(f.reason),
+                Some(&format!("probe (POST []) of the idle output: {}", f.detail)),
+            ),
+        }
+    }
+}
+
+/// The `/health` state a failure puts an output in.
+fn state_of(reason: RetryReason) -> OutputState {
+    match reason {
+        RetryReason::Permission => OutputState::WaitingForPermission,
+        RetryReason::Misconfigured => OutputState::Misconfigured,
+        RetryReason::Throttled => OutputState::Throttled,
+        RetryReason::ServerError
+        | RetryReason::Network
+        | RetryReason::Timeout
+        | RetryReason::Unauthorized => OutputState::Failing,
     }
 }
 
@@ -538,6 +608,12 @@ impl DeliveryReport for OutputReport {
         self.metrics
             .records_sent(&self.output)
             .add(batch.len() as u64);
+        self.metrics
+            .request_rows(&self.output)
+            .observe(batch.len() as f64);
+        self.metrics
+            .request_size(&self.output)
+            .observe(batch.body().len() as f64);
         self.metrics
             .request_bytes(&self.output, Encoding::Raw)
             .add(batch.body().len() as u64);
@@ -552,24 +628,21 @@ impl DeliveryReport for OutputReport {
         self.deadletter
             .write_rows(batch.rows(), reason, |s| self.name_of(s));
         self.metrics
-            .records_dropped(&self.output, "rejected")
+            .records_dropped(&self.output, DropReason::Rejected)
             .add(batch.len() as u64);
         self.done.fetch_add(batch.len() as u64, Relaxed);
     }
 
-    fn request(&self, status: Option<u16>) {
+    fn request(&self, status: Option<u16>, took: Duration) {
         self.metrics.requests(&self.output, status).inc();
+        self.metrics
+            .request_duration(&self.output)
+            .observe(took.as_secs_f64());
     }
 
     fn retry(&self, reason: RetryReason, detail: &str) {
         self.metrics.retries(&self.output, reason.label()).inc();
-        let state = match reason {
-            RetryReason::Permission => OutputState::WaitingForPermission,
-            RetryReason::Misconfigured => OutputState::Misconfigured,
-            RetryReason::Throttled => OutputState::Throttled,
-            _ => OutputState::Failing,
-        };
-        self.health.set_state(&self.output, state);
+        self.health.set_state(&self.output, state_of(reason));
         self.health.record_error(
             &self.output,
             &format!("retrying ({}): {detail}", reason.label()),
@@ -593,5 +666,66 @@ impl DeliveryReport for OutputReport {
                 .metrics
                 .sum(Family::RecordsDropped, &[("output", &self.output)]);
         (read > done).then(|| format!("{} rows read and not yet delivered", read - done))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17 item 2: before, a status or reason appeared at its first increment, so
+    /// `increase()` missed the first 403s and an alert on them could not fire.
+    #[test]
+    fn every_known_status_and_reason_of_an_output_starts_at_zero() {
+        let m = Metrics::new();
+        declare_series(&m, "app");
+        let text = m.render();
+        let zero = |sample: String| {
+            assert!(
+                text.contains(&format!("{sample} 0\n")),
+                "{sample} in\n{text}"
+            );
+        };
+        for status in [
+            "204", "400", "401", "403", "404", "408", "413", "429", "500", "503", "error",
+        ] {
+            zero(format!(
+                "dcrship_requests_total{{output=\"app\",status=\"{status}\"}}"
+            ));
+        }
+        for reason in RetryReason::ALL {
+            zero(format!(
+                "dcrship_retries_total{{output=\"app\",reason=\"{}\"}}",
+                reason.label()
+            ));
+        }
+        for reason in DropReason::ALL {
+            zero(format!(
+                "dcrship_records_dropped_total{{output=\"app\",reason=\"{}\"}}",
+                reason.label()
+            ));
+        }
+        zero("dcrship_records_sent_total{output=\"app\"}".into());
+        zero("dcrship_request_duration_seconds_count{output=\"app\"}".into());
+        zero("dcrship_last_success_timestamp_seconds{output=\"app\"}".into());
+        assert_eq!(m.sum(Family::Requests, &[]), 0);
+    }
+
+    #[test]
+    fn each_failure_puts_the_output_in_its_state() {
+        use OutputState::*;
+        let cases = [
+            (RetryReason::Permission, WaitingForPermission),
+            (RetryReason::Misconfigured, Misconfigured),
+            (RetryReason::Throttled, Throttled),
+            (RetryReason::ServerError, Failing),
+            (RetryReason::Network, Failing),
+            (RetryReason::Timeout, Failing),
+            (RetryReason::Unauthorized, Failing),
+        ];
+        assert_eq!(cases.len(), RetryReason::ALL.len());
+        for (reason, state) in cases {
+            assert_eq!(state_of(reason), state, "{reason:?}");
+        }
     }
 }

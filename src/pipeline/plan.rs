@@ -47,6 +47,10 @@ pub struct OutputPlan {
     pub request_timeout: Duration,
     /// Requests and bytes a minute to the DCR.
     pub limits: DcrLimits,
+    /// `probe_interval`: the agent checks an output idle this long with `POST []`; `None`: off.
+    pub probe_interval: Option<Duration>,
+    /// `heartbeat_interval`: the agent sends one heartbeat row this often; `None`: off.
+    pub heartbeat_interval: Option<Duration>,
 }
 
 /// Where an input's bytes come from.

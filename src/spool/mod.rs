@@ -16,6 +16,10 @@
 //! acknowledged sequence numbers are saved atomically ([`acked`]). On start, unacknowledged
 //! records are delivered again; a torn or corrupt tail is cut and logged.
 //!
+//! Two sizes are reported: the bytes of records not acknowledged yet (the backlog, written or
+//! still waiting in memory to be written) and the segment files' size on disk, which also holds
+//! acknowledged records until their whole segment is done.
+//!
 //! Bound: `max_bytes` of segment files. When full, `when_full = "block"` makes appends wait
 //! (inputs pause), `"drop_oldest"` deletes the oldest segment and counts its rows as dropped.
 //! All file I/O runs on the spool's own thread, never on the async workers.
@@ -86,8 +90,12 @@ impl Default for Options {
 /// Where the spool reports its size, age and losses.
 #[derive(Clone, Default)]
 pub struct SpoolMetrics {
-    /// `dcrship_spool_bytes{output}`
+    /// `dcrship_spool_bytes{output}`: bytes of records not yet acknowledged (the backlog).
     pub bytes: Gauge,
+    /// `dcrship_spool_disk_bytes{output}`: the segment files' size, which `max_bytes` bounds.
+    pub disk_bytes: Gauge,
+    /// `dcrship_spool_max_bytes{output}`: `max_bytes`, set once at open.
+    pub max_bytes: Gauge,
     /// `dcrship_oldest_unsent_seconds{output}`
     pub oldest: Gauge,
     /// Rows dropped because the spool was full (`drop_oldest`).

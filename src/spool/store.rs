@@ -32,9 +32,10 @@ struct Segment {
     id: u64,
     /// Bytes of whole, valid records.
     bytes: u64,
-    /// Records written here and not yet acknowledged, and their rows.
+    /// Records written here and not yet acknowledged, their rows and their frames' bytes.
     outstanding: u64,
     outstanding_rows: u64,
+    outstanding_bytes: u64,
     last_seq: Option<u64>,
 }
 
@@ -53,6 +54,8 @@ struct Unwritten {
 struct Flight {
     segment: Option<u64>,
     rows: u32,
+    /// The record's frame (header and body) bytes.
+    bytes: u64,
     enqueued_ms: u64,
 }
 
@@ -132,6 +135,11 @@ fn batch_bytes(b: &SealedBatch) -> usize {
     b.gzip.len() + b.raw.body().len()
 }
 
+/// The bytes a record takes in a segment: its header and gzip body.
+fn frame_bytes(b: &SealedBatch) -> u64 {
+    HEADER_BYTES as u64 + b.gzip.len() as u64
+}
+
 impl Store {
     /// Opens (creating) the spool directory and recovers what an earlier run left: every valid
     /// record not acknowledged is delivered again; a torn or corrupt tail is cut off and logged.
@@ -178,6 +186,7 @@ impl Store {
                 bytes: 0,
                 outstanding: 0,
                 outstanding_rows: 0,
+                outstanding_bytes: 0,
                 last_seq: None,
             };
             let scanned = File::open(&path).and_then(|f| {
@@ -188,6 +197,7 @@ impl Store {
                     if !acked.contains(h.seq) {
                         seg.outstanding += 1;
                         seg.outstanding_rows += u64::from(h.rows);
+                        seg.outstanding_bytes += h.frame_len();
                     }
                 })?;
                 Ok((s, len))
@@ -263,6 +273,7 @@ impl Store {
             #[cfg(test)]
             fail_writes: false,
         };
+        store.metrics.max_bytes.set(store.opts.max_bytes as f64);
         store.update_metrics();
         Ok(store)
     }
@@ -295,7 +306,7 @@ impl Store {
             if self.write_retry_at.is_some_and(|t| Instant::now() < t) {
                 return;
             }
-            let frame_len = HEADER_BYTES as u64 + front.batch.gzip.len() as u64;
+            let frame_len = frame_bytes(&front.batch);
             if !self.make_room(frame_len) {
                 return;
             }
@@ -311,6 +322,7 @@ impl Store {
                         debug_assert_eq!(seg.id, segment);
                         seg.outstanding += 1;
                         seg.outstanding_rows += rows;
+                        seg.outstanding_bytes += frame_len;
                     }
                     if rec.handed {
                         if let Some(f) = self.in_flight.get_mut(&rec.seq) {
@@ -396,6 +408,7 @@ impl Store {
         if let Some(seg) = self.segments.front_mut() {
             seg.outstanding = 0;
             seg.outstanding_rows = 0;
+            seg.outstanding_bytes = 0;
         }
         self.delete_done_segments();
     }
@@ -405,7 +418,7 @@ impl Store {
         if self.fail_writes {
             return Err(std::io::Error::other("injected write failure"));
         }
-        let frame_len = HEADER_BYTES as u64 + rec.batch.gzip.len() as u64;
+        let frame_len = frame_bytes(&rec.batch);
         let roll = self
             .segments
             .back()
@@ -427,6 +440,7 @@ impl Store {
                 bytes: 0,
                 outstanding: 0,
                 outstanding_rows: 0,
+                outstanding_bytes: 0,
                 last_seq: None,
             });
         }
@@ -556,6 +570,7 @@ impl Store {
                             Flight {
                                 segment: Some(seg_id),
                                 rows: h.rows,
+                                bytes: h.frame_len(),
                                 enqueued_ms: h.enqueued_ms,
                             },
                         );
@@ -569,6 +584,7 @@ impl Store {
                 Flight {
                     segment: Some(seg_id),
                     rows: h.rows,
+                    bytes: h.frame_len(),
                     enqueued_ms: h.enqueued_ms,
                 },
             );
@@ -595,6 +611,7 @@ impl Store {
             Flight {
                 segment: None,
                 rows,
+                bytes: frame_bytes(&rec.batch),
                 enqueued_ms: rec.enqueued_ms,
             },
         );
@@ -658,12 +675,19 @@ impl Store {
             .values()
             .filter(|f| f.segment == Some(seg_id))
             .count() as u64;
+        let flying_bytes: u64 = self
+            .in_flight
+            .values()
+            .filter(|f| f.segment == Some(seg_id))
+            .map(|f| f.bytes)
+            .sum();
         if let Some(seg) = self.segments.iter_mut().find(|s| s.id == seg_id) {
             let lost = seg.outstanding_rows.saturating_sub(in_flight);
             tracing::error!(file = %segment_path(&self.dir, seg_id).display(), offset = self.reader.offset, error = %why, rows = lost, "cannot read the rest of a spool segment; its rows are dropped");
             self.metrics.corrupt.add(lost);
             seg.outstanding = flying;
             seg.outstanding_rows = in_flight;
+            seg.outstanding_bytes = flying_bytes;
             self.reader.offset = seg.bytes;
             if let Some(last) = seg.last_seq {
                 self.reader.next_seq = self.reader.next_seq.max(last + 1);
@@ -684,6 +708,7 @@ impl Store {
                 if let Some(seg) = self.segments.iter_mut().find(|s| s.id == id) {
                     seg.outstanding = seg.outstanding.saturating_sub(1);
                     seg.outstanding_rows = seg.outstanding_rows.saturating_sub(u64::from(f.rows));
+                    seg.outstanding_bytes = seg.outstanding_bytes.saturating_sub(f.bytes);
                     if seg.outstanding == 0 {
                         self.delete_done_segments();
                     }
@@ -779,9 +804,17 @@ impl Store {
         }
     }
 
-    /// `dcrship_spool_bytes` and `dcrship_oldest_unsent_seconds`.
+    /// Bytes of records not acknowledged yet: written ones, and those waiting in memory.
+    pub(super) fn backlog_bytes(&self) -> u64 {
+        let disk: u64 = self.segments.iter().map(|s| s.outstanding_bytes).sum();
+        let mem: u64 = self.unwritten.iter().map(|u| frame_bytes(&u.batch)).sum();
+        disk + mem
+    }
+
+    /// `dcrship_spool_bytes`, `dcrship_spool_disk_bytes` and `dcrship_oldest_unsent_seconds`.
     pub(super) fn update_metrics(&self) {
-        self.metrics.bytes.set(self.total_bytes as f64);
+        self.metrics.bytes.set(self.backlog_bytes() as f64);
+        self.metrics.disk_bytes.set(self.total_bytes as f64);
         let mut oldest = self.in_flight.values().map(|f| f.enqueued_ms).min();
         let mem = self.unwritten.iter().map(|u| u.enqueued_ms).min();
         oldest = oldest.into_iter().chain(mem).min();

@@ -99,8 +99,65 @@ fn records_come_back_in_order_and_a_segment_is_deleted_once_all_of_it_is_acked()
     assert_eq!(seg_files(dir.path()), 1);
     assert_eq!(s.pending(), (0, 0));
     s.update_metrics();
-    assert!(m.bytes.get() > 0.0 && m.bytes.get() <= 4.0 * 30_100.0);
+    // Issue 17: nothing is left to send, so the backlog is 0, while the last segment file
+    // (all acknowledged) is still on disk.
+    assert_eq!(m.bytes.get(), 0.0, "no backlog");
+    let disk = m.disk_bytes.get();
+    assert!(disk > 0.0 && disk <= 4.0 * 30_100.0, "{disk}");
     assert_eq!(m.oldest.get(), 0.0);
+    assert_eq!(m.max_bytes.get(), (1u64 << 20) as f64);
+}
+
+#[test]
+fn the_backlog_is_the_bytes_not_yet_acknowledged_also_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let frame = (frame::HEADER_BYTES + 10_000) as f64;
+    let safe = Arc::new(AtomicUsize::new(0));
+    {
+        let (mut s, m, _) = open(dir.path(), opts(1 << 20, WhenFull::Block));
+        for i in 0..6 {
+            append(&mut s, batch(2, 10_000, i), &safe);
+        }
+        s.update_metrics();
+        assert_eq!(m.bytes.get(), 6.0 * frame, "written, none acknowledged");
+        assert_eq!(m.disk_bytes.get(), 6.0 * frame);
+        s.sync();
+        let recs: Vec<Record> = (0..6).map(|_| s.next_record().expect("record")).collect();
+        // In flight is not acknowledged: still backlog.
+        s.update_metrics();
+        assert_eq!(m.bytes.get(), 6.0 * frame);
+        for r in &recs[..4] {
+            s.ack(r.seq);
+        }
+        s.update_metrics();
+        assert_eq!(m.bytes.get(), 2.0 * frame, "two left");
+        assert_eq!(
+            m.disk_bytes.get(),
+            6.0 * frame,
+            "one segment holds them all"
+        );
+        s.save_cursor(Duration::ZERO, true);
+    }
+    let (s, m, _) = open(dir.path(), opts(1 << 20, WhenFull::Block));
+    assert_eq!(m.bytes.get(), 2.0 * frame, "the two, after a restart");
+    assert_eq!(s.pending(), (2, 4));
+}
+
+#[test]
+fn records_waiting_in_memory_count_in_the_backlog_until_acknowledged() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut s, m, _) = open(dir.path(), opts(1 << 20, WhenFull::Block));
+    let safe = Arc::new(AtomicUsize::new(0));
+    s.fail_writes = true;
+    append(&mut s, batch(3, 5_000, 1), &safe);
+    s.update_metrics();
+    let frame = (frame::HEADER_BYTES + 5_000) as f64;
+    assert_eq!(m.bytes.get(), frame, "not written, still backlog");
+    assert_eq!(m.disk_bytes.get(), 0.0);
+    let rec = s.next_record().expect("delivered from memory");
+    s.ack(rec.seq);
+    s.update_metrics();
+    assert_eq!(m.bytes.get(), 0.0);
 }
 
 #[test]

@@ -145,7 +145,7 @@ impl DeliveryReport for Collect {
             .expect("lock")
             .extend(batch.rows().map(|(_, o)| (o.line, reason.to_string())));
     }
-    fn request(&self, _status: Option<u16>) {
+    fn request(&self, _status: Option<u16>, _took: Duration) {
         self.requests.fetch_add(1, Ordering::SeqCst);
     }
     fn retry(&self, reason: RetryReason, _detail: &str) {

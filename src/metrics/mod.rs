@@ -2,18 +2,30 @@
 //!
 //! Hand-rolled rather than the `metrics` crate: the set of names is fixed by the contract, and
 //! a map of atomics plus one renderer is less code than an exporter. Each series is created
-//! once (a short write lock) and then handed out as a [`Counter`] or [`Gauge`] — an `Arc` of an
-//! atomic — so the hot path increments without taking any lock. Callers keep the handles they
-//! use per record or per request; looking one up again is a read lock and a map lookup.
+//! once (a short write lock) and then handed out as a [`Counter`], [`Gauge`] or [`Histogram`]
+//! — an `Arc` of atomics — so the hot path records without taking any lock. Callers keep the
+//! handles they use per record or per request; looking one up again is a read lock and a map
+//! lookup.
 //!
 //! Label values are free text, but must come from a small fixed set (output and input names
-//! from the configuration, `RetryReason::label`, short drop reasons), never from messages:
-//! each distinct value is a series that lives until the process exits.
+//! from the configuration, `RetryReason::label`, [`DropReason`], HTTP statuses the policy
+//! knows), never from messages: each distinct value is a series that lives until the process
+//! exits. The pipeline creates every known value of an output at 0 when it starts the output,
+//! so `increase()` and alerts see the first event, not only the second.
+//!
+//! - [`histogram`]: fixed-bucket histograms (request latency, rows and bytes per request).
+//! - [`process`]: the standard `process_*` metrics from `/proc/self`.
+//! - [`render`]: the text exposition.
+
+pub mod histogram;
+pub mod process;
+pub mod render;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, PoisonError, RwLock};
+
+pub use histogram::Histogram;
 
 /// One metric family: its name, help text, type and label names are fixed by the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -31,28 +43,59 @@ pub enum Family {
     RowIssues,
     ParseFailures,
     MultilineCut,
+    InputBytes,
+    SpoolDiskBytes,
+    SpoolMaxBytes,
+    RequestDuration,
+    RequestRows,
+    RequestSize,
+    OutputState,
+    LastSuccess,
+    Probes,
+    Reloads,
 }
 
-/// Counter or gauge, as written on the `# TYPE` line.
+/// Counter, gauge or histogram, as written on the `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
 }
 
 impl Family {
     /// Every family, in the order `/metrics` lists them.
-    pub const ALL: [Family; 13] = [
+    pub const ALL: [Family; 23] = [
         Family::BuildInfo,
         Family::RecordsReceived,
+        Family::InputBytes,
         Family::RecordsSent,
         Family::RecordsDropped,
         Family::Requests,
         Family::RequestBytes,
+        Family::RequestDuration,
+        Family::RequestRows,
+        Family::RequestSize,
         Family::Retries,
+        Family::Probes,
+        Family::OutputState,
+        Family::LastSuccess,
         Family::SpoolBytes,
+        Family::SpoolDiskBytes,
+        Family::SpoolMaxBytes,
         Family::OldestUnsentSeconds,
         Family::TokenRefresh,
+        Family::Reloads,
         Family::RowIssues,
         Family::ParseFailures,
         Family::MultilineCut,
@@ -73,6 +116,16 @@ impl Family {
             Family::RowIssues => "dcrship_row_issues_total",
             Family::ParseFailures => "dcrship_parse_failures_total",
             Family::MultilineCut => "dcrship_multiline_cut_total",
+            Family::InputBytes => "dcrship_input_bytes_total",
+            Family::SpoolDiskBytes => "dcrship_spool_disk_bytes",
+            Family::SpoolMaxBytes => "dcrship_spool_max_bytes",
+            Family::RequestDuration => "dcrship_request_duration_seconds",
+            Family::RequestRows => "dcrship_request_rows",
+            Family::RequestSize => "dcrship_request_size_bytes",
+            Family::OutputState => "dcrship_output_state",
+            Family::LastSuccess => "dcrship_last_success_timestamp_seconds",
+            Family::Probes => "dcrship_probes_total",
+            Family::Reloads => "dcrship_reloads_total",
         }
     }
 
@@ -88,7 +141,9 @@ impl Family {
             }
             Family::RequestBytes => "Bytes of request bodies sent, before (raw) and after gzip.",
             Family::Retries => "Request retries by reason.",
-            Family::SpoolBytes => "Bytes waiting in the disk spool.",
+            Family::SpoolBytes => {
+                "Bytes of requests in the spool the service has not accepted yet (the backlog)."
+            }
             Family::OldestUnsentSeconds => "Age of the oldest record not yet accepted.",
             Family::TokenRefresh => "Token fetches by identity source and result.",
             Family::BuildInfo => "Always 1; the version label says which dcrship runs.",
@@ -105,27 +160,80 @@ impl Family {
                  uncoercible (sent as null), undeclared (field removed), time_unparsable (time \
                  read used), time_out_of_range (Azure will replace TimeGenerated)."
             }
+            Family::InputBytes => "Bytes read from an input (files and stdin).",
+            Family::SpoolDiskBytes => {
+                "Bytes of the spool's segment files on disk (what [spool] max_bytes bounds)."
+            }
+            Family::SpoolMaxBytes => "The spool's bound, [spool] max_bytes.",
+            Family::RequestDuration => {
+                "Seconds one ingestion request took, from sending to the end of the answer or \
+                 the failure."
+            }
+            Family::RequestRows => "Rows in one accepted request.",
+            Family::RequestSize => "Uncompressed bytes of one accepted request.",
+            Family::OutputState => {
+                "1 for the state an output is in (ok, waiting_for_permission, misconfigured, \
+                 throttled, failing), 0 for the others."
+            }
+            Family::LastSuccess => {
+                "Unix time of the last request the service accepted (0: none yet)."
+            }
+            Family::Probes => {
+                "Empty requests (POST []) that check an idle output, by the state they found."
+            }
+            Family::Reloads => "Configuration reloads (SIGHUP) by result.",
         }
     }
 
     pub fn kind(self) -> Kind {
         match self {
-            Family::SpoolBytes | Family::OldestUnsentSeconds | Family::BuildInfo => Kind::Gauge,
+            Family::SpoolBytes
+            | Family::SpoolDiskBytes
+            | Family::SpoolMaxBytes
+            | Family::OldestUnsentSeconds
+            | Family::BuildInfo
+            | Family::OutputState
+            | Family::LastSuccess => Kind::Gauge,
+            Family::RequestDuration | Family::RequestRows | Family::RequestSize => Kind::Histogram,
             _ => Kind::Counter,
+        }
+    }
+
+    /// Bucket bounds of a histogram family (empty for the others).
+    pub fn buckets(self) -> &'static [f64] {
+        match self {
+            Family::RequestDuration => histogram::LATENCY_SECONDS,
+            Family::RequestRows => histogram::ROWS,
+            Family::RequestSize => histogram::BYTES,
+            _ => &[],
         }
     }
 
     /// Label names, in the order values are passed and rendered.
     pub fn labels(self) -> &'static [&'static str] {
         match self {
-            Family::RecordsReceived | Family::ParseFailures | Family::MultilineCut => &["input"],
+            Family::RecordsReceived
+            | Family::ParseFailures
+            | Family::MultilineCut
+            | Family::InputBytes => &["input"],
             Family::RowIssues => &["input", "issue"],
-            Family::RecordsSent | Family::SpoolBytes | Family::OldestUnsentSeconds => &["output"],
+            Family::RecordsSent
+            | Family::SpoolBytes
+            | Family::SpoolDiskBytes
+            | Family::SpoolMaxBytes
+            | Family::OldestUnsentSeconds
+            | Family::RequestDuration
+            | Family::RequestRows
+            | Family::RequestSize
+            | Family::LastSuccess => &["output"],
             Family::RecordsDropped | Family::Retries => &["output", "reason"],
             Family::Requests => &["output", "status"],
             Family::RequestBytes => &["output", "encoding"],
+            Family::OutputState => &["output", "state"],
+            Family::Probes => &["output", "result"],
             Family::TokenRefresh => &["source", "result"],
             Family::BuildInfo => &["version"],
+            Family::Reloads => &["result"],
         }
     }
 }
@@ -142,6 +250,41 @@ impl Encoding {
         match self {
             Encoding::Raw => "raw",
             Encoding::Gzip => "gzip",
+        }
+    }
+}
+
+/// `reason` label of `dcrship_records_dropped_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The service refused the rows (dead-lettered with its answer).
+    Rejected,
+    /// A record no request can hold.
+    TooLarge,
+    /// A record that is not what its format says (invalid JSON, …).
+    Invalid,
+    /// Dropped from a full spool (`when_full = "drop_oldest"`).
+    SpoolFull,
+    /// A spooled request that could not be read back.
+    SpoolCorrupt,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 5] = [
+        DropReason::Rejected,
+        DropReason::TooLarge,
+        DropReason::Invalid,
+        DropReason::SpoolFull,
+        DropReason::SpoolCorrupt,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::Rejected => "rejected",
+            DropReason::TooLarge => "too_large",
+            DropReason::Invalid => "invalid",
+            DropReason::SpoolFull => "spool_full",
+            DropReason::SpoolCorrupt => "spool_corrupt",
         }
     }
 }
@@ -190,6 +333,7 @@ impl Gauge {
 enum Series {
     Counter(Counter),
     Gauge(Gauge),
+    Histogram(Histogram),
 }
 
 /// Series key: the family, then the label values in the family's label order. Ordering by
@@ -223,12 +367,16 @@ impl Metrics {
         self.counter(Family::RecordsReceived, &[input])
     }
 
+    pub fn input_bytes(&self, input: &str) -> Counter {
+        self.counter(Family::InputBytes, &[input])
+    }
+
     pub fn records_sent(&self, output: &str) -> Counter {
         self.counter(Family::RecordsSent, &[output])
     }
 
-    pub fn records_dropped(&self, output: &str, reason: &str) -> Counter {
-        self.counter(Family::RecordsDropped, &[output, reason])
+    pub fn records_dropped(&self, output: &str, reason: DropReason) -> Counter {
+        self.counter(Family::RecordsDropped, &[output, reason.label()])
     }
 
     /// `status` is the HTTP status; `None` (no answer: connect error, timeout, reset) is
@@ -244,13 +392,47 @@ impl Metrics {
         self.counter(Family::RequestBytes, &[output, encoding.label()])
     }
 
+    pub fn request_duration(&self, output: &str) -> Histogram {
+        self.histogram(Family::RequestDuration, &[output])
+    }
+
+    pub fn request_rows(&self, output: &str) -> Histogram {
+        self.histogram(Family::RequestRows, &[output])
+    }
+
+    pub fn request_size(&self, output: &str) -> Histogram {
+        self.histogram(Family::RequestSize, &[output])
+    }
+
     /// `reason` is `RetryReason::label()`.
     pub fn retries(&self, output: &str, reason: &str) -> Counter {
         self.counter(Family::Retries, &[output, reason])
     }
 
+    /// `result` is the state the probe found (`ok`, `failing`, …).
+    pub fn probes(&self, output: &str, result: &str) -> Counter {
+        self.counter(Family::Probes, &[output, result])
+    }
+
+    /// `state` is the `/health` state's label.
+    pub fn output_state(&self, output: &str, state: &str) -> Gauge {
+        self.gauge(Family::OutputState, &[output, state])
+    }
+
+    pub fn last_success(&self, output: &str) -> Gauge {
+        self.gauge(Family::LastSuccess, &[output])
+    }
+
     pub fn spool_bytes(&self, output: &str) -> Gauge {
         self.gauge(Family::SpoolBytes, &[output])
+    }
+
+    pub fn spool_disk_bytes(&self, output: &str) -> Gauge {
+        self.gauge(Family::SpoolDiskBytes, &[output])
+    }
+
+    pub fn spool_max_bytes(&self, output: &str) -> Gauge {
+        self.gauge(Family::SpoolMaxBytes, &[output])
     }
 
     pub fn oldest_unsent_seconds(&self, output: &str) -> Gauge {
@@ -271,9 +453,15 @@ impl Metrics {
         self.counter(Family::MultilineCut, &[input])
     }
 
-    /// `source` is the identity source (`imds`, `arc`, …), `result` is `ok` or `error`.
+    /// `source` is the identity source (`imds`, `arc`, …), `result` is `success` or
+    /// `failure`.
     pub fn token_refresh(&self, source: &str, result: &str) -> Counter {
         self.counter(Family::TokenRefresh, &[source, result])
+    }
+
+    /// `result`: `success` or `failure`.
+    pub fn reloads(&self, result: &str) -> Counter {
+        self.counter(Family::Reloads, &[result])
     }
 
     /// The sum of `family`'s counters whose labels have the given values (`&[]`: all of them),
@@ -294,45 +482,68 @@ impl Metrics {
             })
             .map(|(_, s)| match s {
                 Series::Counter(c) => c.get(),
-                Series::Gauge(_) => 0,
+                Series::Gauge(_) | Series::Histogram(_) => 0,
             })
             .sum()
     }
 
     /// The counter of `family` with these label values (in [`Family::labels`] order),
-    /// created at 0 on first use. A gauge family or a wrong number of values gives a
+    /// created at 0 on first use. A family of another kind or a wrong number of values gives a
     /// detached counter that is never rendered: a programming error must not stop shipping,
     /// and the typed methods above cannot make it.
     pub fn counter(&self, family: Family, values: &[&str]) -> Counter {
-        if family.kind() != Kind::Counter || values.len() != family.labels().len() {
-            tracing::warn!(
-                metric = family.name(),
-                ?values,
-                "not a counter with these labels"
-            );
+        if !self.fits(family, Kind::Counter, values) {
             return Counter::default();
         }
         match self.get_or_create(family, values, || Series::Counter(Counter::default())) {
             Series::Counter(c) => c,
-            Series::Gauge(_) => Counter::default(),
+            _ => Counter::default(),
         }
     }
 
     /// The gauge of `family` with these label values, created at 0 on first use; like
     /// [`Metrics::counter`], a mismatch gives a detached gauge.
     pub fn gauge(&self, family: Family, values: &[&str]) -> Gauge {
-        if family.kind() != Kind::Gauge || values.len() != family.labels().len() {
-            tracing::warn!(
-                metric = family.name(),
-                ?values,
-                "not a gauge with these labels"
-            );
+        if !self.fits(family, Kind::Gauge, values) {
             return Gauge::default();
         }
         match self.get_or_create(family, values, || Series::Gauge(Gauge::default())) {
             Series::Gauge(g) => g,
-            Series::Counter(_) => Gauge::default(),
+            _ => Gauge::default(),
         }
+    }
+
+    /// The histogram of `family` (with the family's buckets), created empty on first use; a
+    /// mismatch gives a detached one.
+    pub fn histogram(&self, family: Family, values: &[&str]) -> Histogram {
+        let detached = || Histogram::new(family.buckets());
+        if !self.fits(family, Kind::Histogram, values) {
+            return detached();
+        }
+        let new: fn() -> Series = match family {
+            Family::RequestDuration => {
+                || Series::Histogram(Histogram::new(histogram::LATENCY_SECONDS))
+            }
+            Family::RequestRows => || Series::Histogram(Histogram::new(histogram::ROWS)),
+            _ => || Series::Histogram(Histogram::new(histogram::BYTES)),
+        };
+        match self.get_or_create(family, values, new) {
+            Series::Histogram(h) => h,
+            _ => detached(),
+        }
+    }
+
+    fn fits(&self, family: Family, kind: Kind, values: &[&str]) -> bool {
+        let fits = family.kind() == kind && values.len() == family.labels().len();
+        if !fits {
+            tracing::warn!(
+                metric = family.name(),
+                ?values,
+                "not a {} with these labels",
+                kind.name()
+            );
+        }
+        fits
     }
 
     fn get_or_create(&self, family: Family, values: &[&str], new: fn() -> Series) -> Series {
@@ -357,79 +568,30 @@ impl Metrics {
 
     /// The Prometheus text exposition (format 0.0.4): every family with `# HELP` and
     /// `# TYPE` (also those without series yet, so a scraper sees the full set), families in
-    /// [`Family::ALL`] order, series sorted by label values.
+    /// [`Family::ALL`] order, series sorted by label values; then the `process_*` metrics.
     pub fn render(&self) -> String {
         let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
-        let mut out = String::with_capacity(256 + map.len() * 80);
+        let mut out = String::with_capacity(1024 + map.len() * 80);
         for family in Family::ALL {
-            let kind = match family.kind() {
-                Kind::Counter => "counter",
-                Kind::Gauge => "gauge",
-            };
-            // Help texts are ours and contain no backslash or newline; no escaping needed.
-            let _ = writeln!(out, "# HELP {} {}", family.name(), family.help());
-            let _ = writeln!(out, "# TYPE {} {kind}", family.name());
+            render::header(&mut out, family.name(), family.help(), family.kind());
             let from: Key = (family, Vec::new());
             for ((f, values), series) in map.range(from..) {
                 if *f != family {
                     break;
                 }
-                out.push_str(family.name());
-                write_labels(&mut out, family.labels(), values);
-                out.push(' ');
+                let (name, labels) = (family.name(), family.labels());
                 match series {
-                    Series::Counter(c) => {
-                        let _ = write!(out, "{}", c.get());
+                    Series::Counter(c) => render::counter(&mut out, name, labels, values, c.get()),
+                    Series::Gauge(g) => render::gauge(&mut out, name, labels, values, g.get()),
+                    Series::Histogram(h) => {
+                        render::histogram(&mut out, name, labels, values, &h.snapshot())
                     }
-                    Series::Gauge(g) => write_float(&mut out, g.get()),
                 }
-                out.push('\n');
             }
         }
+        drop(map);
+        process::render(&mut out);
         out
-    }
-}
-
-fn write_labels(out: &mut String, names: &[&str], values: &[String]) {
-    if names.is_empty() {
-        return;
-    }
-    out.push('{');
-    for (i, (name, value)) in names.iter().zip(values).enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(name);
-        out.push_str("=\"");
-        escape_label_value(out, value);
-        out.push('"');
-    }
-    out.push('}');
-}
-
-/// The format's three escapes in label values: backslash, double quote, line feed.
-fn escape_label_value(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// Go's `ParseFloat` spellings for the special values; Rust's `Display` for the rest (it never
-/// uses an exponent, which the format accepts as plain digits).
-fn write_float(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-Inf");
-    } else {
-        let _ = write!(out, "{v}");
     }
 }
 
@@ -437,17 +599,17 @@ fn write_float(out: &mut String, v: f64) {
 mod tests {
     use super::*;
 
-    /// The sample lines (no comments) of a rendering.
+    /// The sample lines of dcrship's own families (no comments, no `process_*`).
     fn samples(text: &str) -> Vec<&str> {
-        text.lines().filter(|l| !l.starts_with('#')).collect()
+        text.lines().filter(|l| l.starts_with("dcrship_")).collect()
     }
 
     #[test]
     fn sums_filter_by_label() {
         let m = Metrics::new();
-        m.records_dropped("a", "rejected").add(3);
-        m.records_dropped("a", "invalid").add(2);
-        m.records_dropped("b", "rejected").add(7);
+        m.records_dropped("a", DropReason::Rejected).add(3);
+        m.records_dropped("a", DropReason::Invalid).add(2);
+        m.records_dropped("b", DropReason::Rejected).add(7);
         m.records_sent("a").add(11);
         assert_eq!(m.sum(Family::RecordsDropped, &[]), 12);
         assert_eq!(m.sum(Family::RecordsDropped, &[("output", "a")]), 5);
@@ -473,12 +635,7 @@ mod tests {
                 "{}",
                 f.name()
             );
-            let kind = if f.kind() == Kind::Counter {
-                "counter"
-            } else {
-                "gauge"
-            };
-            assert!(text.contains(&format!("# TYPE {} {kind}\n", f.name())));
+            assert!(text.contains(&format!("# TYPE {} {}\n", f.name(), f.kind().name())));
         }
         assert_eq!(
             samples(&text),
@@ -502,7 +659,7 @@ mod tests {
         m.request_bytes("app", Encoding::Gzip).add(100);
         m.request_bytes("app", Encoding::Raw).add(1000);
         m.retries("app", "throttled").inc();
-        m.records_dropped("app", "rejected").add(4);
+        m.records_dropped("app", DropReason::Rejected).add(4);
         m.records_received("applog").add(12);
         m.spool_bytes("app").set(4096.0);
         m.oldest_unsent_seconds("app").set(1.5);
@@ -538,6 +695,53 @@ mod tests {
     }
 
     #[test]
+    fn histograms_render_cumulative_buckets_sum_and_count() {
+        let m = Metrics::new();
+        let h = m.request_rows("app");
+        for rows in [1.0, 7.0, 7.0, 60_000.0] {
+            h.observe(rows);
+        }
+        m.request_rows("app").observe(250.0); // the same series
+        let text = m.render();
+        let rows: Vec<&str> = samples(&text)
+            .into_iter()
+            .filter(|l| l.starts_with("dcrship_request_rows"))
+            .collect();
+        let mut want: Vec<String> = Vec::new();
+        let cumulative = [1, 3, 3, 3, 4, 4, 4, 4, 4, 4, 4, 4, 5];
+        for (i, c) in cumulative.iter().enumerate() {
+            let le = match histogram::ROWS.get(i) {
+                Some(b) => format!("{b}"),
+                None => "+Inf".into(),
+            };
+            want.push(format!(
+                "dcrship_request_rows_bucket{{output=\"app\",le=\"{le}\"}} {c}"
+            ));
+        }
+        want.push("dcrship_request_rows_sum{output=\"app\"} 60265".into());
+        want.push("dcrship_request_rows_count{output=\"app\"} 5".into());
+        assert_eq!(rows, want);
+        assert!(text.contains("# TYPE dcrship_request_rows histogram\n"));
+        // Wrong kind: detached, never rendered.
+        m.histogram(Family::RecordsSent, &["app"]).observe(1.0);
+        m.counter(Family::RequestRows, &["app"]).inc();
+        assert_eq!(m.render().matches("dcrship_request_rows_count").count(), 1);
+        assert_eq!(
+            m.sum(Family::RequestRows, &[]),
+            0,
+            "histograms are not summed"
+        );
+    }
+
+    #[test]
+    fn the_rendering_ends_with_the_process_metrics() {
+        let text = Metrics::new().render();
+        let build = text.find("dcrship_build_info{").expect("build info");
+        let process = text.find("# TYPE process_open_fds gauge").expect("process");
+        assert!(build < process);
+    }
+
+    #[test]
     fn handles_share_one_series() {
         let m = Metrics::new();
         let a = m.records_sent("app");
@@ -547,7 +751,7 @@ mod tests {
         assert_eq!(a.get(), 3);
         assert_eq!(m.records_sent("app").get(), 3);
         m.records_sent("web").add(4);
-        m.records_dropped("app", "rejected").add(100); // another family: no effect on sent
+        m.records_dropped("app", DropReason::Rejected).add(100); // another family: no effect on sent
         assert_eq!(m.records_sent("web").get(), 4);
         assert_eq!(m.records_sent("app").get(), 3);
         let g = m.spool_bytes("app");
