@@ -24,7 +24,7 @@ use super::diagnosis;
 use super::episode::{Episode, Note};
 use super::limits::{DcrGate, DcrLimits};
 use crate::auth::TokenCache;
-use crate::batch::{seal, Gzip, RawBatch, SealedBatch};
+use crate::batch::{gzip_raw_size, seal, Gzip, RawBatch, SealedBatch};
 use crate::duration::format_duration;
 use crate::exit::ExitCode;
 use crate::secret::Secret;
@@ -142,6 +142,9 @@ impl RetryReason {
 pub trait DeliveryReport: Send + Sync {
     /// The service accepted these rows (HTTP 2xx).
     fn accepted(&self, batch: &RawBatch, gzip_bytes: usize);
+    /// The service accepted a body read back from the spool, sent as it was stored: `rows`
+    /// rows of `raw_bytes` (its rows were never cut out of it, so only their count is known).
+    fn accepted_spooled(&self, rows: usize, raw_bytes: usize, gzip_bytes: usize);
     /// These rows will never be sent; `reason` says why.
     fn rejected(&self, batch: &RawBatch, reason: &str);
     /// A request got this status, or no answer (`None`), after `took`.
@@ -245,6 +248,25 @@ pub struct Sender {
     gate: Arc<DcrGate>,
 }
 
+/// What a request puts on the wire, and what the service counts of it.
+#[derive(Clone, Copy)]
+struct Wire<'a> {
+    gzip: &'a [u8],
+    rows: usize,
+    /// The body's size before gzip.
+    raw_bytes: usize,
+}
+
+impl<'a> Wire<'a> {
+    fn of(b: &'a SealedBatch) -> Self {
+        Wire {
+            gzip: &b.gzip,
+            rows: b.raw.len(),
+            raw_bytes: b.raw.body().len(),
+        }
+    }
+}
+
 /// What one batch came to after its attempts.
 enum Outcome {
     Accepted,
@@ -309,12 +331,62 @@ impl Sender {
     /// Delivers a batch: every row ends accepted or reported rejected, unless a [`Fatal`]
     /// failure stops the output first (then the rows not accepted are neither).
     pub async fn deliver(&self, batch: SealedBatch, gz: &mut Gzip) -> Result<(), Fatal> {
+        self.deliver_from(batch, None, gz).await
+    }
+
+    /// Delivers a body read back from the spool (`rows` rows) as it is stored. The rows are cut
+    /// out of it (`unseal`: gunzip, split) only when the service does not take it whole — to
+    /// bisect, split or dead-letter them — so an accepted body costs no decompression. `Ok(Err)`
+    /// is `unseal`'s reason when the body turns out unreadable.
+    pub async fn deliver_spooled<F, U>(
+        &self,
+        gzip: Vec<u8>,
+        rows: usize,
+        gz: &mut Gzip,
+        unseal: U,
+    ) -> Result<Result<(), String>, Fatal>
+    where
+        U: FnOnce(Vec<u8>) -> F,
+        F: std::future::Future<Output = Result<SealedBatch, String>>,
+    {
+        let raw_bytes = gzip_raw_size(&gzip);
+        let wire = Wire {
+            gzip: &gzip,
+            rows,
+            raw_bytes,
+        };
+        let outcome = self.attempt(wire, true).await?;
+        if let Outcome::Accepted = outcome {
+            self.report.accepted_spooled(rows, raw_bytes, gzip.len());
+            return Ok(Ok(()));
+        }
+        match unseal(gzip).await {
+            Ok(batch) => self.deliver_from(batch, Some(outcome), gz).await.map(Ok),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// [`Sender::deliver`], where `first` is the outcome of the batch's first attempt when it
+    /// was already made.
+    async fn deliver_from(
+        &self,
+        batch: SealedBatch,
+        mut first: Option<Outcome>,
+        gz: &mut Gzip,
+    ) -> Result<(), Fatal> {
         let mut todo = vec![batch];
         // Only the batch as handed in is checked with an empty request on a 400: its halves
         // are known to be about rows.
-        let mut whole = true;
+        let mut whole = first.is_none();
         while let Some(b) = todo.pop() {
-            match self.attempt(&b, std::mem::take(&mut whole)).await? {
+            let outcome = match first.take() {
+                Some(o) => o,
+                None => {
+                    self.attempt(Wire::of(&b), std::mem::take(&mut whole))
+                        .await?
+                }
+            };
+            match outcome {
                 Outcome::Accepted => self.report.accepted(&b.raw, b.gzip.len()),
                 Outcome::RejectAll(reason) => self.report.rejected(&b.raw, &reason),
                 Outcome::Split(reason) if b.raw.len() <= 1 => self.report.rejected(&b.raw, &reason),
@@ -336,10 +408,10 @@ impl Sender {
     }
 
     /// `whole`: the batch as handed to [`Sender::deliver`], not a half of it.
-    async fn attempt(&self, b: &SealedBatch, whole: bool) -> Result<Outcome, Fatal> {
-        let body = Bytes::from(b.gzip.clone());
+    async fn attempt(&self, b: Wire<'_>, whole: bool) -> Result<Outcome, Fatal> {
+        let body = Bytes::copy_from_slice(b.gzip);
         // The service counts bytes both compressed and not: the larger is what counts.
-        let counted = b.raw.body().len().max(b.gzip.len());
+        let counted = b.raw_bytes.max(b.gzip.len());
         let mut backoff = backon::ExponentialBuilder::default()
             .with_min_delay(self.policy.backoff_min)
             .with_max_delay(self.policy.backoff_max)
@@ -354,7 +426,7 @@ impl Sender {
         // One id for every try of this request, so the service's logs show them as one.
         let client_request_id = uuid::Uuid::new_v4().to_string();
         // A 400 for one row is about that row; for more, an empty request tells.
-        let can_probe = whole && b.raw.len() > 1;
+        let can_probe = whole && b.rows > 1;
         let mut probed = !can_probe;
         loop {
             // Every attempt, retries too, is a request the service counts.
@@ -431,7 +503,7 @@ impl Sender {
                 }
                 Action::Bisect { reason } => {
                     self.healthy();
-                    tracing::debug!(rows = b.raw.len(), %reason, "service refused the batch; splitting it to find the rows");
+                    tracing::debug!(rows = b.rows, %reason, "service refused the batch; splitting it to find the rows");
                     return Ok(Outcome::Split(format!("{reason}{}", ids.suffix())));
                 }
                 Action::TooLarge => {

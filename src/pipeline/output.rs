@@ -487,35 +487,40 @@ async fn deliver_loop(
             _ = stop.abort.cancelled() => return,
         };
         let Some(rec) = rec else { return };
-        let batch = match rec.body {
-            Body::Sealed(b) => b,
-            Body::Gzip(g) => match tokio::task::spawn_blocking(move || unseal(g, replayed)).await {
-                Ok(Ok(b)) => b,
+        let delivered = async {
+            match rec.body {
+                Body::Sealed(b) => sender.deliver(b, &mut gz).await.map(Ok),
+                // Sent as stored; unsealed (on the blocking pool) only if the service refuses it.
+                Body::Gzip(g) => {
+                    let unseal = |g| async move {
+                        tokio::task::spawn_blocking(move || unseal(g, replayed))
+                            .await
+                            .map_err(|e| e.to_string())?
+                    };
+                    sender
+                        .deliver_spooled(g, rec.rows as usize, &mut gz, unseal)
+                        .await
+                }
+            }
+        };
+        tokio::select! {
+            r = delivered => match r {
+                Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::error!(output = %report.output, rows = rec.rows, error = %e, "a spooled request cannot be read back; its rows are dropped");
                     report
                         .metrics
                         .records_dropped(&report.output, DropReason::SpoolCorrupt)
                         .add(u64::from(rec.rows));
-                    spool.ack(rec.seq);
-                    continue;
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "reading back a spooled request failed; it is sent after a restart");
-                    continue;
-                }
-            },
-        };
-        tokio::select! {
-            r = sender.deliver(batch, &mut gz) => {
                 // The agent's policy has nothing fatal: deliver() returns when every row is
                 // done. A one-shot run stops at the first fatal failure; the request stays in
                 // the spool for the next run.
-                if let Err(f) = r {
+                Err(f) => {
                     stop.fail(f);
                     return;
                 }
-            }
+            },
             // Dropped from a full spool (when_full = "drop_oldest"): counted there.
             _ = spool.dropped(rec.seq) => continue,
             _ = stop.abort.cancelled() => return,
@@ -605,9 +610,11 @@ fn state_of(reason: RetryReason) -> OutputState {
 
 impl DeliveryReport for OutputReport {
     fn accepted(&self, batch: &RawBatch, gzip_bytes: usize) {
-        self.metrics
-            .records_sent(&self.output)
-            .add(batch.len() as u64);
+        self.accepted_spooled(batch.len(), batch.body().len(), gzip_bytes);
+    }
+
+    fn accepted_spooled(&self, rows: usize, raw_bytes: usize, gzip_bytes: usize) {
+        self.metrics.records_sent(&self.output).add(rows as u64);
         self.metrics
             .request_rows(&self.output)
             .observe(batch.len() as f64);
@@ -616,11 +623,11 @@ impl DeliveryReport for OutputReport {
             .observe(batch.body().len() as f64);
         self.metrics
             .request_bytes(&self.output, Encoding::Raw)
-            .add(batch.body().len() as u64);
+            .add(raw_bytes as u64);
         self.metrics
             .request_bytes(&self.output, Encoding::Gzip)
             .add(gzip_bytes as u64);
-        self.done.fetch_add(batch.len() as u64, Relaxed);
+        self.done.fetch_add(rows as u64, Relaxed);
         self.health.record_success(&self.output);
     }
 

@@ -349,11 +349,7 @@ fn serve(
 /// numbers are not kept in the spool).
 pub fn unseal(gzip: Vec<u8>, origin: Origin) -> Result<SealedBatch, String> {
     // The gzip trailer holds the body's size: allocate it once.
-    let size = gzip
-        .len()
-        .checked_sub(4)
-        .and_then(|i| gzip.get(i..))
-        .map_or(0, |t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]) as usize);
+    let size = crate::batch::gzip_raw_size(&gzip);
     let mut raw = Vec::with_capacity(size.min(frame::MAX_BODY_BYTES) + 1);
     flate2::read::GzDecoder::new(&gzip[..])
         .take(frame::MAX_BODY_BYTES as u64)

@@ -43,21 +43,19 @@ pub struct RawObject<'a> {
 }
 
 /// Builds [`RawObject::members`]: a repeated key keeps its first place and takes the later
-/// value. Up to [`Members::SMALL`] keys are compared by a cheap print first (a row has a
-/// dozen); past that a hash index keeps a line of many thousand keys linear.
+/// value. Up to [`Prints::SMALL`] keys are told apart by [`Prints`] (a row has a dozen); past
+/// that a hash index keeps a line of many thousand keys linear.
 struct Members<'a> {
     list: Vec<(Cow<'a, str>, &'a str)>,
-    prints: [u64; Members::SMALL],
+    prints: Prints,
     index: Option<HashMap<Cow<'a, str>, usize>>,
 }
 
 impl<'a> Members<'a> {
-    const SMALL: usize = 32;
-
     fn new() -> Self {
         Members {
             list: Vec::with_capacity(12),
-            prints: [0; Members::SMALL],
+            prints: Prints::default(),
             index: None,
         }
     }
@@ -74,14 +72,10 @@ impl<'a> Members<'a> {
             }
             return;
         }
-        let p = print(&key);
-        let seen = (0..n).find(|&i| self.prints[i] == p && self.list[i].0 == key);
-        match seen {
+        let list = &self.list;
+        match self.prints.find(&key, |i| &list[i].0) {
             Some(i) => self.list[i].1 = value,
-            None if n < Members::SMALL => {
-                self.prints[n] = p;
-                self.list.push((key, value));
-            }
+            None if self.prints.add(&key) => self.list.push((key, value)),
             None => {
                 let mut index: HashMap<Cow<'a, str>, usize> = self
                     .list
@@ -97,6 +91,55 @@ impl<'a> Members<'a> {
     }
 }
 
+/// The keys of one object so far, up to [`Prints::SMALL`] of them, for telling a repeated key:
+/// a cheap print of each (length and first bytes: equal keys have equal prints), and a 64-bit
+/// filter of the prints, so that a new key is compared with earlier ones only when its bit is
+/// already set. No allocation.
+#[derive(Debug, Default)]
+pub struct Prints {
+    prints: [u64; Prints::SMALL],
+    len: usize,
+    filter: u64,
+}
+
+impl Prints {
+    pub const SMALL: usize = 32;
+
+    /// The number of the earlier key equal to `key`; `key_of(i)` is key number `i`.
+    pub fn find<'k, K: AsRef<str> + ?Sized + 'k>(
+        &self,
+        key: &str,
+        key_of: impl Fn(usize) -> &'k K,
+    ) -> Option<usize> {
+        let p = print(key);
+        if self.filter & bit(p) == 0 {
+            return None;
+        }
+        (0..self.len).find(|&i| self.prints[i] == p && key_of(i).as_ref() == key)
+    }
+
+    /// Counts `key` in, as number [`Prints::len`]; false (and nothing counted) when
+    /// [`Prints::SMALL`] are already in.
+    pub fn add(&mut self, key: &str) -> bool {
+        if self.len == Prints::SMALL {
+            return false;
+        }
+        let p = print(key);
+        self.prints[self.len] = p;
+        self.len += 1;
+        self.filter |= bit(p);
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Length and first bytes: equal keys have equal prints.
 fn print(key: &str) -> u64 {
     let b = key.as_bytes();
@@ -104,6 +147,11 @@ fn print(key: &str) -> u64 {
     let n = b.len().min(6);
     head[..n].copy_from_slice(&b[..n]);
     u64::from_le_bytes(head) ^ ((b.len() as u64) << 48)
+}
+
+/// One of 64 bits for a print (Fibonacci hashing: its top six bits after a multiply).
+fn bit(print: u64) -> u64 {
+    1 << (print.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 58)
 }
 
 impl<'de> Deserialize<'de> for RawObject<'de> {

@@ -335,6 +335,20 @@ impl RowEncoder {
             self.write_members(members, true, file_path_json, time_read, out, notes);
             return Ok(());
         }
+        if self.json_one_pass(text, time_read, out, notes).is_some() {
+            return Ok(());
+        }
+        self.json_members(text, time_read, out, notes)
+    }
+
+    /// [`Self::json_from`] without shaping, through the object's members: the general path.
+    fn json_members(
+        &self,
+        text: &str,
+        time_read: &str,
+        out: &mut Vec<u8>,
+        notes: &mut RowNotes,
+    ) -> Result<(), String> {
         let obj = raw_object::parse(text)?;
         let key = self.time_field.as_deref().unwrap_or("TimeGenerated");
         let (found, time) = match obj.members.iter().find(|(k, _)| k == key) {
@@ -381,6 +395,112 @@ impl RowEncoder {
         }
         out.push(b'}');
         Ok(())
+    }
+
+    /// [`Self::json_from`] without shaping, in one pass over the line and without allocating:
+    /// each member is written as the scanner meets it, after a `TimeGenerated` of the fixed
+    /// 27 bytes whose text is filled in at the end. `None`, with `out` and `notes` as they were,
+    /// for what the general path decides: a line the scanner leaves to serde_json (or that is
+    /// not a row), a repeated key, more than [`raw_object::Prints::SMALL`] keys. The same rows
+    /// either way (a test holds the two paths to each other).
+    fn json_one_pass(
+        &self,
+        text: &str,
+        time_read: &str,
+        out: &mut Vec<u8>,
+        notes: &mut RowNotes,
+    ) -> Option<()> {
+        const HEAD: &[u8] = b"{\"TimeGenerated\":\"";
+        let read: &[u8; 27] = time_read.as_bytes().try_into().ok()?;
+        let key = self.time_field.as_deref().unwrap_or("TimeGenerated");
+        let start = out.len();
+        out.extend_from_slice(HEAD);
+        let time_at = out.len();
+        out.extend_from_slice(read);
+        out.push(b'"');
+        let mut keys: [&str; raw_object::Prints::SMALL] = [""; raw_object::Prints::SMALL];
+        let mut prints = raw_object::Prints::default();
+        let mut time_value = None;
+        let mut truncated = 0;
+        let mut ok = true;
+        let max = self.max_field_bytes;
+        // Members written as they stand in the line, `"key":value,"key":value`, are copied as
+        // one run of the line's text (a compact line is one run after its `TimeGenerated`).
+        let mut run: Option<std::ops::Range<usize>> = None;
+        let at = |part: &str| part.as_ptr() as usize - text.as_ptr() as usize;
+        let scanned = super::json_scan::object(text, &mut |k, v| {
+            if !ok {
+                return;
+            }
+            if prints.find(k, |i| keys[i]).is_some() || !prints.add(k) {
+                ok = false;
+                return;
+            }
+            keys[prints.len() - 1] = k;
+            if k == key {
+                time_value = Some(v);
+            }
+            let long = v.len() > max && raw_object::json_text_str(v).is_some_and(|s| s.len() > max);
+            // The key's opening quote, and the end of its value.
+            let (from, to) = (at(k) - 1, at(v) + v.len());
+            let compact = at(v) == at(k) + k.len() + 2;
+            if k != "TimeGenerated" && !long && compact {
+                match &mut run {
+                    Some(r) if text.get(r.end..from) == Some(",") => r.end = to,
+                    _ => {
+                        if let Some(r) = run.replace(from..to) {
+                            out.extend_from_slice(&text.as_bytes()[r]);
+                        }
+                        out.push(b',');
+                    }
+                }
+                return;
+            }
+            if let Some(r) = run.take() {
+                out.extend_from_slice(&text.as_bytes()[r]);
+            }
+            if k == "TimeGenerated" {
+                return;
+            }
+            // The scanner hands over only keys without escapes: their text is a JSON string.
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b"\":");
+            match raw_object::json_text_str(v) {
+                Some(s) if long => {
+                    truncated += 1;
+                    write_json_string(&s[..floor_char_boundary(&s, max)], out);
+                }
+                _ => out.extend_from_slice(v.as_bytes()),
+            }
+        });
+        if let Some(r) = run.take() {
+            out.extend_from_slice(&text.as_bytes()[r]);
+        }
+        if scanned.is_none() || !ok {
+            out.truncate(start);
+            return None;
+        }
+        out.push(b'}');
+        notes.truncated_fields += truncated;
+        match time_value.and_then(time_of_raw) {
+            Some(tg) => {
+                out[time_at..time_at + 27].copy_from_slice(&tg);
+                self.check_range(&tg, time_read, notes);
+            }
+            None if time_value.is_some() || self.time_field.is_some() => {
+                notes.time_unparsable += 1;
+                let value = time_value.map(Val::Json);
+                self.warnings.unparsable(
+                    time_read,
+                    key,
+                    value.as_ref(),
+                    &self.shape.time.describe(),
+                );
+            }
+            None => {}
+        }
+        Some(())
     }
 
     /// A JSON or CSV object → the same object with `TimeGenerated` resolved: from the time field
@@ -506,16 +626,13 @@ impl RowEncoder {
             return; // the same day: neither 2 days old nor 1 day ahead
         }
         // To the second: under a second off at a boundary days away does not matter here.
-        let Some(now) = read_seconds(time_read) else {
+        let Some(w) = read_window(time_read) else {
             return;
         };
-        let Some(s) = fixed_rfc3339_seconds(tg) else {
-            return;
-        };
-        let old = s < now - MAX_AGE_SECONDS;
-        if old || s > now + MAX_AHEAD_SECONDS {
+        let (old, ahead) = w.out_of_range(tg);
+        if old || ahead {
             notes.time_out_of_range += 1;
-            self.warnings.time(now, tg, old);
+            self.warnings.time(w.now, tg, old);
         }
     }
 
@@ -531,20 +648,61 @@ impl RowEncoder {
     }
 }
 
-/// The seconds of the time read (`YYYY-MM-DDTHH:MM:SS…`). This runs per row (replays of old
-/// files put every row in range checks) with the same read time for a whole chunk, so its parse
-/// is kept per thread.
+/// The seconds of the time read (`YYYY-MM-DDTHH:MM:SS…`).
 fn read_seconds(time_read: &str) -> Option<i64> {
+    read_window(time_read).map(|w| w.now)
+}
+
+/// A time read, and the range of `TimeGenerated` seconds Azure keeps around it, as text.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    /// The first 19 bytes of the time read (`YYYY-MM-DDTHH:MM:SS`).
+    key: [u8; 19],
+    /// Its seconds since the epoch.
+    now: i64,
+    /// The first 19 bytes of `now` − 2 days and of `now` + 1 day.
+    oldest: [u8; 19],
+    latest: [u8; 19],
+}
+
+impl Window {
+    fn new(key: [u8; 19]) -> Option<Self> {
+        let now = fixed_rfc3339_seconds(&key)?;
+        let text = |s: i64| -> Option<[u8; 19]> {
+            let t = rfc3339_utc_bytes(Timestamp::from_second(s).ok()?);
+            t[..19].try_into().ok()
+        };
+        Some(Window {
+            key,
+            now,
+            oldest: text(now - MAX_AGE_SECONDS)?,
+            latest: text(now + MAX_AHEAD_SECONDS)?,
+        })
+    }
+
+    /// Whether a canonical `TimeGenerated` is more than 2 days before the time read (to the
+    /// second), and whether it is more than 1 day after it. Text of the fixed form
+    /// `YYYY-MM-DDTHH:MM:SS` (four-digit years, as written) sorts as the times do, so two
+    /// comparisons of bytes answer without reading the date.
+    fn out_of_range(&self, tg: &[u8; 27]) -> (bool, bool) {
+        let s = &tg[..19];
+        (s < &self.oldest[..], s > &self.latest[..])
+    }
+}
+
+/// [`Window`] of a time read. This runs per row (replays of old files put every row in range
+/// checks) with the same read time for a whole chunk, so it is kept per thread.
+fn read_window(time_read: &str) -> Option<Window> {
     thread_local! {
-        static NOW: std::cell::Cell<([u8; 19], i64)> = const { std::cell::Cell::new(([0; 19], 0)) };
+        static LAST: std::cell::Cell<Option<Window>> = const { std::cell::Cell::new(None) };
     }
     let key = <[u8; 19]>::try_from(time_read.as_bytes().get(..19)?).ok()?;
-    match NOW.with(std::cell::Cell::get) {
-        (k, now) if k == key => Some(now),
+    match LAST.with(std::cell::Cell::get) {
+        Some(w) if w.key == key => Some(w),
         _ => {
-            let now = fixed_rfc3339_seconds(&key)?;
-            NOW.with(|c| c.set((key, now)));
-            Some(now)
+            let w = Window::new(key)?;
+            LAST.with(|c| c.set(Some(w)));
+            Some(w)
         }
     }
 }
@@ -1046,7 +1204,80 @@ mod tests {
         }
     }
 
+    /// The range check by text agrees with the arithmetic on seconds it replaced, whatever the
+    /// offset and the fraction of the second.
+    #[test]
+    fn the_range_check_by_text_agrees_with_seconds() {
+        let read_at = |s: i64, micros: i64| {
+            rfc3339_utc_bytes(Timestamp::from_microsecond(s * 1_000_000 + micros).expect("ts"))
+        };
+        let mut n = 0u64;
+        for now in [1_768_046_400i64, 1_767_225_599, 951_782_400, 4_102_444_799] {
+            for delta in (-3 * 86_400 - 3..=-3 * 86_400 + 3)
+                .chain(-2 * 86_400 - 3..=-2 * 86_400 + 3)
+                .chain(86_400 - 3..=86_400 + 3)
+                .chain([-400 * 86_400, -1, 0, 1, 2 * 86_400, 900 * 86_400])
+            {
+                for (fr, fr_read) in [(0, 0), (999_999, 0), (0, 999_999), (500_000, 400_000)] {
+                    let read = read_at(now, fr_read);
+                    let read = std::str::from_utf8(&read).expect("ascii");
+                    let tg = read_at(now + delta, fr);
+                    let w = read_window(read).expect("window");
+                    let want = (delta < -2 * 86_400, delta > 86_400);
+                    assert_eq!(w.out_of_range(&tg), want, "now {now} delta {delta} fr {fr}");
+                    n += 1;
+                }
+            }
+        }
+        assert!(n > 100);
+    }
+
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// The one-pass writer of unshaped JSON rows writes what the general path writes, with
+        /// the same notes; and it takes every line without a repeated or escaped key.
+        #[test]
+        fn one_pass_rows_are_the_general_rows(
+            members in proptest::collection::vec((0usize..8, 0usize..14), 0..10),
+            spaced in proptest::bool::ANY,
+            time_field in proptest::bool::ANY,
+        ) {
+            const KEYS: [&str; 8] = ["TimeGenerated", "ts", "a", "b", "Message", "c d", "é", "q\\\"x"];
+            const VALUES: [&str; 14] = [
+                "1", "-2.5e3", "true", "null", r#""short""#, r#""tab\tnew\nline""#,
+                r#""\u00e9t\u00e9""#, r#""a string well over the limit""#, r#"{"n":[1,{"x":null}]}"#,
+                "[]", r#""2026-01-02T03:04:05Z""#, r#""2026-01-02T03:04:05.123+02:00""#,
+                "1768046400", r#""not a time""#,
+            ];
+            let sep = if spaced { " , " } else { "," };
+            let colon = if spaced { " : " } else { ":" };
+            let body: Vec<String> = members
+                .iter()
+                .map(|&(k, v)| format!("\"{}\"{colon}{}", KEYS[k], VALUES[v]))
+                .collect();
+            let text = format!("{{{}}}", body.join(sep));
+            let mut enc = RowEncoder::new("h", time_field.then(|| "ts".to_string()));
+            enc.max_field_bytes = 12;
+            let read = "2026-01-02T00:00:00.000000Z";
+            let (mut fast, mut general) = (b"x".to_vec(), b"x".to_vec());
+            let (mut fast_notes, mut general_notes) = (RowNotes::default(), RowNotes::default());
+            let a = enc.json(&text, read, &mut fast, &mut fast_notes);
+            let b = enc.json_members(&text, read, &mut general, &mut general_notes);
+            proptest::prop_assert_eq!(a.is_ok(), b.is_ok(), "{}", text);
+            proptest::prop_assert_eq!(String::from_utf8_lossy(&fast), String::from_utf8_lossy(&general), "{}", text);
+            proptest::prop_assert_eq!(fast_notes, general_notes, "{}", text);
+            // Repeats, escaped keys and `\\u` escapes are left to the general path.
+            let mut keys: Vec<usize> = members.iter().map(|m| m.0).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            if keys.len() == members.len() && !keys.contains(&7) && !members.iter().any(|m| m.1 == 6) {
+                let mut out = Vec::new();
+                let took = enc.json_one_pass(&text, read, &mut out, &mut RowNotes::default());
+                proptest::prop_assert!(took.is_some(), "{}", text);
+            }
+        }
+
         /// The day-level shortcut decides as the exact comparison does.
         #[test]
         fn out_of_range_is_decided_exactly(now in 0i64..4_000_000_000, off in -400_000i64..400_000) {

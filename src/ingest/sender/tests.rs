@@ -127,6 +127,8 @@ impl TokenSource for Arc<Counting> {
 #[derive(Default)]
 struct Collect {
     accepted: StdMutex<Vec<u64>>,
+    /// (rows, raw bytes, gzip bytes) of spooled bodies accepted as stored.
+    spooled: StdMutex<Vec<(usize, usize, usize)>>,
     rejected: StdMutex<Vec<(u64, String)>>,
     requests: AtomicUsize,
     retries: StdMutex<Vec<RetryReason>>,
@@ -138,6 +140,12 @@ impl DeliveryReport for Collect {
             .lock()
             .expect("lock")
             .extend(batch.rows().map(|(_, o)| o.line));
+    }
+    fn accepted_spooled(&self, rows: usize, raw_bytes: usize, gzip_bytes: usize) {
+        self.spooled
+            .lock()
+            .expect("lock")
+            .push((rows, raw_bytes, gzip_bytes));
     }
     fn rejected(&self, batch: &RawBatch, reason: &str) {
         self.rejected
@@ -218,6 +226,55 @@ async fn accepted_on_the_first_try() {
     assert_eq!(accepted(&r), (0..10).collect::<Vec<_>>());
     assert_eq!(r.transport.count(), 1);
     assert_eq!(r.transport.calls()[0].bearer, "tok-1");
+}
+
+/// A spooled body the service takes is sent as stored and never unsealed; one it refuses is
+/// unsealed once and then treated as any batch (here split after a 413, both halves taken).
+#[tokio::test(start_paused = true)]
+async fn spooled_bodies_are_unsealed_only_when_refused() {
+    let unsealed = AtomicUsize::new(0);
+    let unseal = |g: Vec<u8>| {
+        unsealed.fetch_add(1, Ordering::SeqCst);
+        async move { crate::spool::unseal(g, Origin::default()) }
+    };
+    let r = rig(Policy::default(), Scripted::new(|_, _| status(204)));
+    let b = batch(0..10);
+    let (raw_bytes, gzip) = (b.raw.body().len(), b.gzip.clone());
+    let gzip_bytes = gzip.len();
+    let done = r
+        .sender
+        .deliver_spooled(gzip, 10, &mut Gzip::new(1), unseal)
+        .await;
+    assert_eq!(done, Ok(Ok(())));
+    assert_eq!(unsealed.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        *r.report.spooled.lock().expect("lock"),
+        vec![(10, raw_bytes, gzip_bytes)]
+    );
+    assert!(accepted(&r).is_empty());
+
+    let t = Scripted::new(|n, _| status(if n == 0 { 413 } else { 204 }));
+    let r = rig(Policy::default(), t);
+    let done = r
+        .sender
+        .deliver_spooled(batch(0..10).gzip, 10, &mut Gzip::new(1), unseal)
+        .await;
+    assert_eq!(done, Ok(Ok(())));
+    assert_eq!(unsealed.load(Ordering::SeqCst), 1);
+    let sizes: Vec<usize> = r.transport.calls().iter().map(|c| c.rows.len()).collect();
+    assert_eq!(sizes, vec![10, 5, 5]);
+    // Rows read back carry the spool's origin (line 0), one per row.
+    assert_eq!(accepted(&r), vec![0; 10]);
+    assert!(r.report.spooled.lock().expect("lock").is_empty());
+
+    let t = Scripted::new(|_, _| status(413));
+    let r = rig(Policy::default(), t);
+    let broken = |_: Vec<u8>| async { Err::<SealedBatch, _>("not gzip".to_string()) };
+    let done = r
+        .sender
+        .deliver_spooled(batch(0..4).gzip, 4, &mut Gzip::new(1), broken)
+        .await;
+    assert_eq!(done, Ok(Err("not gzip".to_string())));
 }
 
 #[tokio::test(start_paused = true)]
