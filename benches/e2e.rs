@@ -173,7 +173,7 @@ fn main() {
     let settings = Settings::from_env();
     let level = settings
         .level
-        .unwrap_or(dcrship::config::DEFAULT_COMPRESSION_LEVEL);
+        .unwrap_or(dcrship::batch::DEFAULT_COMPRESSION_LEVEL);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let input = dir.path().join(if settings.text {

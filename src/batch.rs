@@ -11,6 +11,9 @@
 
 use crate::rows::Origin;
 
+/// `[outputs.*] compression_level`: gzip level; 3 is most of the ratio for a fraction of the CPU.
+pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
+
 /// An uncompressed request body, `[row,row,...]`, that remembers where each row ends so it can
 /// be split (413) or bisected (400) without re-encoding the rows.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -80,8 +80,7 @@ pub const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_secs(60);
 pub const MIN_PROBE_INTERVAL: Duration = Duration::from_secs(10);
 /// The shortest `heartbeat_interval`: a row a minute per agent is plenty to see it stop.
 pub const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
-/// `[outputs.*] compression_level`: gzip level; 3 is most of the ratio for a fraction of the CPU.
-pub const DEFAULT_COMPRESSION_LEVEL: u32 = 3;
+pub use crate::batch::DEFAULT_COMPRESSION_LEVEL;
 /// Allowed gzip levels.
 pub const COMPRESSION_LEVEL_RANGE: RangeInclusive<u32> = 0..=9;
 /// `[outputs.*] max_requests_per_minute`: the service's documented limit per DCR.

@@ -615,12 +615,10 @@ impl DeliveryReport for OutputReport {
 
     fn accepted_spooled(&self, rows: usize, raw_bytes: usize, gzip_bytes: usize) {
         self.metrics.records_sent(&self.output).add(rows as u64);
-        self.metrics
-            .request_rows(&self.output)
-            .observe(batch.len() as f64);
+        self.metrics.request_rows(&self.output).observe(rows as f64);
         self.metrics
             .request_size(&self.output)
-            .observe(batch.body().len() as f64);
+            .observe(raw_bytes as f64);
         self.metrics
             .request_bytes(&self.output, Encoding::Raw)
             .add(raw_bytes as u64);
