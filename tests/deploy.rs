@@ -25,14 +25,7 @@ fn exported() -> HashSet<String> {
             }
         }
     }
-    for p in [
-        "process_cpu_seconds_total",
-        "process_resident_memory_bytes",
-        "process_virtual_memory_bytes",
-        "process_start_time_seconds",
-        "process_open_fds",
-        "process_max_fds",
-    ] {
+    for p in dcrship::metrics::process::NAMES {
         names.insert(p.to_string());
     }
     names

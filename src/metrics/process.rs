@@ -44,6 +44,16 @@ pub fn parse_boot_time(proc_stat: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Every `process_*` family [`render`] writes (each when it could be read).
+pub const NAMES: [&str; 6] = [
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_start_time_seconds",
+    "process_open_fds",
+    "process_max_fds",
+];
+
 /// The `process_*` families, with HELP and TYPE, for what could be read.
 pub fn render(out: &mut String) {
     // SAFETY: sysconf only reads a system constant.
@@ -162,14 +172,7 @@ mod tests {
     fn this_process_is_described() {
         let mut out = String::new();
         render(&mut out);
-        for name in [
-            "process_cpu_seconds_total",
-            "process_resident_memory_bytes",
-            "process_virtual_memory_bytes",
-            "process_start_time_seconds",
-            "process_open_fds",
-            "process_max_fds",
-        ] {
+        for name in NAMES {
             let line = out
                 .lines()
                 .find(|l| l.starts_with(&format!("{name} ")))
