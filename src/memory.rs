@@ -4,7 +4,8 @@
 //! Requests are built in buffers of about 1 MB, thousands of them an hour, among smaller
 //! allocations. With glibc's defaults, peak RSS crept up with the length of the input although
 //! live memory did not: 10M rows through `run` peaked at 52–76 MB against 31–38 MB for 1M.
-//! Two measures keep it at 1M's level (`DCRSHIP_BENCH_ROWS=10000000 cargo bench --bench e2e`):
+//! Two measures hold most of that back (`DCRSHIP_BENCH_ROWS=10000000 cargo bench --bench e2e`:
+//! `run` 45 MB at 10M rows against 30–34 MB at 1M, so it still creeps):
 //! one malloc arena (glibc gives each allocating thread its own, up to 8 per core, and
 //! the blocking pool's threads come and go), and returning free pages to the kernel once a
 //! second. Their CPU cost is within run-to-run noise: 3M rows through `run`, four interleaved
