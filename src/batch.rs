@@ -51,16 +51,24 @@ impl RawBatch {
     /// [`RawBatch::row`] reads them), every row from `origin`: a body read back from the spool,
     /// without copying it. `None` if `ends` does not fit the body.
     pub fn from_body(body: Vec<u8>, ends: Vec<u32>, origin: Origin) -> Option<Self> {
+        let origins = vec![origin; ends.len()];
+        Self::from_parts(body, ends, origins)
+    }
+
+    /// A batch around a closed body whose row `i` ends at `ends[i]` and came from `origins[i]`;
+    /// `None` if they do not fit the body.
+    fn from_parts(body: Vec<u8>, ends: Vec<u32>, origins: Vec<Origin>) -> Option<Self> {
         let fits = body.first() == Some(&b'[')
             && body.last() == Some(&b']')
+            && origins.len() == ends.len()
             && ends.windows(2).all(|w| w[0] < w[1])
             && ends
                 .last()
                 .map_or(body.len() == 2, |&e| e as usize + 1 == body.len());
-        fits.then(|| RawBatch {
-            origins: vec![origin; ends.len()],
+        fits.then_some(RawBatch {
             body,
             ends,
+            origins,
         })
     }
 
@@ -258,12 +266,71 @@ impl Batcher {
     }
 }
 
-/// A batch ready for the wire: its gzip body, and the raw rows kept for splitting and
-/// dead-lettering.
-#[derive(Debug, Clone)]
+/// A batch ready for the wire: its gzip body, and where each of its rows ends and came from —
+/// enough to count them, and to cut them out of the body again ([`SealedBatch::unseal`]) in the
+/// rare case the service refuses it (to split, bisect or dead-letter). The raw body itself is
+/// not kept: it is about six times the gzip, and a batch waits for its answer as long as the
+/// service takes, up to `concurrency` at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedBatch {
-    pub raw: RawBatch,
     pub gzip: Vec<u8>,
+    /// As in [`RawBatch`]: the offsets in the raw body just past each row.
+    ends: Vec<u32>,
+    origins: Vec<Origin>,
+}
+
+impl SealedBatch {
+    /// `gzip` must be `raw`'s body gzipped; the body is dropped.
+    pub fn new(raw: RawBatch, gzip: Vec<u8>) -> Self {
+        SealedBatch {
+            gzip,
+            ends: raw.ends,
+            origins: raw.origins,
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The body's size before gzip: `[`, the rows and their commas, `]`.
+    pub fn raw_len(&self) -> usize {
+        self.ends.last().map_or(2, |&e| e as usize + 1)
+    }
+
+    /// Where each row came from, in row order.
+    pub fn origins(&self) -> &[Origin] {
+        &self.origins
+    }
+
+    /// Memory this batch holds (for the spool's cache budget).
+    pub fn mem_bytes(&self) -> usize {
+        self.gzip.len()
+            + self.ends.len() * std::mem::size_of::<u32>()
+            + self.origins.len() * std::mem::size_of::<Origin>()
+    }
+
+    /// The rows again: the body gunzipped and checked against the row ends it was sealed with.
+    /// `Err` only if the gzip is not what this batch was sealed from (a bug, not an input).
+    pub fn unseal(&self) -> Result<RawBatch, String> {
+        let mut body = vec![0; self.raw_len()];
+        let n = libdeflater::Decompressor::new()
+            .gzip_decompress(&self.gzip, &mut body)
+            .map_err(|e| format!("a sealed body does not gunzip: {e}"))?;
+        if n != body.len() {
+            return Err(format!(
+                "a sealed body gunzips to {n} bytes, not {}",
+                body.len()
+            ));
+        }
+        RawBatch::from_parts(body, self.ends.clone(), self.origins.clone())
+            .ok_or_else(|| "a sealed body does not hold the rows it was sealed with".to_string())
+    }
 }
 
 /// The result of [`seal`]: bodies within the cap, and single rows that are over it even gzipped.
@@ -279,7 +346,7 @@ pub fn seal(raw: RawBatch, cap: usize, gz: &mut Gzip) -> Sealed {
     let mut todo = vec![raw];
     while let Some(batch) = todo.pop() {
         if let Some(gzip) = gz.compress_within(batch.body(), cap) {
-            out.batches.push(SealedBatch { raw: batch, gzip });
+            out.batches.push(SealedBatch::new(batch, gzip));
         } else if batch.len() <= 1 {
             out.oversize.push(batch);
         } else {
@@ -521,8 +588,9 @@ mod tests {
         let mut all = Vec::new();
         for s in &sealed.batches {
             assert!(s.gzip.len() <= cap);
-            assert_eq!(gunzip(&s.gzip), s.raw.body());
-            all.extend(s.raw.rows().map(|(r, _)| r.to_vec()));
+            let raw = s.unseal().expect("unseal");
+            assert_eq!(gunzip(&s.gzip), raw.body());
+            all.extend(raw.rows().map(|(r, _)| r.to_vec()));
         }
         assert_eq!(all, rows);
     }
@@ -649,15 +717,19 @@ mod tests {
             if let Some(last) = b.flush() { check(last, &mut sealed_all)?; }
             let mut got = Vec::new();
             for s in &sealed_all {
-                let lines: Vec<u64> = s.raw.rows().map(|(_, o)| o.line).collect();
+                let raw = s.unseal().expect("a sealed batch unseals");
+                prop_assert_eq!(raw.len(), s.len());
+                prop_assert_eq!(raw.body().len(), s.raw_len());
+                prop_assert_eq!(raw.origins(), s.origins());
+                let lines: Vec<u64> = raw.rows().map(|(_, o)| o.line).collect();
                 prop_assert!(lines.windows(2).all(|w| w[0] < w[1]), "order within a batch");
-                prop_assert!(s.raw.body().len() <= cap);
+                prop_assert!(raw.body().len() <= cap);
                 prop_assert!(s.gzip.len() <= cap);
-                prop_assert!(!s.raw.is_empty());
+                prop_assert!(!raw.is_empty());
                 let v: serde_json::Value = serde_json::from_slice(&gunzip(&s.gzip)).expect("json");
                 let arr = v.as_array().expect("array");
-                prop_assert_eq!(arr.len(), s.raw.len());
-                for (r, origin) in s.raw.rows() { got.push((r.to_vec(), origin.line)); }
+                prop_assert_eq!(arr.len(), raw.len());
+                for (r, origin) in raw.rows() { got.push((r.to_vec(), origin.line)); }
             }
             got.extend(oversize);
             got.sort_by_key(|r| r.1);

@@ -140,13 +140,16 @@ impl RetryReason {
 
 /// Where the sender reports what became of rows and requests.
 pub trait DeliveryReport: Send + Sync {
-    /// The service accepted these rows (HTTP 2xx).
-    fn accepted(&self, batch: &RawBatch, gzip_bytes: usize);
+    /// The service accepted this batch (HTTP 2xx).
+    fn accepted(&self, batch: &SealedBatch);
     /// The service accepted a body read back from the spool, sent as it was stored: `rows`
     /// rows of `raw_bytes` (its rows were never cut out of it, so only their count is known).
     fn accepted_spooled(&self, rows: usize, raw_bytes: usize, gzip_bytes: usize);
     /// These rows will never be sent; `reason` says why.
     fn rejected(&self, batch: &RawBatch, reason: &str);
+    /// A refused body whose rows cannot be cut out of it again (`reason`): its `rows` rows are
+    /// lost. A spooled body damaged on disk; for a batch sealed in this process, a bug.
+    fn unreadable(&self, rows: usize, reason: &str);
     /// A request got this status, or no answer (`None`), after `took`.
     fn request(&self, status: Option<u16>, took: Duration);
     /// A request will be tried again; `detail` says what failed and what to fix (no secrets).
@@ -261,8 +264,8 @@ impl<'a> Wire<'a> {
     fn of(b: &'a SealedBatch) -> Self {
         Wire {
             gzip: &b.gzip,
-            rows: b.raw.len(),
-            raw_bytes: b.raw.body().len(),
+            rows: b.len(),
+            raw_bytes: b.raw_len(),
         }
     }
 }
@@ -270,6 +273,11 @@ impl<'a> Wire<'a> {
 /// What one batch came to after its attempts.
 enum Outcome {
     Accepted,
+    Refused(Refusal),
+}
+
+/// Why the service will not take a batch as it is.
+enum Refusal {
     /// 400 or 413: split it (a single row is refused with the reason).
     Split(String),
     RejectAll(String),
@@ -331,23 +339,33 @@ impl Sender {
     /// Delivers a batch: every row ends accepted or reported rejected, unless a [`Fatal`]
     /// failure stops the output first (then the rows not accepted are neither).
     pub async fn deliver(&self, batch: SealedBatch, gz: &mut Gzip) -> Result<(), Fatal> {
-        self.deliver_from(batch, None, gz).await
+        let Outcome::Refused(why) = self.attempt(Wire::of(&batch), true).await? else {
+            self.report.accepted(&batch);
+            return Ok(());
+        };
+        match batch.unseal() {
+            Ok(raw) => self.deliver_refused(raw, why, gz).await,
+            Err(e) => {
+                self.report.unreadable(batch.len(), &e);
+                Ok(())
+            }
+        }
     }
 
     /// Delivers a body read back from the spool (`rows` rows) as it is stored. The rows are cut
     /// out of it (`unseal`: gunzip, split) only when the service does not take it whole — to
-    /// bisect, split or dead-letter them — so an accepted body costs no decompression. `Ok(Err)`
-    /// is `unseal`'s reason when the body turns out unreadable.
+    /// bisect, split or dead-letter them — so an accepted body costs no decompression; a body
+    /// that turns out unreadable is reported so, with `unseal`'s reason.
     pub async fn deliver_spooled<F, U>(
         &self,
         gzip: Vec<u8>,
         rows: usize,
         gz: &mut Gzip,
         unseal: U,
-    ) -> Result<Result<(), String>, Fatal>
+    ) -> Result<(), Fatal>
     where
         U: FnOnce(Vec<u8>) -> F,
-        F: std::future::Future<Output = Result<SealedBatch, String>>,
+        F: std::future::Future<Output = Result<RawBatch, String>>,
     {
         let raw_bytes = gzip_raw_size(&gzip);
         let wire = Wire {
@@ -355,43 +373,53 @@ impl Sender {
             rows,
             raw_bytes,
         };
-        let outcome = self.attempt(wire, true).await?;
-        if let Outcome::Accepted = outcome {
+        let Outcome::Refused(why) = self.attempt(wire, true).await? else {
             self.report.accepted_spooled(rows, raw_bytes, gzip.len());
-            return Ok(Ok(()));
-        }
+            return Ok(());
+        };
         match unseal(gzip).await {
-            Ok(batch) => self.deliver_from(batch, Some(outcome), gz).await.map(Ok),
-            Err(e) => Ok(Err(e)),
+            Ok(raw) => self.deliver_refused(raw, why, gz).await,
+            Err(e) => {
+                self.report.unreadable(rows, &e);
+                Ok(())
+            }
         }
     }
 
-    /// [`Sender::deliver`], where `first` is the outcome of the batch's first attempt when it
-    /// was already made.
-    async fn deliver_from(
+    /// The rows of a batch the service refused (`first`): rejected, or split and their halves
+    /// delivered in turn — bisecting a 400 down to its bad rows.
+    async fn deliver_refused(
         &self,
-        batch: SealedBatch,
-        mut first: Option<Outcome>,
+        raw: RawBatch,
+        first: Refusal,
         gz: &mut Gzip,
     ) -> Result<(), Fatal> {
-        let mut todo = vec![batch];
-        // Only the batch as handed in is checked with an empty request on a 400: its halves
-        // are known to be about rows.
-        let mut whole = first.is_none();
-        while let Some(b) = todo.pop() {
-            let outcome = match first.take() {
-                Some(o) => o,
+        let mut refused = Some((raw, first));
+        let mut todo: Vec<SealedBatch> = Vec::new();
+        loop {
+            let (raw, why) = match refused.take() {
+                Some(r) => r,
                 None => {
-                    self.attempt(Wire::of(&b), std::mem::take(&mut whole))
-                        .await?
+                    let Some(b) = todo.pop() else { return Ok(()) };
+                    // Halves are known to be about rows: no empty request checks the whole.
+                    let Outcome::Refused(why) = self.attempt(Wire::of(&b), false).await? else {
+                        self.report.accepted(&b);
+                        continue;
+                    };
+                    match b.unseal() {
+                        Ok(raw) => (raw, why),
+                        Err(e) => {
+                            self.report.unreadable(b.len(), &e);
+                            continue;
+                        }
+                    }
                 }
             };
-            match outcome {
-                Outcome::Accepted => self.report.accepted(&b.raw, b.gzip.len()),
-                Outcome::RejectAll(reason) => self.report.rejected(&b.raw, &reason),
-                Outcome::Split(reason) if b.raw.len() <= 1 => self.report.rejected(&b.raw, &reason),
-                Outcome::Split(_) => {
-                    let (a, c) = b.raw.halves();
+            match why {
+                Refusal::RejectAll(reason) => self.report.rejected(&raw, &reason),
+                Refusal::Split(reason) if raw.len() <= 1 => self.report.rejected(&raw, &reason),
+                Refusal::Split(_) => {
+                    let (a, c) = raw.halves();
                     // Second half first onto the stack, so the first half goes out first.
                     for half in [c, a] {
                         let sealed = seal(half, self.policy.max_request_bytes, gz);
@@ -404,7 +432,6 @@ impl Sender {
                 }
             }
         }
-        Ok(())
     }
 
     /// `whole`: the batch as handed to [`Sender::deliver`], not a half of it.
@@ -504,16 +531,22 @@ impl Sender {
                 Action::Bisect { reason } => {
                     self.healthy();
                     tracing::debug!(rows = b.rows, %reason, "service refused the batch; splitting it to find the rows");
-                    return Ok(Outcome::Split(format!("{reason}{}", ids.suffix())));
+                    return Ok(Outcome::Refused(Refusal::Split(format!(
+                        "{reason}{}",
+                        ids.suffix()
+                    ))));
                 }
                 Action::TooLarge => {
-                    return Ok(Outcome::Split(format!(
+                    return Ok(Outcome::Refused(Refusal::Split(format!(
                         "HTTP 413: the service says the request is too large{}",
                         ids.suffix()
-                    )))
+                    ))))
                 }
                 Action::RejectAll { reason } => {
-                    return Ok(Outcome::RejectAll(format!("{reason}{}", ids.suffix())))
+                    return Ok(Outcome::Refused(Refusal::RejectAll(format!(
+                        "{reason}{}",
+                        ids.suffix()
+                    ))));
                 }
                 Action::Misconfigured { code, reason } => {
                     let fix = diagnosis::request_fix(

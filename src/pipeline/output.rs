@@ -12,6 +12,10 @@
 //!   fsynced, the ack tracker lets the file checkpoints move past its rows; deliverers take the
 //!   spool's records in order, deliver them under the policy and acknowledge them there.
 //! - [`Queue::Direct`] (`send`): each sealer delivers what it sealed, straight from memory.
+//!
+//! Of the N sealers (N = `concurrency`) only as many as there are cores compress at a time: more
+//! gain nothing but raw batches held in memory. A sealer takes a batch only once it holds a
+//! compression slot, and a sealed batch keeps its gzip and row index, not its raw body.
 //! - [`Queue::DryRun`] (`send --dry-run`): each sealed body is counted as if accepted.
 //!
 //! A failure the policy calls fatal (only in a one-shot run) stops everything through [`Stop`].
@@ -20,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Mutex as AsyncMutex};
+use tokio::sync::{mpsc, Mutex as AsyncMutex, Semaphore};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -110,7 +114,10 @@ impl OutputRuntime {
         // Two chunks of up to 512 KiB wait for the batcher: more only cost memory (send at
         // 1M rows: peak RSS 27-30 MB with 8, 23-26 MB with 2, the same CPU).
         let (rows_tx, rows_rx) = mpsc::channel::<Rows>(2);
-        let (work_tx, work_rx) = mpsc::channel::<(Seq, RawBatch)>(spec.concurrency);
+        let slots = compression_slots(spec.concurrency);
+        // One batch waits per slot: a slot freed finds the next batch ready.
+        let (work_tx, work_rx) = mpsc::channel::<(Seq, RawBatch)>(slots);
+        let compressing = Arc::new(Semaphore::new(slots));
         let acks = Arc::new(Mutex::new(AckTracker::default()));
         let packing = TaskTracker::new();
         packing.spawn(batch_loop(
@@ -133,6 +140,7 @@ impl OutputRuntime {
         for _ in 0..spec.concurrency {
             packing.spawn(seal_loop(
                 work_rx.clone(),
+                compressing.clone(),
                 queue.clone(),
                 sender.clone(),
                 report.clone(),
@@ -156,7 +164,6 @@ impl OutputRuntime {
                     delivery.spawn(deliver_loop(
                         spool.clone(),
                         sender.clone(),
-                        report.clone(),
                         stop.clone(),
                         replayed,
                         spec.compression_level,
@@ -370,6 +377,7 @@ impl SafeRows {
 #[allow(clippy::too_many_arguments)]
 async fn seal_loop(
     rx: Arc<AsyncMutex<mpsc::Receiver<(Seq, RawBatch)>>>,
+    compressing: Arc<Semaphore>,
     queue: Queue,
     sender: Option<Arc<Sender>>,
     report: Arc<OutputReport>,
@@ -380,11 +388,19 @@ async fn seal_loop(
 ) {
     loop {
         let next = tokio::select! {
-            next = async { rx.lock().await.recv().await } => next,
+            next = async {
+                // Never closed; a batch is taken only with a slot to compress it in.
+                let slot = compressing.acquire().await.ok();
+                (rx.lock().await.recv().await, slot)
+            } => next,
             _ = stop.abort.cancelled() => return,
         };
-        let Some((seq, raw)) = next else { return };
-        let sealed = match sealer.seal(raw, &*report).await {
+        let (Some((seq, raw)), slot) = next else {
+            return;
+        };
+        let sealed = sealer.seal(raw, &*report).await;
+        drop(slot);
+        let sealed = match sealed {
             Ok(sealed) => sealed,
             Err(e) => {
                 tracing::error!(error = %e, "compressing a batch failed; file rows will be read again after a restart, stdin rows are lost");
@@ -427,7 +443,7 @@ async fn seal_loop(
             _ => {
                 for body in sealed {
                     show_first_row(&body, &first_row);
-                    report.accepted(&body.raw, body.gzip.len());
+                    report.accepted(&body);
                 }
                 safe.finished(seq);
             }
@@ -435,12 +451,24 @@ async fn seal_loop(
     }
 }
 
+/// How many batches are compressed at once: one per core, at most `concurrency`.
+fn compression_slots(concurrency: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    concurrency.clamp(1, cores.max(1))
+}
+
 /// A dry run logs its first row, so the user sees what a row looks like.
 fn show_first_row(body: &SealedBatch, shown: &AtomicBool) {
-    if let Some((row, _)) = body.raw.rows().next() {
-        if !shown.swap(true, Relaxed) {
-            tracing::info!(row = %String::from_utf8_lossy(row), "first row (dry run)");
+    if body.is_empty() || shown.swap(true, Relaxed) {
+        return;
+    }
+    match body.unseal() {
+        Ok(raw) => {
+            if let Some((row, _)) = raw.rows().next() {
+                tracing::info!(row = %String::from_utf8_lossy(row), "first row (dry run)");
+            }
         }
+        Err(e) => tracing::warn!(error = %e, "the first row cannot be shown"),
     }
 }
 
@@ -453,7 +481,7 @@ async fn deliver_and_remove(
     replayed: Origin,
     level: u32,
 ) {
-    deliver_loop(spool.clone(), sender, report.clone(), stop, replayed, level).await;
+    deliver_loop(spool.clone(), sender, stop, replayed, level).await;
     let (records, _) = spool.pending().await;
     spool.close().await;
     if records == 0 {
@@ -475,7 +503,6 @@ async fn deliver_and_remove(
 async fn deliver_loop(
     spool: Arc<Spool>,
     sender: Arc<Sender>,
-    report: Arc<OutputReport>,
     stop: Arc<Stop>,
     replayed: Origin,
     level: u32,
@@ -489,7 +516,7 @@ async fn deliver_loop(
         let Some(rec) = rec else { return };
         let delivered = async {
             match rec.body {
-                Body::Sealed(b) => sender.deliver(b, &mut gz).await.map(Ok),
+                Body::Sealed(b) => sender.deliver(b, &mut gz).await,
                 // Sent as stored; unsealed (on the blocking pool) only if the service refuses it.
                 Body::Gzip(g) => {
                     let unseal = |g| async move {
@@ -505,14 +532,7 @@ async fn deliver_loop(
         };
         tokio::select! {
             r = delivered => match r {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(output = %report.output, rows = rec.rows, error = %e, "a spooled request cannot be read back; its rows are dropped");
-                    report
-                        .metrics
-                        .records_dropped(&report.output, DropReason::SpoolCorrupt)
-                        .add(u64::from(rec.rows));
-                }
+                Ok(()) => {}
                 // The agent's policy has nothing fatal: deliver() returns when every row is
                 // done. A one-shot run stops at the first fatal failure; the request stays in
                 // the spool for the next run.
@@ -609,8 +629,8 @@ fn state_of(reason: RetryReason) -> OutputState {
 }
 
 impl DeliveryReport for OutputReport {
-    fn accepted(&self, batch: &RawBatch, gzip_bytes: usize) {
-        self.accepted_spooled(batch.len(), batch.body().len(), gzip_bytes);
+    fn accepted(&self, batch: &SealedBatch) {
+        self.accepted_spooled(batch.len(), batch.raw_len(), batch.gzip.len());
     }
 
     fn accepted_spooled(&self, rows: usize, raw_bytes: usize, gzip_bytes: usize) {
@@ -636,6 +656,14 @@ impl DeliveryReport for OutputReport {
             .records_dropped(&self.output, DropReason::Rejected)
             .add(batch.len() as u64);
         self.done.fetch_add(batch.len() as u64, Relaxed);
+    }
+
+    fn unreadable(&self, rows: usize, reason: &str) {
+        tracing::error!(output = %self.output, rows, error = %reason, "a refused request cannot be read back to split it; its rows are dropped");
+        self.metrics
+            .records_dropped(&self.output, DropReason::SpoolCorrupt)
+            .add(rows as u64);
+        self.done.fetch_add(rows as u64, Relaxed);
     }
 
     fn request(&self, status: Option<u16>, took: Duration) {

@@ -132,7 +132,7 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 fn batch_bytes(b: &SealedBatch) -> usize {
-    b.gzip.len() + b.raw.body().len()
+    b.mem_bytes()
 }
 
 /// The bytes a record takes in a segment: its header and gzip body.
@@ -317,7 +317,7 @@ impl Store {
                 Ok(segment) => {
                     self.write_retry_at = None;
                     self.trouble.write.worked(&self.dir);
-                    let rows = rec.batch.raw.len() as u64;
+                    let rows = rec.batch.len() as u64;
                     if let Some(seg) = self.segments.back_mut() {
                         debug_assert_eq!(seg.id, segment);
                         seg.outstanding += 1;
@@ -449,7 +449,7 @@ impl Store {
         };
         let header = frame::encode_header(
             rec.seq,
-            rec.batch.raw.len() as u32,
+            rec.batch.len() as u32,
             rec.enqueued_ms,
             &rec.batch.gzip,
         );
@@ -605,7 +605,7 @@ impl Store {
             .find(|u| !u.handed && u.seq >= self.reader.next_seq)?;
         rec.handed = true;
         self.reader.next_seq = rec.seq + 1;
-        let rows = rec.batch.raw.len() as u32;
+        let rows = rec.batch.len() as u32;
         self.in_flight.insert(
             rec.seq,
             Flight {
@@ -746,7 +746,7 @@ impl Store {
             .segments
             .iter()
             .map(|s| (s.outstanding, s.outstanding_rows));
-        let mem = self.unwritten.iter().map(|u| (1, u.batch.raw.len() as u64));
+        let mem = self.unwritten.iter().map(|u| (1, u.batch.len() as u64));
         disk.chain(mem).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
     }
 
