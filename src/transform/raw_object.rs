@@ -73,10 +73,10 @@ impl<'a> Members<'a> {
             return;
         }
         let list = &self.list;
-        match self.prints.find(&key, |i| &list[i].0) {
-            Some(i) => self.list[i].1 = value,
-            None if self.prints.add(&key) => self.list.push((key, value)),
-            None => {
+        match self.prints.insert(&key, |i| &list[i].0) {
+            Seen::Repeat(i) => self.list[i].1 = value,
+            Seen::New => self.list.push((key, value)),
+            Seen::Full => {
                 let mut index: HashMap<Cow<'a, str>, usize> = self
                     .list
                     .iter()
@@ -102,33 +102,42 @@ pub struct Prints {
     filter: u64,
 }
 
+/// What [`Prints::insert`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// A new key, counted in as number [`Prints::len`] − 1.
+    New,
+    /// Key number `i` is the same.
+    Repeat(usize),
+    /// A new key, but [`Prints::SMALL`] are already in: nothing counted.
+    Full,
+}
+
 impl Prints {
     pub const SMALL: usize = 32;
 
-    /// The number of the earlier key equal to `key`; `key_of(i)` is key number `i`.
-    pub fn find<'k, K: AsRef<str> + ?Sized + 'k>(
-        &self,
+    /// Counts `key` in unless an earlier key is the same; `key_of(i)` is key number `i`.
+    pub fn insert<'k, K: AsRef<str> + ?Sized + 'k>(
+        &mut self,
         key: &str,
         key_of: impl Fn(usize) -> &'k K,
-    ) -> Option<usize> {
+    ) -> Seen {
         let p = print(key);
-        if self.filter & bit(p) == 0 {
-            return None;
+        let b = bit(p);
+        if self.filter & b != 0 {
+            if let Some(i) =
+                (0..self.len).find(|&i| self.prints[i] == p && key_of(i).as_ref() == key)
+            {
+                return Seen::Repeat(i);
+            }
         }
-        (0..self.len).find(|&i| self.prints[i] == p && key_of(i).as_ref() == key)
-    }
-
-    /// Counts `key` in, as number [`Prints::len`]; false (and nothing counted) when
-    /// [`Prints::SMALL`] are already in.
-    pub fn add(&mut self, key: &str) -> bool {
         if self.len == Prints::SMALL {
-            return false;
+            return Seen::Full;
         }
-        let p = print(key);
         self.prints[self.len] = p;
         self.len += 1;
-        self.filter |= bit(p);
-        true
+        self.filter |= b;
+        Seen::New
     }
 
     pub fn len(&self) -> usize {
@@ -140,13 +149,32 @@ impl Prints {
     }
 }
 
-/// Length and first bytes: equal keys have equal prints.
+/// Length, and the first and last bytes: equal keys have equal prints. Read as whole words
+/// (overlapping for short keys), never byte by byte into a buffer: a copy of a few bytes into a
+/// stack array and a word read of it stalled store forwarding, and was half the scan's time.
 fn print(key: &str) -> u64 {
     let b = key.as_bytes();
-    let mut head = [0u8; 8];
-    let n = b.len().min(6);
-    head[..n].copy_from_slice(&b[..n]);
-    u64::from_le_bytes(head) ^ ((b.len() as u64) << 48)
+    let n = b.len();
+    let word = |at: usize| -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let half = |at: usize| -> u64 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&b[at..at + 4]);
+        u64::from(u32::from_le_bytes(w))
+    };
+    let (first, last) = match n {
+        8.. => (word(0), word(n - 8)),
+        4..=7 => (half(0), half(n - 4)),
+        1..=3 => (
+            u64::from(b[0]) | u64::from(b[n / 2]) << 8,
+            u64::from(b[n - 1]),
+        ),
+        0 => (0, 0),
+    };
+    first ^ last.rotate_left(23) ^ ((n as u64) << 56)
 }
 
 /// One of 64 bits for a print (Fibonacci hashing: its top six bits after a multiply).
@@ -230,6 +258,36 @@ pub fn json_text_str(t: &str) -> Option<Cow<'_, str>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keys of every length up to 16 and keys differing only in the middle, the first byte or
+    /// the last: each repeat is found as the right number, every distinct key is new, and past
+    /// [`Prints::SMALL`] keys a new one is `Full`.
+    #[test]
+    fn prints_tell_keys_of_every_length_apart() {
+        let mut keys: Vec<String> = (0..=16).map(|n| "k".repeat(n)).collect();
+        keys.extend(
+            [
+                "TimeGenerated",
+                "TimeGeneratex",
+                "TimeGexerated",
+                "xTimeGenerated",
+            ]
+            .map(String::from),
+        );
+        keys.extend(["ab", "ba", "abc", "axc", "abcd", "abce", "Level", "Lever"].map(String::from));
+        while keys.len() < Prints::SMALL {
+            keys.push(format!("extra{}", keys.len()));
+        }
+        let mut p = Prints::default();
+        for k in &keys {
+            assert_eq!(p.insert(k, |i| &keys[i]), Seen::New, "{k:?}");
+        }
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(p.insert(k, |i| &keys[i]), Seen::Repeat(i), "{k:?}");
+        }
+        assert_eq!(p.insert("one more", |i| &keys[i]), Seen::Full);
+        assert_eq!(p.len(), Prints::SMALL);
+    }
 
     #[test]
     fn members_keep_order_and_raw_text_and_last_duplicate_wins() {

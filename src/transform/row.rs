@@ -432,7 +432,7 @@ impl RowEncoder {
             if !ok {
                 return;
             }
-            if prints.find(k, |i| keys[i]).is_some() || !prints.add(k) {
+            if prints.insert(k, |i| keys[i]) != raw_object::Seen::New {
                 ok = false;
                 return;
             }
