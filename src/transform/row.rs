@@ -446,7 +446,9 @@ impl RowEncoder {
             let compact = at(v) == at(k) + k.len() + 2;
             if k != "TimeGenerated" && !long && compact {
                 match &mut run {
-                    Some(r) if text.get(r.end..from) == Some(",") => r.end = to,
+                    Some(r) if from == r.end + 1 && text.as_bytes().get(r.end) == Some(&b',') => {
+                        r.end = to
+                    }
                     _ => {
                         if let Some(r) = run.replace(from..to) {
                             out.extend_from_slice(&text.as_bytes()[r]);
