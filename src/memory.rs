@@ -5,7 +5,8 @@
 //! allocations. With glibc's defaults, peak RSS crept up with the length of the input although
 //! live memory did not: 10M rows through `run` peaked at 52–76 MB against 31–38 MB for 1M.
 //! Two measures hold most of that back (`DCRSHIP_BENCH_ROWS=10000000 cargo bench --bench e2e`:
-//! `run` 45 MB at 10M rows against 30–34 MB at 1M, so it still creeps):
+//! `run` 45 MB at 10M rows against 30–34 MB at 1M, so it still crept; since sealed batches keep
+//! no raw body and the spool caches 2 MiB, 36 MB against 30–33):
 //! one malloc arena (glibc gives each allocating thread its own, up to 8 per core, and
 //! the blocking pool's threads come and go), and returning free pages to the kernel once a
 //! second. Their CPU cost is within run-to-run noise: 3M rows through `run`, four interleaved
