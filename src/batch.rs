@@ -318,14 +318,13 @@ impl SealedBatch {
     /// The rows again: the body gunzipped and checked against the row ends it was sealed with.
     /// `Err` only if the gzip is not what this batch was sealed from (a bug, not an input).
     pub fn unseal(&self) -> Result<RawBatch, String> {
-        let mut body = vec![0; self.raw_len()];
-        let n = libdeflater::Decompressor::new()
-            .gzip_decompress(&self.gzip, &mut body)
+        let body = gunzip(&self.gzip, self.raw_len())
             .map_err(|e| format!("a sealed body does not gunzip: {e}"))?;
-        if n != body.len() {
+        if body.len() != self.raw_len() {
             return Err(format!(
-                "a sealed body gunzips to {n} bytes, not {}",
-                body.len()
+                "a sealed body gunzips to {} bytes, not {}",
+                body.len(),
+                self.raw_len()
             ));
         }
         RawBatch::from_parts(body, self.ends.clone(), self.origins.clone())
@@ -434,6 +433,21 @@ pub fn gzip_raw_size(gzip: &[u8]) -> usize {
         Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
         _ => 0,
     }
+}
+
+/// One gzip member's content, of the size its trailer records if that is at most `max` bytes
+/// (allocated once, exactly); `Err` says what is wrong (not gzip, damaged, over `max`).
+pub fn gunzip(gzip: &[u8], max: usize) -> Result<Vec<u8>, String> {
+    let size = gzip_raw_size(gzip);
+    if size > max {
+        return Err(format!("it says it holds {size} bytes, over {max}"));
+    }
+    let mut out = vec![0; size];
+    let n = libdeflater::Decompressor::new()
+        .gzip_decompress(gzip, &mut out)
+        .map_err(|e| e.to_string())?;
+    out.truncate(n);
+    Ok(out)
 }
 
 /// The encoder in `slot`, made at its first use.

@@ -339,17 +339,7 @@ impl Sender {
     /// Delivers a batch: every row ends accepted or reported rejected, unless a [`Fatal`]
     /// failure stops the output first (then the rows not accepted are neither).
     pub async fn deliver(&self, batch: SealedBatch, gz: &mut Gzip) -> Result<(), Fatal> {
-        let Outcome::Refused(why) = self.attempt(Wire::of(&batch), true).await? else {
-            self.report.accepted(&batch);
-            return Ok(());
-        };
-        match batch.unseal() {
-            Ok(raw) => self.deliver_refused(raw, why, gz).await,
-            Err(e) => {
-                self.report.unreadable(batch.len(), &e);
-                Ok(())
-            }
-        }
+        self.deliver_all(vec![batch], true, gz).await
     }
 
     /// Delivers a body read back from the spool (`rows` rows) as it is stored. The rows are cut
@@ -377,58 +367,52 @@ impl Sender {
             self.report.accepted_spooled(rows, raw_bytes, gzip.len());
             return Ok(());
         };
+        let mut todo = Vec::new();
         match unseal(gzip).await {
-            Ok(raw) => self.deliver_refused(raw, why, gz).await,
-            Err(e) => {
-                self.report.unreadable(rows, &e);
-                Ok(())
-            }
+            Ok(raw) => self.refused(raw, why, gz, &mut todo),
+            Err(e) => self.report.unreadable(rows, &e),
         }
+        self.deliver_all(todo, false, gz).await
     }
 
-    /// The rows of a batch the service refused (`first`): rejected, or split and their halves
-    /// delivered in turn — bisecting a 400 down to its bad rows.
-    async fn deliver_refused(
+    /// Delivers `todo`, last first. `whole`: the last is a batch as handed in, whose 400 is
+    /// checked with an empty request; the halves of a refused batch are known to be about rows.
+    async fn deliver_all(
         &self,
-        raw: RawBatch,
-        first: Refusal,
+        mut todo: Vec<SealedBatch>,
+        mut whole: bool,
         gz: &mut Gzip,
     ) -> Result<(), Fatal> {
-        let mut refused = Some((raw, first));
-        let mut todo: Vec<SealedBatch> = Vec::new();
-        loop {
-            let (raw, why) = match refused.take() {
-                Some(r) => r,
-                None => {
-                    let Some(b) = todo.pop() else { return Ok(()) };
-                    // Halves are known to be about rows: no empty request checks the whole.
-                    let Outcome::Refused(why) = self.attempt(Wire::of(&b), false).await? else {
-                        self.report.accepted(&b);
-                        continue;
-                    };
-                    match b.unseal() {
-                        Ok(raw) => (raw, why),
-                        Err(e) => {
-                            self.report.unreadable(b.len(), &e);
-                            continue;
-                        }
-                    }
-                }
+        while let Some(b) = todo.pop() {
+            let whole = std::mem::take(&mut whole);
+            let Outcome::Refused(why) = self.attempt(Wire::of(&b), whole).await? else {
+                self.report.accepted(&b);
+                continue;
             };
-            match why {
-                Refusal::RejectAll(reason) => self.report.rejected(&raw, &reason),
-                Refusal::Split(reason) if raw.len() <= 1 => self.report.rejected(&raw, &reason),
-                Refusal::Split(_) => {
-                    let (a, c) = raw.halves();
-                    // Second half first onto the stack, so the first half goes out first.
-                    for half in [c, a] {
-                        let sealed = seal(half, self.policy.max_request_bytes, gz);
-                        for big in sealed.oversize {
-                            self.report
-                                .rejected(&big, "row is over the request cap even gzipped");
-                        }
-                        todo.extend(sealed.batches.into_iter().rev());
+            match b.unseal() {
+                Ok(raw) => self.refused(raw, why, gz, &mut todo),
+                Err(e) => self.report.unreadable(b.len(), &e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows of a batch the service refused: rejected, or split in halves pushed onto
+    /// `todo` (bisecting a 400 down to its bad rows).
+    fn refused(&self, raw: RawBatch, why: Refusal, gz: &mut Gzip, todo: &mut Vec<SealedBatch>) {
+        match why {
+            Refusal::RejectAll(reason) => self.report.rejected(&raw, &reason),
+            Refusal::Split(reason) if raw.len() <= 1 => self.report.rejected(&raw, &reason),
+            Refusal::Split(_) => {
+                let (a, c) = raw.halves();
+                // Second half first onto the stack, so the first half goes out first.
+                for half in [c, a] {
+                    let sealed = seal(half, self.policy.max_request_bytes, gz);
+                    for big in sealed.oversize {
+                        self.report
+                            .rejected(&big, "row is over the request cap even gzipped");
                     }
+                    todo.extend(sealed.batches.into_iter().rev());
                 }
             }
         }

@@ -12,11 +12,11 @@
 //!   fsynced, the ack tracker lets the file checkpoints move past its rows; deliverers take the
 //!   spool's records in order, deliver them under the policy and acknowledge them there.
 //! - [`Queue::Direct`] (`send`): each sealer delivers what it sealed, straight from memory.
+//! - [`Queue::DryRun`] (`send --dry-run`): each sealed body is counted as if accepted.
 //!
 //! Of the N sealers (N = `concurrency`) only as many as there are cores compress at a time: more
 //! gain nothing but raw batches held in memory. A sealer takes a batch only once it holds a
 //! compression slot, and a sealed batch keeps its gzip and row index, not its raw body.
-//! - [`Queue::DryRun`] (`send --dry-run`): each sealed body is counted as if accepted.
 //!
 //! A failure the policy calls fatal (only in a one-shot run) stops everything through [`Stop`].
 

@@ -29,7 +29,6 @@ pub mod frame;
 mod store;
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Mutex;
@@ -350,12 +349,7 @@ fn serve(
 /// dead-letters): gunzip, and cut the JSON array into its rows. Every row gets `origin` (line
 /// numbers are not kept in the spool).
 pub fn unseal(gzip: Vec<u8>, origin: Origin) -> Result<RawBatch, String> {
-    // The gzip trailer holds the body's size: allocate it once.
-    let size = crate::batch::gzip_raw_size(&gzip);
-    let mut raw = Vec::with_capacity(size.min(frame::MAX_BODY_BYTES) + 1);
-    flate2::read::GzDecoder::new(&gzip[..])
-        .take(frame::MAX_BODY_BYTES as u64)
-        .read_to_end(&mut raw)
+    let raw = crate::batch::gunzip(&gzip, frame::MAX_BODY_BYTES)
         .map_err(|e| format!("spooled body is not valid gzip: {e}"))?;
     let bad = "spooled body is not a JSON array of objects";
     let ends = split_rows(&raw).ok_or(bad)?;
