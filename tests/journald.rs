@@ -438,6 +438,12 @@ async fn journal_entries_become_syslog_rows_and_a_restart_resumes_after_the_save
             s.all_arrived(&all)
         })
         .await;
+    // The rows of the catch-up can arrive before the agent has started to follow.
+    agent
+        .wait_for("journalctl --follow after the catch-up", secs(20), || {
+            s.invocations().len() == 3
+        })
+        .await;
     agent.stop().await;
     s.assert_exactly_once(&all);
     // The second start: a catch-up after the saved cursor, then following after the newest.

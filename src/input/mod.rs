@@ -3,7 +3,8 @@
 //! [`lines`] splits on `\n` with a cap on line length; [`json_stream`] frames top-level JSON
 //! values (flattening arrays) with a cap on record size; [`csv`] reads RFC 4180 records on top of
 //! lines; [`format`](mod@format) picks a format from a file name or the first bytes; [`decode`] puts them
-//! together behind one type the commands feed chunks to. [`parse`] turns text lines into columns
+//! together behind one type the commands feed chunks to, which [`chunks`] reads (a file straight
+//! into the caller's buffers, read ahead). [`parse`] turns text lines into columns
 //! (`regex`, `logfmt`, `syslog`), after [`multiline`] has joined the lines of one event.
 //!
 //! For the agent: [`file`](mod@file) tails globs of files (stat poll as the truth, notify to wake it,
@@ -13,6 +14,7 @@
 //! the systemd journal through journalctl, from a saved cursor.
 
 pub mod checkpoint;
+pub mod chunks;
 pub mod container;
 pub mod csv;
 pub mod decode;

@@ -10,7 +10,6 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -19,6 +18,7 @@ use super::stop::Stop;
 use super::Rows;
 use crate::deadletter::{DeadLetter, Refused};
 use crate::input::checkpoint::Checkpoints;
+use crate::input::chunks::{Chunks, FileChunks};
 use crate::input::container::{ContainerFiles, ContainerSettings};
 use crate::input::decode::{line_record, CsvLines};
 use crate::input::file::{FileKey, FileLines, FileTailer};
@@ -116,7 +116,8 @@ async fn sleep_until(deadline: Option<Instant>) {
 pub async fn stdin(ctx: InputCtx) {
     let source = ctx.sources.stream("<stdin>");
     let decoder = ctx.decoder(None);
-    if let Err(e) = read_stream(&ctx, tokio::io::stdin(), "<stdin>", source, None, decoder).await {
+    let stdin = Chunks::Stream(Box::new(tokio::io::stdin()));
+    if let Err(e) = read_stream(&ctx, stdin, "<stdin>", source, None, decoder).await {
         tracing::error!(input = %ctx.name, error = %e, "reading stdin failed");
         ctx.stop.input_failed(e);
     }
@@ -135,7 +136,8 @@ pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
             }
             let source = ctx.sources.stream("<stdin>");
             let decoder = ctx.decoder(None);
-            read_stream(&ctx, tokio::io::stdin(), "<stdin>", source, None, decoder).await
+            let stdin = Chunks::Stream(Box::new(tokio::io::stdin()));
+            read_stream(&ctx, stdin, "<stdin>", source, None, decoder).await
         } else {
             let name = path.display().to_string();
             match tokio::fs::File::open(&path).await {
@@ -143,6 +145,7 @@ pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
                     let source = ctx.sources.stream(&name);
                     let path_json = json_string(&absolute(&path));
                     let decoder = ctx.decoder(Some(&path));
+                    let file = Chunks::File(FileChunks::new(file.into_std().await));
                     read_stream(&ctx, file, &name, source, Some(&path_json), decoder).await
                 }
                 Err(e) => Err(format!("cannot read {name}: {}", io_reason(&e))),
@@ -163,7 +166,7 @@ pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
 /// stopped, or the output is gone.
 async fn read_stream(
     ctx: &InputCtx,
-    mut reader: impl AsyncRead + Unpin,
+    mut reader: Chunks,
     name: &str,
     source: u32,
     file_path_json: Option<&str>,
@@ -180,7 +183,7 @@ async fn read_stream(
             biased;
             _ = ctx.stop.inputs.cancelled() => return Ok(false),
             _ = sleep_until(pending_until) => None,
-            r = reader.read(&mut buf) => Some(r.map_err(|e| format!("reading {name} failed: {e}"))?),
+            r = reader.next(&mut buf) => Some(r.map_err(|e| format!("reading {name} failed: {e}"))?),
         };
         if let Some(n) = n {
             ctx.bytes.add(n as u64);
