@@ -13,14 +13,13 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::agent::Agent;
 use common::*;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Child;
 
 const TOKEN: &str = "journald-token-0123456789";
 
@@ -285,92 +284,6 @@ fn fixture_messages() -> Vec<String> {
         .collect()
 }
 
-/// The running agent, its stderr collected as it comes.
-struct Agent {
-    child: Child,
-    pid: u32,
-    log: Arc<Mutex<String>>,
-}
-
-impl Agent {
-    fn spawn(mut cmd: tokio::process::Command) -> Agent {
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn dcrship run");
-        let pid = child.id().expect("pid");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let l = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut g = l.lock().expect("log");
-                g.push_str(&line);
-                g.push('\n');
-            }
-        });
-        Agent { child, pid, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    async fn wait_for(&self, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + within;
-        while !cond() {
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {within:?} waiting for: {what}\n--- log ---\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        match tokio::time::timeout(within, self.child.wait()).await {
-            Ok(s) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                s.expect("wait")
-            }
-            Err(_) => panic!("dcrship did not exit within {within:?}\n{}", self.log()),
-        }
-    }
-
-    /// SIGTERM; the exit must be 0.
-    async fn stop(&mut self) {
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok);
-        let status = self.wait_exit(Duration::from_secs(20)).await;
-        assert_eq!(status.code(), Some(0), "exit after SIGTERM\n{}", self.log());
-    }
-
-    /// The pids of the agent's children (journalctl).
-    fn children(&self) -> Vec<u32> {
-        // Listed under the thread that spawned them.
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.pid)).expect("tasks");
-        tasks
-            .flatten()
-            .flat_map(|t| {
-                std::fs::read_to_string(t.path().join("children"))
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect::<Vec<u32>>()
-            })
-            .collect()
-    }
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
 /// 1. The fixture (a real journal's `-o json` output) arrives as rows of the Syslog table's
 ///    columns; stopped and started again, the agent reads only what was written meanwhile, from
 ///    the saved cursor, with `--after-cursor` and `--no-tail`.
@@ -384,7 +297,7 @@ async fn journal_entries_become_syslog_rows_and_a_restart_resumes_after_the_save
     agent
         .wait_for("the fixture's entries", secs(20), || s.all_arrived(&all))
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all);
 
     let rows = s.rows();
@@ -444,7 +357,7 @@ async fn journal_entries_become_syslog_rows_and_a_restart_resumes_after_the_save
             s.invocations().len() == 3
         })
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all);
     // The second start: a catch-up after the saved cursor, then following after the newest.
     let calls = s.invocations();
@@ -493,7 +406,7 @@ async fn a_restart_in_the_middle_of_a_backlog_loses_nothing_and_repeats_nothing(
     agent
         .wait_for("some rows", secs(20), || s.counts().len() >= 1000)
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     let first = s.counts().len();
     assert!(
         first < all.len(),
@@ -503,7 +416,7 @@ async fn a_restart_in_the_middle_of_a_backlog_loses_nothing_and_repeats_nothing(
     agent
         .wait_for("the rest", secs(60), || s.all_arrived(&all))
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all);
 }
 
@@ -526,7 +439,7 @@ async fn journalctl_dying_is_restarted_after_the_last_entry_read() {
             s.invocations().len() == 4
         })
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all);
     // Each run starts after the last entry the one before read: a catch-up run (no --follow)
     // after the cursor, then following after the newest entry.
@@ -572,7 +485,7 @@ async fn garbage_from_journalctl_is_dead_lettered_and_the_rest_delivered() {
     agent
         .wait_for("the entries", secs(20), || s.all_arrived(&all))
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all);
     let dead = std::fs::read_to_string(s.state().join("dead-letter.ndjson")).unwrap_or_default();
     let dead: Vec<Value> = dead
@@ -604,7 +517,7 @@ async fn a_new_journal_file_is_read_as_it_appears() {
     agent
         .wait_for("the new file", secs(20), || s.all_arrived(&all))
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all);
 }
 
@@ -639,7 +552,7 @@ async fn a_1mb_message_is_delivered_and_a_huge_entry_is_skipped_with_a_count() {
             },
         )
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     let rows = s.rows();
     assert_eq!(rows.len(), 2, "only the big and the last entry");
     let big_row = rows
@@ -677,7 +590,7 @@ async fn a_100k_entry_backlog_is_delivered_once() {
         .await;
     let took = started.elapsed();
     let cpu = proc_cpu_seconds(agent.pid);
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all);
     eprintln!(
         "journald backlog: {} entries in {:.2}s = {:.0} entries/s; dcrship CPU {:.2}s per 100k entries",
@@ -735,7 +648,7 @@ async fn the_first_start_reads_from_now_and_a_quick_restart_loses_nothing() {
             s.saved_cursor().is_some_and(|c| c.contains("i=31;"))
         })
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     // Written while stopped, before any row was shipped: still read.
     let (text, mut all) = entries("new", 50..80, 0);
     append(&file, &text);
@@ -749,7 +662,7 @@ async fn the_first_start_reads_from_now_and_a_quick_restart_loses_nothing() {
     agent
         .wait_for("the live entries", secs(20), || s.all_arrived(&all))
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all);
     let calls = s.invocations();
     assert!(calls[0].contains(&"--lines=1".to_string()), "{calls:?}");
@@ -780,7 +693,7 @@ async fn filters_reach_journalctl_and_raw_keeps_every_field() {
         .await;
     // Entries are delivered in order: the last one of the fixture that passes has arrived,
     // so anything else that would pass has too.
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&want);
     let follow = &s.follows()[0];
     for a in [
@@ -864,7 +777,7 @@ async fn the_real_journalctl_reads_journal_files_and_resumes_after_the_cursor() 
     agent
         .wait_for("the journal's entries", secs(30), || s.all_arrived(&all))
         .await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all);
     assert!(s.saved_cursor().is_some());
     // A second file, of a later boot: read after the cursor, the first file not again.
@@ -880,7 +793,7 @@ async fn the_real_journalctl_reads_journal_files_and_resumes_after_the_cursor() 
         !agent.children().is_empty(),
         "journalctl runs under the agent"
     );
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all2);
 }
 
@@ -977,32 +890,13 @@ async fn run_journald_from_flags() {
     let s = Setup::new().await;
     let (text, all) = entries("flags", 0..50, 0);
     append(&s.journal().join("system.json"), &text);
-    let flags = |c: &mut tokio::process::Command| {
-        c.arg("run")
-            .args([
-                "--endpoint",
-                &s.fake.url(),
-                "--dcr",
-                DCR,
-                "--stream",
-                STREAM,
-            ])
-            .args([
-                "--auth",
-                "static",
-                "--batch-timeout",
-                "200ms",
-                "--http-listen",
-                "",
-            ])
-            .arg("--state-dir")
-            .arg(s.state())
-            .env("DCRSHIP_ACCESS_TOKEN", TOKEN)
-            .env("PATH", path_with(&s.tmp.path().join("bin")))
+    let flags = || {
+        let mut c = run_to(&s.fake, &s.state(), None, TOKEN);
+        c.env("PATH", path_with(&s.tmp.path().join("bin")))
             .env("FAKE_JOURNALCTL_LOG", s.invocations_file());
+        c
     };
-    let mut c = dcrship();
-    flags(&mut c);
+    let mut c = flags();
     c.args([
         "--journald",
         "--journald-unit",
@@ -1014,7 +908,7 @@ async fn run_journald_from_flags() {
     .arg(s.journal());
     let mut agent = Agent::spawn(c);
     s.wait_all(&agent, "the entries", secs(20), &all).await;
-    agent.stop().await;
+    agent.stop(secs(20)).await;
     s.assert_exactly_once(&all);
     let follow = &s.follows()[0];
     assert!(
@@ -1023,8 +917,7 @@ async fn run_journald_from_flags() {
     );
     assert!(!s.invocations()[0].contains(&"--lines=1".to_string()));
 
-    let mut c = dcrship();
-    flags(&mut c);
+    let mut c = flags();
     c.args(["--path", "/var/log/x.log", "--format", "raw"]);
     let out = run(c).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -9,95 +9,16 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::agent::Agent;
 use common::*;
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 const TOKEN: &str = "k8s-token-0123456789";
 const CID: &str = "4f3e2d1c0b9a8f7e6d5c4b3a29180f7e6d5c4b3a29180f7e6d5c4b3a29180f7e";
 const UID: &str = "5b1e8c4a-9d2f-4e3b-8a7c-6d5e4f3a2b1c";
 const CID2: &str = "aaaabbbbccccddddeeeeffff00001111222233334444555566667777888899990";
-
-/// The running agent, its stderr collected as it comes.
-struct Agent {
-    child: tokio::process::Child,
-    log: Arc<Mutex<String>>,
-}
-
-impl Agent {
-    fn spawn(mut cmd: tokio::process::Command) -> Agent {
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn dcrship run");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut g = sink.lock().expect("log");
-                g.push_str(&line);
-                g.push('\n');
-            }
-        });
-        Agent { child, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    async fn wait_for(&self, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + within;
-        while !cond() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out after {within:?} waiting for: {what}\n--- log ---\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM; the agent must exit 0.
-    async fn stop(&mut self) {
-        let pid = self.child.id().expect("pid");
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok);
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("no exit after SIGTERM\n{}", self.log()))
-            .expect("wait");
-        assert_eq!(status.code(), Some(0), "{}", self.log());
-    }
-}
-
-/// One GET to the agent's HTTP listener: (status, body).
-async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    Some((status, text.split_once("\r\n\r\n")?.1.to_string()))
-}
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
 
 /// A pod's container as the kubelet lays it out: `pods/<ns>_<pod>_<uid>/<container>/0.log`
 /// and the symlink `containers/<pod>_<ns>_<container>-<id>.log` to it.
@@ -298,19 +219,14 @@ async fn pod_logs_arrive_once_with_pod_columns_across_kubelet_rotation() {
     let http = free_addr();
     let cfg = state.path().join("agent.toml");
     std::fs::write(&cfg, config(&fake, state.path(), root.path(), http)).expect("config");
-    let mut c = dcrship();
-    c.arg("run")
-        .arg("--config")
-        .arg(&cfg)
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
-    let mut agent = Agent::spawn(c);
+    let mut agent = Agent::spawn(run_config(&cfg, TOKEN)).with_http(http);
     agent
         .wait_for("the first lines", Duration::from_secs(15), || {
             let got = ids(&fake);
             want.iter().all(|w| got.contains_key(w))
         })
         .await;
-    assert_eq!(http_get(http, "/live").await.map(|r| r.0), Some(200));
+    assert_eq!(agent.get("/live").await.map(|r| r.0), Some(200));
 
     // kubelet rotation of web's log, with the runtime's late writes to the renamed file
     let (late, late_ids) = json_lines("web-late", 0..100);
@@ -340,7 +256,7 @@ async fn pod_logs_arrive_once_with_pod_columns_across_kubelet_rotation() {
             want.iter().all(|w| got.contains_key(w))
         })
         .await;
-    agent.stop().await;
+    agent.stop(secs(15)).await;
     assert_exactly_once(&fake, &want);
 
     let rows = rows_by_id(&fake);
@@ -409,23 +325,13 @@ async fn docker_json_file_logs_from_flags() {
     .join("\n")
         + "\n";
     std::fs::write(&file, text).expect("write");
-    let mut c = dcrship();
-    c.arg("run")
-        .args(["--endpoint", &fake.url(), "--dcr", DCR, "--stream", STREAM])
-        .args([
-            "--auth",
-            "static",
-            "--batch-timeout",
-            "200ms",
-            "--http-listen",
-            "",
-        ])
-        .arg("--state-dir")
-        .arg(state.path())
-        .arg("--path")
-        .arg(root.path().join("*/*-json.log"))
-        .args(["--container", "docker", "--start-at", "beginning"])
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
+    c.arg("--path").arg(root.path().join("*/*-json.log")).args([
+        "--container",
+        "docker",
+        "--start-at",
+        "beginning",
+    ]);
     let mut agent = Agent::spawn(c);
     let want: Vec<String> = [
         "hello",
@@ -442,7 +348,7 @@ async fn docker_json_file_logs_from_flags() {
             want.iter().all(|w| got.contains_key(w))
         })
         .await;
-    agent.stop().await;
+    agent.stop(secs(15)).await;
     assert_exactly_once(&fake, &want);
     let rows = rows_by_id(&fake);
     assert_eq!(rows["warning: disk"]["LogSource"], "stderr");

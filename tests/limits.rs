@@ -5,24 +5,16 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::Write;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::agent::Agent;
 use common::*;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::Child;
+use tokio::io::AsyncReadExt;
 
 const TOKEN: &str = "limits-token-0123456789";
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
 
 // ---------------------------------------------------------------------------------------------
 // `send`
@@ -187,76 +179,6 @@ async fn rate_limit_flags_are_checked() {
 // `run`
 // ---------------------------------------------------------------------------------------------
 
-/// The running agent, its stderr collected as it comes.
-struct Agent {
-    child: Child,
-    pid: u32,
-    log: Arc<Mutex<String>>,
-}
-
-impl Agent {
-    fn start(config: &Path) -> Agent {
-        let mut cmd = dcrship();
-        cmd.arg("run")
-            .arg("--config")
-            .arg(config)
-            .env("DCRSHIP_ACCESS_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn dcrship run");
-        let pid = child.id().expect("pid");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let l = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut g = l.lock().expect("log");
-                g.push_str(&line);
-                g.push('\n');
-            }
-        });
-        Agent { child, pid, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    fn count(&self, text: &str) -> usize {
-        self.log().matches(text).count()
-    }
-
-    async fn wait_for(&self, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + within;
-        while !cond() {
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {within:?} waiting for: {what}\n--- log ---\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// SIGTERM; the exit status must be 0.
-    async fn stop(&mut self) {
-        let ok = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok);
-        let status = tokio::time::timeout(secs(10), self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("no exit after SIGTERM\n{}", self.log()))
-            .expect("wait");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(status.code(), Some(0), "{}", self.log());
-    }
-}
-
 /// `[agent]` and `[auth]` of a test config; `http` "" for none.
 fn agent_section(state: &Path, http: &str) -> String {
     format!(
@@ -279,38 +201,6 @@ fn input_section(name: &str, path: &Path, output: &str) -> String {
         "\n[inputs.{name}]\ntype = \"file\"\npaths = [{:?}]\nstart_at = \"beginning\"\noutput = {output:?}\n",
         path.display().to_string()
     )
-}
-
-fn lines(tag: &str, ids: std::ops::Range<usize>) -> Vec<String> {
-    ids.map(|i| format!("{tag}-{i:05} some log text")).collect()
-}
-
-fn append(path: &Path, lines: &[String]) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("open for append");
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    f.write_all(text.as_bytes()).expect("append");
-}
-
-/// How many times each `RawData` arrived in requests answered 2xx.
-fn raw_counts(fake: &Fake) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in fake.accepted() {
-        for row in r.rows() {
-            if let Some(raw) = row["RawData"].as_str() {
-                *m.entry(raw.to_string()).or_insert(0) += 1;
-            }
-        }
-    }
-    m
-}
-
-fn all_arrived(fake: &Fake, lines: &[String]) -> bool {
-    let got = raw_counts(fake);
-    lines.iter().all(|l| got.contains_key(l))
 }
 
 fn assert_exactly_once(fake: &Fake, lines: &[String]) {
@@ -360,7 +250,7 @@ async fn retry_after_on_one_output_holds_the_other_output_of_the_dcr() {
             + &input_section("b", &log_b, "b"),
     )
     .expect("config");
-    let mut agent = Agent::start(&config);
+    let mut agent = Agent::spawn(run_config(&config, TOKEN));
     agent
         .wait_for("both inputs", secs(10), || {
             agent.count("input started") == 2
@@ -382,7 +272,7 @@ async fn retry_after_on_one_output_holds_the_other_output_of_the_dcr() {
             all_arrived(&fake_a, &line_a) && all_arrived(&fake_b, &line_b)
         })
         .await;
-    agent.stop().await;
+    agent.stop(secs(10)).await;
 
     let b_at = fake_b.ingest_requests()[0].at;
     assert!(
@@ -415,7 +305,7 @@ async fn checkpoints_that_cannot_be_saved_do_not_stop_delivery() {
             + &input_section("app", &log, "app"),
     )
     .expect("config");
-    let mut agent = Agent::start(&config);
+    let mut agent = Agent::spawn(run_config(&config, TOKEN));
     let len = file_len(&log);
     agent
         .wait_for("the first checkpoint", secs(10), || {
@@ -471,7 +361,7 @@ async fn checkpoints_that_cannot_be_saved_do_not_stop_delivery() {
             agent.count("can write the checkpoints again") == 1
         })
         .await;
-    agent.stop().await;
+    agent.stop(secs(10)).await;
     assert_exactly_once(&fake, &all);
 }
 
@@ -495,14 +385,14 @@ async fn a_corrupt_checkpoint_file_is_set_aside_and_the_files_read_by_start_at()
             + &input_section("app", &log, "app"),
     )
     .expect("config");
-    let mut agent = Agent::start(&config);
+    let mut agent = Agent::spawn(run_config(&config, TOKEN));
     let len = file_len(&log);
     agent
         .wait_for("every row and a new checkpoint", secs(10), || {
             all_arrived(&fake, &rows) && saved_offset(state.path()) == Some(len)
         })
         .await;
-    agent.stop().await;
+    agent.stop(secs(10)).await;
     assert!(
         agent.log().contains("damaged checkpoint file ignored"),
         "{}",
@@ -533,12 +423,7 @@ async fn a_state_dir_that_cannot_be_written_is_a_startup_error() {
             + &input_section("app", &log, "app"),
     )
     .expect("config");
-    let mut c = dcrship();
-    c.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
-    let out = run(c).await;
+    let out = run(run_config(&config, TOKEN)).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
@@ -580,10 +465,7 @@ async fn a_dead_letter_file_on_a_full_disk_is_reported_and_counted() {
     all.extend(lines("more", 0..10));
     good.extend(lines("more", 0..10));
     append(&log, &all);
-    let http = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        l.local_addr().expect("addr")
-    };
+    let http = free_addr();
     let config = dir.path().join("agent.toml");
     std::fs::write(
         &config,
@@ -592,20 +474,13 @@ async fn a_dead_letter_file_on_a_full_disk_is_reported_and_counted() {
             + &input_section("app", &log, "app"),
     )
     .expect("config");
-    let mut agent = Agent::start(&config);
+    let mut agent = Agent::spawn(run_config(&config, TOKEN)).with_http(http);
     agent
         .wait_for("the good rows", secs(10), || all_arrived(&fake, &good))
         .await;
     let sample = "dcrship_records_dropped_total{output=\"app\",reason=\"rejected\"}";
-    let deadline = Instant::now() + secs(10);
-    loop {
-        if metric(http, sample).await == Some(2.0) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{sample}\n{}", agent.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    agent.stop().await;
+    agent.wait_metric(sample, secs(10), |v| v == 2.0).await;
+    agent.stop(secs(10)).await;
     assert_eq!(
         agent.count("cannot write the dead-letter file"),
         1,
@@ -639,7 +514,7 @@ async fn a_spool_cursor_that_cannot_be_saved_is_logged_once_a_minute() {
             + &input_section("app", &log, "app"),
     )
     .expect("config");
-    let mut agent = Agent::start(&config);
+    let mut agent = Agent::spawn(run_config(&config, TOKEN));
     agent
         .wait_for("the first rows", secs(10), || all_arrived(&fake, &first))
         .await;
@@ -667,7 +542,7 @@ async fn a_spool_cursor_that_cannot_be_saved_is_logged_once_a_minute() {
             agent.count("can save the spool cursor again") == 1
         })
         .await;
-    agent.stop().await;
+    agent.stop(secs(10)).await;
     assert_eq!(agent.count(failed), 1, "{}", agent.log());
     assert_exactly_once(&fake, &all);
 }
@@ -707,13 +582,7 @@ async fn state_files_are_private_whatever_the_umask() {
             + &input_section("app", &log, "app"),
     )
     .expect("config");
-    let mut cmd = dcrship();
-    cmd.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut cmd = run_config(&config, TOKEN);
     // SAFETY: umask is async-signal-safe; the closure runs in the child between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -721,12 +590,12 @@ async fn state_files_are_private_whatever_the_umask() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().expect("spawn");
-    let deadline = Instant::now() + secs(10);
-    while !(all_arrived(&fake, &good) && state.join("dead-letter.ndjson").exists()) {
-        assert!(Instant::now() < deadline, "rows and the dead-letter line");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut agent = Agent::spawn(cmd);
+    agent
+        .wait_for("rows and the dead-letter line", secs(10), || {
+            all_arrived(&fake, &good) && state.join("dead-letter.ndjson").exists()
+        })
+        .await;
     let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
     let mut seen = Vec::new();
     let mut dirs = vec![state.clone()];
@@ -749,14 +618,7 @@ async fn state_files_are_private_whatever_the_umask() {
         seen.iter().any(|s| s.ends_with(".seg")),
         "a segment in {seen:?}"
     );
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().expect("pid").to_string()])
-        .status();
-    let status = tokio::time::timeout(secs(10), child.wait())
-        .await
-        .expect("exit")
-        .expect("wait");
-    assert_eq!(status.code(), Some(0));
+    agent.stop(secs(10)).await;
 }
 
 /// `dcrship send --summary json … | true`: stdout is closed before the summary is written; and
@@ -795,25 +657,4 @@ async fn send_with_a_closed_stdout_or_stderr_exits_with_its_own_code() {
     }
     let rows: usize = fake.accepted().iter().map(|r| r.rows().len()).sum();
     assert_eq!(rows, 100);
-}
-
-/// One sample of `/metrics`.
-async fn metric(addr: SocketAddr, sample: &str) -> Option<f64> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(
-        format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(secs(5), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    text.lines().find_map(|l| {
-        l.strip_prefix(sample)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
 }

@@ -21,21 +21,10 @@ const TOKEN: &str = "rotation-token-0123456789";
 /// apart.
 const HEADER: &str = "timestamp,level,message";
 
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
 /// `dcrship run` tailing `glob` from the beginning into the fake, with a static token.
 fn agent_cmd(fake: &Fake, state: &Path, glob: &str) -> tokio::process::Command {
-    let mut c = dcrship();
-    c.arg("run")
-        .args(["--endpoint", &fake.url(), "--dcr", DCR, "--stream", STREAM])
-        .args(["--auth", "static", "--batch-timeout", "200ms"])
-        .arg("--state-dir")
-        .arg(state)
-        .args(["--http-listen", "", "--start-at", "beginning"])
-        .args(["--path", glob])
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
+    let mut c = run_to(fake, state, None, TOKEN);
+    c.args(["--start-at", "beginning", "--path", glob]);
     c
 }
 
@@ -53,34 +42,12 @@ fn text_of(lines: &[String]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
-fn append(path: &Path, lines: &[String]) {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text_of(lines).as_bytes()))
-        .expect("append");
-}
-
 fn gzip_file(from: &Path, to: &Path) {
     let bytes = std::fs::read(from).expect("read");
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&bytes).expect("gzip");
     std::fs::write(to, gz.finish().expect("gzip")).expect("write gz");
     std::fs::remove_file(from).expect("rm");
-}
-
-/// How many times each `RawData` arrived in requests the fake answered 2xx.
-fn raw_counts(fake: &Fake) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in fake.accepted() {
-        for row in r.rows() {
-            if let Some(raw) = row["RawData"].as_str() {
-                *m.entry(raw.to_string()).or_insert(0) += 1;
-            }
-        }
-    }
-    m
 }
 
 /// Lines of `expected` that have not arrived.

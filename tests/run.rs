@@ -5,57 +5,23 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::agent::{metric_value, proc_status_kib, Agent};
 use common::*;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin};
+use tokio::io::AsyncWriteExt;
 
 const TOKEN: &str = "run-token-0123456789";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------
-
-/// A loopback address nobody listens on right now (bound, read, released).
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-/// `dcrship run` from flags, aimed at the fake with a static token.
-fn run_cmd(fake: &Fake, state: &Path, http: Option<SocketAddr>) -> tokio::process::Command {
-    let mut c = dcrship();
-    c.arg("run")
-        .args(["--endpoint", &fake.url(), "--dcr", DCR, "--stream", STREAM])
-        .args(["--auth", "static", "--batch-timeout", "200ms"])
-        .arg("--state-dir")
-        .arg(state)
-        .args([
-            "--http-listen",
-            &http.map(|a| a.to_string()).unwrap_or_default(),
-        ])
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
-    c
-}
-
-/// `dcrship run --config FILE`.
-fn config_cmd(config: &Path) -> tokio::process::Command {
-    let mut c = dcrship();
-    c.arg("run")
-        .arg("--config")
-        .arg(config)
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
-    c
-}
 
 /// A config file: static-token outputs `(name, fake)`, file inputs `(name, path, output)` all
 /// with the same `start_at`, a 2 s shutdown timeout and no HTTP listener.
@@ -92,193 +58,6 @@ fn simple_config(fake: &Fake, state: &Path, inputs: &[(&str, &Path)]) -> String 
     config_text(state, &[("default", fake)], &inputs, "beginning")
 }
 
-/// The running agent, its stderr (and stdout) collected as it comes.
-struct Agent {
-    child: Child,
-    pid: u32,
-    stdin: Option<ChildStdin>,
-    log: Arc<Mutex<String>>,
-    http: Option<SocketAddr>,
-}
-
-impl Agent {
-    fn spawn(mut cmd: tokio::process::Command, http: Option<SocketAddr>) -> Agent {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn dcrship run");
-        let pid = child.id().expect("pid");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let stdout = child.stdout.take().expect("stdout");
-        for (prefix, pipe) in [
-            (
-                "",
-                Box::new(stderr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>,
-            ),
-            ("stdout: ", Box::new(stdout)),
-        ] {
-            let log = log.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(pipe).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut g = log.lock().expect("log");
-                    g.push_str(prefix);
-                    g.push_str(&line);
-                    g.push('\n');
-                }
-            });
-        }
-        let stdin = child.stdin.take();
-        Agent {
-            child,
-            pid,
-            stdin,
-            log,
-            http,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    /// Sends a signal with kill(1).
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([format!("-{sig}"), self.pid.to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{sig} {}", self.pid);
-    }
-
-    /// Waits for the process to end; panics (with its log) after `within`.
-    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        match tokio::time::timeout(within, self.child.wait()).await {
-            Ok(status) => {
-                let status = status.expect("wait");
-                // let the log readers catch the last lines
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                status
-            }
-            Err(_) => panic!(
-                "dcrship run did not exit within {within:?}\n--- log ---\n{}",
-                self.log()
-            ),
-        }
-    }
-
-    /// SIGTERM, then the exit status (must be 0) and how long the exit took.
-    async fn stop(&mut self, within: Duration) -> Duration {
-        self.stop_with("TERM", within).await
-    }
-
-    /// `sig` (TERM or INT), then the exit status (must be 0) and how long the exit took.
-    async fn stop_with(&mut self, sig: &str, within: Duration) -> Duration {
-        let t = Instant::now();
-        self.signal(sig);
-        let status = self.wait_exit(within).await;
-        let took = t.elapsed();
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "exit after SIGTERM: {status:?}\n--- log ---\n{}",
-            self.log()
-        );
-        took
-    }
-
-    /// Polls `cond` every 50 ms until it holds; panics with `what` and the log after `within`.
-    async fn wait_for(&self, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + within;
-        loop {
-            if cond() {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {within:?} waiting for: {what}\n--- log ---\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.http.expect("http_listen"), path).await
-    }
-
-    /// The value of one sample line of `/metrics` (`name{labels}` exactly), if present.
-    async fn metric(&self, sample: &str) -> Option<f64> {
-        let (_, body) = self.get("/metrics").await?;
-        metric_value(&body, sample)
-    }
-
-    /// Polls `/metrics` until `sample` has `value`.
-    async fn wait_metric(&self, sample: &str, value: f64, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let got = self.metric(sample).await;
-            if got == Some(value) {
-                return;
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{sample} is {got:?}, expected {value} after {within:?}\n--- log ---\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// A plain HTTP/1.1 GET (the agent's server answers one request per connection, then closes).
-async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
-
-fn metric_value(body: &str, sample: &str) -> Option<f64> {
-    body.lines().find_map(|l| {
-        l.strip_prefix(sample)
-            .and_then(|rest| rest.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-    })
-}
-
-/// How many times each `RawData` arrived in requests the fake answered 2xx.
-fn raw_counts(fake: &Fake) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for r in fake.accepted() {
-        for row in r.rows() {
-            if let Some(raw) = row["RawData"].as_str() {
-                *m.entry(raw.to_string()).or_insert(0) += 1;
-            }
-        }
-    }
-    m
-}
-
-/// True when every expected line arrived at least once.
-fn all_arrived(fake: &Fake, lines: &[String]) -> bool {
-    let got = raw_counts(fake);
-    lines.iter().all(|l| got.contains_key(l))
-}
-
 /// Every line in `lines` arrived exactly once, and nothing else arrived.
 fn assert_exactly_once(fake: &Fake, lines: &[String]) {
     let got = raw_counts(fake);
@@ -297,29 +76,6 @@ fn assert_exactly_once(fake: &Fake, lines: &[String]) {
     );
 }
 
-/// Lines `"{tag}-{i:05} …"` for i in the range.
-fn lines(tag: &str, ids: std::ops::Range<usize>) -> Vec<String> {
-    ids.map(|i| format!("{tag}-{i:05} some log text")).collect()
-}
-
-fn append(path: &Path, lines: &[String]) {
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("open for append");
-    let mut text = String::new();
-    for l in lines {
-        text.push_str(l);
-        text.push('\n');
-    }
-    f.write_all(text.as_bytes()).expect("append");
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------------------------
@@ -336,11 +92,11 @@ async fn appended_lines_arrive_and_sigterm_exits_0_with_checkpoints() {
     let first = lines("first", 0..50);
     append(&log, &first);
 
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.arg("--path")
         .arg(&log)
         .args(["--start-at", "beginning", "--shutdown-timeout", "5s"]);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("the lines present at start", secs(10), || {
             all_arrived(&fake, &first)
@@ -387,13 +143,13 @@ async fn restart_resumes_from_the_checkpoint() {
     let state = tempfile::tempdir().expect("state");
     let log = dir.path().join("app.log");
     let cmd = || {
-        let mut c = run_cmd(&fake, state.path(), None);
+        let mut c = run_to(&fake, state.path(), None, TOKEN);
         c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
         c
     };
     let before = lines("before", 0..300);
     append(&log, &before);
-    let mut agent = Agent::spawn(cmd(), None);
+    let mut agent = Agent::spawn(cmd());
     agent
         .wait_for("the first N lines", secs(10), || {
             all_arrived(&fake, &before)
@@ -404,7 +160,7 @@ async fn restart_resumes_from_the_checkpoint() {
 
     let while_stopped = lines("stopped", 0..200);
     append(&log, &while_stopped);
-    let mut agent = Agent::spawn(cmd(), None);
+    let mut agent = Agent::spawn(cmd());
     let mut all = before.clone();
     all.extend(while_stopped.iter().cloned());
     agent
@@ -437,14 +193,14 @@ async fn restart_with_start_at_end_keeps_lines_written_while_stopped() {
     let old = lines("old", 0..20);
     append(&log, &old);
     let cmd = || {
-        let mut c = run_cmd(&fake, state.path(), None);
+        let mut c = run_to(&fake, state.path(), None, TOKEN);
         c.arg("--path").arg(&log); // start_at end
         c
     };
-    let mut agent = Agent::spawn(cmd(), None);
+    let mut agent = Agent::spawn(cmd());
     agent
         .wait_for("the tailer to open the file", secs(10), || {
-            agent_log_has(&agent, "tailing new file")
+            agent.log_has("tailing new file")
         })
         .await;
     agent.stop(secs(10)).await;
@@ -452,14 +208,13 @@ async fn restart_with_start_at_end_keeps_lines_written_while_stopped() {
 
     let while_stopped = lines("stopped", 0..30);
     append(&log, &while_stopped);
-    let mut agent = Agent::spawn(cmd(), None);
+    let mut agent = Agent::spawn(cmd());
     // a marker appended after the restart shows the tailer is running: by the time it arrived,
     // the lines before it would have arrived too
     let marker = lines("marker", 0..1);
     agent
         .wait_for("the tailer to open the file again", secs(10), || {
-            agent_log_has(&agent, "tailing new file")
-                || agent_log_has(&agent, "resuming from checkpoint")
+            agent.log_has("tailing new file") || agent.log_has("resuming from checkpoint")
         })
         .await;
     append(&log, &marker);
@@ -472,10 +227,6 @@ async fn restart_with_start_at_end_keeps_lines_written_while_stopped() {
     assert_exactly_once(&fake, &expected);
 }
 
-fn agent_log_has(agent: &Agent, text: &str) -> bool {
-    agent.log().contains(text)
-}
-
 /// 3. Rename rotation: app.log is renamed to app.log.1, the writer (not yet reopened) adds late
 ///    lines to app.log.1 within rotate_wait, and new lines go to a fresh app.log. With the glob
 ///    naming only app.log, every line of both files arrives once.
@@ -486,11 +237,11 @@ async fn rename_rotation_with_late_writes_loses_nothing() {
     let state = tempfile::tempdir().expect("state");
     let log = dir.path().join("app.log");
     let rotated = dir.path().join("app.log.1");
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
     let before = lines("before", 0..200);
     append(&log, &before);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("lines before the rotation", secs(10), || {
             all_arrived(&fake, &before)
@@ -561,13 +312,13 @@ async fn rename_within_the_globs_is_not_read_twice() {
     let dir = tempfile::tempdir().expect("tmp");
     let state = tempfile::tempdir().expect("state");
     let log = dir.path().join("app.log");
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.arg("--path")
         .arg(format!("{}/*.log", dir.path().display()))
         .args(["--start-at", "beginning"]);
     let before = lines("before", 0..200);
     append(&log, &before);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("lines before the rotation", secs(10), || {
             all_arrived(&fake, &before)
@@ -605,11 +356,11 @@ async fn copytruncate_reads_the_new_lines_from_the_start() {
     let dir = tempfile::tempdir().expect("tmp");
     let state = tempfile::tempdir().expect("state");
     let log = dir.path().join("app.log");
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
     let before = lines("before", 0..300);
     append(&log, &before);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("lines before the truncation", secs(10), || {
             all_arrived(&fake, &before)
@@ -660,15 +411,15 @@ async fn a_new_file_matching_the_glob_is_picked_up() {
     let first = dir.path().join("a.log");
     let a = lines("a", 0..20);
     append(&first, &a);
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.arg("--path")
         .arg(format!("{}/*.log", dir.path().display()))
         .args(["--exclude", "skip-*.log"]);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     // start_at end: a.log's present lines are skipped; a line appended later is not
     agent
         .wait_for("the tailer to open a.log", secs(10), || {
-            agent_log_has(&agent, "tailing new file")
+            agent.log_has("tailing new file")
         })
         .await;
     let a2 = lines("a2", 0..10);
@@ -704,11 +455,11 @@ async fn a_deleted_file_is_read_to_its_end() {
     let dir = tempfile::tempdir().expect("tmp");
     let state = tempfile::tempdir().expect("state");
     let log = dir.path().join("app.log");
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
     let first = lines("first", 0..10);
     append(&log, &first);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("the first lines", secs(10), || all_arrived(&fake, &first))
         .await;
@@ -758,9 +509,9 @@ async fn a_deleted_file_is_read_to_its_end() {
 async fn stdin_only_exits_0_when_stdin_ends() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
     let state = tempfile::tempdir().expect("state");
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.arg("--stdin").stdin(Stdio::piped());
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     let all = lines("stdin", 0..2000);
     let mut stdin = agent.stdin.take().expect("stdin");
     for chunk in all.chunks(500) {
@@ -780,10 +531,10 @@ async fn stdin_only_exits_0_when_stdin_ends() {
 async fn stdin_json_dead_letters_the_invalid_line() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
     let state = tempfile::tempdir().expect("state");
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.args(["--stdin", "--format", "json"])
         .stdin(Stdio::piped());
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     let mut text = ndjson(0..500, 10);
     text.push_str("{\"id\": 999, this is not json\n");
     text.push_str(&ndjson(500..1000, 10));
@@ -821,10 +572,10 @@ async fn stdin_json_dead_letters_the_invalid_line() {
 async fn sigterm_stops_a_stdin_only_agent_still_delivering() {
     let fake = Fake::start(|_| Reply::Status(503)).await;
     let state = tempfile::tempdir().expect("state");
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.args(["--stdin", "--shutdown-timeout", "1s"])
         .stdin(Stdio::piped());
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     let mut stdin = agent.stdin.take().expect("stdin");
     let text: String = lines("stdin", 0..10)
         .iter()
@@ -834,7 +585,7 @@ async fn sigterm_stops_a_stdin_only_agent_still_delivering() {
     drop(stdin);
     agent
         .wait_for("stdin's end and a 503", secs(10), || {
-            agent_log_has(&agent, "stdin ended") && !fake.ingest_requests().is_empty()
+            agent.log_has("stdin ended") && !fake.ingest_requests().is_empty()
         })
         .await;
     let took = agent.stop(secs(5)).await;
@@ -856,7 +607,7 @@ async fn sighup_reloads_the_config_and_keeps_it_when_broken() {
     let b1 = lines("b1", 0..100);
     append(&a, &a1);
     append(&b, &b1);
-    let mut agent = Agent::spawn(config_cmd(&config), None);
+    let mut agent = Agent::spawn(run_config(&config, TOKEN));
     agent
         .wait_for("a's lines", secs(10), || all_arrived(&fake, &a1))
         .await;
@@ -889,7 +640,7 @@ async fn sighup_reloads_the_config_and_keeps_it_when_broken() {
     agent.signal("HUP");
     agent
         .wait_for("the reload error in the log", secs(10), || {
-            agent_log_has(&agent, "keeping the running configuration")
+            agent.log_has("keeping the running configuration")
         })
         .await;
     let (a3, b3) = (lines("a3", 0..50), lines("b3", 0..50));
@@ -931,10 +682,10 @@ async fn sighup_during_an_outage_keeps_lines_read_but_not_delivered() {
         "end",
     );
     std::fs::write(&config, &text).expect("config");
-    let mut agent = Agent::spawn(config_cmd(&config), None);
+    let mut agent = Agent::spawn(run_config(&config, TOKEN));
     agent
         .wait_for("the tailer to open the file", secs(10), || {
-            agent_log_has(&agent, "tailing new file")
+            agent.log_has("tailing new file")
         })
         .await;
     let during = lines("outage", 0..30);
@@ -945,7 +696,7 @@ async fn sighup_during_an_outage_keeps_lines_read_but_not_delivered() {
     agent.signal("HUP");
     agent
         .wait_for("the reload", secs(10), || {
-            agent_log_has(&agent, "configuration reloaded")
+            agent.log_has("configuration reloaded")
         })
         .await;
     healthy.store(true, Relaxed);
@@ -984,7 +735,7 @@ async fn health_forgets_an_output_removed_by_a_reload() {
         "beginning",
     );
     std::fs::write(&config, with_listen(old)).expect("config");
-    let mut agent = Agent::spawn(config_cmd(&config), Some(http));
+    let mut agent = Agent::spawn(run_config(&config, TOKEN)).with_http(http);
     agent
         .wait_for("a 403", secs(10), || !denied.ingest_requests().is_empty())
         .await;
@@ -1024,7 +775,7 @@ async fn sigterm_delivers_what_was_read_before_exit() {
     let state = tempfile::tempdir().expect("state");
     let log = dir.path().join("app.log");
     let http = free_addr();
-    let mut c = run_cmd(&fake, state.path(), Some(http));
+    let mut c = run_to(&fake, state.path(), Some(http), TOKEN);
     c.arg("--path").arg(&log).args([
         "--start-at",
         "beginning",
@@ -1035,12 +786,12 @@ async fn sigterm_delivers_what_was_read_before_exit() {
     ]);
     let all = lines("drain", 0..200);
     append(&log, &all);
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut agent = Agent::spawn(c).with_http(http);
     agent
         .wait_metric(
             "dcrship_records_received_total{input=\"files\"}",
-            200.0,
             secs(10),
+            |v| v == 200.0,
         )
         .await;
     let term_at = Instant::now();
@@ -1075,11 +826,11 @@ async fn shutdown_timeout_bounds_the_exit_and_a_restart_delivers_the_rest() {
     let log = dir.path().join("app.log");
     let all = lines("undelivered", 0..100);
     append(&log, &all);
-    let mut c = run_cmd(&failing, state.path(), None);
+    let mut c = run_to(&failing, state.path(), None, TOKEN);
     c.arg("--path")
         .arg(&log)
         .args(["--start-at", "beginning", "--shutdown-timeout", "1s"]);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("a first 503", secs(10), || {
             !failing.ingest_requests().is_empty()
@@ -1095,11 +846,11 @@ async fn shutdown_timeout_bounds_the_exit_and_a_restart_delivers_the_rest() {
     assert!(failing.accepted().is_empty());
 
     let healthy = Fake::start(|_| Reply::Status(204)).await;
-    let mut c = run_cmd(&healthy, state.path(), None);
+    let mut c = run_to(&healthy, state.path(), None, TOKEN);
     c.arg("--path")
         .arg(&log)
         .args(["--start-at", "beginning", "--shutdown-timeout", "1s"]);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("the undelivered lines after the restart", secs(10), || {
             all_arrived(&healthy, &all)
@@ -1136,10 +887,10 @@ async fn systemd_notifications() {
     std::fs::write(&config, simple_config(&fake, state.path(), &[("a", &log)])).expect("config");
     let first = lines("first", 0..10);
     append(&log, &first);
-    let mut c = config_cmd(&config);
+    let mut c = run_config(&config, TOKEN);
     c.env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "2000000");
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("READY=1", secs(10), || count("READY=1") >= 1)
         .await;
@@ -1195,17 +946,17 @@ async fn metrics_and_health_report_deliveries() {
     let all = lines("m", 0..250);
     append(&log, &all);
     let http = free_addr();
-    let mut c = run_cmd(&fake, state.path(), Some(http));
+    let mut c = run_to(&fake, state.path(), Some(http), TOKEN);
     c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut agent = Agent::spawn(c).with_http(http);
     agent
         .wait_for("every line", secs(10), || all_arrived(&fake, &all))
         .await;
     agent
         .wait_metric(
             "dcrship_records_sent_total{output=\"default\"}",
-            250.0,
             secs(5),
+            |v| v == 250.0,
         )
         .await;
     let (code, metrics) = agent.get("/metrics").await.expect("/metrics");
@@ -1263,11 +1014,11 @@ async fn health_shows_waiting_for_permission_on_403() {
     let log = dir.path().join("app.log");
     append(&log, &lines("p", 0..5));
     let http = free_addr();
-    let mut c = run_cmd(&fake, state.path(), Some(http));
+    let mut c = run_to(&fake, state.path(), Some(http), TOKEN);
     c.arg("--path")
         .arg(&log)
         .args(["--start-at", "beginning", "--shutdown-timeout", "1s"]);
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut agent = Agent::spawn(c).with_http(http);
     agent
         .wait_for("a 403", secs(10), || !fake.ingest_requests().is_empty())
         .await;
@@ -1314,11 +1065,11 @@ async fn an_undeclared_stream_holds_the_rows_until_the_dcr_declares_it() {
     let all = lines("s", 0..200);
     append(&log, &all);
     let http = free_addr();
-    let mut c = run_cmd(&fake, state.path(), Some(http));
+    let mut c = run_to(&fake, state.path(), Some(http), TOKEN);
     c.arg("--path")
         .arg(&log)
         .args(["--start-at", "beginning", "--shutdown-timeout", "1s"]);
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut agent = Agent::spawn(c).with_http(http);
     let deadline = Instant::now() + secs(15);
     let health = loop {
         if let Some((503, body)) = agent.get("/health").await {
@@ -1357,7 +1108,7 @@ async fn an_undeclared_stream_holds_the_rows_until_the_dcr_declares_it() {
         .await;
     agent
         .wait_for("the recovery line", secs(5), || {
-            agent_log_has(&agent, "delivery recovered")
+            agent.log_has("delivery recovered")
         })
         .await;
     agent.stop(secs(5)).await;
@@ -1384,31 +1135,11 @@ async fn a_closed_port_is_one_warning_then_one_recovery_line() {
     let log = dir.path().join("app.log");
     let all = lines("c", 0..100);
     append(&log, &all);
-    let mut c = dcrship();
-    c.arg("run")
-        .args([
-            "--endpoint",
-            &format!("http://{addr}"),
-            "--dcr",
-            DCR,
-            "--stream",
-            STREAM,
-        ])
-        .args([
-            "--auth",
-            "static",
-            "--batch-timeout",
-            "200ms",
-            "--http-listen",
-            "",
-        ])
-        .arg("--state-dir")
-        .arg(state.path())
-        .arg("--path")
+    let mut c = run_at(&format!("http://{addr}"), state.path(), None, TOKEN);
+    c.arg("--path")
         .arg(&log)
-        .args(["--start-at", "beginning", "--shutdown-timeout", "1s"])
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
-    let mut agent = Agent::spawn(c, None);
+        .args(["--start-at", "beginning", "--shutdown-timeout", "1s"]);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("a WARN with the cause", secs(10), || {
             let text = agent.log();
@@ -1429,7 +1160,7 @@ async fn a_closed_port_is_one_warning_then_one_recovery_line() {
         .await;
     agent
         .wait_for("the recovery line", secs(5), || {
-            agent_log_has(&agent, "delivery recovered")
+            agent.log_has("delivery recovered")
         })
         .await;
     agent.stop(secs(5)).await;
@@ -1457,17 +1188,17 @@ async fn startup_errors_exit_2() {
     let addr = taken.local_addr().expect("addr");
     let cases: Vec<(&str, tokio::process::Command)> = vec![
         ("absolute", {
-            let mut c = run_cmd(&fake, state.path(), None);
+            let mut c = run_to(&fake, state.path(), None, TOKEN);
             c.args(["--path", "relative/*.log"]);
             c
         }),
         ("cannot listen", {
-            let mut c = run_cmd(&fake, state.path(), Some(addr));
+            let mut c = run_to(&fake, state.path(), Some(addr), TOKEN);
             c.args(["--path", "/nonexistent-dcrship-test/*.log"]);
             c
         }),
         ("cannot read config file", {
-            config_cmd(&state.path().join("missing.toml"))
+            run_config(&state.path().join("missing.toml"), TOKEN)
         }),
     ];
     for (want, c) in cases {
@@ -1488,13 +1219,13 @@ async fn idle_cpu_and_memory() {
     let log = dir.path().join("app.log");
     append(&log, &lines("x", 0..10));
     let http = free_addr();
-    let mut c = run_cmd(&fake, state.path(), Some(http));
+    let mut c = run_to(&fake, state.path(), Some(http), TOKEN);
     c.arg("--path")
         .arg(format!("{}/*.log", dir.path().display()));
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut agent = Agent::spawn(c).with_http(http);
     agent
         .wait_for("the tailer to open the file", secs(10), || {
-            agent_log_has(&agent, "tailing new file")
+            agent.log_has("tailing new file")
         })
         .await;
     let cpu0 = proc_cpu_ticks(agent.pid);
@@ -1504,7 +1235,7 @@ async fn idle_cpu_and_memory() {
     let cpu1 = proc_cpu_ticks(agent.pid);
     let ns1 = proc_cpu_ns(agent.pid);
     let wall = t0.elapsed();
-    let rss_kib = proc_rss_kib(agent.pid);
+    let rss_kib = proc_status_kib(agent.pid, "VmRSS");
     let hz = clock_ticks();
     let cpu_ms = (cpu1 - cpu0) as f64 * 1000.0 / hz as f64;
     eprintln!(
@@ -1554,16 +1285,6 @@ fn proc_cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
-fn proc_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
 fn clock_ticks() -> u64 {
     std::process::Command::new("getconf")
         .arg("CLK_TCK")
@@ -1585,10 +1306,10 @@ async fn long_json_lines_in_files_are_kept_whole_up_to_the_request_cap() {
     let long = format!("{{\"id\":1,\"blob\":\"{}\"}}\n", "b".repeat(100_000));
     let huge = format!("{{\"id\":2,\"blob\":\"{}\"}}\n", "h".repeat(2_000_000));
     std::fs::write(&file, format!("{long}{huge}{{\"id\":3}}\n")).expect("write");
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.args(["--format", "json", "--start-at", "beginning", "--path"])
         .arg(logs.path().join("*.ndjson"));
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("ids 1 and 3", secs(15), || {
             let c = id_counts(&fake.accepted());
@@ -1645,9 +1366,9 @@ async fn flags_override_the_config_file() {
         simple_config(&file_fake, state.path(), &[("app", &log)]),
     )
     .expect("config");
-    let mut c = config_cmd(&config);
+    let mut c = run_config(&config, TOKEN);
     c.args(["--endpoint", &flag_fake.url(), "--concurrency", "2"]);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     agent
         .wait_for("the lines at the flag's endpoint", secs(10), || {
             all_arrived(&flag_fake, &text)
@@ -1674,7 +1395,7 @@ async fn auto_format_reads_json_lines_and_csv_with_its_header_across_a_restart()
     append(&json, &[r#"{"Level":"info","N":1}"#.to_string()]);
     append(&csv, &["Name,Count".to_string(), "a,1".to_string()]);
     let cmd = || {
-        let mut c = run_cmd(&fake, state.path(), None);
+        let mut c = run_to(&fake, state.path(), None, TOKEN);
         c.arg("--path")
             .arg(dir.path().join("*.log"))
             .arg("--path")
@@ -1684,13 +1405,13 @@ async fn auto_format_reads_json_lines_and_csv_with_its_header_across_a_restart()
     };
     let rows =
         |fake: &Fake| -> Vec<Value> { fake.accepted().iter().flat_map(|r| r.rows()).collect() };
-    let mut agent = Agent::spawn(cmd(), None);
+    let mut agent = Agent::spawn(cmd());
     agent
         .wait_for("the first rows", secs(10), || rows(&fake).len() == 2)
         .await;
     agent.stop(secs(10)).await;
     append(&csv, &["b,2".to_string()]);
-    let mut agent = Agent::spawn(cmd(), None);
+    let mut agent = Agent::spawn(cmd());
     agent
         .wait_for("the row written while stopped", secs(10), || {
             rows(&fake).len() == 3
@@ -1722,7 +1443,7 @@ async fn auto_format_reads_json_lines_and_csv_with_its_header_across_a_restart()
 async fn endpoint_flags_without_an_input_name_the_input_flags() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
     let state = tempfile::tempdir().expect("state");
-    let out = run(run_cmd(&fake, state.path(), None)).await;
+    let out = run(run_to(&fake, state.path(), None, TOKEN)).await;
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -1740,9 +1461,9 @@ async fn a_glob_that_matches_nothing_is_warned_about_once() {
     let state = tempfile::tempdir().expect("state");
     let logs = dir.path().join("app");
     let glob = logs.join("*.log").display().to_string();
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.args(["--path", &glob, "--start-at", "beginning"]);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     let warned = |a: &Agent| {
         a.log()
             .lines()
@@ -1823,7 +1544,7 @@ async fn a_quiet_agent_probes_its_output_and_health_tells_the_truth() {
         .arg(&log)
         .args(["--shutdown-timeout", "1s"])
         .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut agent = Agent::spawn(c).with_http(http);
     let health = wait_health(&agent, "failing", secs(15)).await;
     let output = &health["outputs"]["default"];
     let message = output["last_error_message"].as_str().unwrap_or_default();
@@ -1839,8 +1560,8 @@ async fn a_quiet_agent_probes_its_output_and_health_tells_the_truth() {
     agent
         .wait_metric(
             "dcrship_output_state{output=\"default\",state=\"failing\"}",
-            1.0,
             secs(5),
+            |v| v == 1.0,
         )
         .await;
     assert_eq!(
@@ -1902,9 +1623,9 @@ async fn a_probe_403_shows_the_service_error_and_the_fix() {
     let log = dir.path().join("quiet.log");
     append(&log, &lines("q", 0..1));
     let http = free_addr();
-    let mut c = run_cmd(&fake, state.path(), Some(http));
+    let mut c = run_to(&fake, state.path(), Some(http), TOKEN);
     c.arg("--path").arg(&log).args(["--shutdown-timeout", "1s"]);
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut agent = Agent::spawn(c).with_http(http);
     let health = wait_health(&agent, "waiting_for_permission", secs(15)).await;
     let message = health["outputs"]["default"]["last_error_message"]
         .as_str()
@@ -1919,11 +1640,12 @@ async fn a_probe_403_shows_the_service_error_and_the_fix() {
         assert!(message.contains(part), "{part:?} in {message}");
     }
     assert!(!message.contains(TOKEN), "never the token: {message}");
+    let requests = fake.ingest_requests().len() as f64;
     agent
         .wait_metric(
             "dcrship_requests_total{output=\"default\",status=\"403\"}",
-            fake.ingest_requests().len() as f64,
             secs(5),
+            |v| v == requests,
         )
         .await;
     agent.stop(secs(5)).await;
@@ -1939,11 +1661,11 @@ async fn a_heartbeat_row_is_sent_at_start() {
     let log = dir.path().join("app.log");
     let all = lines("h", 0..20);
     append(&log, &all);
-    let mut c = run_cmd(&fake, state.path(), None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
     c.arg("--path")
         .arg(&log)
         .args(["--start-at", "beginning", "--heartbeat-interval", "1h"]);
-    let mut agent = Agent::spawn(c, None);
+    let mut agent = Agent::spawn(c);
     let heartbeats = || -> Vec<Value> {
         fake.accepted()
             .iter()

@@ -9,178 +9,16 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::agent::Agent;
 use common::*;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin};
+use tokio::io::AsyncWriteExt;
 
 const TOKEN: &str = "spool-token-0123456789";
-
-fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
-
-/// A running agent with its stderr collected.
-struct Agent {
-    child: Child,
-    pid: u32,
-    stdin: Option<ChildStdin>,
-    log: Arc<Mutex<String>>,
-    http: Option<SocketAddr>,
-}
-
-impl Agent {
-    fn spawn(mut cmd: tokio::process::Command, http: Option<SocketAddr>) -> Agent {
-        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn dcrship run");
-        let pid = child.id().expect("pid");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let l = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let mut g = l.lock().expect("log");
-                g.push_str(&line);
-                g.push('\n');
-            }
-        });
-        let stdin = child.stdin.take();
-        Agent {
-            child,
-            pid,
-            stdin,
-            log,
-            http,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().expect("log").clone()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([format!("-{sig}"), self.pid.to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok, "kill -{sig} {}", self.pid);
-    }
-
-    async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        match tokio::time::timeout(within, self.child.wait()).await {
-            Ok(status) => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                status.expect("wait")
-            }
-            Err(_) => panic!(
-                "dcrship did not exit within {within:?}\n--- log ---\n{}",
-                self.log()
-            ),
-        }
-    }
-
-    async fn wait_for(&self, what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + within;
-        while !cond() {
-            if Instant::now() > deadline {
-                panic!(
-                    "timed out after {within:?} waiting for: {what}\n--- log ---\n{}",
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// One sample of `/metrics` (`name{labels}` exactly).
-    async fn metric(&self, sample: &str) -> Option<f64> {
-        let addr = self.http.expect("http_listen");
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        s.write_all(
-            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
-                .as_bytes(),
-        )
-        .await
-        .ok()?;
-        let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        text.lines().find_map(|l| {
-            l.strip_prefix(sample)
-                .and_then(|rest| rest.strip_prefix(' '))
-                .and_then(|v| v.trim().parse().ok())
-        })
-    }
-
-    async fn wait_metric(&self, sample: &str, within: Duration, cond: impl Fn(f64) -> bool) -> f64 {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(v) = self.metric(sample).await {
-                if cond(v) {
-                    return v;
-                }
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "{sample} is {:?} after {within:?}\n--- log ---\n{}",
-                    self.metric(sample).await,
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Waits until the agent has read `rows` rows from stdin.
-    async fn wait_stdin_read(&self, rows: u64, within: Duration) {
-        self.wait_metric(
-            "dcrship_records_received_total{input=\"stdin\"}",
-            within,
-            |v| v == rows as f64,
-        )
-        .await;
-    }
-
-    /// SIGTERM, and the agent must exit 0 within `within`.
-    async fn terminate(&mut self, within: Duration) {
-        self.signal("TERM");
-        let code = self.wait_exit(within).await.code();
-        assert_eq!(code, Some(0), "{}", self.log());
-    }
-
-    /// Peak resident memory so far (VmHWM), in KiB.
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).expect("status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .expect("VmHWM")
-    }
-}
-
-/// `dcrship run` from flags against the fake.
-fn run_cmd(fake: &Fake, state: &Path) -> tokio::process::Command {
-    let mut c = dcrship();
-    c.arg("run")
-        .args(["--endpoint", &fake.url(), "--dcr", DCR, "--stream", STREAM])
-        .args(["--auth", "static", "--batch-timeout", "200ms"])
-        .arg("--state-dir")
-        .arg(state)
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN);
-    c
-}
 
 /// A config file with one output `default` fed by stdin, and `extra` appended to `[outputs]`.
 fn stdin_config(
@@ -314,26 +152,20 @@ async fn kill_9_at_random_moments_loses_no_line() {
     let mut rng = Rng(seed);
     let kills = 6;
     for k in 0..kills {
-        let mut c = run_cmd(&fake, state.path());
-        c.arg("--path")
-            .arg(&log)
-            .args(["--start-at", "beginning", "--http-listen", ""]);
-        let mut agent = Agent::spawn(c, None);
+        let mut c = run_to(&fake, state.path(), None, TOKEN);
+        c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
+        let mut agent = Agent::spawn(c);
         let after = Duration::from_millis(300 + rng.below(1200));
         tokio::time::sleep(after).await;
-        agent.child.start_kill().expect("SIGKILL");
-        let status = agent.wait_exit(Duration::from_secs(10)).await;
-        assert_eq!(status.code(), None, "killed by a signal (kill {k})");
         eprintln!("kill {k}: SIGKILL after {after:?}");
+        agent.kill().await;
     }
     writer.await.expect("writer");
 
     healthy.store(true, Relaxed);
-    let mut c = run_cmd(&fake, state.path());
-    c.arg("--path")
-        .arg(&log)
-        .args(["--start-at", "beginning", "--http-listen", ""]);
-    let mut agent = Agent::spawn(c, None);
+    let mut c = run_to(&fake, state.path(), None, TOKEN);
+    c.arg("--path").arg(&log).args(["--start-at", "beginning"]);
+    let mut agent = Agent::spawn(c);
     let landed = |fake: &Fake| {
         let mut ids: Vec<u64> = fake.accepted().iter().flat_map(ids_of).collect();
         ids.extend(lost_answers.lock().expect("lost").iter().copied());
@@ -346,7 +178,7 @@ async fn kill_9_at_random_moments_loses_no_line() {
             || landed(&fake).len() as u64 == LINES,
         )
         .await;
-    agent.terminate(Duration::from_secs(10)).await;
+    agent.stop(Duration::from_secs(10)).await;
 
     let counts = landed(&fake);
     let missing = (0..LINES).filter(|i| !counts.contains_key(i)).count();
@@ -392,16 +224,10 @@ async fn an_outage_spools_to_disk_with_flat_memory_and_a_restart_delivers_stdin(
     let down = Fake::start(|_| Reply::Status(503)).await;
     let state = tempfile::tempdir().expect("state");
     let http = free_addr();
-    let mut c = run_cmd(&down, state.path());
-    c.args([
-        "--stdin",
-        "--shutdown-timeout",
-        "1s",
-        "--http-listen",
-        &http.to_string(),
-    ])
-    .stdin(Stdio::piped());
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut c = run_to(&down, state.path(), Some(http), TOKEN);
+    c.args(["--stdin", "--shutdown-timeout", "1s"])
+        .stdin(Stdio::piped());
+    let mut agent = Agent::spawn(c).with_http(http);
     let mut stdin = agent.stdin.take().expect("stdin");
     let feeder = tokio::spawn(async move {
         for chunk in 0..(ROWS / 1000) {
@@ -439,7 +265,7 @@ async fn an_outage_spools_to_disk_with_flat_memory_and_a_restart_delivers_stdin(
     assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
     assert!(down.accepted().is_empty());
     let t = Instant::now();
-    agent.terminate(Duration::from_secs(10)).await;
+    agent.stop(Duration::from_secs(10)).await;
     assert!(
         t.elapsed() < Duration::from_secs(4),
         "bounded by the shutdown timeout: {:?}",
@@ -452,10 +278,9 @@ async fn an_outage_spools_to_disk_with_flat_memory_and_a_restart_delivers_stdin(
     );
 
     let up = Fake::start(|_| Reply::Status(204)).await;
-    let mut c = run_cmd(&up, state.path());
-    c.args(["--stdin", "--http-listen", ""])
-        .stdin(Stdio::null());
-    let mut again = Agent::spawn(c, None);
+    let mut c = run_to(&up, state.path(), None, TOKEN);
+    c.arg("--stdin").stdin(Stdio::null());
+    let mut again = Agent::spawn(c);
     let status = again.wait_exit(Duration::from_secs(60)).await;
     assert_eq!(status.code(), Some(0), "{}", again.log());
     let counts = count(up.accepted().iter().flat_map(ids_of));
@@ -500,13 +325,9 @@ async fn a_full_spool_with_drop_oldest_counts_and_logs_what_it_drops() {
         "max_bytes = \"1MiB\"\nwhen_full = \"drop_oldest\"\n",
     );
     std::fs::write(&config, text).expect("config");
-    let mut c = dcrship();
-    c.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN)
-        .stdin(Stdio::piped());
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut c = run_config(&config, TOKEN);
+    c.stdin(Stdio::piped());
+    let mut agent = Agent::spawn(c).with_http(http);
     let mut stdin = agent.stdin.take().expect("stdin");
     let text: String = (0..SMALL_SPOOL_ROWS).map(line).collect();
     tokio::time::timeout(Duration::from_secs(60), stdin.write_all(text.as_bytes()))
@@ -600,13 +421,9 @@ async fn a_full_spool_with_block_stops_reading_stdin_and_loses_nothing() {
         "max_bytes = \"1MiB\"\n",
     );
     std::fs::write(&config, text).expect("config");
-    let mut c = dcrship();
-    c.arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("DCRSHIP_ACCESS_TOKEN", TOKEN)
-        .stdin(Stdio::piped());
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut c = run_config(&config, TOKEN);
+    c.stdin(Stdio::piped());
+    let mut agent = Agent::spawn(c).with_http(http);
     let mut stdin = agent.stdin.take().expect("stdin");
     let text: String = (0..SMALL_SPOOL_ROWS).map(line).collect();
     let writer = tokio::spawn(async move {
@@ -723,15 +540,15 @@ async fn a_second_process_on_the_same_state_or_spool_dir_is_refused() {
     };
     append(0..100);
     let start = || {
-        let mut c = run_cmd(&fake, &state);
+        let mut c = run_to(&fake, &state, None, TOKEN);
         c.arg("--path")
             .arg(&log)
-            .args(["--start-at", "beginning", "--http-listen", ""])
+            .args(["--start-at", "beginning"])
             // Should the lock ever fail, a second agent must not outlive the test.
             .kill_on_drop(true);
         c
     };
-    let mut first = Agent::spawn(start(), None);
+    let mut first = Agent::spawn(start());
     first
         .wait_for("the first agent's lines", Duration::from_secs(10), || {
             arrived(100)
@@ -770,7 +587,7 @@ async fn a_second_process_on_the_same_state_or_spool_dir_is_refused() {
     first.wait_exit(Duration::from_secs(5)).await;
     assert!(state.join("lock").exists());
     append(100..200);
-    let mut second = Agent::spawn(start(), None);
+    let mut second = Agent::spawn(start());
     second
         .wait_for(
             "every line, after the first agent died",
@@ -778,7 +595,7 @@ async fn a_second_process_on_the_same_state_or_spool_dir_is_refused() {
             || arrived(200),
         )
         .await;
-    second.terminate(Duration::from_secs(10)).await;
+    second.stop(Duration::from_secs(10)).await;
     let c = count(fake.accepted().iter().flat_map(ids_of));
     assert_eq!(c.len(), 200);
 
@@ -787,7 +604,7 @@ async fn a_second_process_on_the_same_state_or_spool_dir_is_refused() {
     let mut c = send_to(&fake, TOKEN);
     c.arg("--spool").arg(&spool).args(["--format", "text", "-"]);
     c.stdin(Stdio::piped());
-    let mut holder = Agent::spawn(c, None);
+    let mut holder = Agent::spawn(c);
     let lock = spool.join("lock");
     holder
         .wait_for("the send spool's lock", Duration::from_secs(10), || {
@@ -827,16 +644,14 @@ async fn a_damaged_spool_segment_is_cut_at_the_damage_and_the_records_before_it_
     let state = tempfile::tempdir().expect("state");
     let http = free_addr();
     let small = ["--max-request-bytes", "16384", "--shutdown-timeout", "1s"];
-    let mut c = run_cmd(&down, state.path());
-    c.args(["--stdin", "--http-listen", &http.to_string()])
-        .args(small)
-        .stdin(Stdio::piped());
-    let mut agent = Agent::spawn(c, Some(http));
+    let mut c = run_to(&down, state.path(), Some(http), TOKEN);
+    c.arg("--stdin").args(small).stdin(Stdio::piped());
+    let mut agent = Agent::spawn(c).with_http(http);
     let mut stdin = agent.stdin.take().expect("stdin");
     let text: String = (0..ROWS).map(line).collect();
     stdin.write_all(text.as_bytes()).await.expect("write stdin");
     agent.wait_stdin_read(ROWS, Duration::from_secs(20)).await;
-    agent.terminate(Duration::from_secs(10)).await;
+    agent.stop(Duration::from_secs(10)).await;
     drop(stdin);
 
     let segments = segment_files(state.path());
@@ -847,11 +662,9 @@ async fn a_damaged_spool_segment_is_cut_at_the_damage_and_the_records_before_it_
     std::fs::write(last, &bytes).expect("write segment");
 
     let up = Fake::start(|_| Reply::Status(204)).await;
-    let mut c = run_cmd(&up, state.path());
-    c.args(["--stdin", "--http-listen", ""])
-        .args(small)
-        .stdin(Stdio::null());
-    let mut again = Agent::spawn(c, None);
+    let mut c = run_to(&up, state.path(), None, TOKEN);
+    c.arg("--stdin").args(small).stdin(Stdio::null());
+    let mut again = Agent::spawn(c);
     let status = again.wait_exit(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "{}", again.log());
     assert!(

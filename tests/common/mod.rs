@@ -14,8 +14,9 @@
 pub mod agent;
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -480,6 +481,58 @@ pub fn send_to(fake: &Fake, token: &str) -> tokio::process::Command {
     c
 }
 
+/// `dcrship run` from flags aimed at the fake: [`DCR`] and [`STREAM`], a static `token`, 200 ms
+/// batches, state in `state`, `--http-listen` on `http` (none when `None`).
+pub fn run_to(
+    fake: &Fake,
+    state: &Path,
+    http: Option<SocketAddr>,
+    token: &str,
+) -> tokio::process::Command {
+    run_at(&fake.url(), state, http, token)
+}
+
+/// [`run_to`] with any `endpoint` URL (one nothing listens on, say).
+pub fn run_at(
+    endpoint: &str,
+    state: &Path,
+    http: Option<SocketAddr>,
+    token: &str,
+) -> tokio::process::Command {
+    let mut c = dcrship();
+    c.arg("run")
+        .args(["--endpoint", endpoint, "--dcr", DCR, "--stream", STREAM])
+        .args(["--auth", "static", "--batch-timeout", "200ms"])
+        .arg("--state-dir")
+        .arg(state)
+        .args([
+            "--http-listen",
+            &http.map(|a| a.to_string()).unwrap_or_default(),
+        ])
+        .env("DCRSHIP_ACCESS_TOKEN", token);
+    c
+}
+
+/// `dcrship run --config FILE` with a static `token`.
+pub fn run_config(config: &Path, token: &str) -> tokio::process::Command {
+    let mut c = dcrship();
+    c.arg("run")
+        .arg("--config")
+        .arg(config)
+        .env("DCRSHIP_ACCESS_TOKEN", token);
+    c
+}
+
+/// A loopback address nobody listens on right now (bound, read, released).
+pub fn free_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr")
+}
+
+pub fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
 pub async fn run(mut c: tokio::process::Command) -> Output {
     tokio::time::timeout(Duration::from_secs(120), c.output())
         .await
@@ -520,6 +573,41 @@ pub fn id_counts(reqs: &[Req]) -> HashMap<u64, usize> {
         }
     }
     m
+}
+
+/// Lines `"{tag}-{i:05} …"` for i in the range.
+pub fn lines(tag: &str, ids: std::ops::Range<usize>) -> Vec<String> {
+    ids.map(|i| format!("{tag}-{i:05} some log text")).collect()
+}
+
+/// Appends `lines`, each with a newline, to `path` (created if need be).
+pub fn append(path: &Path, lines: &[String]) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open for append");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    f.write_all(text.as_bytes()).expect("append");
+}
+
+/// How many times each `RawData` arrived in requests the fake answered 2xx.
+pub fn raw_counts(fake: &Fake) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in fake.accepted() {
+        for row in r.rows() {
+            if let Some(raw) = row["RawData"].as_str() {
+                *m.entry(raw.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    m
+}
+
+/// True when every line of `lines` arrived at least once (as `RawData`).
+pub fn all_arrived(fake: &Fake, lines: &[String]) -> bool {
+    let got = raw_counts(fake);
+    lines.iter().all(|l| got.contains_key(l))
 }
 
 pub fn write_file(dir: &std::path::Path, name: &str, text: &str) -> std::path::PathBuf {
