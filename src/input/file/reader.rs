@@ -60,6 +60,15 @@ pub(super) struct Batch {
 }
 
 impl Batch {
+    /// Room for the lines of a read of up to `budget` bytes with `available` bytes left in the
+    /// file, in one allocation: the lines hold at most the bytes read (and a carried-over
+    /// unfinished line), and a buffer grown by doubling copies them once more on the way.
+    pub fn reserve_for(&mut self, available: u64, budget: usize) {
+        let most = budget.saturating_add(READ_CHUNK);
+        self.buf
+            .reserve(usize::try_from(available).map_or(most, |a| a.min(most)));
+    }
+
     fn push(&mut self, line: &Line<'_>) {
         // The tailer's settings keep a batch far below 4 GiB (see `TailerConfig::validate`).
         let start = u32::try_from(self.buf.len()).unwrap_or(u32::MAX);

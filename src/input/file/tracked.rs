@@ -217,6 +217,7 @@ impl TrackedFile {
         }
         let mut batch = Batch::default();
         if let Some(handle) = self.handle.as_ref().filter(|_| size > self.reader.offset()) {
+            batch.reserve_for(size - self.reader.offset(), cx.config.max_batch_bytes);
             if self
                 .reader
                 .read(&mut &handle.file, cx.config.max_batch_bytes, &mut batch)?
