@@ -662,6 +662,62 @@ async fn sighup_reloads_the_config_and_keeps_it_when_broken() {
     );
 }
 
+/// `lines` as text, each with its newline.
+fn text_of(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
+/// 8a. A reload with a stdin input: the stdin read under way when the old pipeline stopped
+///     belongs to the new one, so the lines written after the SIGHUP arrive, once; then the end
+///     of stdin ends the agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let state = tempfile::tempdir().expect("state");
+    let config = dir.path().join("agent.toml");
+    let mut text = config_text(state.path(), &[("default", &fake)], &[], "beginning");
+    text.push_str("\n[inputs.in]\ntype = \"stdin\"\noutput = \"default\"\n");
+    std::fs::write(&config, text).expect("config");
+    let mut c = run_config(&config, TOKEN);
+    c.stdin(Stdio::piped());
+    let mut agent = Agent::spawn(c);
+    let mut stdin = agent.stdin.take().expect("stdin");
+    let before = lines("before", 0..100);
+    stdin
+        .write_all(text_of(&before).as_bytes())
+        .await
+        .expect("write");
+    agent
+        .wait_for("the lines before the reload", secs(10), || {
+            all_arrived(&fake, &before)
+        })
+        .await;
+    for reload in 1..=2 {
+        agent.signal("HUP");
+        agent
+            .wait_for("the reload", secs(10), || {
+                agent.log().matches("configuration reloaded").count() == reload
+            })
+            .await;
+    }
+    let after = lines("after", 0..100);
+    stdin
+        .write_all(text_of(&after).as_bytes())
+        .await
+        .expect("write");
+    drop(stdin);
+    let all: Vec<String> = [before, after].concat();
+    agent
+        .wait_for("the lines after the reloads", secs(10), || {
+            all_arrived(&fake, &all)
+        })
+        .await;
+    let status = agent.wait_exit(secs(15)).await;
+    assert_eq!(status.code(), Some(0), "the end of stdin ends the agent");
+    assert_exactly_once(&fake, &all);
+}
+
 /// 8b. SIGHUP during an outage, `start_at = "end"` (the default): lines the old pipeline read
 ///     but could not deliver were never checkpointed; the reloaded tailer must read them again
 ///     rather than start at the end of the file.

@@ -1,33 +1,64 @@
-//! Reading a stream in chunks, into the caller's own buffer.
+//! Reading a file or stdin in chunks, into the caller's own buffers.
 //!
-//! A regular file is read with `read(2)` on tokio's blocking pool straight into one of two
-//! buffers, and the next chunk is read while the caller works on this one. tokio's own
-//! `fs::File` reads into a buffer of its own and copies from it: every byte of a `send` once
-//! more, and a hand-off to the pool per read that nothing overlaps. Other streams (stdin) go
-//! through their `AsyncRead`.
+//! A chunk is read with `read(2)` on tokio's blocking pool straight into one of two buffers,
+//! which the caller and the pool swap. tokio's own `fs::File` and `io::Stdin` read into a buffer
+//! of their own and copy from it: every byte of a `send` once more.
 //!
-//! Both are cancel-safe: a read under way when the caller's future is dropped (a `select!`
-//! took another branch) is kept and its bytes are the next call's, never lost.
+//! A regular file is read one chunk ahead, while the caller works on this one: its bytes stay
+//! in the file whatever happens to the process. Stdin is read only when asked: a chunk taken
+//! from a pipe ahead of need would be lost at a stop, where unread bytes stay in the pipe.
+//!
+//! Cancel-safe: a read under way when the caller's future is dropped (a `select!` took another
+//! branch) is kept, and its bytes are the next call's, never lost — for stdin also across
+//! inputs ([`Stdin`]).
 
 use std::io::Read;
-use std::sync::Arc;
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinHandle;
 
-/// Where chunks come from.
-pub enum Chunks {
-    File(FileChunks),
-    Stream(Box<dyn AsyncRead + Unpin + Send>),
+/// The process's stdin reader between two inputs that read it (a reload stops one and starts
+/// the next).
+static STDIN: Mutex<Option<Chunks>> = Mutex::new(None);
+
+/// Standard input, lent to one input at a time and given back when it is dropped: a read of
+/// stdin under way when its input stopped is the next input's. Were each to read stdin on its
+/// own, the old one's read would still be waiting in the kernel after a reload, take the next
+/// lines written and drop them with the old pipeline.
+pub struct Stdin(Option<Chunks>);
+
+impl Stdin {
+    pub fn take() -> std::io::Result<Stdin> {
+        let kept = STDIN.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Ok(Stdin(Some(match kept {
+            Some(c) => c,
+            None => Chunks::stdin()?,
+        })))
+    }
 }
 
-impl Chunks {
-    /// The next chunk, swapped into `buf` (whose length is the chunk size asked for): its
-    /// length, 0 at the end. `buf` may come back another buffer of the same length.
-    pub async fn next(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-        match self {
-            Chunks::File(f) => f.next(buf).await,
-            Chunks::Stream(r) => r.read(buf).await,
+impl std::ops::Deref for Stdin {
+    type Target = Chunks;
+    fn deref(&self) -> &Chunks {
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl std::ops::DerefMut for Stdin {
+    fn deref_mut(&mut self) -> &mut Chunks {
+        self.0
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl Drop for Stdin {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            *STDIN.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
         }
     }
 }
@@ -35,20 +66,34 @@ impl Chunks {
 /// A read's buffer and what the read answered.
 type Done = (Vec<u8>, std::io::Result<usize>);
 
-/// A regular file, read ahead by one chunk on the blocking pool.
-pub struct FileChunks {
+/// A file or stdin, read in chunks on the blocking pool.
+pub struct Chunks {
     file: Arc<std::fs::File>,
-    ahead: Option<JoinHandle<Done>>,
+    /// Whether the next chunk is read while the caller works on this one.
+    read_ahead: bool,
+    under_way: Option<JoinHandle<Done>>,
     /// The buffer the next read goes into.
     spare: Vec<u8>,
     done: bool,
 }
 
-impl FileChunks {
-    pub fn new(file: std::fs::File) -> Self {
-        FileChunks {
+impl Chunks {
+    /// A regular file, read one chunk ahead.
+    pub fn file(file: std::fs::File) -> Self {
+        Self::of(file, true)
+    }
+
+    /// Standard input (a duplicate of descriptor 0), read only when asked.
+    fn stdin() -> std::io::Result<Self> {
+        let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+        Ok(Self::of(std::fs::File::from(fd), false))
+    }
+
+    fn of(file: std::fs::File, read_ahead: bool) -> Self {
+        Chunks {
             file: Arc::new(file),
-            ahead: None,
+            read_ahead,
+            under_way: None,
             spare: Vec::new(),
             done: false,
         }
@@ -58,33 +103,43 @@ impl FileChunks {
         let mut b = std::mem::take(&mut self.spare);
         b.resize(len, 0);
         let file = self.file.clone();
-        self.ahead = Some(tokio::task::spawn_blocking(move || {
-            let r = (&*file).read(&mut b);
-            (b, r)
+        self.under_way = Some(tokio::task::spawn_blocking(move || loop {
+            match (&*file).read(&mut b) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return (b, r),
+            }
         }));
     }
 
-    async fn next(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    /// The next chunk, swapped into `buf` (whose length is the chunk size asked for): its
+    /// length, 0 at the end. `buf` may come back another buffer of the same length.
+    pub async fn next(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
         if self.done {
             return Ok(0);
         }
         let len = buf.len();
-        if self.ahead.is_none() {
+        if self.under_way.is_none() {
             self.start(len);
         }
-        let Some(ahead) = self.ahead.as_mut() else {
+        let Some(under_way) = self.under_way.as_mut() else {
             return Ok(0);
         };
         // Awaiting the handle by reference keeps it (and its bytes) if this future is dropped.
-        let joined = ahead.await;
-        self.ahead = None;
+        let joined = under_way.await;
+        self.under_way = None;
         let (mut got, r) = joined.map_err(std::io::Error::other)?;
-        let n = r?;
+        let n = match r {
+            Ok(n) => n,
+            Err(e) => {
+                self.spare = got;
+                return Err(e);
+            }
+        };
         std::mem::swap(buf, &mut got);
         self.spare = got;
         if n == 0 {
             self.done = true;
-        } else {
+        } else if self.read_ahead {
             self.start(len);
         }
         Ok(n)
@@ -116,7 +171,7 @@ mod tests {
         f.write_all(&data).expect("write");
         for chunk in [1, 7, 4096, 1 << 20] {
             let file = std::fs::File::open(f.path()).expect("open");
-            let mut c = Chunks::File(FileChunks::new(file));
+            let mut c = Chunks::file(file);
             assert_eq!(read_all(&mut c, chunk).await, data, "chunk {chunk}");
             let mut buf = vec![0; chunk];
             assert_eq!(c.next(&mut buf).await.expect("after the end"), 0);
@@ -128,7 +183,7 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().expect("tmp");
         f.write_all(b"abcdefgh").expect("write");
         let file = std::fs::File::open(f.path()).expect("open");
-        let mut c = Chunks::File(FileChunks::new(file));
+        let mut c = Chunks::file(file);
         let mut dropped = vec![0; 4];
         // Polled once and dropped (as a `select!` does when another branch wins): the read it
         // started is kept, and its bytes are the next call's.
@@ -139,5 +194,23 @@ mod tests {
         };
         got.extend(read_all(&mut c, 4).await);
         assert_eq!(got, b"abcdefgh");
+    }
+
+    #[tokio::test]
+    async fn a_pipe_is_read_only_when_asked_and_to_its_end() {
+        let (r, mut w) = std::io::pipe().expect("pipe");
+        let mut c = Chunks::of(std::fs::File::from(std::os::fd::OwnedFd::from(r)), false);
+        let mut buf = vec![0; 16];
+        w.write_all(b"abc").expect("write");
+        assert_eq!(c.next(&mut buf).await.expect("read"), 3);
+        assert_eq!(&buf[..3], b"abc");
+        // Nothing is taken from the pipe before it is asked for: a stop leaves it there.
+        assert!(c.under_way.is_none(), "no read ahead of a pipe");
+        w.write_all(b"def").expect("write");
+        drop(w);
+        assert_eq!(c.next(&mut buf).await.expect("read"), 3);
+        assert_eq!(&buf[..3], b"def");
+        assert_eq!(c.next(&mut buf).await.expect("the end"), 0);
+        assert_eq!(c.next(&mut buf).await.expect("after the end"), 0);
     }
 }

@@ -18,7 +18,7 @@ use super::stop::Stop;
 use super::Rows;
 use crate::deadletter::{DeadLetter, Refused};
 use crate::input::checkpoint::Checkpoints;
-use crate::input::chunks::{Chunks, FileChunks};
+use crate::input::chunks::{Chunks, Stdin};
 use crate::input::container::{ContainerFiles, ContainerSettings};
 use crate::input::decode::{line_record, CsvLines};
 use crate::input::file::{FileKey, FileLines, FileTailer};
@@ -116,8 +116,11 @@ async fn sleep_until(deadline: Option<Instant>) {
 pub async fn stdin(ctx: InputCtx) {
     let source = ctx.sources.stream("<stdin>");
     let decoder = ctx.decoder(None);
-    let stdin = Chunks::Stream(Box::new(tokio::io::stdin()));
-    if let Err(e) = read_stream(&ctx, stdin, "<stdin>", source, None, decoder).await {
+    let read = match Stdin::take() {
+        Ok(mut stdin) => read_stream(&ctx, &mut stdin, "<stdin>", source, None, decoder).await,
+        Err(e) => Err(format!("cannot read stdin: {}", io_reason(&e))),
+    };
+    if let Err(e) = read {
         tracing::error!(input = %ctx.name, error = %e, "reading stdin failed");
         ctx.stop.input_failed(e);
     }
@@ -136,8 +139,12 @@ pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
             }
             let source = ctx.sources.stream("<stdin>");
             let decoder = ctx.decoder(None);
-            let stdin = Chunks::Stream(Box::new(tokio::io::stdin()));
-            read_stream(&ctx, stdin, "<stdin>", source, None, decoder).await
+            match Stdin::take() {
+                Ok(mut stdin) => {
+                    read_stream(&ctx, &mut stdin, "<stdin>", source, None, decoder).await
+                }
+                Err(e) => Err(format!("cannot read stdin: {}", io_reason(&e))),
+            }
         } else {
             let name = path.display().to_string();
             match tokio::fs::File::open(&path).await {
@@ -145,8 +152,8 @@ pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
                     let source = ctx.sources.stream(&name);
                     let path_json = json_string(&absolute(&path));
                     let decoder = ctx.decoder(Some(&path));
-                    let file = Chunks::File(FileChunks::new(file.into_std().await));
-                    read_stream(&ctx, file, &name, source, Some(&path_json), decoder).await
+                    let mut file = Chunks::file(file.into_std().await);
+                    read_stream(&ctx, &mut file, &name, source, Some(&path_json), decoder).await
                 }
                 Err(e) => Err(format!("cannot read {name}: {}", io_reason(&e))),
             }
@@ -166,7 +173,7 @@ pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
 /// stopped, or the output is gone.
 async fn read_stream(
     ctx: &InputCtx,
-    mut reader: Chunks,
+    reader: &mut Chunks,
     name: &str,
     source: u32,
     file_path_json: Option<&str>,
