@@ -697,7 +697,7 @@ async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
         agent.signal("HUP");
         agent
             .wait_for("the reload", secs(10), || {
-                agent.log().matches("configuration reloaded").count() == reload
+                agent.count("configuration reloaded") == reload
             })
             .await;
     }
