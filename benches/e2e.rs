@@ -19,6 +19,7 @@
 //! | `DCRSHIP_BENCH_VERIFY` | off | gunzip every body, count rows, check the 1 MB caps (as a strict fake of the API does) |
 //! | `DCRSHIP_BENCH_MODE` | `send` | `send` uploads the file; `run` starts the agent tailing it from the beginning (with `--batch-timeout 20ms`, so the last partial request does not wait the default 1 s for more lines), waits until `/metrics` counts every row sent, then stops it with SIGTERM; `floor` measures only the floor |
 //! | `DCRSHIP_BENCH_FAKE` | `process` | `process`: the fake DCE is a child process (this bench started again as a server), so requests cross real sockets between processes and the fake competes for the cores as a real local fake does; `python`: `benches/fake_dce.py`, a strict fake in Python (gunzips and parses every body, checks the caps; much slower, as the issue's was); `inproc`: a thread of this process |
+//! | `DCRSHIP_BENCH_STDIN` | off | `1`: `send -` reads the rows from a pipe this bench writes the file into, as `cat FILE \| dcrship send -` does (the writer's CPU is the bench's, not dcrship's) |
 //! | `DCRSHIP_BENCH_FLOOR` | `1` | `0` skips the floor after a `send` or `run` |
 //! | `DCRSHIP_BENCH_FORMAT` | `ndjson` | `ndjson` or `text` (about 200-byte lines either way) |
 //! | `DCRSHIP_BENCH_LEVEL` | dcrship's own | `--compression-level`, and the floor's level |
@@ -83,6 +84,7 @@ struct Settings {
     concurrency: Option<u32>,
     latency: Duration,
     verify: bool,
+    stdin: bool,
 }
 
 fn var<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -124,6 +126,7 @@ impl Settings {
             concurrency: var("DCRSHIP_BENCH_CONCURRENCY"),
             latency: Duration::from_millis(var("DCRSHIP_BENCH_LATENCY_MS").unwrap_or(0)),
             verify: std::env::var("DCRSHIP_BENCH_VERIFY").is_ok_and(|v| v == "1"),
+            stdin: std::env::var("DCRSHIP_BENCH_STDIN").is_ok_and(|v| v == "1"),
         }
     }
 }
@@ -231,7 +234,11 @@ fn main() {
             if !settings.text {
                 cmd.args(["--format", "ndjson"]);
             }
-            cmd.arg(&input);
+            if settings.stdin {
+                cmd.arg("-");
+            } else {
+                cmd.arg(&input);
+            }
         }
         Mode::Run => {
             let state = dir.path().join("state");
@@ -262,13 +269,24 @@ fn main() {
         .env("NO_PROXY", "127.0.0.1")
         .env("no_proxy", "127.0.0.1")
         .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
+        .stdin(if settings.stdin && settings.mode == Mode::Send {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
 
     let started = Instant::now();
     let mut child = cmd.spawn().expect("start dcrship");
     let pid = child.id() as libc::pid_t;
+    let writer = child.stdin.take().map(|mut pipe| {
+        let input = input.clone();
+        std::thread::spawn(move || {
+            let mut file = std::fs::File::open(&input).expect("open the input");
+            std::io::copy(&mut file, &mut pipe).expect("write the rows into dcrship's stdin");
+        })
+    });
     let output = Output::collect(&mut child);
     let mut wall = None;
     let mut sent = 0;
@@ -284,6 +302,9 @@ fn main() {
         unsafe { libc::kill(pid, libc::SIGTERM) };
     }
     let (status, usage) = wait4(pid);
+    if let Some(w) = writer {
+        w.join().expect("the stdin writer");
+    }
     let wall = wall.unwrap_or_else(|| started.elapsed().as_secs_f64());
     let (stdout, stderr) = output.finish();
     if status != 0 {
@@ -324,10 +345,15 @@ fn main() {
         String::new()
     };
     println!(
-        "e2e mode={} fake={} format={} level={} rows={} row_bytes={:.0} concurrency={} latency_ms={} max_bytes_per_minute={} wall_s={wall:.2} rows_per_s={:.0} \
+        "e2e mode={}{} fake={} format={} level={} rows={} row_bytes={:.0} concurrency={} latency_ms={} max_bytes_per_minute={} wall_s={wall:.2} rows_per_s={:.0} \
          MB_per_s={:.1} cpu_s={cpu:.2} (user {:.2} sys {:.2}) cpu_s_per_Mrows={:.2} \
          cpu_s_per_GB={:.1} peak_rss_MB={:.1} requests={requests} gzip_MB={:.1} fake_dce_cpu_s={:.2} {check}{floor_text}",
         settings.mode.name(),
+        if settings.stdin && settings.mode == Mode::Send {
+            " input=stdin"
+        } else {
+            ""
+        },
         match settings.fake {
             FakeKind::Process => "process",
             FakeKind::Python => "python",
