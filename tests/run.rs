@@ -668,8 +668,9 @@ fn text_of(lines: &[String]) -> String {
 }
 
 /// 8a. A reload with a stdin input: the stdin read under way when the old pipeline stopped
-///     belongs to the new one, so the lines written after the SIGHUP arrive, once; then the end
-///     of stdin ends the agent.
+///     belongs to the new one, and so does the unfinished line the old one had read, so every
+///     line arrives once and whole, the one cut by the SIGHUP too; then the end of stdin ends
+///     the agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
@@ -693,6 +694,14 @@ async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
             all_arrived(&fake, &before)
         })
         .await;
+    // A line cut by the reload: its first part read by the old pipeline (given the time to),
+    // the rest by the new one.
+    stdin
+        .write_all(b"cut-00000 first part")
+        .await
+        .expect("write");
+    stdin.flush().await.expect("flush");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     for reload in 1..=2 {
         agent.signal("HUP");
         agent
@@ -702,12 +711,11 @@ async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
             .await;
     }
     let after = lines("after", 0..100);
-    stdin
-        .write_all(text_of(&after).as_bytes())
-        .await
-        .expect("write");
+    let rest = format!(", then the rest\n{}", text_of(&after));
+    stdin.write_all(rest.as_bytes()).await.expect("write");
     drop(stdin);
-    let all: Vec<String> = [before, after].concat();
+    let cut = vec!["cut-00000 first part, then the rest".to_string()];
+    let all: Vec<String> = [before, cut, after].concat();
     agent
         .wait_for("the lines after the reloads", secs(10), || {
             all_arrived(&fake, &all)

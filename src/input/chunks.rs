@@ -72,6 +72,8 @@ pub struct Chunks {
     /// Whether the next chunk is read while the caller works on this one.
     read_ahead: bool,
     under_way: Option<JoinHandle<Done>>,
+    /// Bytes given back ([`Chunks::unread`]): the next chunks, before anything read.
+    given_back: Vec<u8>,
     /// The buffer the next read goes into.
     spare: Vec<u8>,
     done: bool,
@@ -94,9 +96,17 @@ impl Chunks {
             file: Arc::new(file),
             read_ahead,
             under_way: None,
+            given_back: Vec::new(),
             spare: Vec::new(),
             done: false,
         }
+    }
+
+    /// Gives back `bytes` taken from the stream but not used (the unfinished line of an input
+    /// that stopped): the next calls return them first.
+    pub fn unread(&mut self, mut bytes: Vec<u8>) {
+        bytes.append(&mut self.given_back);
+        self.given_back = bytes;
     }
 
     fn start(&mut self, len: usize) {
@@ -114,6 +124,12 @@ impl Chunks {
     /// The next chunk, swapped into `buf` (whose length is the chunk size asked for): its
     /// length, 0 at the end. `buf` may come back another buffer of the same length.
     pub async fn next(&mut self, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+        if !self.given_back.is_empty() {
+            let n = self.given_back.len().min(buf.len());
+            buf[..n].copy_from_slice(&self.given_back[..n]);
+            self.given_back.drain(..n);
+            return Ok(n);
+        }
         if self.done {
             return Ok(0);
         }
@@ -212,5 +228,18 @@ mod tests {
         assert_eq!(&buf[..3], b"def");
         assert_eq!(c.next(&mut buf).await.expect("the end"), 0);
         assert_eq!(c.next(&mut buf).await.expect("after the end"), 0);
+    }
+
+    #[tokio::test]
+    async fn bytes_given_back_come_first_then_the_stream() {
+        let mut f = tempfile::NamedTempFile::new().expect("tmp");
+        f.write_all(b"defgh").expect("write");
+        let mut c = Chunks::file(std::fs::File::open(f.path()).expect("open"));
+        let mut buf = vec![0; 2];
+        assert_eq!(c.next(&mut buf).await.expect("read"), 2);
+        assert_eq!(&buf[..2], b"de");
+        c.unread(b"c".to_vec());
+        c.unread(b"ab".to_vec());
+        assert_eq!(read_all(&mut c, 2).await, b"abcfgh");
     }
 }

@@ -178,6 +178,19 @@ impl Decoder {
         }
     }
 
+    /// The bytes of the unfinished line (of line formats), handed out and forgotten: what a
+    /// stopped input gives back to its stream, for the next reader (a reload's) to begin with.
+    /// A JSON value under way, a quoted CSV record or a multiline event are not given back.
+    pub fn take_unread(&mut self) -> Vec<u8> {
+        match &mut self.kind {
+            Some(Kind::Text(s))
+            | Some(Kind::Ndjson(s))
+            | Some(Kind::Csv(s, _))
+            | Some(Kind::Events(s, _)) => s.take_partial(),
+            Some(Kind::Json(_)) | None => Vec::new(),
+        }
+    }
+
     /// Emits a pending multiline event (its `timeout` passed without a new line).
     pub fn flush_pending(&mut self, emit: &mut dyn FnMut(Record<'_>)) {
         if let Some(Kind::Events(_, ev)) = &mut self.kind {
@@ -496,6 +509,28 @@ mod tests {
         // regex without a pattern cannot parse: it reads as text
         let (got, _) = decode(Format::Regex, &[b"x\n"], 1000);
         assert_eq!(got, vec![R::Line("x".into(), 1, false)]);
+    }
+
+    #[test]
+    fn the_unfinished_line_is_given_back_for_the_next_reader() {
+        for format in [Format::Text, Format::Ndjson] {
+            let mut old = Decoder::new(format, 1000);
+            let mut got = Vec::new();
+            old.feed(b"{\"a\":1}\n{\"b\":", &mut |r| got.push(format!("{r:?}")));
+            assert_eq!(got.len(), 1);
+            let unread = old.take_unread();
+            assert_eq!(unread, b"{\"b\":");
+            assert!(old.take_unread().is_empty(), "given back once");
+            let mut next = Decoder::new(format, 1000);
+            next.feed(&unread, &mut |r| got.push(format!("{r:?}")));
+            next.feed(b"2}\n", &mut |r| got.push(format!("{r:?}")));
+            assert_eq!(got.len(), 2, "{format:?}: {got:?}");
+            assert!(got[1].contains("b") && got[1].contains('2'), "{got:?}");
+        }
+        // Past the cap the rest of a line is skipped, not given back as a line of its own.
+        let mut d = Decoder::new(Format::Text, 1000);
+        d.feed(&vec![b'x'; 70_000], &mut |_| {});
+        assert!(d.take_unread().is_empty());
     }
 
     #[test]

@@ -112,6 +112,15 @@ impl LineSplitter {
     }
 
     /// Bytes held for an unfinished line.
+    /// The bytes of the unfinished line, handed out and forgotten (none while the rest of a
+    /// line past the cap is being skipped): for a reader that goes on where this one stops.
+    pub fn take_partial(&mut self) -> Vec<u8> {
+        if self.skipping {
+            return Vec::new();
+        }
+        std::mem::take(&mut self.partial)
+    }
+
     pub fn pending_bytes(&self) -> usize {
         self.partial.len()
     }

@@ -188,7 +188,12 @@ async fn read_stream(
         // `None`: emit the pending multiline event.
         let n = tokio::select! {
             biased;
-            _ = ctx.stop.inputs.cancelled() => return Ok(false),
+            _ = ctx.stop.inputs.cancelled() => {
+                // The unfinished line goes back to the stream: a reload's stdin input goes on
+                // with it, so a line the SIGHUP cut is still one row.
+                reader.unread(decoder.take_unread());
+                return Ok(false);
+            }
             _ = sleep_until(pending_until) => None,
             r = reader.next(&mut buf) => Some(r.map_err(|e| format!("reading {name} failed: {e}"))?),
         };
@@ -217,6 +222,7 @@ async fn read_stream(
         ctx.count_parsed(decoder.take_parse_counts());
         pending_until = decoder.pending_timeout().map(|t| Instant::now() + t);
         if !ctx.hand_off(&mut rows, counts).await {
+            reader.unread(decoder.take_unread());
             return Ok(false);
         }
         if n == Some(0) {
