@@ -129,6 +129,11 @@ impl Settings {
             stdin: std::env::var("DCRSHIP_BENCH_STDIN").is_ok_and(|v| v == "1"),
         }
     }
+
+    /// `send -` from a pipe this bench fills.
+    fn reads_a_pipe(&self) -> bool {
+        self.stdin && self.mode == Mode::Send
+    }
 }
 
 /// What the fake DCE saw.
@@ -234,7 +239,7 @@ fn main() {
             if !settings.text {
                 cmd.args(["--format", "ndjson"]);
             }
-            if settings.stdin {
+            if settings.reads_a_pipe() {
                 cmd.arg("-");
             } else {
                 cmd.arg(&input);
@@ -269,7 +274,7 @@ fn main() {
         .env("NO_PROXY", "127.0.0.1")
         .env("no_proxy", "127.0.0.1")
         .env_remove("NOTIFY_SOCKET")
-        .stdin(if settings.stdin && settings.mode == Mode::Send {
+        .stdin(if settings.reads_a_pipe() {
             Stdio::piped()
         } else {
             Stdio::null()
@@ -349,7 +354,7 @@ fn main() {
          MB_per_s={:.1} cpu_s={cpu:.2} (user {:.2} sys {:.2}) cpu_s_per_Mrows={:.2} \
          cpu_s_per_GB={:.1} peak_rss_MB={:.1} requests={requests} gzip_MB={:.1} fake_dce_cpu_s={:.2} {check}{floor_text}",
         settings.mode.name(),
-        if settings.stdin && settings.mode == Mode::Send {
+        if settings.reads_a_pipe() {
             " input=stdin"
         } else {
             ""

@@ -255,23 +255,12 @@ async fn rename_rotation_with_late_writes_loses_nothing() {
         .expect("open");
     let unread = lines("unread", 0..100); // written just before the rename
     writer
-        .write_all(
-            unread
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()
-                .as_bytes(),
-        )
+        .write_all(text_of(&unread).as_bytes())
         .expect("write");
     std::fs::rename(&log, &rotated).expect("mv app.log app.log.1");
     let late = lines("late", 0..100);
     writer
-        .write_all(
-            late.iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()
-                .as_bytes(),
-        )
+        .write_all(text_of(&late).as_bytes())
         .expect("late write");
     let new = lines("new", 0..150);
     append(&log, &new);
@@ -279,13 +268,7 @@ async fn rename_rotation_with_late_writes_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let later = lines("later", 0..50);
     writer
-        .write_all(
-            later
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()
-                .as_bytes(),
-        )
+        .write_all(text_of(&later).as_bytes())
         .expect("later write");
     drop(writer);
 
@@ -470,24 +453,12 @@ async fn a_deleted_file_is_read_to_its_end() {
         .expect("open");
     let before_rm = lines("before-rm", 0..300);
     writer
-        .write_all(
-            before_rm
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()
-                .as_bytes(),
-        )
+        .write_all(text_of(&before_rm).as_bytes())
         .expect("write");
     std::fs::remove_file(&log).expect("rm");
     let after_rm = lines("after-rm", 0..100);
     writer
-        .write_all(
-            after_rm
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>()
-                .as_bytes(),
-        )
+        .write_all(text_of(&after_rm).as_bytes())
         .expect("write after unlink");
     drop(writer);
 
@@ -515,8 +486,10 @@ async fn stdin_only_exits_0_when_stdin_ends() {
     let all = lines("stdin", 0..2000);
     let mut stdin = agent.stdin.take().expect("stdin");
     for chunk in all.chunks(500) {
-        let text: String = chunk.iter().map(|l| format!("{l}\n")).collect();
-        stdin.write_all(text.as_bytes()).await.expect("write stdin");
+        stdin
+            .write_all(text_of(chunk).as_bytes())
+            .await
+            .expect("write stdin");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(stdin);
@@ -577,11 +550,10 @@ async fn sigterm_stops_a_stdin_only_agent_still_delivering() {
         .stdin(Stdio::piped());
     let mut agent = Agent::spawn(c);
     let mut stdin = agent.stdin.take().expect("stdin");
-    let text: String = lines("stdin", 0..10)
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect();
-    stdin.write_all(text.as_bytes()).await.expect("write");
+    stdin
+        .write_all(text_of(&lines("stdin", 0..10)).as_bytes())
+        .await
+        .expect("write");
     drop(stdin);
     agent
         .wait_for("stdin's end and a 503", secs(10), || {
@@ -660,11 +632,6 @@ async fn sighup_reloads_the_config_and_keeps_it_when_broken() {
         log.contains("ERROR"),
         "the bad config is logged as an error:\n{log}"
     );
-}
-
-/// `lines` as text, each with its newline.
-fn text_of(lines: &[String]) -> String {
-    lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
 /// 8a. A reload with a stdin input: the stdin read under way when the old pipeline stopped

@@ -10,57 +10,29 @@
 //!
 //! Cancel-safe: a read under way when the caller's future is dropped (a `select!` took another
 //! branch) is kept, and its bytes are the next call's, never lost — for stdin also across
-//! inputs ([`Stdin`]).
+//! inputs ([`stdin`]).
 
 use std::io::Read;
 use std::os::fd::AsFd;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use tokio::sync::{MappedMutexGuard, MutexGuard};
 use tokio::task::JoinHandle;
 
-/// The process's stdin reader between two inputs that read it (a reload stops one and starts
-/// the next).
-static STDIN: Mutex<Option<Chunks>> = Mutex::new(None);
+/// The process's stdin reader, kept between the inputs that read it in turn (a reload stops
+/// one and starts the next).
+static STDIN: tokio::sync::Mutex<Option<Chunks>> = tokio::sync::Mutex::const_new(None);
 
-/// Standard input, lent to one input at a time and given back when it is dropped: a read of
-/// stdin under way when its input stopped is the next input's. Were each to read stdin on its
-/// own, the old one's read would still be waiting in the kernel after a reload, take the next
-/// lines written and drop them with the old pipeline.
-pub struct Stdin(Option<Chunks>);
-
-impl Stdin {
-    pub fn take() -> std::io::Result<Stdin> {
-        let kept = STDIN.lock().unwrap_or_else(|p| p.into_inner()).take();
-        Ok(Stdin(Some(match kept {
-            Some(c) => c,
-            None => Chunks::stdin()?,
-        })))
+/// Standard input, lent to one input at a time (until the guard is dropped): a read of stdin
+/// under way when its input stopped, and what it gave back, are the next input's. Were each to
+/// read stdin on its own, the old one's read would still be waiting in the kernel after a
+/// reload, take the next lines written and drop them with the old pipeline.
+pub async fn stdin() -> std::io::Result<MappedMutexGuard<'static, Chunks>> {
+    let mut kept = STDIN.lock().await;
+    if kept.is_none() {
+        *kept = Some(Chunks::stdin()?);
     }
-}
-
-impl std::ops::Deref for Stdin {
-    type Target = Chunks;
-    fn deref(&self) -> &Chunks {
-        self.0
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("taken only in drop"))
-    }
-}
-
-impl std::ops::DerefMut for Stdin {
-    fn deref_mut(&mut self) -> &mut Chunks {
-        self.0
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("taken only in drop"))
-    }
-}
-
-impl Drop for Stdin {
-    fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            *STDIN.lock().unwrap_or_else(|p| p.into_inner()) = Some(c);
-        }
-    }
+    MutexGuard::try_map(kept, Option::as_mut).map_err(|_| std::io::Error::other("no stdin reader"))
 }
 
 /// A read's buffer and what the read answered.
@@ -85,7 +57,8 @@ impl Chunks {
         Self::of(file, true)
     }
 
-    /// Standard input (a duplicate of descriptor 0), read only when asked.
+    /// Standard input (a duplicate of descriptor 0), read only when asked. Inputs take it
+    /// through [`stdin`].
     fn stdin() -> std::io::Result<Self> {
         let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
         Ok(Self::of(std::fs::File::from(fd), false))
@@ -100,6 +73,11 @@ impl Chunks {
             spare: Vec::new(),
             done: false,
         }
+    }
+
+    /// Whether the next chunk is bytes given back, not new ones (which are counted as read).
+    pub fn replays(&self) -> bool {
+        !self.given_back.is_empty()
     }
 
     /// Gives back `bytes` taken from the stream but not used (the unfinished line of an input

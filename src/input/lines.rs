@@ -111,7 +111,6 @@ impl LineSplitter {
         self.number
     }
 
-    /// Bytes held for an unfinished line.
     /// The bytes of the unfinished line, handed out and forgotten (none while the rest of a
     /// line past the cap is being skipped): for a reader that goes on where this one stops.
     pub fn take_partial(&mut self) -> Vec<u8> {
@@ -121,6 +120,7 @@ impl LineSplitter {
         std::mem::take(&mut self.partial)
     }
 
+    /// Bytes held for an unfinished line.
     pub fn pending_bytes(&self) -> usize {
         self.partial.len()
     }

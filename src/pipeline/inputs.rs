@@ -18,7 +18,7 @@ use super::stop::Stop;
 use super::Rows;
 use crate::deadletter::{DeadLetter, Refused};
 use crate::input::checkpoint::Checkpoints;
-use crate::input::chunks::{Chunks, Stdin};
+use crate::input::chunks::{self, Chunks};
 use crate::input::container::{ContainerFiles, ContainerSettings};
 use crate::input::decode::{line_record, CsvLines};
 use crate::input::file::{FileKey, FileLines, FileTailer};
@@ -114,13 +114,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Reads stdin to its end (or until stopped).
 pub async fn stdin(ctx: InputCtx) {
-    let source = ctx.sources.stream("<stdin>");
-    let decoder = ctx.decoder(None);
-    let read = match Stdin::take() {
-        Ok(mut stdin) => read_stream(&ctx, &mut stdin, "<stdin>", source, None, decoder).await,
-        Err(e) => Err(format!("cannot read stdin: {}", io_reason(&e))),
-    };
-    if let Err(e) = read {
+    if let Err(e) = read_stdin(&ctx).await {
         tracing::error!(input = %ctx.name, error = %e, "reading stdin failed");
         ctx.stop.input_failed(e);
     }
@@ -137,14 +131,7 @@ pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
             if std::io::stdin().is_terminal() {
                 crate::console::err("dcrship: reading rows from the terminal; end with Ctrl-D");
             }
-            let source = ctx.sources.stream("<stdin>");
-            let decoder = ctx.decoder(None);
-            match Stdin::take() {
-                Ok(mut stdin) => {
-                    read_stream(&ctx, &mut stdin, "<stdin>", source, None, decoder).await
-                }
-                Err(e) => Err(format!("cannot read stdin: {}", io_reason(&e))),
-            }
+            read_stdin(&ctx).await
         } else {
             let name = path.display().to_string();
             match tokio::fs::File::open(&path).await {
@@ -169,6 +156,16 @@ pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
     }
 }
 
+/// Reads the process's stdin (see [`chunks::stdin`]) to its end, as [`read_stream`].
+async fn read_stdin(ctx: &InputCtx) -> Result<bool, String> {
+    let mut stdin = chunks::stdin()
+        .await
+        .map_err(|e| format!("cannot read stdin: {}", io_reason(&e)))?;
+    let source = ctx.sources.stream("<stdin>");
+    let decoder = ctx.decoder(None);
+    read_stream(ctx, &mut stdin, "<stdin>", source, None, decoder).await
+}
+
 /// Reads one stream to its end through `decoder`, handing rows on as they are built. Ok(false):
 /// stopped, or the output is gone.
 async fn read_stream(
@@ -185,6 +182,7 @@ async fn read_stream(
     let mut pending_until: Option<Instant> = None;
     let mut time_read = String::new();
     loop {
+        let replay = reader.replays();
         // `None`: emit the pending multiline event.
         let n = tokio::select! {
             biased;
@@ -197,7 +195,7 @@ async fn read_stream(
             _ = sleep_until(pending_until) => None,
             r = reader.next(&mut buf) => Some(r.map_err(|e| format!("reading {name} failed: {e}"))?),
         };
-        if let Some(n) = n {
+        if let (Some(n), false) = (n, replay) {
             ctx.bytes.add(n as u64);
         }
         if n != Some(0) || time_read.is_empty() {

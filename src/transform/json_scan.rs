@@ -214,63 +214,55 @@ fn special(c: u8) -> bool {
 /// x86-64), eight elsewhere: log strings are short, where a call into `memchr` costs more than
 /// it saves.
 fn plain_run(rest: &[u8]) -> Option<usize> {
+    let mut at = 0;
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-    let (mut at, mut words) = {
-        let mut blocks = rest.chunks_exact(16);
-        let mut at = 0;
-        for b in blocks.by_ref() {
-            let hit = special_16(b);
-            if hit != 0 {
-                let n = at + hit.trailing_zeros() as usize;
-                return (rest[n] >= 0x20).then_some(n);
-            }
-            at += 16;
+    for b in rest.as_chunks::<16>().0 {
+        let hit = special_16(b);
+        if hit != 0 {
+            return run_ends_at(rest, at + hit.trailing_zeros() as usize);
         }
-        (at, blocks.remainder().chunks_exact(8))
-    };
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-    let (mut at, mut words) = (0, rest.chunks_exact(8));
-    for w in words.by_ref() {
+        at += 16;
+    }
+    let (words, tail) = rest[at..].as_chunks::<8>();
+    for w in words {
         let hit = special_8(w);
         if hit != 0 {
-            let n = at + (hit.trailing_zeros() / 8) as usize;
-            return (rest[n] >= 0x20).then_some(n);
+            return run_ends_at(rest, at + (hit.trailing_zeros() / 8) as usize);
         }
         at += 8;
     }
-    for (n, &c) in words.remainder().iter().enumerate() {
-        if special(c) {
-            return (c >= 0x20).then_some(at + n);
-        }
-    }
-    None
+    let n = tail.iter().position(|&c| special(c))?;
+    run_ends_at(rest, at + n)
+}
+
+/// The run ends at the [`special`] byte `rest[n]`: `Some(n)` for a quote or backslash, `None`
+/// for a control character (invalid in a JSON string).
+fn run_ends_at(rest: &[u8], n: usize) -> Option<usize> {
+    (rest[n] >= 0x20).then_some(n)
 }
 
 /// The high bit of each of the eight bytes of `w` that is [`special`] (exact for the lowest).
-fn special_8(w: &[u8]) -> u64 {
+fn special_8(w: &[u8; 8]) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // High bit set in each byte that is zero (exact for the lowest such byte).
     let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let mut eight = [0u8; 8];
-    eight.copy_from_slice(w);
-    let v = u64::from_le_bytes(eight);
+    let v = u64::from_le_bytes(*w);
     // quote, backslash, or below 0x20 (a byte under 0x20 has its top three bits zero)
     zero(v ^ (ONES * u64::from(b'"')))
         | zero(v ^ (ONES * u64::from(b'\\')))
         | zero(v & (ONES * 0xe0))
 }
 
-/// Bit `i` set for each byte `i` of the sixteen of `b` that is [`special`].
+/// Bit `i` set for each byte `i` of `b` that is [`special`].
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-fn special_16(b: &[u8]) -> u32 {
+fn special_16(b: &[u8; 16]) -> u32 {
     use std::arch::x86_64::{
         __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
     };
-    assert!(b.len() >= 16);
     // SAFETY: the build enables SSE2 (the cfg above; every x86-64 has it), and the unaligned
-    // load reads 16 bytes of `b`, which holds at least 16 (asserted).
+    // load reads the 16 bytes of `b`.
     unsafe {
         let v = _mm_loadu_si128(b.as_ptr().cast::<__m128i>());
         let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));

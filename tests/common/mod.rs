@@ -580,6 +580,11 @@ pub fn lines(tag: &str, ids: std::ops::Range<usize>) -> Vec<String> {
     ids.map(|i| format!("{tag}-{i:05} some log text")).collect()
 }
 
+/// `lines` as text, each with its newline.
+pub fn text_of(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("{l}\n")).collect()
+}
+
 /// Appends `lines`, each with a newline, to `path` (created if need be).
 pub fn append(path: &Path, lines: &[String]) {
     let mut f = std::fs::OpenOptions::new()
@@ -587,8 +592,7 @@ pub fn append(path: &Path, lines: &[String]) {
         .append(true)
         .open(path)
         .expect("open for append");
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    f.write_all(text.as_bytes()).expect("append");
+    f.write_all(text_of(lines).as_bytes()).expect("append");
 }
 
 /// How many times each `RawData` arrived in requests the fake answered 2xx.
