@@ -636,20 +636,22 @@ async fn sighup_reloads_the_config_and_keeps_it_when_broken() {
 
 /// 8a. A reload with a stdin input: the stdin read under way when the old pipeline stopped
 ///     belongs to the new one, and so does the unfinished line the old one had read, so every
-///     line arrives once and whole, the one cut by the SIGHUP too; then the end of stdin ends
-///     the agent.
+///     line arrives once and whole, the one cut by the SIGHUP too, and each byte is counted
+///     read once; then the end of stdin ends the agent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
     let fake = Fake::start(|_| Reply::Status(204)).await;
     let dir = tempfile::tempdir().expect("tmp");
     let state = tempfile::tempdir().expect("state");
     let config = dir.path().join("agent.toml");
-    let mut text = config_text(state.path(), &[("default", &fake)], &[], "beginning");
+    let http = free_addr();
+    let mut text = config_text(state.path(), &[("default", &fake)], &[], "beginning")
+        .replace("http_listen = \"\"", &format!("http_listen = \"{http}\""));
     text.push_str("\n[inputs.in]\ntype = \"stdin\"\noutput = \"default\"\n");
     std::fs::write(&config, text).expect("config");
     let mut c = run_config(&config, TOKEN);
     c.stdin(Stdio::piped());
-    let mut agent = Agent::spawn(c);
+    let mut agent = Agent::spawn(c).with_http(http);
     let mut stdin = agent.stdin.take().expect("stdin");
     let before = lines("before", 0..100);
     stdin
@@ -680,7 +682,6 @@ async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
     let after = lines("after", 0..100);
     let rest = format!(", then the rest\n{}", text_of(&after));
     stdin.write_all(rest.as_bytes()).await.expect("write");
-    drop(stdin);
     let cut = vec!["cut-00000 first part, then the rest".to_string()];
     let all: Vec<String> = [before, cut, after].concat();
     agent
@@ -688,6 +689,14 @@ async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
             all_arrived(&fake, &all)
         })
         .await;
+    // Each byte counted once, the cut line's head too (given back, not read again).
+    let written = text_of(&all).len() as f64;
+    agent
+        .wait_metric("dcrship_input_bytes_total{input=\"in\"}", secs(10), |v| {
+            v == written
+        })
+        .await;
+    drop(stdin);
     let status = agent.wait_exit(secs(15)).await;
     assert_eq!(status.code(), Some(0), "the end of stdin ends the agent");
     assert_exactly_once(&fake, &all);
