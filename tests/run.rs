@@ -60,7 +60,12 @@ fn simple_config(fake: &Fake, state: &Path, inputs: &[(&str, &Path)]) -> String 
 
 /// Every line in `lines` arrived exactly once, and nothing else arrived.
 fn assert_exactly_once(fake: &Fake, lines: &[String]) {
-    let got = raw_counts(fake);
+    assert_exactly_once_in(fake, "RawData", lines);
+}
+
+/// Every value of `lines` arrived in `column` exactly once, and no other value.
+fn assert_exactly_once_in(fake: &Fake, column: &str, lines: &[String]) {
+    let got = column_counts(fake, column);
     let missing: Vec<&String> = lines.iter().filter(|l| !got.contains_key(*l)).collect();
     let dup: Vec<(&String, &usize)> = got.iter().filter(|(_, n)| **n > 1).collect();
     let extra: Vec<&String> = got.keys().filter(|k| !lines.contains(k)).collect();
@@ -634,43 +639,72 @@ async fn sighup_reloads_the_config_and_keeps_it_when_broken() {
     );
 }
 
-/// 8a. A reload with a stdin input: the stdin read under way when the old pipeline stopped
-///     belongs to the new one, and so does the unfinished line the old one had read, so every
-///     line arrives once and whole, the one cut by the SIGHUP too, and each byte is counted
-///     read once; then the end of stdin ends the agent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
-    let fake = Fake::start(|_| Reply::Status(204)).await;
-    let dir = tempfile::tempdir().expect("tmp");
-    let state = tempfile::tempdir().expect("state");
-    let config = dir.path().join("agent.toml");
+/// An agent run from a config file in `dir` whose one input, `in`, reads stdin (`input` is the
+/// rest of its table), and the agent's stdin.
+fn stdin_agent(fake: &Fake, dir: &Path, input: &str) -> (Agent, tokio::process::ChildStdin) {
+    let config = dir.join("agent.toml");
     let http = free_addr();
-    let mut text = config_text(state.path(), &[("default", &fake)], &[], "beginning")
+    let state = dir.join("state");
+    let mut text = config_text(&state, &[("default", fake)], &[], "beginning")
         .replace("http_listen = \"\"", &format!("http_listen = \"{http}\""));
-    text.push_str("\n[inputs.in]\ntype = \"stdin\"\noutput = \"default\"\n");
+    text.push_str(&format!(
+        "\n[inputs.in]\ntype = \"stdin\"\noutput = \"default\"\n{input}"
+    ));
     std::fs::write(&config, text).expect("config");
     let mut c = run_config(&config, TOKEN);
     c.stdin(Stdio::piped());
     let mut agent = Agent::spawn(c).with_http(http);
-    let mut stdin = agent.stdin.take().expect("stdin");
-    let before = lines("before", 0..100);
-    stdin
-        .write_all(text_of(&before).as_bytes())
-        .await
-        .expect("write");
+    let stdin = agent.stdin.take().expect("stdin");
+    (agent, stdin)
+}
+
+/// 7d. SIGTERM with a stdin input: what its decoder holds — a multiline event waiting for its
+///     next line, a last line without its newline — is sent before the exit, not dropped:
+///     those bytes were taken from the pipe and nothing else holds them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_the_event_and_line_a_stdin_input_holds() {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = "[inputs.in.multiline]\nstart = '^\\S'\ntimeout = \"60s\"\n";
+    let (mut agent, mut stdin) = stdin_agent(&fake, dir.path(), input);
+    let text = "first\n  at one\nsecond\n  at two\nno newline yet";
+    stdin.write_all(text.as_bytes()).await.expect("write");
+    let metric = "dcrship_input_bytes_total{input=\"in\"}";
+    let bytes = text.len() as f64;
+    agent.wait_metric(metric, secs(10), |v| v == bytes).await;
+    agent.signal("TERM");
+    let status = agent.wait_exit(secs(15)).await;
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    let expected = ["first\n  at one", "second\n  at two", "no newline yet"];
+    assert_exactly_once(&fake, &expected.map(String::from));
+    drop(stdin);
+}
+
+/// A reload with a stdin input (`input` is the rest of its `[inputs.in]` table): `before` (whole
+/// records) and `cut`, the head of a record, are written and read by the old pipeline; two
+/// SIGHUPs; then `rest`, the record's tail and more. Each byte is counted read once, the end of
+/// stdin ends the agent, and every value of `column` in `expected` arrived exactly once.
+async fn stdin_across_two_reloads(
+    input: &str,
+    [before, cut, rest]: [&str; 3],
+    column: &str,
+    expected: &[String],
+) {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut agent, mut stdin) = stdin_agent(&fake, dir.path(), input);
+    // Each byte counted once, the cut record's head too (carried over, not read again).
+    let read = |text: &str| {
+        let bytes = text.len() as f64;
+        move |v: f64| v == bytes
+    };
+    let metric = "dcrship_input_bytes_total{input=\"in\"}";
+    stdin.write_all(before.as_bytes()).await.expect("write");
+    agent.wait_metric(metric, secs(10), read(before)).await;
+    stdin.write_all(cut.as_bytes()).await.expect("write");
     agent
-        .wait_for("the lines before the reload", secs(10), || {
-            all_arrived(&fake, &before)
-        })
+        .wait_metric(metric, secs(10), read(&[before, cut].concat()))
         .await;
-    // A line cut by the reload: its first part read by the old pipeline (given the time to),
-    // the rest by the new one.
-    stdin
-        .write_all(b"cut-00000 first part")
-        .await
-        .expect("write");
-    stdin.flush().await.expect("flush");
-    tokio::time::sleep(Duration::from_millis(300)).await;
     for reload in 1..=2 {
         agent.signal("HUP");
         agent
@@ -679,27 +713,69 @@ async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
             })
             .await;
     }
-    let after = lines("after", 0..100);
-    let rest = format!(", then the rest\n{}", text_of(&after));
     stdin.write_all(rest.as_bytes()).await.expect("write");
-    let cut = vec!["cut-00000 first part, then the rest".to_string()];
-    let all: Vec<String> = [before, cut, after].concat();
     agent
-        .wait_for("the lines after the reloads", secs(10), || {
-            all_arrived(&fake, &all)
-        })
-        .await;
-    // Each byte counted once, the cut line's head too (given back, not read again).
-    let written = text_of(&all).len() as f64;
-    agent
-        .wait_metric("dcrship_input_bytes_total{input=\"in\"}", secs(10), |v| {
-            v == written
-        })
+        .wait_metric(metric, secs(10), read(&[before, cut, rest].concat()))
         .await;
     drop(stdin);
     let status = agent.wait_exit(secs(15)).await;
     assert_eq!(status.code(), Some(0), "the end of stdin ends the agent");
-    assert_exactly_once(&fake, &all);
+    assert_exactly_once_in(&fake, column, expected);
+}
+
+/// 8a. Text lines: the stdin read under way when the old pipeline stopped belongs to the new
+///     one, and so does the line the old one had begun, so every line arrives once and whole,
+///     the one cut by the SIGHUP too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_stdin_input_loses_no_line_written_after_it() {
+    let before = lines("before", 0..100);
+    let after = lines("after", 0..100);
+    let rest = format!(", then the rest\n{}", text_of(&after));
+    let cut = vec!["cut-00000 first part, then the rest".to_string()];
+    let all: Vec<String> = [before.clone(), cut, after].concat();
+    let head = text_of(&before);
+    let texts = [head.as_str(), "cut-00000 first part", &rest];
+    stdin_across_two_reloads("", texts, "RawData", &all).await;
+}
+
+/// 8a. CSV: the header read before the reloads names the columns after them, and a quoted
+///     record whose newline came before the SIGHUP is one row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_csv_stdin_input_keeps_its_header_and_a_quoted_record() {
+    let record = |tag: &str, i: usize| format!("{i},{tag}-{i:03}\n");
+    let before: String = std::iter::once("id,msg\n".to_string())
+        .chain((0..50).map(|i| record("before", i)))
+        .collect();
+    let rest: String = std::iter::once("second line\"\n".to_string())
+        .chain((0..50).map(|i| record("after", i)))
+        .collect();
+    let mut expected: Vec<String> = (0..50).map(|i| format!("before-{i:03}")).collect();
+    expected.push("first line\nsecond line".into());
+    expected.extend((0..50).map(|i| format!("after-{i:03}")));
+    let texts = [before.as_str(), "50,\"first line\n", &rest];
+    stdin_across_two_reloads("format = \"csv\"\n", texts, "msg", &expected).await;
+}
+
+/// 8a. A multiline event begun before the SIGHUP takes the lines written after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_with_a_multiline_stdin_input_keeps_the_event_under_way() {
+    let input = "[inputs.in.multiline]\nstart = '^\\S'\ntimeout = \"60s\"\n";
+    let before: String = (0..50)
+        .map(|i| format!("before-{i:03}\n  at frame {i}\n"))
+        .collect();
+    let rest: String = std::iter::once("  at the second frame\n".to_string())
+        .chain((0..50).map(|i| format!("after-{i:03}\n  at frame {i}\n")))
+        .chain(std::iter::once("last\n".to_string()))
+        .collect();
+    // The last event is sent at the end of stdin.
+    let mut expected: Vec<String> = (0..50)
+        .map(|i| format!("before-{i:03}\n  at frame {i}"))
+        .collect();
+    expected.push("cut\n  at the first frame\n  at the second frame".into());
+    expected.extend((0..50).map(|i| format!("after-{i:03}\n  at frame {i}")));
+    expected.push("last".into());
+    let texts = [before.as_str(), "cut\n  at the first frame\n", &rest];
+    stdin_across_two_reloads(input, texts, "RawData", &expected).await;
 }
 
 /// 8b. SIGHUP during an outage, `start_at = "end"` (the default): lines the old pipeline read

@@ -208,4 +208,33 @@ mod tests {
         let r = text_rules(&input).expect("ok").expect("rules");
         assert!(matches!(r.parser, Parser::Text) && r.multiline.is_some());
     }
+
+    /// A reload's stdin input goes on with the old decoder when the rules' `Debug` reads the
+    /// same (pipeline::inputs' `decoder_settings`): the same settings compiled twice must, and
+    /// a changed pattern, preset or timeout must not.
+    #[test]
+    fn rules_compiled_twice_read_the_same_and_changed_ones_do_not() {
+        let config = |extra: &str| -> InputConfig {
+            toml::from_str(&format!("type = \"stdin\"\n{extra}")).expect("input")
+        };
+        let debug = |input: &InputConfig| format!("{:?}", text_rules(input).expect("ok"));
+        let variants = [
+            "format = \"regex\"\npattern = '^(?P<a>\\S+) (?P<b>.*)$'",
+            "format = \"regex\"\npattern = '^(?P<a>\\S+)  (?P<b>.*)$'",
+            "format = \"syslog\"",
+            "format = \"syslog\"\non_mismatch = \"dead-letter\"",
+            "format = \"logfmt\"",
+            "[multiline]\nstart = '^\\S'",
+            "[multiline]\nstart = '^\\S'\ntimeout = \"5s\"",
+            "[multiline]\npreset = \"java\"",
+            "[multiline]\npreset = \"python\"",
+        ];
+        let seen: Vec<String> = variants.iter().map(|v| debug(&config(v))).collect();
+        for (i, v) in variants.iter().enumerate() {
+            assert_eq!(debug(&config(v)), seen[i], "compiled twice: {v}");
+            for (j, other) in seen.iter().enumerate().filter(|(j, _)| *j != i) {
+                assert_ne!(&seen[i], other, "{v} vs {}", variants[j]);
+            }
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //!
 //! Cancel-safe: a read under way when the caller's future is dropped (a `select!` took another
 //! branch) is kept, and its bytes are the next call's, never lost — for stdin also across
-//! inputs ([`stdin`]).
+//! inputs ([`stdin`]), with the decoder that was reading it ([`Stdin`]).
 
 use std::io::Read;
 use std::os::fd::AsFd;
@@ -19,20 +19,53 @@ use std::sync::Arc;
 use tokio::sync::{MappedMutexGuard, MutexGuard};
 use tokio::task::JoinHandle;
 
+use super::decode::Decoder;
+
 /// The process's stdin reader, kept between the inputs that read it in turn (a reload stops
 /// one and starts the next).
-static STDIN: tokio::sync::Mutex<Option<Chunks>> = tokio::sync::Mutex::const_new(None);
+static STDIN: tokio::sync::Mutex<Option<Stdin>> = tokio::sync::Mutex::const_new(None);
 
 /// Standard input, lent to one input at a time (until the guard is dropped): a read of stdin
 /// under way when its input stopped, and what it gave back, are the next input's. Were each to
 /// read stdin on its own, the old one's read would still be waiting in the kernel after a
 /// reload, take the next lines written and drop them with the old pipeline.
-pub async fn stdin() -> std::io::Result<MappedMutexGuard<'static, Chunks>> {
+pub async fn stdin() -> std::io::Result<MappedMutexGuard<'static, Stdin>> {
     let mut kept = STDIN.lock().await;
     if kept.is_none() {
-        *kept = Some(Chunks::stdin()?);
+        *kept = Some(Stdin {
+            chunks: Chunks::stdin()?,
+            parked: None,
+        });
     }
     MutexGuard::try_map(kept, Option::as_mut).map_err(|_| std::io::Error::other("no stdin reader"))
+}
+
+/// The stdin reader and the decoder the last input to read it left (a reload's): the next
+/// input goes on with that decoder when its settings are the same, so a JSON value, a quoted
+/// CSV record or a multiline event under way at the reload is finished, and a CSV header kept.
+pub struct Stdin {
+    pub chunks: Chunks,
+    /// The decoder and the settings it was built from.
+    parked: Option<(String, Decoder)>,
+}
+
+impl Stdin {
+    /// Leaves `decoder`, built from `settings`, for the next input.
+    pub fn park(&mut self, settings: String, decoder: Decoder) {
+        self.parked = Some((settings, decoder));
+    }
+
+    /// The parked decoder when it was built from `settings`. A decoder of other settings is
+    /// dropped, its unfinished line given back to the stream first: the next decoder begins
+    /// with it (a record of other framing under way cannot be carried over).
+    pub fn resume(&mut self, settings: &str) -> Option<Decoder> {
+        let (built_from, mut decoder) = self.parked.take()?;
+        if built_from == settings {
+            return Some(decoder);
+        }
+        self.chunks.unread(decoder.take_unread());
+        None
+    }
 }
 
 /// A read's buffer and what the read answered.
@@ -206,6 +239,35 @@ mod tests {
         assert_eq!(&buf[..3], b"def");
         assert_eq!(c.next(&mut buf).await.expect("the end"), 0);
         assert_eq!(c.next(&mut buf).await.expect("after the end"), 0);
+    }
+
+    #[tokio::test]
+    async fn a_parked_decoder_goes_on_only_under_the_same_settings() {
+        let (r, w) = std::io::pipe().expect("pipe");
+        drop(w);
+        let chunks = Chunks::of(std::fs::File::from(std::os::fd::OwnedFd::from(r)), false);
+        let mut stdin = Stdin {
+            chunks,
+            parked: None,
+        };
+        assert!(stdin.resume("text").is_none(), "nothing parked");
+        let begun = || {
+            let mut d = Decoder::new(super::super::Format::Text, 1024);
+            d.feed(b"a line begun", &mut |_| panic!("no whole line yet"));
+            d
+        };
+        stdin.park("text".into(), begun());
+        let mut d = stdin.resume("text").expect("the same settings");
+        assert_eq!(
+            d.take_unread(),
+            b"a line begun",
+            "the decoder itself came back"
+        );
+        // Other settings: a new decoder begins with the line the parked one had begun.
+        stdin.park("text".into(), begun());
+        assert!(stdin.resume("csv").is_none());
+        assert!(stdin.resume("text").is_none(), "resumed once");
+        assert_eq!(read_all(&mut stdin.chunks, 4).await, b"a line begun");
     }
 
     #[tokio::test]

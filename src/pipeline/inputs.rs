@@ -89,6 +89,13 @@ impl InputCtx {
         self.issues.add_truncated(c.truncated);
     }
 
+    /// What [`InputCtx::decoder`] builds a stream's decoder from, as text: two inputs whose
+    /// settings read the same build the same decoder. (The rules are compared through their
+    /// `Debug`, which shows each regex by its pattern: the compiled form has no equality.)
+    fn decoder_settings(&self) -> String {
+        format!("{:?} {} {:?}", self.format, self.max_record, self.rules)
+    }
+
     /// The decoder of one stream; `path` decides `auto` by its extension when it has one.
     fn decoder(&self, path: Option<&Path>) -> Decoder {
         if let Some(rules) = &self.rules {
@@ -138,9 +145,15 @@ pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
                 Ok(file) => {
                     let source = ctx.sources.stream(&name);
                     let path_json = json_string(&absolute(&path));
-                    let decoder = ctx.decoder(Some(&path));
+                    let mut decoder = ctx.decoder(Some(&path));
                     let mut file = Chunks::file(file.into_std().await);
-                    read_stream(&ctx, &mut file, &name, source, Some(&path_json), decoder).await
+                    let stream = Stream {
+                        name: &name,
+                        source,
+                        file_path_json: Some(&path_json),
+                        held_at_stop: Held::Dropped,
+                    };
+                    read_stream(&ctx, &mut file, &stream, &mut decoder).await
                 }
                 Err(e) => Err(format!("cannot read {name}: {}", io_reason(&e))),
             }
@@ -156,75 +169,120 @@ pub async fn once(ctx: InputCtx, paths: Vec<PathBuf>) {
     }
 }
 
-/// Reads the process's stdin (see [`chunks::stdin`]) to its end, as [`read_stream`].
+/// Reads the process's stdin (see [`chunks::stdin`]) to its end, as [`read_stream`]. After a
+/// reload it goes on with the decoder the last pipeline's stdin input left, when it was built
+/// from the same settings; a stop that is no reload sends what the decoder holds.
 async fn read_stdin(ctx: &InputCtx) -> Result<bool, String> {
     let mut stdin = chunks::stdin()
         .await
         .map_err(|e| format!("cannot read stdin: {}", io_reason(&e)))?;
+    let settings = ctx.decoder_settings();
+    let mut decoder = stdin.resume(&settings).unwrap_or_else(|| ctx.decoder(None));
     let source = ctx.sources.stream("<stdin>");
-    let decoder = ctx.decoder(None);
-    read_stream(ctx, &mut stdin, "<stdin>", source, None, decoder).await
+    let stream = Stream {
+        name: "<stdin>",
+        source,
+        file_path_json: None,
+        held_at_stop: Held::Sent,
+    };
+    let read = read_stream(ctx, &mut stdin.chunks, &stream, &mut decoder).await;
+    if ctx.stop.hands_over() {
+        stdin.park(settings, decoder);
+    }
+    read
+}
+
+/// One stream an input reads.
+struct Stream<'a> {
+    name: &'a str,
+    source: u32,
+    /// The `FilePath` column, as JSON; `None` for stdin.
+    file_path_json: Option<&'a str>,
+    /// What becomes of the records the decoder holds when the pipeline stops reading.
+    held_at_stop: Held,
+}
+
+/// What a stop (one that is no reload's hand-over) does with what the decoder holds: an
+/// unfinished line, a pending multiline event, a JSON value or quoted CSV record under way.
+#[derive(Clone, Copy, PartialEq)]
+enum Held {
+    /// Dropped: the stream is still there to be read again (a file `send` was stopped in).
+    Dropped,
+    /// Sent, as at the stream's end: nothing else holds them (stdin, whose bytes were taken
+    /// from the pipe).
+    Sent,
+}
+
+/// What one turn of [`read_stream`] has to do.
+enum Step {
+    /// A chunk of this many bytes was read; 0 at the end.
+    Read(usize),
+    /// The pending multiline event waited its timeout.
+    Pending,
+    /// Stopped: what the decoder holds is sent, as at the end.
+    Stopped,
 }
 
 /// Reads one stream to its end through `decoder`, handing rows on as they are built. Ok(false):
-/// stopped, or the output is gone.
+/// stopped, or the output is gone. A stop for a reload leaves what `decoder` holds in it.
 async fn read_stream(
     ctx: &InputCtx,
     reader: &mut Chunks,
-    name: &str,
-    source: u32,
-    file_path_json: Option<&str>,
-    mut decoder: Decoder,
+    stream: &Stream<'_>,
+    decoder: &mut Decoder,
 ) -> Result<bool, String> {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut rows = RowBuf::with_capacity(HANDOFF_BYTES * 2);
-    // When a pending multiline event has waited its timeout for another line.
-    let mut pending_until: Option<Instant> = None;
+    // When a pending multiline event (perhaps one a reload carried over) waits no longer.
+    let mut pending_until = decoder.pending_timeout().map(|t| Instant::now() + t);
     let mut time_read = String::new();
     loop {
         let replay = reader.replays();
-        // `None`: emit the pending multiline event.
-        let n = tokio::select! {
+        let step = tokio::select! {
             biased;
             _ = ctx.stop.inputs.cancelled() => {
-                // The unfinished line goes back to the stream: a reload's stdin input goes on
-                // with it, so a line the SIGHUP cut is still one row.
-                reader.unread(decoder.take_unread());
-                return Ok(false);
+                if ctx.stop.hands_over() || stream.held_at_stop == Held::Dropped {
+                    return Ok(false);
+                }
+                Step::Stopped
             }
-            _ = sleep_until(pending_until) => None,
-            r = reader.next(&mut buf) => Some(r.map_err(|e| format!("reading {name} failed: {e}"))?),
+            _ = sleep_until(pending_until) => Step::Pending,
+            r = reader.next(&mut buf) => {
+                Step::Read(r.map_err(|e| format!("reading {} failed: {e}", stream.name))?)
+            }
         };
-        if let (Some(n), false) = (n, replay) {
-            ctx.bytes.add(n as u64);
+        if let (Step::Read(n), false) = (&step, replay) {
+            ctx.bytes.add(*n as u64);
         }
-        if n != Some(0) || time_read.is_empty() {
+        if !matches!(step, Step::Read(0)) || time_read.is_empty() {
             time_read.clear();
             crate::transform::time::format_rfc3339_utc(jiff::Timestamp::now(), &mut time_read);
         }
         let mut sink = RowSink {
             encoder: &ctx.encoder,
             deadletter: &ctx.deadletter,
-            name,
-            source,
-            file_path_json,
+            name: stream.name,
+            source: stream.source,
+            file_path_json: stream.file_path_json,
             time_read: &time_read,
             out: &mut rows,
             counts: SinkCounts::default(),
         };
-        match n {
-            Some(n) => sink.decode(&mut decoder, &buf[..n]),
-            None => decoder.flush_pending(&mut |rec| sink.record(rec, 0)),
+        match step {
+            Step::Read(n) => sink.decode(decoder, &buf[..n]),
+            Step::Stopped => sink.decode(decoder, &[]),
+            Step::Pending => decoder.flush_pending(&mut |rec| sink.record(rec, 0)),
         }
         let counts = sink.counts;
         ctx.count_parsed(decoder.take_parse_counts());
         pending_until = decoder.pending_timeout().map(|t| Instant::now() + t);
         if !ctx.hand_off(&mut rows, counts).await {
-            reader.unread(decoder.take_unread());
             return Ok(false);
         }
-        if n == Some(0) {
-            return Ok(true);
+        match step {
+            Step::Read(0) => return Ok(true),
+            Step::Stopped => return Ok(false),
+            _ => {}
         }
     }
 }

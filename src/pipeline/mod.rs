@@ -475,6 +475,13 @@ impl Pipeline {
         self.finish(None, Some(timeout)).await.0
     }
 
+    /// [`Pipeline::shutdown`] for a reload: a stdin input leaves the record it has under way
+    /// (and its CSV header) to the next pipeline rather than sending it now.
+    pub async fn hand_over(self, timeout: Duration) -> bool {
+        self.stop.hand_over();
+        self.finish(None, Some(timeout)).await.0
+    }
+
     /// A one-shot run's end: once the inputs have ended (or a failure stopped them), delivers
     /// what was read — however long the policy's retries take — and says how it went.
     pub async fn finish_once(mut self) -> Outcome {

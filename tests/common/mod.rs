@@ -597,10 +597,15 @@ pub fn append(path: &Path, lines: &[String]) {
 
 /// How many times each `RawData` arrived in requests the fake answered 2xx.
 pub fn raw_counts(fake: &Fake) -> HashMap<String, usize> {
+    column_counts(fake, "RawData")
+}
+
+/// How many times each string value of `column` arrived in requests the fake answered 2xx.
+pub fn column_counts(fake: &Fake, column: &str) -> HashMap<String, usize> {
     let mut m = HashMap::new();
     for r in fake.accepted() {
         for row in r.rows() {
-            if let Some(raw) = row["RawData"].as_str() {
+            if let Some(raw) = row[column].as_str() {
                 *m.entry(raw.to_string()).or_insert(0) += 1;
             }
         }
