@@ -16,6 +16,7 @@ use common::agent::{metric_value, proc_status_kib, Agent};
 use common::*;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
+use tokio::process::ChildStdin;
 
 const TOKEN: &str = "run-token-0123456789";
 
@@ -641,7 +642,7 @@ async fn sighup_reloads_the_config_and_keeps_it_when_broken() {
 
 /// An agent run from a config file in `dir` whose one input, `in`, reads stdin (`input` is the
 /// rest of its table), and the agent's stdin.
-fn stdin_agent(fake: &Fake, dir: &Path, input: &str) -> (Agent, tokio::process::ChildStdin) {
+fn stdin_agent(fake: &Fake, dir: &Path, input: &str) -> (Agent, ChildStdin) {
     let config = dir.join("agent.toml");
     let http = free_addr();
     let state = dir.join("state");
@@ -677,6 +678,66 @@ async fn sigterm_sends_the_event_and_line_a_stdin_input_holds() {
     assert_eq!(status.code(), Some(0), "{}", agent.log());
     let expected = ["first\n  at one", "second\n  at two", "no newline yet"];
     assert_exactly_once(&fake, &expected.map(String::from));
+    drop(stdin);
+}
+
+/// A stdin input holds a multiline event and a line begun when `edit` rewrites its config and
+/// a SIGHUP reloads it: the event is sent at the reload, not dropped.
+async fn reload_with_held_stdin(
+    edit: impl Fn(&str) -> String,
+) -> (Agent, Fake, ChildStdin, tempfile::TempDir) {
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let input = "[inputs.in.multiline]\nstart = '^\\S'\ntimeout = \"60s\"\n";
+    let (agent, mut stdin) = stdin_agent(&fake, dir.path(), input);
+    let held = "first\n  at one\ncut hea";
+    stdin.write_all(held.as_bytes()).await.expect("write");
+    let metric = "dcrship_input_bytes_total{input=\"in\"}";
+    let bytes = held.len() as f64;
+    agent.wait_metric(metric, secs(10), |v| v == bytes).await;
+    let config = dir.path().join("agent.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, edit(&text)).expect("config");
+    agent.signal("HUP");
+    agent
+        .wait_for("the held event, sent at the reload", secs(10), || {
+            raw_counts(&fake).contains_key("first\n  at one")
+        })
+        .await;
+    (agent, fake, stdin, dir)
+}
+
+/// 8a. A reload that changes how stdin is read (here the multiline timeout): the line the old
+///     pipeline had begun is the new one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_changing_a_stdin_input_sends_the_event_it_held() {
+    let (mut agent, fake, mut stdin, _dir) =
+        reload_with_held_stdin(|c| c.replace("\"60s\"", "\"50s\"")).await;
+    stdin.write_all(b"d\n").await.expect("write");
+    drop(stdin);
+    let status = agent.wait_exit(secs(15)).await;
+    assert_eq!(status.code(), Some(0), "{}", agent.log());
+    assert_exactly_once(&fake, &["first\n  at one", "cut head"].map(String::from));
+}
+
+/// 8a. A reload to a configuration without a stdin input: nothing will read stdin again, so the
+///     line begun goes out as it is, with the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_dropping_a_stdin_input_sends_what_it_held() {
+    let (mut agent, fake, stdin, _dir) = reload_with_held_stdin(|c| {
+        c.replace(
+            "type = \"stdin\"",
+            "type = \"file\"\npaths = [\"/nonexistent/*.log\"]",
+        )
+    })
+    .await;
+    agent
+        .wait_for("the line begun", secs(10), || {
+            raw_counts(&fake).contains_key("cut hea")
+        })
+        .await;
+    agent.stop(secs(10)).await;
+    assert_exactly_once(&fake, &["first\n  at one", "cut hea"].map(String::from));
     drop(stdin);
 }
 

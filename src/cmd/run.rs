@@ -164,7 +164,7 @@ async fn run_inner(args: RunArgs) -> Result<(), CmdError> {
                 match reload(&args, file.as_deref(), &current, &shared).await {
                     Some((next, next_tokens)) => {
                         let timeout = current.agent().shutdown_timeout;
-                        pipeline.hand_over(timeout).await;
+                        pipeline.hand_over(&next.plan, timeout).await;
                         match Pipeline::start(&next.plan, &mode, &shared, Some(&next_tokens)).await {
                             Ok(p) => {
                                 for gone in current.plan.outputs.keys().filter(|k| !next.plan.outputs.contains_key(*k)) {

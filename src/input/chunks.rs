@@ -55,17 +55,30 @@ impl Stdin {
         self.parked = Some((settings, decoder));
     }
 
-    /// The parked decoder when it was built from `settings`. A decoder of other settings is
-    /// dropped, its unfinished line given back to the stream first: the next decoder begins
-    /// with it (a record of other framing under way cannot be carried over).
-    pub fn resume(&mut self, settings: &str) -> Option<Decoder> {
-        let (built_from, mut decoder) = self.parked.take()?;
-        if built_from == settings {
-            return Some(decoder);
+    /// The parked decoder, and whether it was built from `settings`. One of other settings
+    /// comes back with its unfinished line given back to the stream first, for the next
+    /// decoder to begin with; what else it holds (a record of other framing under way) is the
+    /// caller's to send.
+    pub fn resume(&mut self, settings: &str) -> Resumed {
+        match self.parked.take() {
+            None => Resumed::Nothing,
+            Some((built_from, decoder)) if built_from == settings => Resumed::Same(decoder),
+            Some((_, mut decoder)) => {
+                self.chunks.unread(decoder.take_unread());
+                Resumed::Other(decoder)
+            }
         }
-        self.chunks.unread(decoder.take_unread());
-        None
     }
+}
+
+/// What [`Stdin::resume`] found parked.
+#[derive(Debug)]
+pub enum Resumed {
+    Nothing,
+    /// Built from the same settings: go on with it.
+    Same(Decoder),
+    /// Built from other settings; its unfinished line was given back.
+    Other(Decoder),
 }
 
 /// A read's buffer and what the read answered.
@@ -250,14 +263,16 @@ mod tests {
             chunks,
             parked: None,
         };
-        assert!(stdin.resume("text").is_none(), "nothing parked");
+        assert!(matches!(stdin.resume("text"), Resumed::Nothing));
         let begun = || {
             let mut d = Decoder::new(super::super::Format::Text, 1024);
             d.feed(b"a line begun", &mut |_| panic!("no whole line yet"));
             d
         };
         stdin.park("text".into(), begun());
-        let mut d = stdin.resume("text").expect("the same settings");
+        let Resumed::Same(mut d) = stdin.resume("text") else {
+            panic!("the same settings")
+        };
         assert_eq!(
             d.take_unread(),
             b"a line begun",
@@ -265,8 +280,14 @@ mod tests {
         );
         // Other settings: a new decoder begins with the line the parked one had begun.
         stdin.park("text".into(), begun());
-        assert!(stdin.resume("csv").is_none());
-        assert!(stdin.resume("text").is_none(), "resumed once");
+        let Resumed::Other(mut d) = stdin.resume("csv") else {
+            panic!("other settings")
+        };
+        assert!(d.take_unread().is_empty(), "its line was given back");
+        assert!(
+            matches!(stdin.resume("text"), Resumed::Nothing),
+            "resumed once"
+        );
         assert_eq!(read_all(&mut stdin.chunks, 4).await, b"a line begun");
     }
 

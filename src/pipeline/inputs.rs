@@ -18,7 +18,7 @@ use super::stop::Stop;
 use super::Rows;
 use crate::deadletter::{DeadLetter, Refused};
 use crate::input::checkpoint::Checkpoints;
-use crate::input::chunks::{self, Chunks};
+use crate::input::chunks::{self, Chunks, Resumed};
 use crate::input::container::{ContainerFiles, ContainerSettings};
 use crate::input::decode::{line_record, CsvLines};
 use crate::input::file::{FileKey, FileLines, FileTailer};
@@ -177,7 +177,6 @@ async fn read_stdin(ctx: &InputCtx) -> Result<bool, String> {
         .await
         .map_err(|e| format!("cannot read stdin: {}", io_reason(&e)))?;
     let settings = ctx.decoder_settings();
-    let mut decoder = stdin.resume(&settings).unwrap_or_else(|| ctx.decoder(None));
     let source = ctx.sources.stream("<stdin>");
     let stream = Stream {
         name: "<stdin>",
@@ -185,11 +184,35 @@ async fn read_stdin(ctx: &InputCtx) -> Result<bool, String> {
         file_path_json: None,
         held_at_stop: Held::Sent,
     };
+    let mut decoder = match stdin.resume(&settings) {
+        Resumed::Same(d) => d,
+        Resumed::Other(mut old) => {
+            // The reload changed how stdin is read: what the old decoder held beside its
+            // unfinished line (a multiline event, a quoted CSV record) goes out now, as rows or
+            // dead-lettered, rather than with the old pipeline.
+            if !send_held(ctx, &stream, &mut old).await {
+                return Ok(false);
+            }
+            ctx.decoder(None)
+        }
+        Resumed::Nothing => ctx.decoder(None),
+    };
     let read = read_stream(ctx, &mut stdin.chunks, &stream, &mut decoder).await;
-    if ctx.stop.hands_over() {
+    if ctx.stop.stdin_handed_over() {
         stdin.park(settings, decoder);
     }
     read
+}
+
+/// Sends what `decoder` holds, as at its stream's end; false when the output is gone.
+async fn send_held(ctx: &InputCtx, stream: &Stream<'_>, decoder: &mut Decoder) -> bool {
+    let time_read = rfc3339_utc(jiff::Timestamp::now());
+    let mut rows = RowBuf::with_capacity(HANDOFF_BYTES);
+    let mut sink = stream.sink(ctx, &time_read, &mut rows);
+    sink.decode(decoder, &[]);
+    let counts = sink.counts;
+    ctx.count_parsed(decoder.take_parse_counts());
+    ctx.hand_off(&mut rows, counts).await
 }
 
 /// One stream an input reads.
@@ -200,6 +223,27 @@ struct Stream<'a> {
     file_path_json: Option<&'a str>,
     /// What becomes of the records the decoder holds when the pipeline stops reading.
     held_at_stop: Held,
+}
+
+impl<'a> Stream<'a> {
+    /// Where this stream's records become rows.
+    fn sink<'s>(
+        &'s self,
+        ctx: &'s InputCtx,
+        time_read: &'s str,
+        out: &'s mut RowBuf,
+    ) -> RowSink<'s> {
+        RowSink {
+            encoder: &ctx.encoder,
+            deadletter: &ctx.deadletter,
+            name: self.name,
+            source: self.source,
+            file_path_json: self.file_path_json,
+            time_read,
+            out,
+            counts: SinkCounts::default(),
+        }
+    }
 }
 
 /// What a stop (one that is no reload's hand-over) does with what the decoder holds: an
@@ -241,7 +285,7 @@ async fn read_stream(
         let step = tokio::select! {
             biased;
             _ = ctx.stop.inputs.cancelled() => {
-                if ctx.stop.hands_over() || stream.held_at_stop == Held::Dropped {
+                if ctx.stop.stdin_handed_over() || stream.held_at_stop == Held::Dropped {
                     return Ok(false);
                 }
                 Step::Stopped
@@ -258,16 +302,7 @@ async fn read_stream(
             time_read.clear();
             crate::transform::time::format_rfc3339_utc(jiff::Timestamp::now(), &mut time_read);
         }
-        let mut sink = RowSink {
-            encoder: &ctx.encoder,
-            deadletter: &ctx.deadletter,
-            name: stream.name,
-            source: stream.source,
-            file_path_json: stream.file_path_json,
-            time_read: &time_read,
-            out: &mut rows,
-            counts: SinkCounts::default(),
-        };
+        let mut sink = stream.sink(ctx, &time_read, &mut rows);
         match step {
             Step::Read(n) => sink.decode(decoder, &buf[..n]),
             Step::Stopped => sink.decode(decoder, &[]),

@@ -475,10 +475,10 @@ impl Pipeline {
         self.finish(None, Some(timeout)).await.0
     }
 
-    /// [`Pipeline::shutdown`] for a reload: a stdin input leaves the record it has under way
-    /// (and its CSV header) to the next pipeline rather than sending it now.
-    pub async fn hand_over(self, timeout: Duration) -> bool {
-        self.stop.hand_over();
+    /// [`Pipeline::shutdown`] for a reload to `next`: when it reads stdin too, a stdin input
+    /// leaves the record it has under way (and its CSV header) to it rather than sending it now.
+    pub async fn hand_over(self, next: &Plan, timeout: Duration) -> bool {
+        self.stop.hand_over(next.reads_stdin());
         self.finish(None, Some(timeout)).await.0
     }
 

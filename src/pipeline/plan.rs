@@ -98,6 +98,13 @@ pub struct ContainerPlan {
 }
 
 impl Plan {
+    /// True when an input reads stdin.
+    pub fn reads_stdin(&self) -> bool {
+        self.inputs
+            .values()
+            .any(|i| matches!(i.source, Source::Stdin))
+    }
+
     /// True when every input reads stdin (the agent ends when stdin does).
     pub fn stdin_only(&self) -> bool {
         !self.inputs.is_empty()

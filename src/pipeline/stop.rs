@@ -7,8 +7,8 @@
 //!   later batch can cure in a one-shot run); what is not delivered stays in the spool, or is
 //!   reported as not sent.
 //!
-//! A stop for a reload is marked ([`Stop::hand_over`]): a stdin input then leaves what its
-//! decoder holds to the next pipeline instead of sending it as rows.
+//! A stop for a reload whose next pipeline reads stdin too is marked ([`Stop::hand_over`]): a
+//! stdin input then leaves what its decoder holds to the next one instead of sending it now.
 //!
 //! The first fatal failure and the first input error are kept for the caller's exit code.
 
@@ -25,7 +25,7 @@ pub struct Stop {
     pub abort: CancellationToken,
     fatal: OnceLock<Fatal>,
     input_error: OnceLock<String>,
-    handing_over: AtomicBool,
+    stdin_handed_over: AtomicBool,
 }
 
 impl Stop {
@@ -37,15 +37,16 @@ impl Stop {
         }
     }
 
-    /// Stops reading for a reload: a next pipeline goes on where this one stopped.
-    pub fn hand_over(&self) {
-        self.handing_over.store(true, Ordering::SeqCst);
+    /// Stops reading for a reload; `stdin`: the next pipeline reads stdin, and goes on where
+    /// this one stopped.
+    pub fn hand_over(&self, stdin: bool) {
+        self.stdin_handed_over.store(stdin, Ordering::SeqCst);
         self.inputs.cancel();
     }
 
-    /// Whether the inputs were stopped for a reload ([`Stop::hand_over`]).
-    pub fn hands_over(&self) -> bool {
-        self.handing_over.load(Ordering::SeqCst)
+    /// Whether the inputs stopped for a reload whose next pipeline reads stdin.
+    pub fn stdin_handed_over(&self) -> bool {
+        self.stdin_handed_over.load(Ordering::SeqCst)
     }
 
     /// An input could not be read to its end; the others go on.
@@ -77,17 +78,20 @@ mod tests {
         stop.input_failed("a".into());
         stop.input_failed("b".into());
         assert_eq!(stop.input_error(), Some("a"));
-        assert!(!stop.hands_over(), "a failure is no reload");
+        assert!(!stop.stdin_handed_over(), "a failure is no reload");
     }
 
     #[test]
     fn a_hand_over_stops_the_inputs_and_says_so() {
         let stop = Stop::default();
-        stop.hand_over();
-        assert!(stop.inputs.is_cancelled() && stop.hands_over());
+        stop.hand_over(true);
+        assert!(stop.inputs.is_cancelled() && stop.stdin_handed_over());
         assert!(
             !stop.abort.is_cancelled(),
             "what was read is still delivered"
         );
+        let stop = Stop::default();
+        stop.hand_over(false);
+        assert!(stop.inputs.is_cancelled() && !stop.stdin_handed_over());
     }
 }
