@@ -65,7 +65,8 @@ const SEND_AFTER_HELP: &str = "\
 Exit codes: 0 every row accepted; 1 internal error; 2 usage, configuration or unreadable input;
 3 no token; 4 permission denied or not found (403/404) past --permission-grace, or a stream the
 DCR does not declare (400 InvalidStream); 5 some rows rejected (see --dead-letter), the rest
-delivered; 6 gave up on transient failures past --retry-timeout.
+delivered; 6 gave up on transient failures past --retry-timeout; 130 interrupted: SIGINT or
+SIGTERM stops reading and delivers what was read for 10 s more (a second one stops at once).
 
 Examples:
   dcrship send --dry-run examples/app.ndjson

@@ -73,15 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     if let Some(e) = &summary.error {
                         error_line(e, summary.exit_code);
                     }
-                    match summary.exit_code {
-                        0 => ExitCode::Ok,
-                        2 => ExitCode::Usage,
-                        3 => ExitCode::NoToken,
-                        4 => ExitCode::Permission,
-                        5 => ExitCode::Rejected,
-                        6 => ExitCode::Transient,
-                        _ => ExitCode::Internal,
-                    }
+                    ExitCode::from_code(summary.exit_code).unwrap_or(ExitCode::Internal)
                 }
                 Err(e) => {
                     if json {

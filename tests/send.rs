@@ -986,3 +986,105 @@ async fn a_full_ingestion_url_as_endpoint_is_taken_apart_and_other_paths_are_ref
         assert_eq!(fake.requests().len(), before, "no request for {endpoint}");
     }
 }
+
+/// The `--summary json` line of a `send` run through [`agent::Agent`] (its stdout, in the log).
+fn summary_in(log: &str) -> Value {
+    let line = log
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("stdout: "))
+        .unwrap_or_else(|| panic!("no summary in {log}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("summary JSON ({e}): {line}"))
+}
+
+/// `send -` reading a pipe that stays open, through [`agent::Agent`] (logs and signals).
+fn send_stdin(fake: &Fake) -> agent::Agent {
+    let mut c = send_to(fake, TOKEN);
+    c.args([
+        "--format",
+        "text",
+        "--batch-timeout",
+        "200ms",
+        "--summary",
+        "json",
+    ])
+    .arg("-")
+    .stdin(std::process::Stdio::piped());
+    agent::Agent::spawn(c)
+}
+
+/// Ctrl-C in the middle of a pipe: reading stops, what was read is delivered — the last line,
+/// still without its newline, too — and the summary and exit code 130 say the input was cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_reading_delivers_what_was_read_and_exits_130() {
+    use tokio::io::AsyncWriteExt;
+    let fake = Fake::start(|_| Reply::Status(204)).await;
+    let mut agent = send_stdin(&fake);
+    let mut stdin = agent.stdin.take().expect("stdin");
+    let whole = lines("read", 0..50);
+    let text = format!("{}no newline yet", text_of(&whole));
+    stdin.write_all(text.as_bytes()).await.expect("write");
+    agent
+        .wait_for("the whole lines", secs(10), || all_arrived(&fake, &whole))
+        .await;
+    agent.signal("INT");
+    let status = agent.wait_exit(secs(15)).await;
+    assert_eq!(status.code(), Some(130), "{}", agent.log());
+    let s = summary_in(&agent.log());
+    assert_eq!(
+        (
+            &s["rows_read"],
+            &s["rows_sent"],
+            &s["rows_unsent"],
+            &s["exit_code"]
+        ),
+        (&json!(51), &json!(51), &json!(0), &json!(130)),
+        "{s}"
+    );
+    assert!(
+        s["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("interrupted")),
+        "{s}"
+    );
+    let got = raw_counts(&fake);
+    assert_eq!(got.len(), 51, "{got:?}");
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+    assert_eq!(got.get("no newline yet"), Some(&1));
+    drop(stdin);
+}
+
+/// SIGTERM while the endpoint fails: delivery goes on for the grace, and a second signal ends
+/// the upload at once with 130.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_ends_send_at_once() {
+    use tokio::io::AsyncWriteExt;
+    let fake = Fake::start(|_| Reply::Status(503)).await;
+    let mut agent = send_stdin(&fake);
+    let mut stdin = agent.stdin.take().expect("stdin");
+    stdin
+        .write_all(text_of(&lines("x", 0..10)).as_bytes())
+        .await
+        .expect("write");
+    agent
+        .wait_for("a failed request", secs(10), || {
+            !fake.ingest_requests().is_empty()
+        })
+        .await;
+    agent.signal("TERM");
+    agent
+        .wait_for("the first signal's warning", secs(10), || {
+            agent.log_has("stopped reading; delivering what was read")
+        })
+        .await;
+    agent.signal("TERM");
+    let status = agent.wait_exit(secs(5)).await;
+    assert_eq!(status.code(), Some(130), "{}", agent.log());
+    assert!(
+        agent.log_has("SIGTERM again: stopping now"),
+        "{}",
+        agent.log()
+    );
+    assert!(fake.accepted().is_empty());
+    drop(stdin);
+}

@@ -13,6 +13,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+
 use super::{check_token_audience, host_name, tokens, CmdError};
 use crate::cli::SendArgs;
 use crate::deadletter::DeadLetter;
@@ -84,7 +86,10 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     let pipeline = Pipeline::start(&cfg.plan, &mode, &shared, tokens.as_ref())
         .await
         .map_err(|e| CmdError::usage(e.to_string()))?;
-    let outcome = pipeline.finish_once().await;
+    let interrupt = CancellationToken::new();
+    let on_signal = tokio::spawn(interrupt_on_signal(interrupt.clone()));
+    let outcome = pipeline.finish_once(interrupt, INTERRUPT_GRACE).await;
+    on_signal.abort();
     progress.finish();
 
     let dead_letter_ok = deadletter.flush();
@@ -100,6 +105,21 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
             )),
         ),
         (Some(f), _) => (f.exit_code(), Some(f.to_string())),
+        (None, _) if outcome.interrupted => (
+            ExitCode::Interrupted,
+            Some(match waiting {
+                0 => format!(
+                    "interrupted by a signal before the input was read and delivered to its \
+                     end: {} read, {} of them not sent",
+                    counted(summary.rows_read, "row", "rows"),
+                    summary.rows_unsent
+                ),
+                _ => format!(
+                    "interrupted; {waiting} rows wait in the spool: run `dcrship send --spool {} /dev/null` (same endpoint) to deliver them",
+                    args.spool.as_deref().unwrap_or(Path::new("DIR")).display()
+                ),
+            }),
+        ),
         (None, Some(e)) => (ExitCode::Usage, Some(e)),
         (None, None) if summary.rows_rejected > 0 => (
             ExitCode::Rejected,
@@ -119,6 +139,38 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     summary.exit_code = code.code();
     summary.error = error;
     Ok(summary)
+}
+
+/// How long delivery goes on after SIGINT or SIGTERM stopped the reading.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
+
+/// The first SIGINT or SIGTERM fires `interrupt`: reading stops, what was read is delivered for
+/// [`INTERRUPT_GRACE`] more, and the summary says what was not. A second one exits at once,
+/// with [`ExitCode::Interrupted`], as an interrupted command does.
+async fn interrupt_on_signal(interrupt: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without handlers the signals keep their default action: the process ends at once.
+        return;
+    };
+    for _ in 0..2 {
+        let name = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        if interrupt.is_cancelled() {
+            crate::console::err(&format!("dcrship: {name} again: stopping now"));
+            std::process::exit(ExitCode::Interrupted.code());
+        }
+        tracing::warn!(
+            "{name}: stopped reading; delivering what was read for up to {} s more (again to stop now)",
+            INTERRUPT_GRACE.as_secs()
+        );
+        interrupt.cancel();
+    }
 }
 
 /// `--spool DIR`: creates DIR and takes its lock.

@@ -216,6 +216,9 @@ pub struct Outcome {
     pub fatal: Option<crate::ingest::sender::Fatal>,
     /// An input that could not be read to its end.
     pub input_error: Option<String>,
+    /// A signal cut it short: the inputs were not read to their end, or what was read was
+    /// not all delivered within the grace.
+    pub interrupted: bool,
     /// Rows left in the spool (`send --spool`) for a later run.
     pub waiting: u64,
 }
@@ -483,14 +486,19 @@ impl Pipeline {
     }
 
     /// A one-shot run's end: once the inputs have ended (or a failure stopped them), delivers
-    /// what was read — however long the policy's retries take — and says how it went.
-    pub async fn finish_once(mut self) -> Outcome {
-        self.inputs_ended().await;
+    /// what was read — however long the policy's retries take — and says how it went. When
+    /// `interrupt` fires first, reading stops there and delivery gets `grace` more.
+    pub async fn finish_once(mut self, interrupt: CancellationToken, grace: Duration) -> Outcome {
+        let ended = tokio::select! {
+            _ = self.inputs_ended() => true,
+            _ = interrupt.cancelled() => false,
+        };
         let stop = self.stop.clone();
-        let (_, waiting) = self.finish(None, None).await;
+        let (drained, waiting) = self.finish(Some(interrupt.clone()), Some(grace)).await;
         Outcome {
             fatal: stop.fatal().cloned(),
             input_error: stop.input_error().map(str::to_string),
+            interrupted: interrupt.is_cancelled() && !(ended && drained),
             waiting,
         }
     }
