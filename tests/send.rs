@@ -1088,3 +1088,44 @@ async fn a_second_signal_ends_send_at_once() {
     assert!(fake.accepted().is_empty());
     drop(stdin);
 }
+
+/// One SIGINT while the endpoint fails and stdin holds far more than the queues: reading stops
+/// and delivery gives up after the grace (10 s), though each request would be retried for two
+/// minutes, and the summary counts the rows not sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_ends_a_stalled_send_after_the_grace() {
+    let fake = Fake::start(|_| Reply::Status(503)).await;
+    let dir = tempfile::tempdir().expect("tmp");
+    let rows: String = (0..400)
+        .map(|c| text_of(&lines(&format!("c{c}"), 0..1000)))
+        .collect();
+    let file = write_file(dir.path(), "rows.txt", &rows);
+    let mut c = send_to(&fake, TOKEN);
+    c.args([
+        "--format",
+        "text",
+        "--summary",
+        "json",
+        "--retry-timeout",
+        "120s",
+    ])
+    .arg("-")
+    .stdin(std::fs::File::open(&file).expect("open"));
+    let mut agent = agent::Agent::spawn(c);
+    agent
+        .wait_for("a failed request", secs(10), || {
+            !fake.ingest_requests().is_empty()
+        })
+        .await;
+    agent.signal("INT");
+    let took = std::time::Instant::now();
+    let status = agent.wait_exit(secs(30)).await;
+    let took = took.elapsed();
+    assert_eq!(status.code(), Some(130), "{}", agent.log());
+    assert!(took < secs(20), "bounded by the grace: {took:?}");
+    let s = summary_in(&agent.log());
+    let (read, unsent) = (s["rows_read"].as_u64(), s["rows_unsent"].as_u64());
+    assert!(unsent > Some(0) && unsent == read, "{s}");
+    assert!(read < Some(400_000), "reading stopped: {s}");
+    assert!(fake.accepted().is_empty());
+}

@@ -96,14 +96,14 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
     let mut summary = Summary::from_metrics(&shared.metrics, started.elapsed());
     summary.dry_run = args.dry_run;
     let waiting = outcome.waiting;
+    let in_spool = || {
+        format!(
+            "{waiting} rows wait in the spool: run `dcrship send --spool {} /dev/null` (same endpoint) to deliver them",
+            args.spool.as_deref().unwrap_or(Path::new("DIR")).display()
+        )
+    };
     let (code, error) = match (outcome.fatal, outcome.input_error) {
-        (Some(f), _) if waiting > 0 => (
-            f.exit_code(),
-            Some(format!(
-                "{f}; {waiting} rows wait in the spool: run `dcrship send --spool {} /dev/null` (same endpoint) to deliver them",
-                args.spool.as_deref().unwrap_or(Path::new("DIR")).display()
-            )),
-        ),
+        (Some(f), _) if waiting > 0 => (f.exit_code(), Some(format!("{f}; {}", in_spool()))),
         (Some(f), _) => (f.exit_code(), Some(f.to_string())),
         (None, _) if outcome.interrupted => (
             ExitCode::Interrupted,
@@ -114,10 +114,7 @@ pub async fn run(args: SendArgs) -> Result<Summary, CmdError> {
                     counted(summary.rows_read, "row", "rows"),
                     summary.rows_unsent
                 ),
-                _ => format!(
-                    "interrupted; {waiting} rows wait in the spool: run `dcrship send --spool {} /dev/null` (same endpoint) to deliver them",
-                    args.spool.as_deref().unwrap_or(Path::new("DIR")).display()
-                ),
+                _ => format!("interrupted; {}", in_spool()),
             }),
         ),
         (None, Some(e)) => (ExitCode::Usage, Some(e)),

@@ -80,7 +80,12 @@ impl InputCtx {
             return true;
         }
         let full = std::mem::replace(rows, RowBuf::with_capacity(HANDOFF_BYTES * 2));
-        self.out.send(Rows { rows: full }).await.is_ok()
+        // An aborted stop ends a hand-off the stalled output would never take.
+        tokio::select! {
+            biased;
+            sent = self.out.send(Rows { rows: full }) => sent.is_ok(),
+            _ = self.stop.abort.cancelled() => false,
+        }
     }
 
     fn count_parsed(&self, c: ParseCounts) {

@@ -21,8 +21,9 @@
 //! from memory (or through the spool of `--spool DIR`) and stops at the first failure no later
 //! request can cure, which [`Stop`] carries to every task. [`Pipeline::shutdown`] stops the
 //! inputs, seals what was read, delivers within a timeout and saves the checkpoints; what is not
-//! delivered stays in the spool for the next start. SIGHUP reload is a shutdown followed by a
-//! start from the new configuration, so nothing is lost.
+//! delivered stays in the spool for the next start. SIGHUP reload is a shutdown
+//! ([`Pipeline::hand_over`]: a stdin input leaves its decoder to the next pipeline) followed by
+//! a start from the new configuration, so nothing is lost.
 
 pub mod acks;
 pub mod heartbeat;
@@ -209,6 +210,9 @@ pub struct Pipeline {
     checkpointer: Option<Arc<Checkpointer>>,
 }
 
+/// An input's task, set up and not yet started.
+type InputTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// How a one-shot run ended.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -351,7 +355,10 @@ impl Pipeline {
             .as_ref()
             .map(|c| c.snapshot())
             .unwrap_or_default();
-        let inputs = TaskTracker::new();
+        // Every input is set up before any starts: an input that cannot be set up fails the
+        // start with none running (a stdin input already running would hold stdin, and the
+        // decoder a reload left it, from the pipeline started in this one's place).
+        let mut ready: Vec<(&str, &str, InputTask)> = Vec::new();
         for (name, input) in &plan.inputs {
             let bad = |reason: String| PipelineError::Input {
                 input: name.clone(),
@@ -398,29 +405,30 @@ impl Pipeline {
                 multiline_cut: shared.metrics.multiline_cut(name),
                 stop: stop.clone(),
             };
-            match &input.source {
-                Source::Stdin => {
-                    inputs.spawn(inputs::stdin(ctx));
-                }
-                Source::Once(paths) => {
-                    inputs.spawn(inputs::once(ctx, paths.clone()));
-                }
+            let task: InputTask = match &input.source {
+                Source::Stdin => Box::pin(inputs::stdin(ctx)),
+                Source::Once(paths) => Box::pin(inputs::once(ctx, paths.clone())),
                 Source::Files(tail) => {
                     let mut tailer =
                         FileTailer::new(tail.clone(), &snapshot).map_err(|e| bad(e.to_string()))?;
                     if let Mode::Agent { open_files, .. } = mode {
                         tailer = tailer.with_open_files(open_files.clone());
                     }
-                    inputs.spawn(inputs::files(ctx, tailer));
+                    Box::pin(inputs::files(ctx, tailer))
                 }
                 Source::Journal(journal) => {
                     let journal =
                         inputs::Journal::new(name, journal, &input.output, shared, &snapshot)
                             .map_err(|e| bad(e.to_string()))?;
-                    inputs.spawn(inputs::journald(ctx, journal));
+                    Box::pin(inputs::journald(ctx, journal))
                 }
-            }
-            tracing::info!(input = %name, output = %input.output, "input started");
+            };
+            ready.push((name, &input.output, task));
+        }
+        let inputs = TaskTracker::new();
+        for (name, output, task) in ready {
+            inputs.spawn(task);
+            tracing::info!(input = %name, output = %output, "input started");
         }
         // Heartbeat rows stop with the inputs, but are not one: a stdin-only agent still ends
         // when stdin does.
@@ -490,6 +498,7 @@ impl Pipeline {
     /// `interrupt` fires first, reading stops there and delivery gets `grace` more.
     pub async fn finish_once(mut self, interrupt: CancellationToken, grace: Duration) -> Outcome {
         let ended = tokio::select! {
+            biased;
             _ = self.inputs_ended() => true,
             _ = interrupt.cancelled() => false,
         };
@@ -510,21 +519,35 @@ impl Pipeline {
         timeout: Option<Duration>,
     ) -> (bool, u64) {
         self.stop.inputs.cancel();
-        self.inputs.wait().await;
-        self.heartbeats.wait().await;
+        // The time allowed runs over the inputs' end too: an input blocked handing rows to a
+        // stalled output would otherwise hold it off for as long as the output retries.
+        let deadline = deadline(unlimited_until, timeout);
+        tokio::pin!(deadline);
+        let inputs_ended = async {
+            self.inputs.wait().await;
+            self.heartbeats.wait().await;
+        };
+        let in_time = tokio::select! {
+            _ = inputs_ended => true,
+            _ = &mut deadline => false,
+        };
+        if !in_time {
+            // Abort ends the outputs, and with them the inputs' hand-offs.
+            self.stop.abort.cancel();
+            self.inputs.wait().await;
+            self.heartbeats.wait().await;
+        }
         let spools: Vec<_> = self
             .outputs
             .iter()
             .flat_map(OutputRuntime::spools)
             .collect();
         let mut drains = Box::pin(drain_all(self.outputs));
-        let drained = match unlimited_until {
-            Some(stop) => tokio::select! {
+        let drained = in_time
+            && tokio::select! {
                 _ = &mut drains => true,
-                _ = stop.cancelled() => within(&mut drains, timeout).await,
-            },
-            None => within(&mut drains, timeout).await,
-        };
+                _ = &mut deadline => false,
+            };
         if !drained {
             // Records in flight stay unacknowledged in the spool and go out after a restart.
             self.stop.abort.cancel();
@@ -575,17 +598,15 @@ fn sender(
     Sender::new(Arc::new(transport), tokens.clone(), policy, target, report)
 }
 
-/// Waits for `drains`, at most `timeout` (`None`: as long as it takes); true if it finished.
-async fn within(
-    drains: &mut std::pin::Pin<Box<impl std::future::Future<Output = ()>>>,
-    timeout: Option<Duration>,
-) -> bool {
+/// Resolves `timeout` after `after` fires (at once when there is none); never without a
+/// timeout.
+async fn deadline(after: Option<CancellationToken>, timeout: Option<Duration>) {
+    if let Some(after) = after {
+        after.cancelled().await;
+    }
     match timeout {
-        Some(t) => tokio::time::timeout(t, drains.as_mut()).await.is_ok(),
-        None => {
-            drains.as_mut().await;
-            true
-        }
+        Some(t) => tokio::time::sleep(t).await,
+        None => std::future::pending().await,
     }
 }
 
