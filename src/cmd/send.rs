@@ -145,7 +145,7 @@ const INTERRUPT_GRACE: Duration = Duration::from_secs(10);
 /// [`INTERRUPT_GRACE`] more, and the summary says what was not. A second one exits at once,
 /// with [`ExitCode::Interrupted`], as an interrupted command does.
 async fn interrupt_on_signal(interrupt: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{signal, Signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -153,21 +153,21 @@ async fn interrupt_on_signal(interrupt: CancellationToken) {
         // Without handlers the signals keep their default action: the process ends at once.
         return;
     };
-    for _ in 0..2 {
-        let name = tokio::select! {
+    async fn next(int: &mut Signal, term: &mut Signal) -> &'static str {
+        tokio::select! {
             _ = int.recv() => "SIGINT",
             _ = term.recv() => "SIGTERM",
-        };
-        if interrupt.is_cancelled() {
-            crate::console::err(&format!("dcrship: {name} again: stopping now"));
-            std::process::exit(ExitCode::Interrupted.code());
         }
-        tracing::warn!(
-            "{name}: stopped reading; delivering what was read for up to {} s more (again to stop now)",
-            INTERRUPT_GRACE.as_secs()
-        );
-        interrupt.cancel();
     }
+    let name = next(&mut int, &mut term).await;
+    tracing::warn!(
+        "{name}: stopped reading; delivering what was read for up to {} s more (again to stop now)",
+        INTERRUPT_GRACE.as_secs()
+    );
+    interrupt.cancel();
+    let name = next(&mut int, &mut term).await;
+    crate::console::err(&format!("dcrship: {name} again: stopping now"));
+    std::process::exit(ExitCode::Interrupted.code());
 }
 
 /// `--spool DIR`: creates DIR and takes its lock.

@@ -230,7 +230,7 @@ struct Stream<'a> {
     held_at_stop: Held,
 }
 
-impl<'a> Stream<'a> {
+impl Stream<'_> {
     /// Where this stream's records become rows.
     fn sink<'s>(
         &'s self,
@@ -268,8 +268,6 @@ enum Step {
     Read(usize),
     /// The pending multiline event waited its timeout.
     Pending,
-    /// Stopped: what the decoder holds is sent, as at the end.
-    Stopped,
 }
 
 /// Reads one stream to its end through `decoder`, handing rows on as they are built. Ok(false):
@@ -289,16 +287,18 @@ async fn read_stream(
         let replay = reader.replays();
         let step = tokio::select! {
             biased;
-            _ = ctx.stop.inputs.cancelled() => {
-                if ctx.stop.stdin_handed_over() || stream.held_at_stop == Held::Dropped {
-                    return Ok(false);
-                }
-                Step::Stopped
-            }
-            _ = sleep_until(pending_until) => Step::Pending,
+            _ = ctx.stop.inputs.cancelled() => None,
+            _ = sleep_until(pending_until) => Some(Step::Pending),
             r = reader.next(&mut buf) => {
-                Step::Read(r.map_err(|e| format!("reading {} failed: {e}", stream.name))?)
+                Some(Step::Read(r.map_err(|e| format!("reading {} failed: {e}", stream.name))?))
             }
+        };
+        let Some(step) = step else {
+            // Stopped. Each turn hands its rows on, so only what the decoder holds is left.
+            if !ctx.stop.stdin_handed_over() && stream.held_at_stop == Held::Sent {
+                send_held(ctx, stream, decoder).await;
+            }
+            return Ok(false);
         };
         if let (Step::Read(n), false) = (&step, replay) {
             ctx.bytes.add(*n as u64);
@@ -310,7 +310,6 @@ async fn read_stream(
         let mut sink = stream.sink(ctx, &time_read, &mut rows);
         match step {
             Step::Read(n) => sink.decode(decoder, &buf[..n]),
-            Step::Stopped => sink.decode(decoder, &[]),
             Step::Pending => decoder.flush_pending(&mut |rec| sink.record(rec, 0)),
         }
         let counts = sink.counts;
@@ -319,10 +318,8 @@ async fn read_stream(
         if !ctx.hand_off(&mut rows, counts).await {
             return Ok(false);
         }
-        match step {
-            Step::Read(0) => return Ok(true),
-            Step::Stopped => return Ok(false),
-            _ => {}
+        if let Step::Read(0) = step {
+            return Ok(true);
         }
     }
 }

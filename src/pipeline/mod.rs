@@ -527,15 +527,15 @@ impl Pipeline {
             self.inputs.wait().await;
             self.heartbeats.wait().await;
         };
+        tokio::pin!(inputs_ended);
         let in_time = tokio::select! {
-            _ = inputs_ended => true,
+            _ = &mut inputs_ended => true,
             _ = &mut deadline => false,
         };
         if !in_time {
             // Abort ends the outputs, and with them the inputs' hand-offs.
             self.stop.abort.cancel();
-            self.inputs.wait().await;
-            self.heartbeats.wait().await;
+            inputs_ended.await;
         }
         let spools: Vec<_> = self
             .outputs
