@@ -156,14 +156,7 @@ fn rows_by_id(fake: &Fake) -> HashMap<String, Value> {
 }
 
 fn assert_exactly_once(fake: &Fake, want: &[String]) {
-    let got = ids(fake);
-    let missing: Vec<_> = want.iter().filter(|w| !got.contains_key(*w)).collect();
-    let dup: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
-    let extra: Vec<_> = got.keys().filter(|k| !want.contains(k)).collect();
-    assert!(
-        missing.is_empty() && dup.is_empty() && extra.is_empty(),
-        "missing {missing:?}\nduplicated {dup:?}\nunexpected {extra:?}"
-    );
+    assert_each_once(&ids(fake), want);
 }
 
 fn config(fake: &Fake, state: &Path, root: &Path, http: SocketAddr) -> String {

@@ -204,11 +204,7 @@ fn input_section(name: &str, path: &Path, output: &str) -> String {
 }
 
 fn assert_exactly_once(fake: &Fake, lines: &[String]) {
-    let got = raw_counts(fake);
-    assert_eq!(got.len(), lines.len(), "rows that arrived");
-    for l in lines {
-        assert_eq!(got.get(l), Some(&1), "{l}");
-    }
+    assert_each_once(&raw_counts(fake), lines);
 }
 
 /// The offset saved for the one file in `checkpoints.json`, if the file is there and valid.

@@ -613,6 +613,24 @@ pub fn column_counts(fake: &Fake, column: &str) -> HashMap<String, usize> {
     m
 }
 
+/// Every value of `want` counted exactly once in `got`, and nothing else (the value of
+/// [`raw_counts`] or [`column_counts`]); the failure lists the first ten of each kind.
+pub fn assert_each_once(got: &HashMap<String, usize>, want: &[String]) {
+    let missing: Vec<&String> = want.iter().filter(|l| !got.contains_key(*l)).collect();
+    let dup: Vec<(&String, &usize)> = got.iter().filter(|(_, n)| **n > 1).collect();
+    let extra: Vec<&String> = got.keys().filter(|k| !want.contains(k)).collect();
+    assert!(
+        missing.is_empty() && dup.is_empty() && extra.is_empty(),
+        "missing {} {:?}\nduplicated {} {:?}\nunexpected {} {:?}",
+        missing.len(),
+        missing.iter().take(10).collect::<Vec<_>>(),
+        dup.len(),
+        dup.iter().take(10).collect::<Vec<_>>(),
+        extra.len(),
+        extra.iter().take(10).collect::<Vec<_>>(),
+    );
+}
+
 /// True when every line of `lines` arrived at least once (as `RawData`).
 pub fn all_arrived(fake: &Fake, lines: &[String]) -> bool {
     let got = raw_counts(fake);
